@@ -1,3 +1,28 @@
-"""ftrecipes: fine-tuning recipes for Hugging Face Transformers."""
+"""ftrecipes: fine-tuning recipes for Hugging Face Transformers.
+
+>>> from ftrecipes import get_recipe
+>>> recipe = get_recipe("cls")            # AdamW, 5% warmup, cosine to 10% of peak, clip 1.0
+"""
+
+from .errors import ConfigError
+from .lr_scheduler import ScheduleLR
+from .recipe import Recipe, RecipePlan, resolve_precision
+from .registry import get_recipe, list_recipes
+from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
+from .timeline import Timeline
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "Recipe",
+    "RecipePlan",
+    "ScheduleLR",
+    "SCHEDULE_TYPES",
+    "BuiltSchedule",
+    "Transition",
+    "Timeline",
+    "get_recipe",
+    "list_recipes",
+    "resolve_precision",
+]

@@ -1,0 +1,42 @@
+"""Optimizers of the recipes, with the weight-decay grouping the Trainer uses.
+
+AdamW decays every weight matrix but not biases or normalisation weights (decaying a LayerNorm gain
+toward 0 only fights the normalisation); the split is the Trainer's own
+(``Trainer.get_decay_parameter_names``), reused so that a recipe and a plain Trainer group identically.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import Trainer
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def decay_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the parameters that get weight decay (Trainer's rule: not biases, not norm weights)."""
+    # get_decay_parameter_names only reads its model argument, so it is called unbound.
+    return set(Trainer.get_decay_parameter_names(None, model))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two param groups: decayed weights and the rest (biases, norms) with ``weight_decay=0``."""
+    decay = decay_parameter_names(model)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = None) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``model`` at peak ``learning_rate`` (default: the recipe's)."""
+    lr = recipe.learning_rate if learning_rate is None else learning_rate
+    groups = parameter_groups(model, recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(recipe.adam_beta1, recipe.adam_beta2), eps=recipe.adam_epsilon)
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+    raise AssertionError(f"unvalidated optimizer {recipe.optimizer!r}")  # Recipe validation rejects it first

@@ -1,0 +1,388 @@
+"""Recipes: named, validated bundles of worked fine-tuning defaults.
+
+A :class:`Recipe` holds everything that decides *how* a model is trained — optimizer, peak LR,
+warmup, decay and floor, weight decay, clipping, precision, batch and duration, evaluation and early
+stopping — under the names Hugging Face users already know (``learning_rate``,
+``per_device_train_batch_size``, ``lr_scheduler_type``, ``min_lr_rate``, ...). The class defaults are
+the reference document's worked example ("Strategy A"): AdamW, peak 3e-5, 5% linear warmup, cosine
+to 10% of the peak, weight decay 0.01, clipping at 1.0, 3 epochs.
+
+Shipped recipes are YAML files in ``recipes/`` holding only their overrides of those defaults. Overrides
+are strict: an unknown key, a wrong type or an impossible value is a :class:`ConfigError` naming it.
+
+Sizes-dependent values (warmup and total steps, the batch-scaled peak) are resolved by
+:meth:`Recipe.plan` against a :class:`~ftrecipes.timeline.Timeline`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError, did_you_mean
+from .optim import OPTIMIZERS
+from .schedule_types import (
+    SCHEDULE_TYPES,
+    WARMUP_TYPES,
+    BuiltSchedule,
+    Sizes,
+    build_schedule,
+    check_schedule_kwargs,
+    check_schedule_type,
+)
+from .timeline import Duration, Timeline, is_duration
+
+TASKS = ("sequence-classification", "token-classification", "causal-lm", "image-classification")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+LR_SCALING_RULES = ("none", "linear", "sqrt")
+EVAL_STRATEGIES = ("no", "steps", "epoch")
+
+
+def _help(text: str, **kwargs) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class Recipe:
+    """A fine-tuning recipe. ``learning_rate`` is the **peak**; schedules return multipliers of it."""
+
+    name: str = _help("Recipe name (the YAML file's stem for shipped recipes).", default="custom")
+    description: str = _help("One line: what the recipe is for.", default="")
+    task: str = _help(f"One of {TASKS}.", default="sequence-classification")
+
+    # --- optimizer -----------------------------------------------------------------------------
+    optimizer: str = _help("'adamw' (no decay on biases and norm weights) or 'sgd' (momentum).", default="adamw")
+    learning_rate: float = _help("Peak LR. Fine-tuning encoders: 2e-5..5e-5 (reference worked example).", default=3e-5)
+    weight_decay: float = _help("Decoupled weight decay (AdamW) or L2 (SGD) on weight matrices.", default=0.01)
+    adam_beta1: float = _help("AdamW beta1.", default=0.9)
+    adam_beta2: float = _help("AdamW beta2.", default=0.999)
+    adam_epsilon: float = _help("AdamW epsilon.", default=1e-8)
+    momentum: float = _help("SGD momentum.", default=0.9)
+    nesterov: bool = _help("SGD Nesterov momentum.", default=False)
+    max_grad_norm: float = _help("Clip the global gradient norm to this value (0 disables).", default=1.0)
+
+    # --- schedule --------------------------------------------------------------------------------
+    lr_scheduler_type: str = _help(f"One of {sorted(SCHEDULE_TYPES)}.", default="cosine")
+    warmup: Union[int, float, str] = _help("Warmup length: steps (500), fraction (0.05 / '5%') or epochs ('1ep').", default="5%")
+    warmup_type: str = _help("'linear' or 'exponential'.", default="linear")
+    warmup_start: float = _help("LR at the start of warmup as a fraction of the peak.", default=0.0)
+    warmup_offset: int = _help("1: step 0 trains at peak/W as in the reference code; 0: at warmup_start (HF).", default=1)
+    min_lr_rate: float = _help("Floor of the decay as a fraction of the peak.", default=0.1)
+    min_lr: typing.Optional[float] = _help("Absolute floor; overrides min_lr_rate when set.", default=None)
+    lr_scheduler_kwargs: dict = _help("Options of the schedule type (see `ftrecipes show`).", default_factory=dict)
+
+    # --- duration and batch ----------------------------------------------------------------------
+    num_train_epochs: float = _help("Epochs (ignored when max_steps > 0).", default=3.0)
+    max_steps: int = _help("Total optimizer steps; overrides num_train_epochs when > 0.", default=-1)
+    per_device_train_batch_size: int = _help("Micro-batch per process.", default=16)
+    per_device_eval_batch_size: int = _help("Evaluation batch per process.", default=64)
+    gradient_accumulation_steps: int = _help("Micro-batches per optimizer step.", default=1)
+    reference_global_batch_size: int = _help("Global batch the learning_rate was tuned for.", default=16)
+    lr_scaling: str = _help("How the peak follows the global batch: 'none', 'linear' (SGD) or 'sqrt'.", default="none")
+    precision: str = _help("'auto' (bf16 where supported, else fp16 on CUDA, else fp32), 'bf16', 'fp16' or 'fp32'.", default="auto")
+
+    # --- evaluation ------------------------------------------------------------------------------
+    eval_strategy: str = _help("When to evaluate: 'no', 'steps' or 'epoch'.", default="epoch")
+    eval_steps: typing.Optional[Union[int, float, str]] = _help("Evaluation interval when eval_strategy='steps'.", default=None)
+    metric_for_best_model: str = _help("Validation metric that picks the best checkpoint and drives plateau/early stop.", default="accuracy")
+    greater_is_better: bool = _help("Whether a larger metric is better.", default=True)
+    load_best_model_at_end: bool = _help("Reload the best checkpoint at the end.", default=False)
+    early_stopping_patience: int = _help("Stop after this many evaluations without improvement (0: off).", default=0)
+
+    # --- job defaults (what finetune.py uses when no flag says otherwise) ------------------------
+    model_name_or_path: str = _help("Model: a Hub id, a local folder, or 'minilm' (bundled).", default="minilm")
+    dataset_name: typing.Optional[str] = _help("Data: a Hub id or a bundled alias (bbc_news, tweet_sentiment, wnut_ner).", default="bbc_news")
+    max_seq_length: int = _help("Truncate inputs to this many tokens.", default=128)
+    seed: int = _help("Random seed.", default=42)
+
+    def __post_init__(self):
+        _coerce_fields(self)
+        self.validate()
+
+    # ------------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check every value that can be checked without the run's sizes."""
+        _one_of("task", self.task, TASKS)
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        check_schedule_type(self.lr_scheduler_type)
+        check_schedule_kwargs(self.lr_scheduler_type, self.lr_scheduler_kwargs)
+        _one_of("warmup_type", self.warmup_type, tuple(WARMUP_TYPES))
+        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("lr_scaling", self.lr_scaling, LR_SCALING_RULES)
+        _one_of("eval_strategy", self.eval_strategy, EVAL_STRATEGIES)
+        _positive("learning_rate", self.learning_rate, "e.g. 3e-5 for fine-tuning, 0.1 for SGD on a CNN")
+        if self.weight_decay < 0:
+            raise ConfigError("weight_decay", self.weight_decay, "cannot be negative", "use 0.0 to 0.1")
+        if self.max_grad_norm < 0:
+            raise ConfigError("max_grad_norm", self.max_grad_norm, "cannot be negative", "use 1.0, or 0 to disable clipping")
+        for name in ("adam_beta1", "adam_beta2", "momentum"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(name, getattr(self, name), "must lie in [0, 1)", "use e.g. 0.9")
+        _positive("adam_epsilon", self.adam_epsilon, "use 1e-8")
+        if not 0 <= self.warmup_start < 1:
+            raise ConfigError("warmup_start", self.warmup_start, "must lie in [0, 1)", "use 0 (start from 0) or e.g. 0.01")
+        if self.warmup_offset not in (0, 1):
+            raise ConfigError("warmup_offset", self.warmup_offset, "must be 0 or 1", "use 1 (reference) or 0 (Hugging Face)")
+        if not is_duration(self.warmup):
+            raise ConfigError("warmup", self.warmup, "is not a duration", "give steps (500), a fraction (0.05 or '5%') or epochs ('1ep')")
+        if not 0 <= self.min_lr_rate <= 1:
+            raise ConfigError("min_lr_rate", self.min_lr_rate, "is a fraction of the peak and must lie in [0, 1]", "use e.g. 0.1 (10% of peak) or 0")
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.learning_rate:
+            raise ConfigError("min_lr", self.min_lr, f"the floor must lie in [0, learning_rate={self.learning_rate:g}]", "lower min_lr or use min_lr_rate")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ConfigError("num_train_epochs", self.num_train_epochs, "the run has no length", "set num_train_epochs > 0 or max_steps > 0")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "reference_global_batch_size", "max_seq_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, getattr(self, name), "must be a positive integer", f"set {name} >= 1")
+        if self.early_stopping_patience < 0:
+            raise ConfigError("early_stopping_patience", self.early_stopping_patience, "cannot be negative", "use 0 (off) or e.g. 3")
+        if self.early_stopping_patience and self.eval_strategy == "no":
+            raise ConfigError("early_stopping_patience", self.early_stopping_patience, "needs evaluation", "set eval_strategy to 'epoch' or 'steps'")
+        if self.lr_scheduler_type == "plateau" and self.eval_strategy == "no":
+            raise ConfigError("lr_scheduler_type", "plateau", "reduce-on-plateau needs validation metrics", "set eval_strategy to 'epoch' or 'steps'")
+        if self.eval_strategy == "steps" and (self.eval_steps is None or not is_duration(self.eval_steps)):
+            raise ConfigError("eval_steps", self.eval_steps, "eval_strategy='steps' needs an interval", "set eval_steps, e.g. 100 or '10%'")
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def floor(self) -> float:
+        """The decay floor as a fraction of the peak."""
+        return self.min_lr / self.learning_rate if self.min_lr is not None else self.min_lr_rate
+
+    def scaled_learning_rate(self, global_batch_size: int) -> float:
+        """The peak for ``global_batch_size`` under ``lr_scaling``::
+
+            linear: lr * B / B_ref        (Goyal et al.; SGD)
+            sqrt:   lr * sqrt(B / B_ref)  (a gentler rule often used for Adam-type optimizers)
+            none:   lr
+        """
+        ratio = global_batch_size / self.reference_global_batch_size
+        factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.lr_scaling]
+        return self.learning_rate * factor
+
+    def plan(self, timeline: Timeline) -> "RecipePlan":
+        """Resolve the recipe against the run's sizes: steps, warmup, the scaled peak and the schedule."""
+        total = timeline.total_steps
+        warmup = timeline.resolve(self.warmup, "warmup")
+        if self.lr_scheduler_type == "one_cycle" and warmup == 0:
+            warmup = math.ceil(0.3 * total)  # one-cycle needs a rise; 30% is the usual default
+        if warmup >= total:
+            raise ConfigError(
+                "warmup", self.warmup,
+                f"resolves to {warmup} optimizer steps but training has only {total}",
+                "shorten warmup (e.g. '5%') or train longer (num_train_epochs / max_steps)",
+            )
+        sizes = Sizes(
+            total_steps=total, warmup_steps=warmup, steps_per_epoch=timeline.steps_per_epoch,
+            warmup_type=self.warmup_type, warmup_start=self.warmup_start, warmup_offset=self.warmup_offset,
+            floor=self.floor, greater_is_better=self.greater_is_better,
+        )
+        schedule = build_schedule(self.lr_scheduler_type, sizes, self.lr_scheduler_kwargs)
+        return RecipePlan(
+            recipe=self, timeline=timeline, schedule=schedule,
+            learning_rate=self.scaled_learning_rate(timeline.global_batch_size),
+        )
+
+    def build_schedule(self, num_training_steps: int, steps_per_epoch: int | None = None) -> BuiltSchedule:
+        """The schedule for a run of ``num_training_steps`` optimizer steps (what Trainer passes to
+        ``create_scheduler``); ``steps_per_epoch`` is needed only for durations given in epochs."""
+        timeline = Timeline(
+            num_examples=(steps_per_epoch or num_training_steps) * self.per_device_train_batch_size,
+            per_device_train_batch_size=self.per_device_train_batch_size, max_steps=num_training_steps,
+        )
+        if steps_per_epoch is None and any("ep" in str(v) for v in (self.warmup, *self.lr_scheduler_kwargs.values())):
+            raise ConfigError("warmup", self.warmup, "durations in epochs need the number of steps per epoch", "pass steps_per_epoch or give steps / fractions")
+        return self.plan(timeline).schedule
+
+    # ------------------------------------------------------------------------------------------
+    def replace(self, **overrides) -> "Recipe":
+        """A copy with ``overrides`` applied (strict: unknown keys and wrong types are errors)."""
+        return Recipe.from_dict({**self.to_dict(), **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def overrides(self) -> dict[str, Any]:
+        """Fields that differ from the class defaults (what a recipe file holds)."""
+        base = Recipe()
+        return {k: v for k, v in self.to_dict().items() if v != getattr(base, k) or k == "name"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "recipe") -> "Recipe":
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(key, data[key], f"is not a recipe field (in {source})", did_you_mean(key, known) or "see `ftrecipes show cls` for the fields")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "Recipe":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("--recipe", str(path), "file does not exist", "give a recipe name (see `ftrecipes list`) or an existing YAML path")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            line = getattr(getattr(err, "problem_mark", None), "line", None)
+            where = f" at line {line + 1}" if line is not None else ""
+            raise ConfigError("--recipe", str(path), f"is not valid YAML{where}", "fix the syntax") from None
+        if not isinstance(data, dict):
+            raise ConfigError("--recipe", str(path), "must hold a mapping of recipe fields", "write `key: value` lines")
+        data.setdefault("name", path.stem)
+        return cls.from_dict(data, source=str(path))
+
+    def __str__(self) -> str:
+        lines = [f"Recipe {self.name!r}: {self.description}".rstrip(": ")]
+        width = max(len(f.name) for f in dataclasses.fields(self))
+        for f in dataclasses.fields(self):
+            if f.name in ("name", "description"):
+                continue
+            lines.append(f"  {f.name:<{width}}  {getattr(self, f.name)!r}")
+        return "\n".join(lines)
+
+
+@dataclass
+class RecipePlan:
+    """A recipe resolved for one run's sizes."""
+
+    recipe: Recipe
+    timeline: Timeline
+    schedule: BuiltSchedule
+    learning_rate: float  # the peak after batch-size scaling
+
+    @property
+    def total_steps(self) -> int:
+        return self.schedule.total_steps
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.schedule.warmup_steps
+
+    def lr_at(self, step: int) -> float:
+        return self.learning_rate * self.schedule.lr(step)
+
+
+# ------------------------------------------------------------------------------------------------
+# Strict typing of fields (YAML and the command line both deliver strings for "3e-5", "true", ...)
+
+
+def _one_of(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(name, value, f"is not one of {list(choices)}", did_you_mean(str(value), choices))
+
+
+def _positive(name: str, value: float, fix: str) -> None:
+    if not value > 0 or not math.isfinite(value):
+        raise ConfigError(name, value, "must be a positive finite number", fix)
+
+
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if set(non_none) == {int, float, str}:  # a duration
+            return _coerce_duration(name, value)
+        return _coerce(name, value, non_none[0])
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(name, value, "must be true or false")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(name, value, "must be an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(name, value, "must be an integer")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(name, value, "must be a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(name, value, "must be a number", "write e.g. 3e-5")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(name, value, "must be a string")
+    if hint is dict:
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value.strip() else {}
+            except yaml.YAMLError:
+                pass
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(name, value, "must be a mapping", "write e.g. '{\"gamma\": 0.1}'")
+    return value
+
+
+def _coerce_duration(name: str, value: Any) -> Duration:
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return int(number) if number.is_integer() and number >= 1 else number
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, value, "is not a duration", "give steps (500), a fraction (0.05 or '5%') or epochs ('1ep')")
+    return value
+
+
+def _coerce_fields(recipe: Recipe) -> None:
+    hints = typing.get_type_hints(Recipe)
+    for f in dataclasses.fields(recipe):
+        setattr(recipe, f.name, _coerce(f.name, getattr(recipe, f.name), hints[f.name]))
+    # Schedule options may come from YAML as strings too ("1e-4"); numbers stay numbers.
+    recipe.lr_scheduler_kwargs = {k: _yaml_scalar(v) for k, v in recipe.lr_scheduler_kwargs.items()}
+
+
+def _yaml_scalar(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def resolve_precision(policy: str) -> str:
+    """The concrete precision for a policy: ``auto`` is bf16 where the GPU supports it, else fp16 on
+    CUDA, else fp32 (CPU training in half precision is slow and gains nothing here)."""
+    import torch
+
+    if policy != "auto":
+        return policy
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
