@@ -143,12 +143,13 @@ def build_step(sizes: Sizes, *, milestones: Sequence[Duration] = ("30%", "60%", 
 def build_exponential(sizes: Sizes, *, gamma: float | None = None) -> BuiltSchedule:
     """Warmup, then ``x gamma`` every step. Without ``gamma`` it is chosen so that the LR reaches the
     floor (``min_lr_rate``, at least 1e-3) exactly at the last step: ``gamma = floor^(1/T)``."""
-    decay_steps = _decay_steps(sizes)
+    decay_steps, floor = _decay_steps(sizes), sizes.floor
     if gamma is None:
-        gamma = max(sizes.floor, 1e-3) ** (1.0 / decay_steps)
+        floor = max(sizes.floor, 1e-3)  # the target is reached at the last step and held after it
+        gamma = floor ** (1.0 / decay_steps)
     if not 0 < gamma <= 1:
         raise ConfigError("lr_scheduler_kwargs.gamma", gamma, "must be in (0, 1] for a decay", "use e.g. gamma: 0.999")
-    lr = _with_warmup(sizes, S.exponential_decay(gamma, sizes.floor))
+    lr = _with_warmup(sizes, S.exponential_decay(gamma, floor))
     return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes))
 
 
