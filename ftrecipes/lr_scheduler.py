@@ -26,21 +26,29 @@ from .schedules import Schedule
 class ScheduleLR(LRScheduler):
     """Drive ``optimizer`` with ``schedule`` (a :class:`BuiltSchedule` or a bare ``step -> multiplier``)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: BuiltSchedule | Schedule, last_epoch: int = -1):
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: BuiltSchedule | Schedule, last_epoch: int = -1, steps_per_update: int = 1):
+        # ``steps_per_update`` > 1 only for schedulers that are stepped several times per optimizer
+        # update (``accelerator.prepare`` on N processes): the schedule then reads ``last_epoch // N``.
+        self.steps_per_update = int(steps_per_update)
         built = schedule if isinstance(schedule, BuiltSchedule) else None
         self.lr_schedule: Schedule = built.lr if built else schedule
         self.momentum_schedule: Schedule | None = built.momentum if built else None
         self.built_schedule = built
         super().__init__(optimizer, last_epoch)
 
+    @property
+    def update_step(self) -> int:
+        """Optimizer updates so far (``last_epoch`` counts ``step()`` calls)."""
+        return self.last_epoch // self.steps_per_update
+
     def get_lr(self) -> list[float]:
-        multiplier = self.lr_schedule(self.last_epoch)
+        multiplier = self.lr_schedule(self.update_step)
         return [base_lr * multiplier for base_lr in self.base_lrs]
 
     def step(self, epoch: int | None = None) -> None:  # noqa: D401 - torch's signature
         super().step(epoch)
         if self.momentum_schedule is not None:
-            self._apply_momentum(self.momentum_schedule(self.last_epoch))
+            self._apply_momentum(self.momentum_schedule(self.update_step))
 
     def _apply_momentum(self, momentum: float) -> None:
         for group in self.optimizer.param_groups:
@@ -60,7 +68,7 @@ class ScheduleLR(LRScheduler):
         """Feed a validation metric to a metric-driven schedule and apply a reduction at once."""
         if not hasattr(self.lr_schedule, "observe"):
             return False
-        reduced = self.lr_schedule.observe(metric, step=self.last_epoch if step is None else step)
+        reduced = self.lr_schedule.observe(metric, step=self.update_step if step is None else step)
         if reduced:
             values = self.get_lr()
             for group, lr in zip(self.optimizer.param_groups, values):
@@ -71,7 +79,7 @@ class ScheduleLR(LRScheduler):
     def state_dict(self) -> dict[str, Any]:
         # The schedule functions are rebuilt from the recipe; only the step count, the peaks and the
         # state of a stateful schedule are data.
-        state = {key: value for key, value in self.__dict__.items() if key in ("last_epoch", "base_lrs", "_last_lr", "_step_count")}
+        state = {key: value for key, value in self.__dict__.items() if key in ("last_epoch", "base_lrs", "_last_lr", "_step_count", "steps_per_update")}
         if hasattr(self.lr_schedule, "state_dict"):
             state["schedule_state"] = self.lr_schedule.state_dict()
         return state
@@ -83,4 +91,4 @@ class ScheduleLR(LRScheduler):
         if schedule_state is not None and hasattr(self.lr_schedule, "load_state_dict"):
             self.lr_schedule.load_state_dict(schedule_state)
         if self.momentum_schedule is not None:
-            self._apply_momentum(self.momentum_schedule(self.last_epoch))
+            self._apply_momentum(self.momentum_schedule(self.update_step))
