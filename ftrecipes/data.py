@@ -331,7 +331,7 @@ def _subsample(dataset: datasets.Dataset, max_samples: int | None, field: str, s
     if max_samples >= len(dataset):
         return dataset
     # Shuffle first: bundled sets are sorted by class, so "the first n rows" would be one class.
-    return dataset.shuffle(seed=seed).select(range(max_samples)).flatten_indices()
+    return dataset.shuffle(seed=seed).select(range(max_samples))
 
 
 def load_raw_datasets(
