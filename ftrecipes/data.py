@@ -267,16 +267,20 @@ def load_local_files(
                 flag, path, f"is read as {other} but {given[first_split][0]} as {builder}",
                 "give all data files in the same format",
             )
-    data_files = {split: path for split, (_, path) in given.items()}
-    try:
-        raw = datasets.load_dataset(builder, data_files=data_files, cache_dir=cache_dir, **kwargs)
-    except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
-        # An empty csv or malformed json surfaces here as a parser error deep inside datasets.
-        cause = err.__cause__ or err
-        raise ConfigError(
-            "--train_file", train_file, f"could not be read as {builder}: {type(cause).__name__}: {cause}",
-            "check the file is non-empty and well-formed",
-        ) from err
+    # One split at a time, so a read error or an empty file is blamed on the flag that named it.
+    raw = DatasetDict()
+    for split, (flag, path) in given.items():
+        try:
+            raw[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, cache_dir=cache_dir, **kwargs)
+        except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
+            cause = err.__cause__ or err
+            if "corresponds to no data" in str(err) or type(cause).__name__ == "EmptyDataError":
+                raise ConfigError(flag, path, f"the {split!r} split is empty", "give a file with at least one row") from err
+            # Malformed csv/json surfaces here as a parser error deep inside datasets.
+            raise ConfigError(
+                flag, path, f"could not be read as {builder}: {type(cause).__name__}: {cause}",
+                "check the file is well-formed",
+            ) from err
     return raw
 
 
