@@ -1,0 +1,113 @@
+"""Tiny config-built models for fast tests and smoke runs.
+
+The models are built from a config (no download, no checkpoint), with the tokenizer of the bundled
+MiniLM so that real text tokenizes exactly as in the demo. Sizes: 2 layers, hidden 32, 4 heads,
+intermediate 64 — a forward/backward pass on a small batch takes milliseconds on CPU. Weights are
+a function of ``seed`` only: initialisation runs under a forked torch RNG, so building a model
+neither depends on nor disturbs the caller's global random state.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from .data import default_model_path
+from .tasks import label_config_kwargs, normalize_task
+
+TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+# Long enough for the tokenizer's model_max_length (512), so any --max_seq_length it allows fits.
+TINY_MAX_POSITIONS = 512
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """A fresh copy of the bundled MiniLM (uncased WordPiece, 30,522 tokens) fast tokenizer."""
+    return AutoTokenizer.from_pretrained(default_model_path())
+
+
+def _labels_kwargs(num_labels: int, label_list: Sequence[str] | None) -> dict:
+    if label_list is None:
+        label_list = [f"LABEL_{i}" for i in range(num_labels)]
+    return label_config_kwargs(list(label_list))
+
+
+def tiny_bert_config(vocab_size: int = 30522, num_labels: int = 2, label_list: Sequence[str] | None = None, **overrides) -> BertConfig:
+    """A 2-layer BERT config with hidden size 32 (4 heads, intermediate 64)."""
+    kwargs = dict(TINY_SIZES, vocab_size=vocab_size, max_position_embeddings=TINY_MAX_POSITIONS, pad_token_id=0)
+    kwargs.update(_labels_kwargs(num_labels, label_list))
+    kwargs.update(overrides)
+    return BertConfig(**kwargs)
+
+
+def tiny_gpt2_config(tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> GPT2Config:
+    """A 2-layer GPT-2 config (n_embd 32, 4 heads, inner 64) sized to the MiniLM vocabulary.
+
+    The WordPiece tokenizer has no BOS/EOS, so ``[CLS]`` / ``[SEP]`` play those roles.
+    """
+    tokenizer = tokenizer or tiny_tokenizer()
+    kwargs = dict(
+        vocab_size=len(tokenizer), n_positions=TINY_MAX_POSITIONS, n_embd=TINY_SIZES["hidden_size"],
+        n_layer=TINY_SIZES["num_hidden_layers"], n_head=TINY_SIZES["num_attention_heads"], n_inner=TINY_SIZES["intermediate_size"],
+        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    kwargs.update(overrides)
+    return GPT2Config(**kwargs)
+
+
+def _build(model_cls, config, seed: int) -> PreTrainedModel:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config)
+    model.eval()  # like from_pretrained; Trainer switches to train mode itself
+    return model
+
+
+def tiny_model_for_sequence_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForSequenceClassification:
+    """Tiny BERT with a sequence-classification head; ``label_list`` sets id2label/label2id."""
+    n = len(label_list) if label_list is not None else num_labels
+    return _build(BertForSequenceClassification, tiny_bert_config(num_labels=n, label_list=label_list, **overrides), seed)
+
+
+def tiny_model_for_token_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForTokenClassification:
+    """Tiny BERT with a token-classification head."""
+    n = len(label_list) if label_list is not None else num_labels
+    return _build(BertForTokenClassification, tiny_bert_config(num_labels=n, label_list=label_list, **overrides), seed)
+
+
+def tiny_causal_lm(seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> GPT2LMHeadModel:
+    """Tiny GPT-2 language model over the MiniLM vocabulary."""
+    return _build(GPT2LMHeadModel, tiny_gpt2_config(tokenizer, **overrides), seed)
+
+
+def tiny_model(task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> PreTrainedModel:
+    """The tiny model for ``cls`` / ``ner`` / ``clm`` (aliases accepted); labels are ignored for ``clm``."""
+    task = normalize_task(task)
+    if task == "cls":
+        return tiny_model_for_sequence_classification(num_labels, label_list, seed, **overrides)
+    if task == "ner":
+        return tiny_model_for_token_classification(num_labels, label_list, seed, **overrides)
+    return tiny_causal_lm(seed=seed, **overrides)
+
+
+def save_tiny_pretrained(output_dir: str | os.PathLike, task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0) -> str:
+    """Write a tiny model and its tokenizer to ``output_dir`` so scripts can take it as ``--model_name_or_path``.
+
+    The saved config names a head architecture, so give it the data's labels (a later load with a
+    different ``num_labels`` is a head-size mismatch, see :func:`ftrecipes.tasks.check_label_count`).
+    """
+    output_dir = os.fspath(output_dir)
+    tiny_model(task, num_labels, label_list, seed).save_pretrained(output_dir)
+    tiny_tokenizer().save_pretrained(output_dir)
+    return output_dir
