@@ -102,7 +102,7 @@ def check_columns(raw: DatasetDict, columns: Mapping[str, str | None], splits: S
 
 
 def _first_present(raw: DatasetDict, candidates: Sequence[str]) -> str | None:
-    columns = raw["train"].column_names
+    columns = raw["train" if "train" in raw else next(iter(raw))].column_names
     return next((c for c in candidates if c in columns), None)
 
 
