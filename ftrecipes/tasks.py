@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import datasets
 from datasets import ClassLabel, DatasetDict
 from transformers import (
     DataCollatorForLanguageModeling,
