@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import datasets
 from datasets import ClassLabel, DatasetDict
 from transformers import (
     DataCollatorForLanguageModeling,
@@ -102,7 +101,7 @@ def check_columns(raw: DatasetDict, columns: Mapping[str, str | None], splits: S
 
 
 def _first_present(raw: DatasetDict, candidates: Sequence[str]) -> str | None:
-    columns = raw["train"].column_names
+    columns = raw["train" if "train" in raw else next(iter(raw))].column_names
     return next((c for c in candidates if c in columns), None)
 
 

@@ -18,8 +18,8 @@ from transformers import (
     BertConfig,
     BertForSequenceClassification,
     BertForTokenClassification,
-    GPT2Config,
-    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -51,19 +51,25 @@ def tiny_bert_config(vocab_size: int = 30522, num_labels: int = 2, label_list: S
     return BertConfig(**kwargs)
 
 
-def tiny_gpt2_config(tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> GPT2Config:
-    """A 2-layer GPT-2 config (n_embd 32, 4 heads, inner 64) sized to the MiniLM vocabulary.
+def tiny_decoder_config(tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> LlamaConfig:
+    """A 2-layer Llama-style decoder config (hidden 32, 4 heads, intermediate 64) over the MiniLM vocabulary.
 
+    Why Llama and not GPT-2: Trainer (transformers 5.x) recognises a causal-LM loss by the class name
+    (``...ForCausalLM``). ``GPT2LMHeadModel`` does not match, so Trainer counts position 0 of every
+    row as a target and divides the summed loss by ``T`` instead of ``T - 1`` tokens: with the short
+    blocks of tests ``eval_loss`` (and the training loss scale) is off by ``(T - 1) / T``.
     The WordPiece tokenizer has no BOS/EOS, so ``[CLS]`` / ``[SEP]`` play those roles.
     """
     tokenizer = tokenizer or tiny_tokenizer()
     kwargs = dict(
-        vocab_size=len(tokenizer), n_positions=TINY_MAX_POSITIONS, n_embd=TINY_SIZES["hidden_size"],
-        n_layer=TINY_SIZES["num_hidden_layers"], n_head=TINY_SIZES["num_attention_heads"], n_inner=TINY_SIZES["intermediate_size"],
+        vocab_size=len(tokenizer), max_position_embeddings=TINY_MAX_POSITIONS, hidden_size=TINY_SIZES["hidden_size"],
+        num_hidden_layers=TINY_SIZES["num_hidden_layers"], num_attention_heads=TINY_SIZES["num_attention_heads"],
+        num_key_value_heads=TINY_SIZES["num_attention_heads"], intermediate_size=TINY_SIZES["intermediate_size"],
         bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
     kwargs.update(overrides)
-    return GPT2Config(**kwargs)
+    return LlamaConfig(**kwargs)
 
 
 def _build(model_cls, config, seed: int) -> PreTrainedModel:
@@ -86,9 +92,9 @@ def tiny_model_for_token_classification(num_labels: int = 2, label_list: Sequenc
     return _build(BertForTokenClassification, tiny_bert_config(num_labels=n, label_list=label_list, **overrides), seed)
 
 
-def tiny_causal_lm(seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> GPT2LMHeadModel:
-    """Tiny GPT-2 language model over the MiniLM vocabulary."""
-    return _build(GPT2LMHeadModel, tiny_gpt2_config(tokenizer, **overrides), seed)
+def tiny_causal_lm(seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> LlamaForCausalLM:
+    """Tiny decoder-only language model over the MiniLM vocabulary (see :func:`tiny_decoder_config`)."""
+    return _build(LlamaForCausalLM, tiny_decoder_config(tokenizer, **overrides), seed)
 
 
 def tiny_model(task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> PreTrainedModel:
