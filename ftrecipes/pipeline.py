@@ -1,0 +1,358 @@
+"""The main job: parse, resolve the recipe, load data and model, train with Trainer + Accelerate.
+
+``scripts/finetune.py`` is a thin wrapper around :func:`main`, so the job runs the same under
+``python``, ``accelerate launch`` and ``torchrun``, and tests smoke-run it in-process.
+
+Flags follow Hugging Face conventions: every ``TrainingArguments`` flag, the model/data flags of
+``run_glue.py`` and every :class:`~ftrecipes.recipe.Recipe` field. Precedence is
+**command line > recipe file > Recipe class defaults**: a flag given on the command line always wins,
+and a ``TrainingArguments`` default never silently overrides the recipe (only flags that were really
+given count). Every user mistake exits with code 2 and one line; ``output_dir`` is not touched until
+all inputs have been checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
+from .recipe import Recipe
+
+logger = logging.getLogger("ftrecipes.finetune")
+
+
+@dataclass
+class ScriptArguments:
+    """Model and data flags (the recipe supplies ``model_name_or_path``, ``dataset_name`` and
+    ``max_seq_length`` defaults; see the recipe group below)."""
+
+    recipe: str = field(default="cls", metadata={"help": "A shipped recipe name (see `ftrecipes list`) or a path to a recipe YAML file."})
+    config_name: Optional[str] = field(default=None, metadata={"help": "Config name or path if not the same as the model."})
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer name or path if not the same as the model."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models and data sets downloaded from the Hub."})
+    ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a checkpoint's classification head of a different size."})
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "The configuration name of the Hub data set."})
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training data: csv, tsv, json, jsonl, parquet or txt."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data (else carved from train)."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Test data, predicted and scored at the end when labelled."})
+    text_column_name: Optional[str] = field(default=None, metadata={"help": "Text column (cls/clm) or word column (ner)."})
+    text_pair_column_name: Optional[str] = field(default=None, metadata={"help": "Second text column for sentence-pair classification."})
+    label_column_name: Optional[str] = field(default=None, metadata={"help": "Label column (default 'label', or 'ner_tags' for NER)."})
+    validation_split_percentage: float = field(default=10.0, metadata={"help": "Percent of train held out when there is no validation split."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training set (deterministic subsample)."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation and test sets."})
+    label_all_tokens: bool = field(default=False, metadata={"help": "NER: label every sub-word, not only the first."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."})
+    plots: bool = field(default=True, metadata={"help": "Write PNG plots of the schedule and the training curves."})
+
+
+# Recipe fields that are also TrainingArguments flags: the recipe owns them (with the precedence above).
+_WARMUP_ALIASES = ("warmup_steps", "warmup_ratio")
+
+
+def build_parser():
+    """The finetune argument parser: ScriptArguments + TrainingArguments + every Recipe field."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    parser = HfArgumentParser((ScriptArguments, TrainingArguments), conflict_handler="resolve", allow_abbrev=False,
+                              description="Fine-tune a Transformers model with an ftrecipes recipe.")
+    group = parser.add_argument_group("recipe (command line > recipe file > Recipe defaults)")
+    defaults = Recipe()
+    for f in dataclasses.fields(Recipe):
+        if f.name in ("name", "description"):
+            continue
+        # Typed as strings here: the Recipe coerces and validates them, naming the field on error.
+        group.add_argument(f"--{f.name}", type=str, default=None,
+                           help=f"{f.metadata.get('help', '')} (class default: {getattr(defaults, f.name)!r})")
+    group.add_argument("--warmup_steps", type=str, default=None, help="Alias of --warmup (steps, or a fraction < 1).")
+    group.add_argument("--warmup_ratio", type=str, default=None, help="Alias of --warmup as a fraction of training.")
+
+    def error(message: str):  # argparse's own errors: one line, exit 2
+        raise ConfigError("arguments", None, message, "see --help")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+@dataclass
+class JobConfig:
+    """Everything parsed from the command line, before anything is loaded."""
+
+    script: ScriptArguments
+    recipe: Recipe
+    training_overrides: dict[str, Any]
+    learning_rate_auto: bool = False
+
+
+def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
+    """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults."""
+    from transformers import TrainingArguments
+
+    from .registry import get_recipe
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Only flags that were really given may override the recipe: parse once with every default
+    # suppressed, so the namespace holds exactly the explicit flags.
+    for action in parser._actions:
+        if action.dest != "help":
+            action.default = argparse.SUPPRESS
+    explicit, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flag = unknown[0].split("=", 1)[0]
+        options = [o for a in parser._actions for o in a.option_strings]
+        raise ConfigError(flag, None, "is not a finetune.py flag", did_you_mean(flag, options) or "see --help")
+    given = vars(explicit)
+
+    script_fields = {f.name for f in dataclasses.fields(ScriptArguments)}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"name", "description"}
+    training_fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+
+    script = ScriptArguments(**{k: v for k, v in given.items() if k in script_fields})
+    recipe_overrides = {k: v for k, v in given.items() if k in recipe_fields}
+    for alias in _WARMUP_ALIASES:
+        if alias in given:
+            if "warmup" in recipe_overrides:
+                raise ConfigError(f"--{alias}", given[alias], "was given together with --warmup", "give one of them")
+            recipe_overrides["warmup"] = given[alias]
+    learning_rate_auto = str(recipe_overrides.get("learning_rate", "")).lower() == "auto"
+    if learning_rate_auto:
+        del recipe_overrides["learning_rate"]
+
+    recipe = get_recipe(script.recipe, **recipe_overrides)
+    training_overrides = {
+        k: v for k, v in given.items() if k in training_fields and k not in recipe_fields and k not in _WARMUP_ALIASES and k not in script_fields
+    }
+    if recipe_overrides.get("eval_strategy") and "save_strategy" not in training_overrides and recipe.load_best_model_at_end:
+        training_overrides["save_strategy"] = recipe.eval_strategy
+    return JobConfig(script=script, recipe=recipe, training_overrides=training_overrides, learning_rate_auto=learning_rate_auto)
+
+
+# ------------------------------------------------------------------------------------------------
+# Components
+
+
+@dataclass
+class TrainingComponents:
+    """What a Trainer needs, built and checked, before anything is written to ``output_dir``."""
+
+    config: JobConfig
+    recipe: Recipe
+    args: Any  # TrainingArguments
+    tokenizer: Any
+    prepared: Any  # ftrecipes.tasks.PreparedTask
+    model: Any
+    plan: Any  # RecipePlan
+    last_checkpoint: Optional[str]
+
+
+TASK_OF_RECIPE = {
+    "sequence-classification": "cls",
+    "token-classification": "ner",
+    "causal-lm": "clm",
+}
+
+
+def _auto_model_class(task: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    return {"cls": AutoModelForSequenceClassification, "ner": AutoModelForTokenClassification, "clm": AutoModelForCausalLM}[task]
+
+
+def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -> Optional[str]:
+    """The last checkpoint to resume from (as ``run_glue.py`` detects it), or ``None``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if resume is not None:
+        if resume not in ("True", "true", True) and not os.path.isdir(resume):
+            raise ConfigError("--resume_from_checkpoint", resume, "is not a checkpoint folder", "give a checkpoint-N folder inside output_dir")
+        return None
+    if not os.path.isdir(output_dir) or overwrite:
+        return None
+    last = get_last_checkpoint(output_dir)
+    if last is None and any(Path(output_dir).glob("*.safetensors")):
+        raise ConfigError("--output_dir", output_dir, "already holds a trained model and no checkpoint to resume", "choose a new --output_dir or pass --overwrite_output_dir")
+    return last
+
+
+def build_training_components(config: JobConfig) -> TrainingComponents:
+    """Load data, tokenizer, model and arguments for ``config`` and check them all (no writes)."""
+    from transformers import AutoConfig, AutoTokenizer, set_seed
+
+    from .data import load_raw_datasets, resolve_model_name_or_path
+    from .tasks import check_label_count, prepare_task
+    from .trainer import recipe_training_args, timeline_for
+
+    recipe, script = config.recipe, config.script
+    task = TASK_OF_RECIPE.get(recipe.task)
+    if task is None:
+        raise ConfigError("task", recipe.task, "is not a task finetune.py trains", f"use one of {sorted(TASK_OF_RECIPE)} (image recipes run through scripts/reproduce.py)")
+    overrides = dict(config.training_overrides)
+    output_dir = overrides.pop("output_dir", None) or os.path.join("runs", recipe.name)
+    args = recipe_training_args(recipe, output_dir, **overrides)
+    set_seed(args.seed)
+    last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
+
+    has_files = any((script.train_file, script.validation_file, script.test_file))
+    raw = load_raw_datasets(
+        dataset_name=None if has_files else recipe.dataset_name,
+        dataset_config_name=script.dataset_config_name,
+        train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
+        validation_split_percentage=script.validation_split_percentage, seed=args.seed,
+        max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
+    )
+    model_path = resolve_model_name_or_path(recipe.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name_or_path(script.tokenizer_name or model_path), cache_dir=script.cache_dir)
+    task_kwargs: dict[str, Any] = dict(text_column_name=script.text_column_name)
+    if task == "cls":
+        task_kwargs.update(text_pair_column_name=script.text_pair_column_name, label_column_name=script.label_column_name or "label", max_seq_length=recipe.max_seq_length)
+    elif task == "ner":
+        task_kwargs.update(label_column_name=script.label_column_name, max_seq_length=recipe.max_seq_length, label_all_tokens=script.label_all_tokens)
+    else:
+        task_kwargs.update(block_size=recipe.max_seq_length)
+    with args.main_process_first(desc="dataset map pre-processing"):
+        prepared = prepare_task(task, raw, tokenizer, **task_kwargs)
+    if len(prepared.datasets["train"]) == 0:
+        raise ConfigError("--train_file" if has_files else "--dataset_name", script.train_file or recipe.dataset_name, "has no training rows after preprocessing", "give more data or a smaller --max_seq_length for clm")
+
+    model_config = AutoConfig.from_pretrained(resolve_model_name_or_path(script.config_name or model_path), cache_dir=script.cache_dir)
+    if prepared.label_list is not None:
+        if not script.ignore_mismatched_sizes:
+            check_label_count(prepared.label_list, _with_head_size(model_config, len(prepared.label_list)), recipe.model_name_or_path)
+        model_config.num_labels = len(prepared.label_list)
+        model_config.id2label, model_config.label2id = prepared.id2label, prepared.label2id
+
+    # The schedule is checked against the run's real sizes now (warmup longer than training, bad
+    # milestones...), before output_dir exists. RecipeTrainer rebuilds it from Trainer's own count.
+    plan = recipe.replace(learning_rate=args.learning_rate).plan(timeline_for(args, len(prepared.datasets["train"])))
+
+    model = _auto_model_class(task).from_pretrained(
+        model_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
+    )
+    return TrainingComponents(config, recipe, args, tokenizer, prepared, model, plan, last_checkpoint)
+
+
+def _with_head_size(config, num_labels: int):
+    """A config whose head is as the checkpoint has it: a base checkpoint (no classification head)
+    takes any label count, so it is checked as if it already had the right size."""
+    architectures = getattr(config, "architectures", None) or []
+    if any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
+        return config
+    probe = type(config).from_dict(config.to_dict())
+    probe.num_labels = num_labels
+    return probe
+
+
+# ------------------------------------------------------------------------------------------------
+# The job
+
+
+def run(config: JobConfig) -> int:
+    """Train, evaluate and save; returns the process exit code."""
+    from .metrics import compute_metrics_for, preprocess_logits_for_metrics_for
+    from .trainer import RecipeTrainer
+
+    c = build_training_components(config)
+    task = TASK_OF_RECIPE[c.recipe.task]
+    eval_dataset = c.prepared.datasets.get("validation")
+    args = c.args
+    if eval_dataset is None and args.eval_strategy != "no":
+        raise ConfigError("--validation_file", None, "evaluation needs a validation split", "pass --validation_file or --eval_strategy no")
+
+    _log_plan(c)
+    trainer = RecipeTrainer(
+        model=c.model, args=args, recipe=c.recipe,
+        train_dataset=c.prepared.datasets["train"], eval_dataset=eval_dataset,
+        data_collator=c.prepared.data_collator, processing_class=c.tokenizer,
+        compute_metrics=compute_metrics_for(task, c.prepared.id2label),
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics_for(task),
+    )
+    checkpoint = args.resume_from_checkpoint or c.last_checkpoint
+    if c.last_checkpoint and not args.resume_from_checkpoint:
+        logger.warning("Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).", c.last_checkpoint)
+    if checkpoint in ("True", "true"):
+        checkpoint = True
+
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model()
+    metrics = dict(train_result.metrics)
+    metrics["train_samples"] = len(c.prepared.datasets["train"])
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    if eval_dataset is not None:
+        eval_metrics = trainer.evaluate()
+        eval_metrics["eval_samples"] = len(eval_dataset)
+        if task == "clm" and "eval_loss" in eval_metrics:
+            eval_metrics.setdefault("eval_perplexity", _safe_exp(eval_metrics["eval_loss"]))
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+    test_dataset = c.prepared.datasets.get("test")
+    if test_dataset is not None and "labels" in test_dataset.column_names:
+        test_metrics = trainer.evaluate(test_dataset, metric_key_prefix="test")
+        trainer.log_metrics("test", test_metrics)
+        trainer.save_metrics("test", test_metrics)
+
+    if trainer.is_world_process_zero():
+        _write_recipe_outputs(c, trainer)
+    return 0
+
+
+def _safe_exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return float("inf")
+
+
+def _log_plan(c: TrainingComponents) -> None:
+    t = c.plan.timeline
+    logger.info(
+        "recipe %s: %d optimizer steps (%d/epoch), warmup %d, global batch %d = %d x %d processes x %d accumulation, peak LR %.3g (%s scaling from %.3g at batch %d)",
+        c.recipe.name, c.plan.total_steps, t.steps_per_epoch, c.plan.warmup_steps, t.global_batch_size, t.per_device_train_batch_size,
+        t.num_processes, t.gradient_accumulation_steps, c.args.learning_rate, c.recipe.lr_scaling, c.recipe.learning_rate, c.recipe.reference_global_batch_size,
+    )
+
+
+def _write_recipe_outputs(c: TrainingComponents, trainer) -> None:
+    """The resolved recipe (as trained: peak after scaling) and its plan, next to the model."""
+    out = Path(c.args.output_dir)
+    resolved = c.recipe.replace(learning_rate=c.args.learning_rate)
+    (out / "recipe.yaml").write_text(
+        f"# Resolved recipe of this run (recipe {c.config.script.recipe!r}; peak LR after batch scaling).\n"
+        f"# Reproduce: accelerate launch scripts/finetune.py --recipe {out / 'recipe.yaml'}\n" + resolved.to_yaml()
+    )
+    schedule = trainer.schedule
+    plan = {
+        "recipe": c.recipe.name,
+        "total_steps": schedule.total_steps if schedule else c.plan.total_steps,
+        "warmup_steps": schedule.warmup_steps if schedule else c.plan.warmup_steps,
+        "global_batch_size": c.plan.timeline.global_batch_size,
+        "num_processes": c.plan.timeline.num_processes,
+        "learning_rate_recipe": c.recipe.learning_rate,
+        "learning_rate": c.args.learning_rate,
+        "lr_scaling": c.recipe.lr_scaling,
+        "transitions": [dataclasses.asdict(t) for t in (schedule.transitions if schedule else [])],
+    }
+    (out / "plan.json").write_text(json.dumps(plan, indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``scripts/finetune.py``: returns 0, 2 for bad input, 1 when training diverged."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        config = parse_args(argv)
+        return run(config)
+    except ConfigError as err:
+        print(f"finetune.py: error: {err}", file=sys.stderr)
+        return USAGE_EXIT_CODE
