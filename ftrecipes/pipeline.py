@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,12 +72,15 @@ def build_parser():
         if f.name in ("name", "description"):
             continue
         # Typed as strings here: the Recipe coerces and validates them, naming the field on error.
-        group.add_argument(f"--{f.name}", type=str, default=None,
-                           help=f"{f.metadata.get('help', '')} (class default: {getattr(defaults, f.name)!r})")
+        help_text = f"{f.metadata.get('help', '')} (class default: {getattr(defaults, f.name)!r})"
+        group.add_argument(f"--{f.name}", type=str, default=None, help=help_text.replace("%", "%%"))
     group.add_argument("--warmup_steps", type=str, default=None, help="Alias of --warmup (steps, or a fraction < 1).")
     group.add_argument("--warmup_ratio", type=str, default=None, help="Alias of --warmup as a fraction of training.")
 
-    def error(message: str):  # argparse's own errors: one line, exit 2
+    def error(message: str):  # argparse's own errors: one line naming the flag, exit 2
+        match = re.match(r"argument ([^:]+): (.*)", message)
+        if match:
+            raise ConfigError(match.group(1).split("/")[0], None, match.group(2), "see --help")
         raise ConfigError("arguments", None, message, "see --help")
 
     parser.error = error  # type: ignore[method-assign]

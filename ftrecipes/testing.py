@@ -117,3 +117,14 @@ def save_tiny_pretrained(output_dir: str | os.PathLike, task: str, num_labels: i
     tiny_model(task, num_labels, label_list, seed).save_pretrained(output_dir)
     tiny_tokenizer().save_pretrained(output_dir)
     return output_dir
+
+
+def save_tiny_base(output_dir: str | os.PathLike, seed: int = 0) -> str:
+    """Write a tiny *base* BERT (no task head) and its tokenizer: like a pretrained checkpoint, it
+    takes a fresh head of any size for sequence or token classification."""
+    from transformers import BertModel
+
+    output_dir = os.fspath(output_dir)
+    _build(BertModel, tiny_bert_config(), seed).save_pretrained(output_dir)
+    tiny_tokenizer().save_pretrained(output_dir)
+    return output_dir

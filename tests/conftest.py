@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny saved checkpoints and small labelled data files (all offline, seconds)."""
+
+import csv
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+FINETUNE = str(REPO / "scripts" / "finetune.py")
+PYTHON = sys.executable
+
+WORDS = {
+    "sport": "match goal team player coach season league cup score win".split(),
+    "tech": "software chip computer phone network data cloud code app robot".split(),
+    "money": "bank market stock price profit trade shares economy tax fund".split(),
+}
+
+
+def write_cls_csv(path: Path, n: int, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    labels = sorted(WORDS)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(n):
+            label = labels[i % len(labels)]
+            writer.writerow([" ".join(rng.choice(WORDS[label]) for _ in range(rng.randint(5, 12))), label])
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> str:
+    """A tiny base BERT checkpoint (no head) with the MiniLM tokenizer."""
+    from ftrecipes.testing import save_tiny_base
+
+    return save_tiny_base(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture(scope="session")
+def cls_files(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("cls-data")
+    return {
+        "train": str(write_cls_csv(folder / "train.csv", 96, seed=1)),
+        "validation": str(write_cls_csv(folder / "validation.csv", 24, seed=2)),
+    }

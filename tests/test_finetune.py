@@ -1,0 +1,224 @@
+"""The main job, smoke-run in-process (and under torchrun) on a tiny config-built model.
+
+What must hold (DESIGN §4): the LR at every optimizer step equals the recipe's schedule; the trace is
+identical for (1 process, batch 8), (2 processes, batch 4) and (1 process, batch 4 x accumulation 2);
+resume is exact; bad input exits 2 with one line and leaves output_dir as it was.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import FINETUNE, PYTHON, REPO, write_cls_csv
+from ftrecipes import Timeline, get_recipe
+from ftrecipes.pipeline import main
+from ftrecipes.trainer import expected_lr, log_history_lrs
+
+N_TRAIN = 96
+
+
+def base_args(tiny_base, cls_files, output_dir, *extra):
+    return [
+        "--recipe", "cls", "--model_name_or_path", tiny_base,
+        "--train_file", cls_files["train"], "--validation_file", cls_files["validation"],
+        "--output_dir", str(output_dir), "--num_train_epochs", "2", "--warmup", "20%",
+        "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
+        "--report_to", "none", "--disable_tqdm", "true", *extra,
+    ]
+
+
+def logged_lrs(output_dir) -> dict[int, float]:
+    state = json.loads((Path(output_dir) / "trainer_state.json").read_text())
+    return log_history_lrs(state["log_history"])
+
+
+def planned(batch, processes=1, accumulation=1, **overrides):
+    recipe = get_recipe("cls", warmup="20%", num_train_epochs=2, **overrides)
+    timeline = Timeline(N_TRAIN, batch, processes, accumulation, num_train_epochs=2)
+    return recipe.plan(timeline)
+
+
+def test_lr_at_every_step_equals_the_recipe_schedule(tiny_base, cls_files, tmp_path):
+    assert main(base_args(tiny_base, cls_files, tmp_path / "run", "--per_device_train_batch_size", "8")) == 0
+    plan = planned(8)
+    lrs = logged_lrs(tmp_path / "run")
+    assert sorted(lrs) == list(range(1, plan.total_steps + 1)) == list(range(1, 25))
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(expected_lr(plan.learning_rate, plan.schedule, step), rel=1e-9), step
+    # warmup then cosine to 10% of the peak: the last step trains just above the floor
+    assert lrs[1] == pytest.approx(plan.learning_rate / plan.warmup_steps)
+    assert lrs[plan.warmup_steps] == pytest.approx(plan.learning_rate)
+    out = tmp_path / "run"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "train_results.json", "eval_results.json", "all_results.json", "recipe.yaml", "plan.json"):
+        assert (out / name).is_file(), name
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert all({"loss", "grad_norm", "learning_rate"} <= set(e) for e in state["log_history"] if "loss" in e)
+    resolved = get_recipe(str(out / "recipe.yaml"))
+    assert resolved.learning_rate == pytest.approx(plan.learning_rate) and resolved.warmup == "20%"
+
+
+@pytest.mark.multiprocess
+def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files, tmp_path):
+    """(1 proc, batch 8) == (2 procs via torchrun + gloo, batch 4) == (1 proc, batch 4, accumulation 2)."""
+    assert main(base_args(tiny_base, cls_files, tmp_path / "single", "--per_device_train_batch_size", "8")) == 0
+    assert main(base_args(tiny_base, cls_files, tmp_path / "accum", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2")) == 0
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", FINETUNE,
+           *base_args(tiny_base, cls_files, tmp_path / "ddp", "--per_device_train_batch_size", "4")]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan_file = json.loads((tmp_path / "ddp" / "plan.json").read_text())
+    assert plan_file["num_processes"] == 2 and plan_file["global_batch_size"] == 8
+    traces = [logged_lrs(tmp_path / name) for name in ("single", "ddp", "accum")]
+    assert len(traces[0]) == planned(8).total_steps
+    assert traces[0].keys() == traces[1].keys() == traces[2].keys()
+    for step in traces[0]:
+        assert traces[0][step] == pytest.approx(traces[1][step], rel=1e-12)
+        assert traces[0][step] == pytest.approx(traces[2][step], rel=1e-12)
+
+
+def test_resume_mid_warmup_and_mid_decay_is_exact(tiny_base, cls_files, tmp_path):
+    extra = ("--per_device_train_batch_size", "8", "--save_strategy", "steps", "--save_steps", "4", "--save_total_limit", "10")
+    full = tmp_path / "full"
+    assert main(base_args(tiny_base, cls_files, full, *extra)) == 0
+    reference = logged_lrs(full)
+    final = load_file(full / "model.safetensors")
+    warmup_steps = planned(8).warmup_steps
+    for stop in (4, 12):  # 4 < warmup (5 steps): mid-warmup; 12: mid-decay
+        assert (stop < warmup_steps) == (stop == 4)
+        resumed = tmp_path / f"resumed-{stop}"
+        resumed.mkdir()
+        shutil.copytree(full / f"checkpoint-{stop}", resumed / f"checkpoint-{stop}")
+        assert main(base_args(tiny_base, cls_files, resumed, *extra)) == 0  # detects the checkpoint
+        lrs = logged_lrs(resumed)
+        later = {s: lr for s, lr in lrs.items() if s > stop}
+        assert sorted(later) == list(range(stop + 1, 25))
+        for step, lr in later.items():
+            assert lr == pytest.approx(reference[step], rel=1e-12), (stop, step)
+        weights = load_file(resumed / "model.safetensors")
+        for name, tensor in final.items():
+            torch.testing.assert_close(weights[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_bundled_data_path_runs_end_to_end(tiny_base, tmp_path):
+    """No data flags: the recipe's bundled BBC News (its own held-out split), tiny model, small budget."""
+    out = tmp_path / "bbc"
+    code = main(["--recipe", "cls", "--model_name_or_path", tiny_base, "--output_dir", str(out), "--max_train_samples", "48",
+                 "--max_eval_samples", "16", "--max_steps", "3", "--max_seq_length", "32", "--disable_tqdm", "true"])
+    assert code == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_samples"] == 16 and 0.0 <= results["eval_accuracy"] <= 1.0
+    config = json.loads((out / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == ["business", "entertainment", "politics", "sports", "tech"]
+
+
+def test_token_classification_on_bundled_ner(tiny_base, tmp_path):
+    out = tmp_path / "ner"
+    code = main(["--recipe", "token-cls", "--model_name_or_path", tiny_base, "--output_dir", str(out), "--max_train_samples", "48",
+                 "--max_eval_samples", "16", "--max_steps", "3", "--max_seq_length", "32", "--disable_tqdm", "true"])
+    assert code == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert {"eval_precision", "eval_recall", "eval_f1"} <= set(results)
+    assert len(json.loads((out / "config.json").read_text())["id2label"]) == 21
+
+
+def test_causal_lm_on_a_text_file(tmp_path):
+    from ftrecipes.testing import save_tiny_pretrained
+
+    model = save_tiny_pretrained(tmp_path / "tiny-lm", "clm")
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(f"the {w} market rose as the team won the cup and the chip shipped" for w in range(200)))
+    out = tmp_path / "clm"
+    code = main(["--recipe", "clm", "--model_name_or_path", model, "--train_file", str(text), "--output_dir", str(out),
+                 "--max_steps", "3", "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"])
+    assert code == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_perplexity"] > 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: exit 2, one line naming the field, output_dir left as it was.
+
+
+@pytest.fixture()
+def existing_output(tmp_path):
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    return out
+
+
+def snapshot(folder: Path):
+    return sorted((p.relative_to(folder).as_posix(), p.read_bytes()) for p in folder.rglob("*") if p.is_file())
+
+
+def bad_cases(tiny_base, cls_files, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    two_label_head = tmp_path / "two-label-head"
+    if not two_label_head.exists():
+        from ftrecipes.testing import save_tiny_pretrained
+
+        save_tiny_pretrained(two_label_head, "cls", num_labels=2)
+    return {
+        "unknown recipe": (["--recipe", "clss"], r"--recipe='clss': is not a known recipe; did you mean 'cls'"),
+        "mistyped flag": (["--learnig_rate", "1e-4"], r"--learnig_rate: is not a finetune.py flag; did you mean '--learning_rate'"),
+        "wrong type (recipe)": (["--learning_rate", "fast"], r"learning_rate='fast': must be a number"),
+        "wrong type (TrainingArguments)": (["--logging_steps", "often"], r"--logging_steps: invalid float value: 'often'"),
+        "missing data file": (["--train_file", str(tmp_path / "nowhere.csv")], r"--train_file=.*nowhere.csv"),
+        "missing text column": (["--text_column_name", "body"], r"--text_column_name='body'"),
+        "missing label column": (["--label_column_name", "topic"], r"--label_column_name='topic'"),
+        "empty split": (["--validation_file", str(empty)], r"--validation_file=.*empty"),
+        "head too small": (["--model_name_or_path", str(two_label_head)], r"--model_name_or_path=.*num_labels=2.*3 labels"),
+        "warmup longer than training": (["--warmup", "1000"], r"warmup=1000: resolves to 1000 optimizer steps but training has only 24"),
+        "floor above peak": (["--min_lr", "1e-3"], r"min_lr=0.001: the floor must lie in"),
+        "bad dict option": (["--lr_scheduler_kwargs", '{"gama": 0.5}', "--lr_scheduler_type", "step"], r"lr_scheduler_kwargs.gama=.*did you mean 'gamma'"),
+    }
+
+
+def test_every_bad_input_exits_2_with_one_line(tiny_base, cls_files, tmp_path, existing_output, capsys):
+    before = snapshot(existing_output)
+    for name, (extra, pattern) in bad_cases(tiny_base, cls_files, tmp_path).items():
+        args = base_args(tiny_base, cls_files, existing_output, "--per_device_train_batch_size", "8")
+        # later flags win in argparse, so the bad flag is appended
+        argv = [a for a in args] + extra
+        if extra[0] == "--train_file":
+            argv = argv[:argv.index("--train_file")] + argv[argv.index("--train_file") + 2:] + extra
+        capsys.readouterr()
+        code = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, name
+        # Progress bars of data loading may come first; the error is one line, the last one.
+        errors = [line for line in err if "error" in line.lower() or "Traceback" in line]
+        assert len(errors) == 1 and err[-1] == errors[0] and errors[0].startswith("finetune.py: error: "), (name, err)
+        assert re.search(pattern, errors[0]), (name, errors[0])
+        assert snapshot(existing_output) == before, name
+
+
+def test_bad_input_from_the_command_line_has_no_traceback(tiny_base, cls_files, existing_output):
+    before = snapshot(existing_output)
+    result = subprocess.run(
+        [PYTHON, FINETUNE, *base_args(tiny_base, cls_files, existing_output, "--warmup", "1000")],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("finetune.py: error: warmup=1000")
+    assert snapshot(existing_output) == before
+
+
+def test_help_lists_recipe_model_data_and_training_flags():
+    result = subprocess.run([PYTHON, FINETUNE, "--help"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0
+    for flag in ("--recipe", "--model_name_or_path", "--dataset_name", "--train_file", "--text_column_name", "--max_seq_length",
+                 "--max_train_samples", "--learning_rate", "--lr_scheduler_type", "--lr_scheduler_kwargs", "--warmup", "--min_lr_rate",
+                 "--per_device_train_batch_size", "--gradient_accumulation_steps", "--bf16", "--resume_from_checkpoint", "--output_dir"):
+        assert flag in result.stdout, flag
