@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = str(REPO / "scripts" / "finetune.py")
+LOOP = str(REPO / "scripts" / "accelerate_loop.py")
 PYTHON = sys.executable
 
 WORDS = {

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import FINETUNE, PYTHON, REPO, write_cls_csv
+from conftest import FINETUNE, LOOP, PYTHON, REPO
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.pipeline import main
 from ftrecipes.trainer import expected_lr, log_history_lrs
@@ -77,12 +77,19 @@ def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files,
     assert result.returncode == 0, result.stderr[-3000:]
     plan_file = json.loads((tmp_path / "ddp" / "plan.json").read_text())
     assert plan_file["num_processes"] == 2 and plan_file["global_batch_size"] == 8
-    traces = [logged_lrs(tmp_path / name) for name in ("single", "ddp", "accum")]
+    # The hand-written Accelerate loop, whose prepared scheduler accelerate steps twice per update.
+    loop = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29532", LOOP,
+            *base_args(tiny_base, cls_files, tmp_path / "loop", "--per_device_train_batch_size", "4")]
+    result = subprocess.run(loop, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loop_trace = {int(k): v for k, v in json.loads((tmp_path / "loop" / "lr_trace.json").read_text()).items()}
+
+    traces = [logged_lrs(tmp_path / name) for name in ("single", "ddp", "accum")] + [loop_trace]
     assert len(traces[0]) == planned(8).total_steps
-    assert traces[0].keys() == traces[1].keys() == traces[2].keys()
-    for step in traces[0]:
-        assert traces[0][step] == pytest.approx(traces[1][step], rel=1e-12)
-        assert traces[0][step] == pytest.approx(traces[2][step], rel=1e-12)
+    for trace in traces[1:]:
+        assert trace.keys() == traces[0].keys()
+        for step in traces[0]:
+            assert trace[step] == pytest.approx(traces[0][step], rel=1e-12)
 
 
 def test_resume_mid_warmup_and_mid_decay_is_exact(tiny_base, cls_files, tmp_path):
