@@ -132,7 +132,9 @@ def suggested_overrides(
         flags.append("--max_grad_norm 1.0")
     if warmup and schedule is not None and schedule.total_steps > 0:
         current = schedule.warmup_steps / schedule.total_steps
-        flags.append(f"--warmup {_nice_percent(min(0.2, max(2 * current, 0.05)))}")
+        longer = min(0.2, max(2 * current, 0.05))  # double it, within the document's usual 1-10%..20%
+        if longer > current:
+            flags.append(f"--warmup {_nice_percent(longer)}")
     if getattr(args, "fp16", False):
         flags.append("--precision bf16")  # fp16 needs loss scaling; bf16 does not overflow the same way
     return flags
@@ -221,6 +223,10 @@ def _add_to_logs(state, logs: dict, extra: dict) -> None:
         state.log_history[-1].update(extra)
 
 
+def _logged_losses(state) -> list[float]:
+    return [float(e["loss"]) for e in state.log_history if isinstance(e.get("loss"), (int, float))]
+
+
 def schedule_payload(schedule: BuiltSchedule | None, peak_lrs: Sequence[float], args: Any = None) -> dict:
     """What ``schedule.json`` holds. ``planned_lr[j]`` is the LR of param group 0 at global step
     ``planned_steps[j]`` (the LR optimizer step ``s`` uses is ``peak * m(s - 1)``); a transition at
@@ -259,7 +265,7 @@ ADVICE = {
     "restart": "a spike at a warm restart: lower the restart peak (lr_scheduler_kwargs.peak_decay) or the peak LR; keep clipping on",
     "step_drop": "a spike at a step drop: usually transient; if it repeats lower the peak LR or prefer a smooth decay (cosine)",
     "decay_start": "a spike as the cool-down starts: usually transient; if it repeats lower the peak LR",
-    None: "not at a schedule transition: check the data pipeline (a bad batch looks like an LR problem), then lower the peak LR or add clipping",
+    None: "check the data pipeline (a bad batch looks like an LR problem), then lower the peak LR or add clipping",
 }
 
 
@@ -335,6 +341,12 @@ class SpikeMonitor(TrainerCallback):
         self._transitions = list(self._resolved.transitions) if self._resolved else []
         self._peak = _peak_lrs(lr_scheduler, optimizer, args)[0]
         self._last_logged_step = state.global_step
+        # A fresh train() call starts a fresh report; after a resume the restored log_history seeds the
+        # window, so detection works from the first step instead of after min_history new logs.
+        self.spikes = []
+        self._history = RobustWindow(self.window)
+        for loss in _logged_losses(state):
+            self._history.add(loss)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs:
@@ -454,6 +466,13 @@ class DivergenceGuard(TrainerCallback):
     def on_train_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
         self._resolved = _built_schedule(self.schedule, lr_scheduler)
         self._peak = _peak_lrs(lr_scheduler, optimizer, args)[0]
+        self.diverged, self.report, self._stop_now = False, None, False
+        self.skipped_steps = self._consecutive = self._skipped_since_log = 0
+        self._history = RobustWindow(self.window)
+        losses = _logged_losses(state)  # non-empty after a resume
+        self._first_loss = losses[0] if losses else None
+        for loss in losses:
+            self._history.add(loss)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if self.diverged or model is None:
