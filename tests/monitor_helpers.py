@@ -10,6 +10,10 @@ from transformers import BertConfig, BertForSequenceClassification, Trainer, Tra
 from ftrecipes.lr_scheduler import ScheduleLR
 from ftrecipes.optim import create_optimizer
 
+# A 2-layer, 32-wide model gains nothing from intra-op threads, and on a shared 2-core machine their
+# spin-waiting makes these tests 3-4x slower under load.
+torch.set_num_threads(1)
+
 CONFIG = dict(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=2)
 
 

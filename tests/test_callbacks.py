@@ -278,3 +278,16 @@ def test_resume_seeds_the_spike_window_from_the_restored_log_history(tmp_path):
     monitoring = add_monitoring(resumed)
     resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-16"))
     assert [s.step for s in monitoring.spikes.spikes] == [18]
+
+
+def test_accumulation_counts_optimizer_steps(tmp_path):
+    """Under accumulation 2, micro-batch 7 belongs to optimizer step 4: that is where the guard stops,
+    and the logged LR follows the schedule in optimizer steps."""
+    recipe = get_recipe("cls").replace(learning_rate=1e-3, warmup=2)
+    trainer = make_trainer(tmp_path, recipe, model=tiny_model({7: float("nan")}), max_steps=8, gradient_accumulation_steps=2)
+    monitoring = add_monitoring(trainer)
+    trainer.train()
+    schedule = trainer.lr_scheduler.built_schedule
+    assert monitoring.guard.diverged and monitoring.guard.report["step"] == 4 and trainer.state.global_step == 4
+    for entry in _train_logs(trainer.state.log_history):
+        assert entry["learning_rate"] == pytest.approx(1e-3 * schedule.lr(entry["step"] - 1))
