@@ -26,6 +26,16 @@ integrations (TensorBoard, ...) are registered before any callback passed as ``T
 and the progress bar/printer after them. So a callback that adds keys must (1) run before the
 reporters — :func:`install_callbacks` inserts it right after ``DefaultFlowCallback`` — and (2) patch
 ``state.log_history[-1]`` as well, which :class:`ScheduleLogger` does.
+
+Wiring in a script (files land in ``args.output_dir``: ``schedule.json`` at train start,
+``spikes.json`` at train end, ``divergence.json`` when the guard fires)::
+
+    monitoring = add_monitoring(trainer, on_divergence="stop")   # or "skip"
+    trainer.train()
+    trainer.save_state()                  # trainer_state.json, read by ftrecipes.curves
+    plot_run(args.output_dir)             # training_curves.png
+    if monitoring.exit_code:              # 1 after divergence: keep the checkpoints, skip save_model
+        return monitoring.exit_code
 """
 
 from __future__ import annotations
