@@ -53,7 +53,8 @@ class ScriptArguments:
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation and test sets."})
     label_all_tokens: bool = field(default=False, metadata={"help": "NER: label every sub-word, not only the first."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."})
-    plots: bool = field(default=True, metadata={"help": "Write PNG plots of the schedule and the training curves."})
+    plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
+    on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
 
 
 # Recipe fields that are also TrainingArguments flags: the recipe owns them (with the precedence above).
@@ -262,6 +263,8 @@ def _with_head_size(config, num_labels: int):
 
 def run(config: JobConfig) -> int:
     """Train, evaluate and save; returns the process exit code."""
+    from .callbacks import add_monitoring
+    from .curves import plot_run
     from .metrics import compute_metrics_for, preprocess_logits_for_metrics_for
     from .trainer import RecipeTrainer
 
@@ -280,6 +283,7 @@ def run(config: JobConfig) -> int:
         compute_metrics=compute_metrics_for(task, c.prepared.id2label),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics_for(task),
     )
+    monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
     if c.last_checkpoint and not args.resume_from_checkpoint:
         logger.warning("Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).", c.last_checkpoint)
@@ -287,6 +291,13 @@ def run(config: JobConfig) -> int:
         checkpoint = True
 
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    if monitoring.exit_code:
+        # Diverged: the guard printed its one line and kept the last good checkpoint; the weights in
+        # memory are not worth saving. The state and curves show what happened.
+        trainer.save_state()
+        if config.script.plots and trainer.is_world_process_zero():
+            plot_run(args.output_dir)
+        return monitoring.exit_code
     trainer.save_model()
     metrics = dict(train_result.metrics)
     metrics["train_samples"] = len(c.prepared.datasets["train"])
@@ -309,6 +320,8 @@ def run(config: JobConfig) -> int:
 
     if trainer.is_world_process_zero():
         _write_recipe_outputs(c, trainer)
+        if config.script.plots:
+            logger.info("training curves: %s", plot_run(args.output_dir))
     return 0
 
 
