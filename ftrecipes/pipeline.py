@@ -51,6 +51,7 @@ class ScriptArguments:
     validation_split_percentage: float = field(default=10.0, metadata={"help": "Percent of train held out when there is no validation split."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training set (deterministic subsample)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation and test sets."})
+    split_seed: Optional[int] = field(default=None, metadata={"help": "Seed of the validation carve and the max_*_samples subsample (default: --seed); fix it to train several seeds on one split."})
     label_all_tokens: bool = field(default=False, metadata={"help": "NER: label every sub-word, not only the first."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."})
     plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
@@ -164,6 +165,7 @@ TASK_OF_RECIPE = {
     "sequence-classification": "cls",
     "token-classification": "ner",
     "causal-lm": "clm",
+    "image-classification": "image",
 }
 
 
@@ -200,7 +202,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     recipe, script = config.recipe, config.script
     task = TASK_OF_RECIPE.get(recipe.task)
     if task is None:
-        raise ConfigError("task", recipe.task, "is not a task finetune.py trains", f"use one of {sorted(TASK_OF_RECIPE)} (image recipes run through scripts/reproduce.py)")
+        raise ConfigError("task", recipe.task, "is not a task finetune.py trains", f"use one of {sorted(TASK_OF_RECIPE)}")
     overrides = dict(config.training_overrides)
     output_dir = overrides.pop("output_dir", None) or os.path.join("runs", recipe.name)
     args = recipe_training_args(recipe, output_dir, **overrides)
@@ -212,9 +214,11 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
         dataset_name=None if has_files else recipe.dataset_name,
         dataset_config_name=script.dataset_config_name,
         train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
-        validation_split_percentage=script.validation_split_percentage, seed=args.seed,
+        validation_split_percentage=script.validation_split_percentage, seed=args.seed if script.split_seed is None else script.split_seed,
         max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
     )
+    if task == "image":
+        return _build_image_components(config, args, raw, last_checkpoint)
     model_path = resolve_model_name_or_path(recipe.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name_or_path(script.tokenizer_name or model_path), cache_dir=script.cache_dir)
     task_kwargs: dict[str, Any] = dict(text_column_name=script.text_column_name)
@@ -244,6 +248,37 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
         model_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
     )
     return TrainingComponents(config, recipe, args, tokenizer, prepared, model, plan, last_checkpoint)
+
+
+def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optional[str]) -> TrainingComponents:
+    """The image branch: no tokenizer; ``pixel_values`` batches stacked by ``DefaultDataCollator``;
+    ``model_name_or_path: small-cnn`` builds a fresh :class:`~ftrecipes.models.SmallCNNForImageClassification`,
+    anything else loads with ``AutoModelForImageClassification``."""
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    from .models import SmallCNNForImageClassification, is_small_cnn_alias, prepare_image_classification, small_cnn_config_for
+    from .tasks import check_label_count
+    from .trainer import timeline_for
+
+    recipe, script = config.recipe, config.script
+    with args.main_process_first(desc="image pre-processing"):
+        prepared = prepare_image_classification(raw, image_column_name=script.text_column_name, label_column_name=script.label_column_name)
+    if len(prepared.datasets["train"]) == 0:
+        raise ConfigError("--dataset_name", recipe.dataset_name, "has no training rows", "give more data")
+    plan = recipe.replace(learning_rate=args.learning_rate).plan(timeline_for(args, len(prepared.datasets["train"])))
+    if is_small_cnn_alias(recipe.model_name_or_path) and script.config_name is None:
+        model = SmallCNNForImageClassification(small_cnn_config_for(prepared))
+    else:
+        model_path = script.config_name or recipe.model_name_or_path
+        model_config = AutoConfig.from_pretrained(model_path, cache_dir=script.cache_dir)
+        if not script.ignore_mismatched_sizes:
+            check_label_count(prepared.label_list, model_config, recipe.model_name_or_path)
+        model_config.num_labels = len(prepared.label_list)
+        model_config.id2label, model_config.label2id = prepared.id2label, prepared.label2id
+        model = AutoModelForImageClassification.from_pretrained(
+            recipe.model_name_or_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
+        )
+    return TrainingComponents(config, recipe, args, None, prepared, model, plan, last_checkpoint)
 
 
 def _with_head_size(config, num_labels: int):
@@ -280,8 +315,9 @@ def run(config: JobConfig) -> int:
         model=c.model, args=args, recipe=c.recipe,
         train_dataset=c.prepared.datasets["train"], eval_dataset=eval_dataset,
         data_collator=c.prepared.data_collator, processing_class=c.tokenizer,
-        compute_metrics=compute_metrics_for(task, c.prepared.id2label),
-        preprocess_logits_for_metrics=preprocess_logits_for_metrics_for(task),
+        # Images are scored like text classification: accuracy and macro-F1.
+        compute_metrics=compute_metrics_for("cls" if task == "image" else task, c.prepared.id2label),
+        preprocess_logits_for_metrics=None if task == "image" else preprocess_logits_for_metrics_for(task),
     )
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
