@@ -29,7 +29,6 @@ import os
 import platform
 import re
 import socket
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -262,10 +261,14 @@ class Verdict:
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for one value); NaN in, NaN out."""
     values = [float(v) for v in values]
     if not values:
         raise ValueError("no values")
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def judge(values: Sequence[float], expected: Optional[float], tolerance: float, check: str = "within") -> Verdict:
@@ -414,7 +417,7 @@ def record_expected(card: BaselineCard, verdict: Verdict, command: str, min_tole
 
 def _round_up(x: float, digits: int) -> float:
     scale = 10**digits
-    return math.ceil(x * scale) / scale
+    return math.ceil(x * scale - 1e-6) / scale  # 0.030000000000000002 stays 0.03
 
 
 def _set_line(text: str, key: str, value: str) -> str:

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--steps", type=int, default=8, help="Timed optimizer steps per measurement.")
+    parser.add_argument("--steps", type=int, default=6, help="Timed optimizer steps per measurement.")
     parser.add_argument("--warmup_steps", type=int, default=2, help="Untimed steps first (allocator, caches).")
     parser.add_argument("--repeats", type=int, default=3, help="Interleaved repetitions; cells are medians.")
     parser.add_argument("--batch_size", type=int, default=16)
