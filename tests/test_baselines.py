@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -180,7 +181,7 @@ def test_hub_card_unreachable_without_offline_flag(monkeypatch):
 
 def test_hub_card_exits_2_from_the_command_line(tmp_path):
     result = subprocess.run([PYTHON, str(REPO / "scripts" / "reproduce.py"), "--card", "rte-bert-base-cased", "--output_dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -190,7 +191,7 @@ def test_list_shows_every_card(capsys):
     out = capsys.readouterr().out
     for name in list_cards():
         assert f"| {name} |" in out
-    assert "no (Hub)" in out and "not recorded" in out or "±" in out
+    assert "no (Hub)" in out and ("not recorded" in out or "±" in out)
 
 
 def test_unknown_card_and_bad_flags_exit_2(capsys):
