@@ -229,3 +229,21 @@ def test_help_lists_recipe_model_data_and_training_flags():
                  "--max_train_samples", "--learning_rate", "--lr_scheduler_type", "--lr_scheduler_kwargs", "--warmup", "--min_lr_rate",
                  "--per_device_train_batch_size", "--gradient_accumulation_steps", "--bf16", "--resume_from_checkpoint", "--output_dir"):
         assert flag in result.stdout, flag
+
+
+def test_trainer_integration_example_follows_the_recipe(tiny_base, tmp_path):
+    """scripts/trainer_integration.py: a stock Trainer with optimizers=recipe_optimizers(...)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trainer_integration", REPO / "scripts" / "trainer_integration.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "mine"
+    assert example.main(["--recipe", "one-cycle", "--model_name_or_path", tiny_base, "--max_steps", "20",
+                         "--max_train_samples", "64", "--output_dir", str(out)]) == 0
+    recipe = get_recipe("one-cycle", max_steps=20)
+    plan = recipe.plan(Timeline(64, recipe.per_device_train_batch_size, max_steps=20))
+    lrs = logged_lrs(out)
+    assert sorted(lrs) == [1, 10, 20]
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(expected_lr(plan.learning_rate, plan.schedule, step), rel=1e-9)
