@@ -341,6 +341,28 @@ def prior_warning(suggestion: float | None, prior: LRPrior | None) -> str | None
 # The range test
 
 
+def check_finder_args(*, num_steps: int = 100, min_lr: float | None = None, max_lr: float | None = None,
+                      rule: str = "steepest", beta: float = 0.9, diverge_factor: float = 4.0,
+                      accumulation_steps: int | None = None, prior: Any = None) -> None:
+    """Reject bad range-test settings before any model or data is loaded (one-line ConfigErrors)."""
+    if rule not in RULES:
+        raise ConfigError("rule", rule, f"is not one of {list(RULES)}", "use 'steepest' (default) or 'minimum/10'")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 5 <= num_steps <= 1000:
+        raise ConfigError("num_steps", num_steps, "must be an integer in [5, 1000]", "use about 100: the test should cost a few percent of a run")
+    for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
+        if value is not None and not (0 < value < math.inf):
+            raise ConfigError(name, value, "must be a positive finite learning rate", "e.g. --min_lr 1e-7 --max_lr 1")
+    if min_lr is not None and max_lr is not None and not min_lr < max_lr:
+        raise ConfigError("min_lr", min_lr, f"the ramp needs min_lr < max_lr={max_lr:g}", "e.g. --min_lr 1e-7 --max_lr 1")
+    if not 0 <= beta < 1:
+        raise ConfigError("beta", beta, "must lie in [0, 1)", "use 0.9")
+    if not diverge_factor > 1:
+        raise ConfigError("diverge_factor", diverge_factor, "must be > 1", "use 4")
+    if accumulation_steps is not None and (isinstance(accumulation_steps, bool) or accumulation_steps < 1):
+        raise ConfigError("accumulation_steps", accumulation_steps, "must be >= 1", "use the run's gradient_accumulation_steps")
+    parse_prior(prior)
+
+
 def find_lr(
     model: nn.Module,
     train_dataloader: Iterable[Mapping[str, Any]],
@@ -382,17 +404,9 @@ def find_lr(
     from .optim import create_optimizer
     from .recipe import Recipe, resolve_precision
 
-    if rule not in RULES:
-        raise ConfigError("rule", rule, f"is not one of {list(RULES)}", "use 'steepest' (default) or 'minimum/10'")
-    if not isinstance(num_steps, int) or not 5 <= num_steps <= 1000:
-        raise ConfigError("num_steps", num_steps, "must be an integer in [5, 1000]", "use about 100: the test should cost a few percent of a run")
-    if not 0 <= beta < 1:
-        raise ConfigError("beta", beta, "must lie in [0, 1)", "use 0.9")
-    if not diverge_factor > 1:
-        raise ConfigError("diverge_factor", diverge_factor, "must be > 1", "use 4")
+    check_finder_args(num_steps=num_steps, min_lr=min_lr, max_lr=max_lr, rule=rule, beta=beta,
+                      diverge_factor=diverge_factor, accumulation_steps=accumulation_steps, prior=prior)
     accumulation_steps = accumulation_steps or (recipe.gradient_accumulation_steps if recipe is not None else 1)
-    if accumulation_steps < 1:
-        raise ConfigError("accumulation_steps", accumulation_steps, "must be >= 1", "use the run's gradient_accumulation_steps")
     if max_grad_norm is None:
         max_grad_norm = recipe.max_grad_norm if recipe is not None else 0.0
 
