@@ -477,7 +477,10 @@ def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accum
     def loss_of(batch) -> torch.Tensor:
         with autocast:
             outputs = model(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()})
-        loss = outputs["loss"] if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
+        # ModelOutput drops None fields from its mapping view, so read the attribute first.
+        loss = getattr(outputs, "loss", None)
+        if loss is None and isinstance(outputs, Mapping):
+            loss = outputs.get("loss")
         if loss is None:
             raise ConfigError("train_dataloader", "batch without labels", "the model returned no loss",
                               "batches must carry the labels the model's loss needs (e.g. 'labels')")
