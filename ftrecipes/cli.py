@@ -168,7 +168,8 @@ def cmd_plot(args) -> int:
 
 
 def validate_file(path: str) -> tuple[list[str], list[str]]:
-    """``(problems, notes)`` of a recipe YAML: every problem found, not only the first.
+    """``(problems, notes)`` of a recipe YAML: every problem found, not only the first. A file that
+    cannot be read as a mapping at all raises :class:`ConfigError`.
 
     Unknown keys are reported one by one; then the recipe is built (and planned for a nominal run of
     10,000 examples) repeatedly, each time setting aside the key the last error named, so that each
@@ -180,17 +181,17 @@ def validate_file(path: str) -> tuple[list[str], list[str]]:
 
     file = Path(path)
     if not file.is_file():
-        return [str(ConfigError("FILE", path, "does not exist", "give the path of a recipe YAML file"))], []
+        raise ConfigError("FILE", path, "does not exist", "give the path of a recipe YAML file")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        return [str(ConfigError("FILE", path, f"is not valid YAML{where}", "fix the syntax"))], []
+        raise ConfigError("FILE", path, f"is not valid YAML{where}", "fix the syntax") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        return [str(ConfigError("FILE", path, "must hold a mapping of recipe fields", "write `key: value` lines"))], []
+        raise ConfigError("FILE", path, "must hold a mapping of recipe fields", "write `key: value` lines")
 
     problems, notes = [], []
     known = {f.name for f in dataclasses.fields(Recipe)}
