@@ -346,6 +346,9 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
     except (ConfigError, _UsageError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return USAGE_EXIT_CODE
+    except BrokenPipeError:  # `ftrecipes show cls | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except OSError as err:  # an output path that cannot be written, a file that cannot be read
         print(f"{prog}: error: {err.filename or ''}: {err.strerror or err}".replace(" : ", " "), file=sys.stderr)
         return USAGE_EXIT_CODE
