@@ -159,6 +159,8 @@ class TrainingComponents:
     model: Any
     plan: Any  # RecipePlan
     last_checkpoint: Optional[str]
+    lr_scaling: dict = field(default_factory=dict)  # before/after of the batch-size rule
+    learning_rate_source: dict = field(default_factory=lambda: {"source": "recipe"})
 
 
 TASK_OF_RECIPE = {
@@ -196,6 +198,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     from transformers import AutoConfig, AutoTokenizer, set_seed
 
     from .data import load_raw_datasets, resolve_model_name_or_path
+    from .scaling import recipe_lr_scaling
     from .tasks import check_label_count, prepare_task
     from .trainer import recipe_training_args, timeline_for
 
@@ -242,12 +245,45 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
 
     # The schedule is checked against the run's real sizes now (warmup longer than training, bad
     # milestones...), before output_dir exists. RecipeTrainer rebuilds it from Trainer's own count.
-    plan = recipe.replace(learning_rate=args.learning_rate).plan(timeline_for(args, len(prepared.datasets["train"])))
+    timeline = timeline_for(args, len(prepared.datasets["train"]))
+    plan = recipe.plan(timeline)
+    scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
+    if "learning_rate" not in config.training_overrides:
+        logger.info("batch-size scaling: %s", scaling.message())
 
     model = _auto_model_class(task).from_pretrained(
         model_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
     )
-    return TrainingComponents(config, recipe, args, tokenizer, prepared, model, plan, last_checkpoint)
+    components = TrainingComponents(config, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict())
+    if config.learning_rate_auto:
+        _choose_learning_rate(components)
+    return components
+
+
+def _choose_learning_rate(c: "TrainingComponents") -> None:
+    """``--learning_rate auto``: an LR range test on the training data, bounded by the recipe's prior.
+
+    The finder's pick is for this run's global batch, so it replaces the scaled peak as-is; its JSON
+    and PNG (``lr_finder.json`` / ``lr_finder.png``) go to ``output_dir`` with the reason.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .lr_finder import choose_learning_rate
+
+    train = c.prepared.datasets["train"]
+    loader = DataLoader(train, batch_size=c.args.per_device_train_batch_size, shuffle=True,
+                        collate_fn=c.prepared.data_collator, generator=torch.Generator().manual_seed(c.args.seed))
+    with c.args.main_process_first(desc="LR range test"):
+        lr, result = choose_learning_rate(c.recipe, c.model, loader, output_dir=c.args.output_dir,
+                                          num_processes=max(1, c.args.world_size),
+                                          accumulation_steps=c.args.gradient_accumulation_steps)
+    logger.info("--learning_rate auto: %s", result.summary())
+    if result.warning:
+        logger.warning("%s", result.warning)
+    c.args.learning_rate = lr
+    c.learning_rate_source = {"source": "lr-find", "learning_rate": lr, "suggestion": result.suggestion,
+                              "rule": result.rule, "reason": result.reason, "warning": result.warning}
 
 
 def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optional[str]) -> TrainingComponents:
@@ -380,9 +416,11 @@ def _log_plan(c: TrainingComponents) -> None:
 def _write_recipe_outputs(c: TrainingComponents, trainer) -> None:
     """The resolved recipe (as trained: peak after scaling) and its plan, next to the model."""
     out = Path(c.args.output_dir)
-    resolved = c.recipe.replace(learning_rate=c.args.learning_rate)
+    # The peak this run trained at, stated for this run's global batch: rerunning the file at the same
+    # batch gives the same LR, and at another batch the recipe's rule scales from this point.
+    resolved = c.recipe.replace(learning_rate=c.args.learning_rate, reference_global_batch_size=c.plan.timeline.global_batch_size)
     (out / "recipe.yaml").write_text(
-        f"# Resolved recipe of this run (recipe {c.config.script.recipe!r}; peak LR after batch scaling).\n"
+        f"# Resolved recipe of this run (recipe {c.config.script.recipe!r}; peak LR as trained, at this run's global batch).\n"
         f"# Reproduce: accelerate launch scripts/finetune.py --recipe {out / 'recipe.yaml'}\n" + resolved.to_yaml()
     )
     schedule = trainer.schedule
@@ -394,7 +432,8 @@ def _write_recipe_outputs(c: TrainingComponents, trainer) -> None:
         "num_processes": c.plan.timeline.num_processes,
         "learning_rate_recipe": c.recipe.learning_rate,
         "learning_rate": c.args.learning_rate,
-        "lr_scaling": c.recipe.lr_scaling,
+        "lr_scaling": c.lr_scaling,
+        "learning_rate_source": c.learning_rate_source,
         "transitions": [dataclasses.asdict(t) for t in (schedule.transitions if schedule else [])],
     }
     (out / "plan.json").write_text(json.dumps(plan, indent=2))

@@ -114,6 +114,7 @@ def _recipe_for_args(recipe: Recipe, args: TrainingArguments) -> Recipe:
         num_train_epochs=args.num_train_epochs,
         max_steps=args.max_steps,
         learning_rate=args.learning_rate,
+        lr_scaling="none",  # args.learning_rate is already the peak for this run's global batch
         weight_decay=args.weight_decay,
         adam_beta1=args.adam_beta1,
         adam_beta2=args.adam_beta2,

@@ -63,6 +63,11 @@ def test_lr_at_every_step_equals_the_recipe_schedule(tiny_base, cls_files, tmp_p
     assert all({"loss", "grad_norm", "learning_rate"} <= set(e) for e in state["log_history"] if "loss" in e)
     resolved = get_recipe(str(out / "recipe.yaml"))
     assert resolved.learning_rate == pytest.approx(plan.learning_rate) and resolved.warmup == "20%"
+    assert resolved.reference_global_batch_size == 8  # rerunning the file at batch 8 trains at the same peak
+    assert resolved.scaled_learning_rate(8) == pytest.approx(plan.learning_rate)
+    recorded = json.loads((out / "plan.json").read_text())
+    assert recorded["lr_scaling"]["learning_rate_before"] == 5e-5 and recorded["lr_scaling"]["rule"] == "sqrt"
+    assert recorded["learning_rate"] == pytest.approx(5e-5 * 0.5**0.5)
 
 
 @pytest.mark.multiprocess
@@ -229,3 +234,37 @@ def test_help_lists_recipe_model_data_and_training_flags():
                  "--max_train_samples", "--learning_rate", "--lr_scheduler_type", "--lr_scheduler_kwargs", "--warmup", "--min_lr_rate",
                  "--per_device_train_batch_size", "--gradient_accumulation_steps", "--bf16", "--resume_from_checkpoint", "--output_dir"):
         assert flag in result.stdout, flag
+
+
+def test_trainer_integration_example_follows_the_recipe(tiny_base, tmp_path):
+    """scripts/trainer_integration.py: a stock Trainer with optimizers=recipe_optimizers(...)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trainer_integration", REPO / "scripts" / "trainer_integration.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "mine"
+    assert example.main(["--recipe", "one-cycle", "--model_name_or_path", tiny_base, "--max_steps", "20",
+                         "--max_train_samples", "64", "--output_dir", str(out)]) == 0
+    recipe = get_recipe("one-cycle", max_steps=20)
+    plan = recipe.plan(Timeline(64, recipe.per_device_train_batch_size, max_steps=20))
+    lrs = logged_lrs(out)
+    assert sorted(lrs) == [1, 10, 20]
+    for step, lr in lrs.items():
+        assert lr == pytest.approx(expected_lr(plan.learning_rate, plan.schedule, step), rel=1e-9)
+
+
+def test_learning_rate_auto_runs_the_range_test_and_records_it(tiny_base, cls_files, tmp_path):
+    out = tmp_path / "auto"
+    code = main(base_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "8", "--max_steps", "6", "--learning_rate", "auto"))
+    assert code == 0
+    finder = json.loads((out / "lr_finder.json").read_text())
+    assert (out / "lr_finder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recorded = json.loads((out / "plan.json").read_text())["learning_rate_source"]
+    assert recorded["source"] == "lr-find" and recorded["reason"]
+    chosen = recorded["learning_rate"]
+    low, high = finder["prior"]["low"], finder["prior"]["high"]
+    assert low <= chosen <= high  # a suggestion outside the fine-tuning prior is pulled back into it
+    lrs = logged_lrs(out)
+    peak_step = max(lrs, key=lrs.get)
+    assert lrs[peak_step] == pytest.approx(chosen)  # the run trained with what the finder chose

@@ -1,0 +1,358 @@
+"""The ``ftrecipes`` command: list, show, plot and validate recipes, and run the LR range test.
+
+::
+
+    ftrecipes list
+    ftrecipes show cls --num_examples 2000 --per_device_train_batch_size 16 --num_processes 2
+    ftrecipes plot one-cycle --num_examples 2000 --output one-cycle.png
+    ftrecipes validate my-recipe.yaml
+    ftrecipes lr-find --recipe cls --num_steps 100 --output_dir lr_find
+
+User errors (an unknown recipe, a bad flag value, an invalid file) print one line to stderr and exit
+with code 2, never a traceback. ``validate`` prints one line per problem it finds, all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
+
+ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples nor max_steps sizes the run
+
+
+class _UsageError(Exception):
+    """argparse's complaint, turned into one line instead of usage + message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        raise _UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ftrecipes", description="Fine-tuning recipes: inspect, plot, validate, find the peak LR.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser("list", help="table of the shipped recipes with their purpose")
+
+    for name, text in (("show", "the resolved recipe: steps, global batch, scaled peak, and why each default"),
+                       ("plot", "PNG and terminal chart of the recipe's LR (and momentum) vs optimizer steps")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("name", metavar="NAME", help="a shipped recipe (see `ftrecipes list`) or a recipe YAML path")
+        _add_sizing_flags(p)
+        if name == "plot":
+            p.add_argument("--output", default=None, help="PNG path (default: NAME-schedule.png)")
+            p.add_argument("--width", type=int, default=64, help="terminal chart width in columns")
+            p.add_argument("--ascii", action="store_true", help="plain ASCII terminal chart")
+
+    p = sub.add_parser("validate", help="check a recipe YAML file and report every problem")
+    p.add_argument("file", metavar="FILE")
+
+    p = sub.add_parser("lr-find", help="LR range test of a recipe on a model and data set")
+    p.add_argument("--recipe", default="cls", help="recipe name or YAML path (default: cls)")
+    p.add_argument("--model_name_or_path", default=None, help="overrides the recipe's model")
+    p.add_argument("--dataset_name", default=None, help="overrides the recipe's data set")
+    p.add_argument("--max_seq_length", type=int, default=None)
+    p.add_argument("--per_device_train_batch_size", type=int, default=None)
+    p.add_argument("--accumulation_steps", type=int, default=None, help="micro-batches per step (default: the recipe's)")
+    p.add_argument("--num_steps", type=int, default=100, help="ramp length in optimizer steps (default: 100)")
+    p.add_argument("--min_lr", type=float, default=None, help="start of the ramp (default: prior low / 100)")
+    p.add_argument("--max_lr", type=float, default=None, help="end of the ramp (default: prior high x 100)")
+    p.add_argument("--rule", default="steepest", help="suggestion rule: steepest (default) or minimum/10")
+    p.add_argument("--prior", default=None, help="override the recipe's prior, e.g. 2e-5,5e-5")
+    p.add_argument("--precision", default=None, help="auto, bf16, fp16 or fp32 (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--output_dir", default="lr_find", help="where lr_finder.json and lr_finder.png go")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+    # --- plot-run: owned by ftrecipes.curves (another module); registered lazily so that this command
+    # works whether or not that module is present in the build. Its own parser handles its flags.
+    p = sub.add_parser("plot-run", help="plot a finished run's curves (ftrecipes.curves)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num_examples", type=int, default=None, help=f"training examples (default: {ASSUMED_NUM_EXAMPLES}, stated as assumed)")
+    p.add_argument("--per_device_train_batch_size", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--num_processes", type=int, default=1)
+    p.add_argument("--gradient_accumulation_steps", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--lr_scaling", default=None, help="override the recipe's batch-size rule: none, linear or sqrt")
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_list(args) -> int:
+    from .registry import get_recipe, list_recipes
+
+    rows = [("recipe", "task", "optimizer", "schedule", "peak LR", "purpose")]
+    for name in list_recipes():
+        r = get_recipe(name)
+        rows.append((name, r.task, r.optimizer, r.lr_scheduler_type, f"{r.learning_rate:.3g}", r.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for k, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5])
+        if k == 0:
+            print("  ".join("-" * w for w in widths) + "  " + "-" * 7)
+    return 0
+
+
+def _plan(args):
+    """The recipe (with sizing overrides) planned for the sizes on the command line."""
+    from .registry import get_recipe, recipe_path
+    from .timeline import Timeline
+
+    recipe = get_recipe(args.name)
+    overrides = {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling")
+                 if getattr(args, k) is not None}
+    if overrides:
+        recipe = recipe.replace(**overrides)
+    assumed = []
+    num_examples = args.num_examples
+    if num_examples is None:
+        num_examples = ASSUMED_NUM_EXAMPLES
+        if recipe.max_steps <= 0:
+            assumed.append(f"{num_examples} training examples (pass --num_examples)")
+    timeline = Timeline(
+        num_examples=num_examples, per_device_train_batch_size=recipe.per_device_train_batch_size,
+        num_processes=args.num_processes, gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        num_train_epochs=recipe.num_train_epochs, max_steps=recipe.max_steps,
+    )
+    path = Path(args.name) if Path(args.name).suffix in (".yaml", ".yml") else recipe_path(args.name)
+    return recipe.plan(timeline), path, assumed
+
+
+def cmd_show(args) -> int:
+    from .explain import describe_plan
+    from .plotting import render_schedule
+
+    plan, path, assumed = _plan(args)
+    print(describe_plan(plan, recipe_file=path, assumed=assumed))
+    print()
+    print(render_schedule(plan.schedule, peak_lr=plan.learning_rate, width=64, height=6))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plotting import plot_schedule, render_schedule
+
+    plan, _, assumed = _plan(args)
+    if args.width < 8:
+        raise ConfigError("--width", args.width, "is too narrow", "use at least 8 columns")
+    output = Path(args.output or f"{Path(args.name).stem}-schedule.png")
+    if output.suffix.lower() != ".png":
+        raise ConfigError("--output", str(output), "must be a .png file", "e.g. --output schedule.png")
+    momentum_label = "beta1" if plan.recipe.optimizer == "adamw" else "momentum"
+    title = (f"{plan.recipe.name}: peak {plan.learning_rate:.3g}, {plan.total_steps} optimizer steps, "
+             f"global batch {plan.timeline.global_batch_size}")
+    print(render_schedule(plan.schedule, peak_lr=plan.learning_rate, width=args.width, ascii_only=args.ascii))
+    if assumed:
+        print(f"assumed: {'; '.join(assumed)}")
+    written = plot_schedule(plan.schedule, output, peak_lr=plan.learning_rate, title=title, momentum_label=momentum_label)
+    print(f"wrote {written}")
+    return 0
+
+
+def validate_file(path: str) -> tuple[list[str], list[str]]:
+    """``(problems, notes)`` of a recipe YAML: every problem found, not only the first. A file that
+    cannot be read as a mapping at all raises :class:`ConfigError`.
+
+    Unknown keys are reported one by one; then the recipe is built (and planned for a nominal run of
+    10,000 examples) repeatedly, each time setting aside the key the last error named, so that each
+    remaining key is still checked in the context of the others.
+    """
+    from .lr_finder import PRIORS, recipe_regime
+    from .recipe import Recipe
+    from .timeline import Timeline
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("FILE", path, "does not exist", "give the path of a recipe YAML file")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError("FILE", path, f"is not valid YAML{where}", "fix the syntax") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("FILE", path, "must hold a mapping of recipe fields", "write `key: value` lines")
+
+    problems, notes = [], []
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    data = {str(k): v for k, v in data.items()}
+    data.setdefault("name", file.stem)
+    for key in [k for k in data if k not in known]:
+        problems.append(str(ConfigError(key, data.pop(key), "is not a recipe field", did_you_mean(key, known) or "see `ftrecipes show cls`")))
+
+    recipe = None
+    for _ in range(len(data) + 32):  # each round removes one key or sub-key, so this terminates
+        try:
+            recipe = Recipe.from_dict(data, source=str(path))
+            recipe.plan(Timeline(num_examples=10_000, per_device_train_batch_size=recipe.per_device_train_batch_size,
+                                 gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+                                 num_train_epochs=recipe.num_train_epochs, max_steps=recipe.max_steps))
+            break
+        except ConfigError as err:
+            recipe = None
+            problems.append(str(err))
+            key, _, sub = err.field.lstrip("-").partition(".")
+            kwargs = data.get("lr_scheduler_kwargs")
+            if key == "lr_scheduler_kwargs" and sub and isinstance(kwargs, dict) and sub in kwargs:
+                data["lr_scheduler_kwargs"] = {k: v for k, v in kwargs.items() if k != sub}
+            elif key in data and key != "name":
+                data.pop(key)
+                if key == "lr_scheduler_type" and data.pop("lr_scheduler_kwargs", None):
+                    notes.append("lr_scheduler_kwargs not checked: they depend on a valid lr_scheduler_type")
+            else:
+                break  # the error names nothing in the file; it cannot be isolated further
+    if recipe is not None and not problems:
+        prior = PRIORS[recipe_regime(recipe)]
+        if not prior.contains(recipe.learning_rate):
+            notes.append(f"learning_rate {recipe.learning_rate:.3g} lies outside the {prior} ({prior.source}); "
+                         "fine if the recipe says why")
+    return problems, notes
+
+
+def cmd_validate(args) -> int:
+    problems, notes = validate_file(args.file)
+    for note in notes:
+        print(f"{args.file}: note: {note}")
+    if problems:
+        for problem in problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        print(f"{args.file}: {len(problems)} problem{'s' if len(problems) > 1 else ''}")
+        return USAGE_EXIT_CODE
+    print(f"{args.file}: valid")
+    return 0
+
+
+ComponentBuilder = Callable[..., Any]
+
+
+def _pipeline_builder(recipe_arg: str, finetune_argv: list[str]):
+    """Model and training dataloader from the data/model pipeline of ``finetune.py`` (same flags, same
+    preprocessing), or a one-line error on builds without ``ftrecipes.pipeline``."""
+    try:
+        from .pipeline import build_training_components, parse_args
+    except ImportError:
+        raise ConfigError("lr-find", "ftrecipes.pipeline", "data loading is not available in this build",
+                          "update ftrecipes, or call ftrecipes.lr_finder.find_lr(model, train_dataloader, recipe=...) from Python") from None
+    import torch
+    from torch.utils.data import DataLoader
+
+    config = parse_args(["--recipe", recipe_arg, *finetune_argv])
+    c = build_training_components(config)
+    generator = torch.Generator().manual_seed(c.args.seed)
+    loader = DataLoader(c.prepared.datasets["train"], batch_size=c.args.per_device_train_batch_size, shuffle=True,
+                        collate_fn=c.prepared.data_collator, generator=generator)
+    model = c.model.to("cuda") if torch.cuda.is_available() else c.model
+    return {"model": model, "train_dataloader": loader, "recipe": c.recipe}
+
+
+def _unpack_components(components) -> tuple[Any, Any, Any]:
+    """``(model, train_dataloader, recipe or None)`` from a mapping, an object with those attributes, or a pair."""
+    if isinstance(components, tuple) and len(components) == 2:
+        return (*components, None)
+    get = components.get if isinstance(components, dict) else lambda k: getattr(components, k, None)
+    model, dataloader = get("model"), get("train_dataloader")
+    if model is None or dataloader is None:
+        raise TypeError("a component builder must provide `model` and `train_dataloader`")
+    return model, dataloader, get("recipe")
+
+
+def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune_argv: Sequence[str] = ()) -> int:
+    """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
+    from .lr_finder import check_finder_args, choose_learning_rate
+    from .registry import get_recipe
+
+    check_finder_args(num_steps=args.num_steps, min_lr=args.min_lr, max_lr=args.max_lr, rule=args.rule,
+                      accumulation_steps=args.accumulation_steps, prior=args.prior)
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError("--output_dir", str(output_dir), "exists and is not a folder", "give a folder path")
+    passed = [f"--{k}={getattr(args, k)}" for k in ("model_name_or_path", "dataset_name", "max_seq_length",
+                                                   "per_device_train_batch_size", "seed", "precision")
+              if getattr(args, k) is not None]
+    if build_components is None:
+        model, dataloader, recipe = _unpack_components(_pipeline_builder(args.recipe, [*passed, *finetune_argv]))
+    else:
+        if finetune_argv:
+            raise ConfigError(finetune_argv[0], None, "is not an lr-find flag", "see `ftrecipes lr-find --help`")
+        recipe = get_recipe(args.recipe, **{k: getattr(args, k) for k in ("model_name_or_path", "dataset_name", "max_seq_length",
+                                                                         "per_device_train_batch_size", "seed", "precision")
+                                             if getattr(args, k) is not None})
+        model, dataloader, _ = _unpack_components(build_components(recipe))
+    if recipe is None:
+        recipe = get_recipe(args.recipe)
+    _, result = choose_learning_rate(
+        recipe, model, dataloader, output_dir=output_dir, num_steps=args.num_steps, min_lr=args.min_lr,
+        max_lr=args.max_lr, accumulation_steps=args.accumulation_steps, precision=recipe.precision, rule=args.rule,
+        prior=args.prior, show_progress=not args.no_progress,
+    )
+    print(result.summary())
+    print(f"wrote {output_dir / 'lr_finder.json'} and {output_dir / 'lr_finder.png'}")
+    return 0
+
+
+def cmd_plot_run(args) -> int:
+    # ---- registration point for `ftrecipes plot-run` (implemented in ftrecipes.curves) ----------
+    try:
+        from .curves import main_plot_run
+    except ImportError:
+        raise ConfigError("plot-run", "ftrecipes.curves", "is not available in this build", "update ftrecipes") from None
+    code = main_plot_run(args.rest)
+    return 0 if code is None else int(code)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilder | None = None) -> int:
+    """Run the ``ftrecipes`` command; returns the exit code (0 success, 2 user error).
+
+    ``build_components(recipe) -> (model, train_dataloader)`` replaces the data pipeline of ``lr-find``
+    (tests inject a tiny model this way); without it ``lr-find`` loads data and model exactly as
+    ``finetune.py`` does, through ``ftrecipes.pipeline``, and passes it any flag lr-find does not own.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else ""
+    prog = f"ftrecipes {command}".strip()
+    try:
+        if command == "plot-run":  # its flags belong to ftrecipes.curves: hand them over untouched
+            return cmd_plot_run(argparse.Namespace(rest=argv[1:]))
+        parser = build_parser()
+        if command == "lr-find":  # unknown flags are finetune.py's model/data flags, checked by its parser
+            args, finetune_argv = parser.parse_known_args(argv)
+            return cmd_lr_find(args, build_components, finetune_argv)
+        args = parser.parse_args(argv)
+        handlers = {"list": cmd_list, "show": cmd_show, "plot": cmd_plot, "validate": cmd_validate}
+        return handlers[args.command](args)
+    except (ConfigError, _UsageError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return USAGE_EXIT_CODE
+    except BrokenPipeError:  # `ftrecipes show cls | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
+    except OSError as err:  # an output path that cannot be written, a file that cannot be read
+        print(f"{prog}: error: {err.filename or ''}: {err.strerror or err}".replace(" : ", " "), file=sys.stderr)
+        return USAGE_EXIT_CODE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
