@@ -289,10 +289,12 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
 def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optional[str]) -> TrainingComponents:
     """The image branch: no tokenizer; ``pixel_values`` batches stacked by ``DefaultDataCollator``;
     ``model_name_or_path: small-cnn`` builds a fresh :class:`~ftrecipes.models.SmallCNNForImageClassification`,
-    anything else loads with ``AutoModelForImageClassification``."""
+    anything else loads with ``AutoModelForImageClassification``. Plan, scaling and ``--learning_rate
+    auto`` as in the text branch."""
     from transformers import AutoConfig, AutoModelForImageClassification
 
     from .models import SmallCNNForImageClassification, is_small_cnn_alias, prepare_image_classification, small_cnn_config_for
+    from .scaling import recipe_lr_scaling
     from .tasks import check_label_count
     from .trainer import timeline_for
 
@@ -301,12 +303,15 @@ def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optio
         prepared = prepare_image_classification(raw, image_column_name=script.text_column_name, label_column_name=script.label_column_name)
     if len(prepared.datasets["train"]) == 0:
         raise ConfigError("--dataset_name", recipe.dataset_name, "has no training rows", "give more data")
-    plan = recipe.replace(learning_rate=args.learning_rate).plan(timeline_for(args, len(prepared.datasets["train"])))
+    timeline = timeline_for(args, len(prepared.datasets["train"]))
+    plan = recipe.plan(timeline)
+    scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
+    if "learning_rate" not in config.training_overrides:
+        logger.info("batch-size scaling: %s", scaling.message())
     if is_small_cnn_alias(recipe.model_name_or_path) and script.config_name is None:
         model = SmallCNNForImageClassification(small_cnn_config_for(prepared))
     else:
-        model_path = script.config_name or recipe.model_name_or_path
-        model_config = AutoConfig.from_pretrained(model_path, cache_dir=script.cache_dir)
+        model_config = AutoConfig.from_pretrained(script.config_name or recipe.model_name_or_path, cache_dir=script.cache_dir)
         if not script.ignore_mismatched_sizes:
             check_label_count(prepared.label_list, model_config, recipe.model_name_or_path)
         model_config.num_labels = len(prepared.label_list)
@@ -314,7 +319,10 @@ def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optio
         model = AutoModelForImageClassification.from_pretrained(
             recipe.model_name_or_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
         )
-    return TrainingComponents(config, recipe, args, None, prepared, model, plan, last_checkpoint)
+    components = TrainingComponents(config, recipe, args, None, prepared, model, plan, last_checkpoint, scaling.to_dict())
+    if config.learning_rate_auto:
+        _choose_learning_rate(components)
+    return components
 
 
 def _with_head_size(config, num_labels: int):
