@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -167,6 +168,7 @@ def worker(opts) -> dict:
                 marks["start" if step == opts.warmup_steps else "end"] = time.perf_counter()
         optimizer_name = f"{type(optimizer).__name__} (recipe)"
 
+    shutil.rmtree(out_dir, ignore_errors=True)
     elapsed = marks["end"] - marks["start"]
     result = {
         "config": opts.config, "dataset": opts.dataset, "device": device, "bf16": bool(opts.bf16), "threads": torch.get_num_threads(),
