@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+            extra["cpu_threads"] = str(args.threads)  # the pipeline sets torch threads from this flag
         if not args.verbose:
             import transformers
 
