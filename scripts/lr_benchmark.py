@@ -25,6 +25,10 @@ from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
 from ftrecipes.pipeline import build_training_components, main as finetune, parse_args
 
 
+def _threads(cli) -> list[str]:
+    return ["--cpu_threads", str(cli.threads)] if cli.threads else []
+
+
 def grid_run(lr: float, cli, out: Path) -> dict:
     run_dir = out / f"lr-{lr:g}"
     argv = [
@@ -33,7 +37,7 @@ def grid_run(lr: float, cli, out: Path) -> dict:
         "--max_train_samples", str(cli.max_train_samples), "--max_eval_samples", str(cli.max_eval_samples),
         "--num_train_epochs", str(cli.num_train_epochs), "--max_seq_length", str(cli.max_seq_length),
         "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(run_dir), "--overwrite_output_dir", "true",
-        "--disable_tqdm", "true", "--plots", "false", "--seed", str(cli.seed),
+        "--disable_tqdm", "true", "--plots", "false", "--seed", str(cli.seed), *_threads(cli),
     ]
     start = time.perf_counter()
     code = finetune(argv)
@@ -56,7 +60,7 @@ def finder_run(cli, out: Path) -> dict:
         "--recipe", "cls", "--model_name_or_path", cli.model_name_or_path, "--dataset_name", cli.dataset_name,
         "--max_train_samples", str(cli.max_train_samples),
         "--max_eval_samples", str(cli.max_eval_samples), "--max_seq_length", str(cli.max_seq_length),
-        "--lr_scaling", "none", "--output_dir", str(out / "finder"), "--seed", str(cli.seed),
+        "--lr_scaling", "none", "--output_dir", str(out / "finder"), "--seed", str(cli.seed), *_threads(cli),
     ])
     c = build_training_components(config)
     loader = DataLoader(c.prepared.datasets["train"], batch_size=c.args.per_device_train_batch_size, shuffle=True,
@@ -88,6 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max_seq_length", type=int, default=64)
     parser.add_argument("--finder_steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every available core)")
     parser.add_argument("--output_dir", default="runs/lr_benchmark")
     cli = parser.parse_args(argv)
     out = Path(cli.output_dir)
