@@ -59,7 +59,7 @@ class ScriptArguments:
     on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
 
 
-# Recipe fields that are also TrainingArguments flags: the recipe owns them (with the precedence above).
+# TrainingArguments' warmup flags, accepted as aliases of the recipe's `warmup` (users know them).
 _WARMUP_ALIASES = ("warmup_steps", "warmup_ratio")
 
 
@@ -139,8 +139,6 @@ def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
     training_overrides = {
         k: v for k, v in given.items() if k in training_fields and k not in recipe_fields and k not in _WARMUP_ALIASES and k not in script_fields
     }
-    if recipe_overrides.get("eval_strategy") and "save_strategy" not in training_overrides and recipe.load_best_model_at_end:
-        training_overrides["save_strategy"] = recipe.eval_strategy
     return JobConfig(script=script, recipe=recipe, training_overrides=training_overrides, learning_rate_auto=learning_rate_auto)
 
 
@@ -250,8 +248,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     timeline = timeline_for(args, len(prepared.datasets["train"]))
     plan = recipe.plan(timeline)
     scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
-    if "learning_rate" not in config.training_overrides:
-        logger.info("batch-size scaling: %s", scaling.message())
+    logger.info("batch-size scaling: %s", scaling.message())
 
     model = _auto_model_class(task).from_pretrained(
         model_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
@@ -308,8 +305,7 @@ def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optio
     timeline = timeline_for(args, len(prepared.datasets["train"]))
     plan = recipe.plan(timeline)
     scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
-    if "learning_rate" not in config.training_overrides:
-        logger.info("batch-size scaling: %s", scaling.message())
+    logger.info("batch-size scaling: %s", scaling.message())
     if is_small_cnn_alias(recipe.model_name_or_path) and script.config_name is None:
         model = SmallCNNForImageClassification(small_cnn_config_for(prepared))
     else:
