@@ -10,6 +10,7 @@ from .recipe import Recipe, RecipePlan, resolve_precision
 from .registry import get_recipe, list_recipes
 from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
 from .timeline import Timeline
+from .trainer import RecipeTrainer, accelerate_scheduler, recipe_optimizers, recipe_training_args
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,10 @@ __all__ = [
     "BuiltSchedule",
     "Transition",
     "Timeline",
+    "RecipeTrainer",
+    "recipe_training_args",
+    "recipe_optimizers",
+    "accelerate_scheduler",
     "get_recipe",
     "list_recipes",
     "resolve_precision",
