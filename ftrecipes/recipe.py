@@ -197,8 +197,11 @@ class Recipe:
             num_examples=(steps_per_epoch or num_training_steps) * self.per_device_train_batch_size,
             per_device_train_batch_size=self.per_device_train_batch_size, max_steps=num_training_steps,
         )
-        if steps_per_epoch is None and any("ep" in str(v) for v in (self.warmup, *self.lr_scheduler_kwargs.values())):
-            raise ConfigError("warmup", self.warmup, "durations in epochs need the number of steps per epoch", "pass steps_per_epoch or give steps / fractions")
+        if steps_per_epoch is None:
+            durations = {"warmup": self.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in self.lr_scheduler_kwargs.items()}}
+            for name, value in durations.items():
+                if isinstance(value, str) and value.strip().endswith(("ep", "epoch", "epochs")):
+                    raise ConfigError(name, value, "durations in epochs need the number of steps per epoch", "pass steps_per_epoch or give steps / fractions")
         return self.plan(timeline).schedule
 
     # ------------------------------------------------------------------------------------------

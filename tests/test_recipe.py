@@ -145,3 +145,9 @@ def test_bad_yaml_file(tmp_path):
     path.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         Recipe.from_yaml(path)
+
+
+def test_epoch_durations_without_epoch_size_name_their_field():
+    with pytest.raises(ConfigError, match=r"^lr_scheduler_kwargs.period='1ep'"):
+        get_recipe("sgdr").build_schedule(100)
+    assert get_recipe("sgdr").build_schedule(100, steps_per_epoch=25).transitions[-1].kind == "restart"
