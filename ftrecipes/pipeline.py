@@ -358,7 +358,6 @@ def _with_head_size(config, num_labels: int):
 def run(config: JobConfig) -> int:
     """Train, evaluate and save; returns the process exit code."""
     from .callbacks import add_monitoring
-    from .curves import plot_run
     from .metrics import compute_metrics_for, preprocess_logits_for_metrics_for
     from .trainer import RecipeTrainer
 
@@ -391,7 +390,7 @@ def run(config: JobConfig) -> int:
         # memory are not worth saving. The state and curves show what happened.
         trainer.save_state()
         if config.script.plots and trainer.is_world_process_zero():
-            plot_run(args.output_dir)
+            _plot_curves(args.output_dir)
         return monitoring.exit_code
     trainer.save_model()
     metrics = dict(train_result.metrics)
@@ -416,8 +415,18 @@ def run(config: JobConfig) -> int:
     if trainer.is_world_process_zero():
         _write_recipe_outputs(c, trainer)
         if config.script.plots:
-            logger.info("training curves: %s", plot_run(args.output_dir))
+            _plot_curves(args.output_dir)
     return 0
+
+
+def _plot_curves(output_dir: str) -> None:
+    """training_curves.png; a missing matplotlib costs the picture, never the finished run."""
+    from .curves import plot_run
+
+    try:
+        logger.info("training curves: %s", plot_run(output_dir))
+    except ConfigError as err:
+        logger.warning("training curves skipped: %s", err)
 
 
 def _safe_exp(x: float) -> float:
