@@ -111,7 +111,7 @@ def plot_lr_finder(result, path: str | os.PathLike, *, title: str | None = None)
     fig, (ax,) = _figure()
     if result.lrs:
         ax.plot(result.lrs, result.losses, ".", color="0.65", ms=3, label="loss (per step)")
-        ax.plot(result.smoothed_lrs, result.smoothed, color="tab:blue", lw=1.8, label=f"smoothed (EMA {result.beta:g}, lag-corrected)")
+        ax.plot(result.lrs, result.smoothed, color="tab:blue", lw=1.8, label=f"smoothed (zero-phase EMA {result.beta:g})")
         ax.set_xscale("log")
         ax.set_ylim(*_finder_ylim(result))
     if result.prior is not None:
