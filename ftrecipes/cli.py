@@ -254,13 +254,10 @@ def _pipeline_builder(recipe_arg: str, finetune_argv: list[str]):
         raise ConfigError("lr-find", "ftrecipes.pipeline", "data loading is not available in this build",
                           "update ftrecipes, or call ftrecipes.lr_finder.find_lr(model, train_dataloader, recipe=...) from Python") from None
     import torch
-    from torch.utils.data import DataLoader
 
     config = parse_args(["--recipe", recipe_arg, *finetune_argv])
     c = build_training_components(config)
-    generator = torch.Generator().manual_seed(c.args.seed)
-    loader = DataLoader(c.prepared.datasets["train"], batch_size=c.args.per_device_train_batch_size, shuffle=True,
-                        collate_fn=c.prepared.data_collator, generator=generator)
+    loader = c.train_dataloader()
     model = c.model.to("cuda") if torch.cuda.is_available() else c.model
     return {"model": model, "train_dataloader": loader, "recipe": c.recipe}
 

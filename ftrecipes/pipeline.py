@@ -161,6 +161,15 @@ class TrainingComponents:
     lr_scaling: dict = field(default_factory=dict)  # before/after of the batch-size rule
     learning_rate_source: dict = field(default_factory=lambda: {"source": "recipe"})
 
+    def train_dataloader(self):
+        """A shuffled, seeded loader of the training split at the per-device batch, with the task's
+        collator: what the LR range test and hand-written loops read (the Trainer builds its own)."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self.prepared.datasets["train"], batch_size=self.args.per_device_train_batch_size, shuffle=True,
+                          collate_fn=self.prepared.data_collator, generator=torch.Generator().manual_seed(self.args.seed))
+
 
 TASK_OF_RECIPE = {
     "sequence-classification": "cls",
@@ -265,14 +274,9 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
     The finder's pick is for this run's global batch, so it replaces the scaled peak as-is; its JSON
     and PNG (``lr_finder.json`` / ``lr_finder.png``) go to ``output_dir`` with the reason.
     """
-    import torch
-    from torch.utils.data import DataLoader
-
     from .lr_finder import choose_learning_rate
 
-    train = c.prepared.datasets["train"]
-    loader = DataLoader(train, batch_size=c.args.per_device_train_batch_size, shuffle=True,
-                        collate_fn=c.prepared.data_collator, generator=torch.Generator().manual_seed(c.args.seed))
+    loader = c.train_dataloader()
     with c.args.main_process_first(desc="LR range test"):
         lr, result = choose_learning_rate(c.recipe, c.model, loader, output_dir=c.args.output_dir,
                                           num_processes=max(1, c.args.world_size),

@@ -17,9 +17,7 @@ import math
 import sys
 from pathlib import Path
 
-import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
 
 from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
 from ftrecipes.optim import create_optimizer
@@ -36,9 +34,7 @@ def train(argv=None) -> dict[int, float]:
     # Phase 2: Accelerate owns devices, processes, precision and accumulation.
     accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
                               mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no")
-    generator = torch.Generator().manual_seed(args.seed)
-    loader = DataLoader(train_dataset, batch_size=args.per_device_train_batch_size, shuffle=True,
-                        collate_fn=components.prepared.data_collator, generator=generator)
+    loader = components.train_dataloader()
 
     # Phase 3: optimizer and scheduler from the recipe, sized like the Trainer would size them.
     plan = recipe.replace(learning_rate=args.learning_rate).plan(timeline_for(args, len(train_dataset)))

@@ -14,7 +14,6 @@ Writes ``lr_benchmark.json`` to ``--output_dir``.
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -51,9 +50,6 @@ def grid_run(lr: float, cli, out: Path) -> dict:
 
 
 def finder_run(cli, out: Path) -> dict:
-    import torch
-    from torch.utils.data import DataLoader
-
     from ftrecipes.lr_finder import choose_learning_rate
 
     config = parse_args([
@@ -63,8 +59,7 @@ def finder_run(cli, out: Path) -> dict:
         "--lr_scaling", "none", "--output_dir", str(out / "finder"), "--seed", str(cli.seed), *_threads(cli),
     ])
     c = build_training_components(config)
-    loader = DataLoader(c.prepared.datasets["train"], batch_size=c.args.per_device_train_batch_size, shuffle=True,
-                        collate_fn=c.prepared.data_collator, generator=torch.Generator().manual_seed(cli.seed))
+    loader = c.train_dataloader()  # seeded with --seed, passed to the pipeline
     start = time.perf_counter()
     lr, result = choose_learning_rate(c.recipe, c.model, loader, output_dir=out / "finder", num_steps=cli.finder_steps)
     seconds = time.perf_counter() - start
