@@ -146,7 +146,6 @@ class RecipeTrainer(Trainer):
     """
 
     def __init__(self, *args, recipe: Recipe, **kwargs):
-        self.recipe = recipe
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(PlateauMetricCallback())
         if recipe.early_stopping_patience > 0:
