@@ -66,7 +66,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .scaling import scaling_factor
+from .scaling import recipe_lr_scaling, scaling_factor
 
 RULES = ("steepest", "minimum/10")
 ISSUE = "transformers#16013"
@@ -456,7 +456,7 @@ def find_lr(
     smoothed = smooth_curve(losses, beta, cap)
     suggestion, reason, region = suggest_lr(lrs, losses, smoothed, rule=rule, beta=beta)
     if suggestion is None:
-        recommended = (recipe.scaled_learning_rate(global_batch) if recipe is not None and global_batch else
+        recommended = (recipe_lr_scaling(recipe, global_batch).learning_rate_after if recipe is not None and global_batch else
                        (recipe.learning_rate if recipe is not None else None))
     else:
         recommended = prior.clip(suggestion) if prior is not None else suggestion

@@ -11,8 +11,6 @@ import torch
 from torch import nn
 from transformers import Trainer
 
-OPTIMIZERS = ("adamw", "sgd")
-
 
 def decay_parameter_names(model: nn.Module) -> set[str]:
     """Names of the parameters that get weight decay (Trainer's rule: not biases, not norm weights)."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .durations import FRACTION, parse_duration, training_interval
 from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
 from .recipe import Recipe
 
@@ -61,6 +62,8 @@ class ScriptArguments:
 
 # TrainingArguments' warmup flags, accepted as aliases of the recipe's `warmup` (users know them).
 _WARMUP_ALIASES = ("warmup_steps", "warmup_ratio")
+# TrainingArguments' intervals that are not recipe fields (eval_steps is one).
+_INTERVAL_FLAGS = ("save_steps", "logging_steps")
 
 
 def build_parser():
@@ -77,8 +80,11 @@ def build_parser():
         # Typed as strings here: the Recipe coerces and validates them, naming the field on error.
         help_text = f"{f.metadata.get('help', '')} (class default: {getattr(defaults, f.name)!r})"
         group.add_argument(f"--{f.name}", type=str, default=None, help=help_text.replace("%", "%%"))
-    group.add_argument("--warmup_steps", type=str, default=None, help="Alias of --warmup (steps, or a fraction < 1).")
-    group.add_argument("--warmup_ratio", type=str, default=None, help="Alias of --warmup as a fraction of training.")
+    group.add_argument("--warmup_steps", type=str, default=None, help="Alias of --warmup: an integer of steps, or a fraction < 1 (as in transformers 5).")
+    group.add_argument("--warmup_ratio", type=str, default=None, help="Alias of --warmup as a fraction of training (0.05 or 5%%).")
+    # TrainingArguments' intervals read through the one duration parser (steps, fraction or '%').
+    for name in _INTERVAL_FLAGS:
+        group.add_argument(f"--{name}", type=str, default=None, help=f"TrainingArguments' {name}: optimizer steps (500) or a fraction of training (0.1 / 10%%).")
 
     def error(message: str):  # argparse's own errors: one line naming the flag, exit 2
         match = re.match(r"argument ([^:]+): (.*)", message)
@@ -130,7 +136,12 @@ def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
         if alias in given:
             if "warmup" in recipe_overrides:
                 raise ConfigError(f"--{alias}", given[alias], "was given together with --warmup", "give one of them")
+            if parse_duration(given[alias], f"--{alias}").unit != FRACTION and alias == "warmup_ratio":
+                raise ConfigError("--warmup_ratio", given[alias], "is a ratio of training", "give a fraction below 1 (0.05 or 5%), or --warmup for steps or epochs")
             recipe_overrides["warmup"] = given[alias]
+    for name in _INTERVAL_FLAGS:
+        if name in given:
+            given[name] = training_interval(given[name], f"--{name}")
     learning_rate_auto = str(recipe_overrides.get("learning_rate", "")).lower() == "auto"
     if learning_rate_auto:
         del recipe_overrides["learning_rate"]

@@ -4,14 +4,19 @@ A :class:`Recipe` holds everything that decides *how* a model is trained — opt
 warmup, decay and floor, weight decay, clipping, precision, batch and duration, evaluation and early
 stopping — under the names Hugging Face users already know (``learning_rate``,
 ``per_device_train_batch_size``, ``lr_scheduler_type``, ``min_lr_rate``, ...). The class defaults are
-the reference document's worked example ("Strategy A"): AdamW, peak 3e-5, 5% linear warmup, cosine
-to 10% of the peak, weight decay 0.01, clipping at 1.0, 3 epochs.
+a common setup for fine-tuning a pretrained encoder: AdamW (Loshchilov & Hutter 2019) at a peak of
+3e-5 for 3 epochs (inside BERT's fine-tuning grid of 2e-5..5e-5 and 2-4 epochs, Devlin et al. 2019,
+appendix A.3), 5% linear warmup, cosine decay (Loshchilov & Hutter 2017) to 10% of the peak, weight
+decay 0.01, gradient clipping at 1.0.
 
 Shipped recipes are YAML files in ``recipes/`` holding only their overrides of those defaults. Overrides
 are strict: an unknown key, a wrong type or an impossible value is a :class:`ConfigError` naming it.
 
 Sizes-dependent values (warmup and total steps, the batch-scaled peak) are resolved by
-:meth:`Recipe.plan` against a :class:`~ftrecipes.timeline.Timeline`.
+:meth:`Recipe.plan` against a :class:`~ftrecipes.timeline.Timeline`, once per run.
+
+This module is part of the config layer: it imports neither torch nor transformers, so that
+``ftrecipes list/show/validate/plot`` start in well under a second.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import Any, Union
 
 import yaml
 
+from .durations import Duration, check_duration, normalize_duration, training_interval
 from .errors import ConfigError, did_you_mean
-from .optim import OPTIMIZERS
+from .scaling import SCALING_RULES, LRScaling, recipe_lr_scaling
 from .schedule_types import (
     SCHEDULE_TYPES,
     WARMUP_TYPES,
@@ -37,11 +43,11 @@ from .schedule_types import (
     check_schedule_kwargs,
     check_schedule_type,
 )
-from .timeline import Duration, Timeline, is_duration
+from .timeline import Timeline
 
 TASKS = ("sequence-classification", "token-classification", "causal-lm", "image-classification")
+OPTIMIZERS = ("adamw", "sgd")  # built by ftrecipes.optim.create_optimizer
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-LR_SCALING_RULES = ("none", "linear", "sqrt")
 EVAL_STRATEGIES = ("no", "steps", "epoch")
 
 
@@ -59,7 +65,7 @@ class Recipe:
 
     # --- optimizer -----------------------------------------------------------------------------
     optimizer: str = _help("'adamw' (no decay on biases and norm weights) or 'sgd' (momentum).", default="adamw")
-    learning_rate: float = _help("Peak LR. Fine-tuning encoders: 2e-5..5e-5 (reference worked example).", default=3e-5)
+    learning_rate: float = _help("Peak LR. Fine-tuning encoders: 2e-5..5e-5 (BERT's fine-tuning grid).", default=3e-5)
     weight_decay: float = _help("Decoupled weight decay (AdamW) or L2 (SGD) on weight matrices.", default=0.01)
     adam_beta1: float = _help("AdamW beta1.", default=0.9)
     adam_beta2: float = _help("AdamW beta2.", default=0.999)
@@ -70,10 +76,10 @@ class Recipe:
 
     # --- schedule --------------------------------------------------------------------------------
     lr_scheduler_type: str = _help(f"One of {sorted(SCHEDULE_TYPES)}.", default="cosine")
-    warmup: Union[int, float, str] = _help("Warmup length: steps (500), fraction (0.05 / '5%') or epochs ('1ep').", default="5%")
+    warmup: Union[int, float, str] = _help("Warmup length: optimizer steps as an integer (500), a fraction below 1 (0.05 / '5%') or epochs ('1ep').", default="5%")
     warmup_type: str = _help("'linear' or 'exponential'.", default="linear")
     warmup_start: float = _help("LR at the start of warmup as a fraction of the peak.", default=0.0)
-    warmup_offset: int = _help("1: step 0 trains at peak/W as in the reference code; 0: at warmup_start (HF).", default=1)
+    warmup_offset: int = _help("1: step 0 trains at peak/W (no step is wasted at LR 0); 0: at warmup_start (Hugging Face).", default=1)
     min_lr_rate: float = _help("Floor of the decay as a fraction of the peak.", default=0.1)
     min_lr: typing.Optional[float] = _help("Absolute floor; overrides min_lr_rate when set.", default=None)
     lr_scheduler_kwargs: dict = _help("Options of the schedule type (see `ftrecipes show`).", default_factory=dict)
@@ -90,7 +96,7 @@ class Recipe:
 
     # --- evaluation ------------------------------------------------------------------------------
     eval_strategy: str = _help("When to evaluate: 'no', 'steps' or 'epoch'.", default="epoch")
-    eval_steps: typing.Optional[Union[int, float, str]] = _help("Evaluation interval when eval_strategy='steps'.", default=None)
+    eval_steps: typing.Optional[Union[int, float, str]] = _help("Evaluation interval when eval_strategy='steps': optimizer steps (500) or a fraction of training (0.1 / '10%').", default=None)
     metric_for_best_model: str = _help("Validation metric that picks the best checkpoint and drives plateau/early stop.", default="accuracy")
     greater_is_better: bool = _help("Whether a larger metric is better.", default=True)
     load_best_model_at_end: bool = _help("Reload the best checkpoint at the end.", default=False)
@@ -115,7 +121,7 @@ class Recipe:
         check_schedule_kwargs(self.lr_scheduler_type, self.lr_scheduler_kwargs)
         _one_of("warmup_type", self.warmup_type, tuple(WARMUP_TYPES))
         _one_of("precision", self.precision, PRECISIONS)
-        _one_of("lr_scaling", self.lr_scaling, LR_SCALING_RULES)
+        _one_of("lr_scaling", self.lr_scaling, SCALING_RULES)
         _one_of("eval_strategy", self.eval_strategy, EVAL_STRATEGIES)
         _positive("learning_rate", self.learning_rate, "e.g. 3e-5 for fine-tuning, 0.1 for SGD on a CNN")
         if self.weight_decay < 0:
@@ -129,9 +135,8 @@ class Recipe:
         if not 0 <= self.warmup_start < 1:
             raise ConfigError("warmup_start", self.warmup_start, "must lie in [0, 1)", "use 0 (start from 0) or e.g. 0.01")
         if self.warmup_offset not in (0, 1):
-            raise ConfigError("warmup_offset", self.warmup_offset, "must be 0 or 1", "use 1 (reference) or 0 (Hugging Face)")
-        if not is_duration(self.warmup):
-            raise ConfigError("warmup", self.warmup, "is not a duration", "give steps (500), a fraction (0.05 or '5%') or epochs ('1ep')")
+            raise ConfigError("warmup_offset", self.warmup_offset, "must be 0 or 1", "use 1 (step 0 at peak/W) or 0 (Hugging Face)")
+        check_duration(self.warmup, "warmup")
         if not 0 <= self.min_lr_rate <= 1:
             raise ConfigError("min_lr_rate", self.min_lr_rate, "is a fraction of the peak and must lie in [0, 1]", "use e.g. 0.1 (10% of peak) or 0")
         if self.min_lr is not None and not 0 <= self.min_lr <= self.learning_rate:
@@ -147,25 +152,16 @@ class Recipe:
             raise ConfigError("early_stopping_patience", self.early_stopping_patience, "needs evaluation", "set eval_strategy to 'epoch' or 'steps'")
         if self.lr_scheduler_type == "plateau" and self.eval_strategy == "no":
             raise ConfigError("lr_scheduler_type", "plateau", "reduce-on-plateau needs validation metrics", "set eval_strategy to 'epoch' or 'steps'")
-        if self.eval_strategy == "steps" and (self.eval_steps is None or not is_duration(self.eval_steps)):
+        if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ConfigError("eval_steps", self.eval_steps, "eval_strategy='steps' needs an interval", "set eval_steps, e.g. 100 or '10%'")
+        if self.eval_steps is not None:
+            training_interval(self.eval_steps, "eval_steps")
 
     # ------------------------------------------------------------------------------------------
     @property
     def floor(self) -> float:
         """The decay floor as a fraction of the peak."""
         return self.min_lr / self.learning_rate if self.min_lr is not None else self.min_lr_rate
-
-    def scaled_learning_rate(self, global_batch_size: int) -> float:
-        """The peak for ``global_batch_size`` under ``lr_scaling``::
-
-            linear: lr * B / B_ref        (Goyal et al.; SGD)
-            sqrt:   lr * sqrt(B / B_ref)  (a gentler rule often used for Adam-type optimizers)
-            none:   lr
-        """
-        ratio = global_batch_size / self.reference_global_batch_size
-        factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[self.lr_scaling]
-        return self.learning_rate * factor
 
     def plan(self, timeline: Timeline) -> "RecipePlan":
         """Resolve the recipe against the run's sizes: steps, warmup, the scaled peak and the schedule."""
@@ -185,23 +181,21 @@ class Recipe:
             floor=self.floor, greater_is_better=self.greater_is_better,
         )
         schedule = build_schedule(self.lr_scheduler_type, sizes, self.lr_scheduler_kwargs)
-        return RecipePlan(
-            recipe=self, timeline=timeline, schedule=schedule,
-            learning_rate=self.scaled_learning_rate(timeline.global_batch_size),
-        )
+        scaling = recipe_lr_scaling(self, timeline.global_batch_size)
+        return RecipePlan(recipe=self, timeline=timeline, schedule=schedule, learning_rate=scaling.learning_rate_after, scaling=scaling)
 
     def build_schedule(self, num_training_steps: int, steps_per_epoch: int | None = None) -> BuiltSchedule:
         """The schedule for a run of ``num_training_steps`` optimizer steps (what Trainer passes to
-        ``create_scheduler``); ``steps_per_epoch`` is needed only for durations given in epochs."""
+        ``create_scheduler``); ``steps_per_epoch`` is needed only for durations given in epochs.
+
+        Shorthand for ``plan(Timeline(...)).schedule`` with a one-process timeline that has exactly
+        these counts; a run that has its ``TrainingArguments`` plans with
+        :meth:`Timeline.from_training_args` instead.
+        """
         timeline = Timeline(
-            num_examples=(steps_per_epoch or num_training_steps) * self.per_device_train_batch_size,
+            num_examples=None if steps_per_epoch is None else steps_per_epoch * self.per_device_train_batch_size,
             per_device_train_batch_size=self.per_device_train_batch_size, max_steps=num_training_steps,
         )
-        if steps_per_epoch is None:
-            durations = {"warmup": self.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in self.lr_scheduler_kwargs.items()}}
-            for name, value in durations.items():
-                if isinstance(value, str) and value.strip().endswith(("ep", "epoch", "epochs")):
-                    raise ConfigError(name, value, "durations in epochs need the number of steps per epoch", "pass steps_per_epoch or give steps / fractions")
         return self.plan(timeline).schedule
 
     # ------------------------------------------------------------------------------------------
@@ -214,11 +208,6 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    def overrides(self) -> dict[str, Any]:
-        """Fields that differ from the class defaults (what a recipe file holds)."""
-        base = Recipe()
-        return {k: v for k, v in self.to_dict().items() if v != getattr(base, k) or k == "name"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "recipe") -> "Recipe":
@@ -262,6 +251,7 @@ class RecipePlan:
     timeline: Timeline
     schedule: BuiltSchedule
     learning_rate: float  # the peak after batch-size scaling
+    scaling: typing.Optional[LRScaling] = None  # how the peak was scaled to this run's global batch
 
     @property
     def total_steps(self) -> int:
@@ -350,16 +340,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 
 def _coerce_duration(name: str, value: Any) -> Duration:
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            return text
-        return int(number) if number.is_integer() and number >= 1 else number
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(name, value, "is not a duration", "give steps (500), a fraction (0.05 or '5%') or epochs ('1ep')")
-    return value
+    return normalize_duration(value, name)
 
 
 def _coerce_fields(recipe: Recipe) -> None:

@@ -8,18 +8,20 @@ reference ``B_ref``, the peak follows the recipe's ``lr_scaling`` rule::
     sqrt:    lr(B) = lr_ref * sqrt(B / B_ref)    Adam / AdamW (the gentle choice, see below)
     none:    lr(B) = lr_ref
 
-Why these choices (reference document, "Escolhendo a taxa de aprendizado de pico"):
+Why these choices:
 
-* **SGD: linear.** The document calls the linear rule common for SGD, "within limits": doubling the
-  batch halves the gradient noise per example, so twice the step covers the same ground per epoch.
-  It breaks down far from the reference (very large batches need warmup and eventually stop
-  gaining), so a factor beyond :data:`SAFE_FACTOR` in either direction is flagged.
-* **AdamW: sqrt.** The document calls scaling "less predictable" for Adam-type optimizers and says
-  practitioners "still scale a little with the batch size, but tune". Adam normalises the step by the
-  gradient's second moment, so the step does not grow with the batch as SGD's does; the square-root
-  rule keeps the per-step noise scale roughly constant and moves the peak only half as far (in log
-  terms) as the linear rule. It is a starting point to tune from, which is what the logged message
-  says. Recipes that would rather not move the peak at all set ``lr_scaling: none``.
+* **SGD: linear.** Doubling the batch halves the variance of the gradient estimate, so twice the step
+  covers the same ground per epoch (Goyal et al. 2017, "Accurate, Large Minibatch SGD", which also
+  needs warmup to make it hold). The rule breaks down far from the reference — beyond a "critical
+  batch size" larger batches stop buying progress (McCandlish et al. 2018, "An Empirical Model of
+  Large-Batch Training") — so a factor beyond :data:`SAFE_FACTOR` in either direction is flagged.
+* **AdamW: sqrt.** Adam normalises the step by the gradient's second moment, so the step does not grow
+  with the batch as SGD's does, and the best peak moves less predictably with it. The square-root
+  rule keeps the per-step noise scale roughly constant (Hoffer et al. 2017, "Train longer, generalize
+  better"; Malladi et al. 2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms") and
+  moves the peak only half as far (in log terms) as the linear rule. It is a starting point to tune
+  from, which is what the logged message says. Recipes that would rather not move the peak at all set
+  ``lr_scaling: none``.
 
 Every run logs the before/after pair (:meth:`LRScaling.message`), and ``lr_scaling`` is a recipe field,
 so ``--lr_scaling none`` on the command line switches scaling off.
@@ -114,7 +116,8 @@ def recipe_lr_scaling(recipe, global_batch_size: int, *, rule: str | None = None
     """The scaling a recipe applies at ``global_batch_size``.
 
     ``rule`` overrides the recipe's ``lr_scaling`` (the command-line flag); ``learning_rate`` overrides
-    the recipe's peak at the reference batch. Agrees with :meth:`Recipe.scaled_learning_rate`.
+    the recipe's peak at the reference batch. This is the only implementation of batch-size scaling:
+    :meth:`Recipe.plan`, ``recipe_training_args`` and the LR finder's prior all call it.
     """
     chosen = recipe.lr_scaling if rule is None else rule
     base = recipe.learning_rate if learning_rate is None else learning_rate

@@ -25,9 +25,11 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
+from .durations import training_interval
 from .lr_scheduler import ScheduleLR
 from .optim import create_optimizer
 from .recipe import Recipe, resolve_precision
+from .scaling import recipe_lr_scaling
 from .schedule_types import BuiltSchedule
 from .timeline import Timeline
 
@@ -36,13 +38,6 @@ logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------
 # TrainingArguments from a recipe
-
-
-def _hf_interval(value: Any) -> Any:
-    """A recipe duration as TrainingArguments takes an interval: int steps or a ratio in [0, 1)."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        return float(value.strip()[:-1]) / 100.0
-    return value
 
 
 def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int | None = None, **overrides) -> TrainingArguments:
@@ -80,7 +75,7 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
         report_to="none",
     )
     if recipe.eval_strategy == "steps":
-        values["eval_steps"] = values["save_steps"] = _hf_interval(recipe.eval_steps)
+        values["eval_steps"] = values["save_steps"] = training_interval(recipe.eval_steps, "eval_steps")
     values.update(overrides)
     explicit_lr = "learning_rate" in overrides
     if not explicit_lr:
@@ -89,7 +84,7 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
     if not explicit_lr:
         processes = num_processes if num_processes is not None else max(1, args.world_size)
         global_batch = args.per_device_train_batch_size * processes * args.gradient_accumulation_steps
-        args.learning_rate = recipe.scaled_learning_rate(global_batch)
+        args.learning_rate = recipe_lr_scaling(recipe, global_batch).learning_rate_after
     return args
 
 

@@ -63,7 +63,7 @@ def test_lr_at_every_step_equals_the_recipe_schedule(tiny_base, cls_files, tmp_p
     resolved = get_recipe(str(out / "recipe.yaml"))
     assert resolved.learning_rate == pytest.approx(plan.learning_rate) and resolved.warmup == "20%"
     assert resolved.reference_global_batch_size == 8  # rerunning the file at batch 8 trains at the same peak
-    assert resolved.scaled_learning_rate(8) == pytest.approx(plan.learning_rate)
+    assert resolved.plan(Timeline(N_TRAIN, 8, num_train_epochs=2)).learning_rate == pytest.approx(plan.learning_rate)
     recorded = json.loads((out / "plan.json").read_text())
     assert recorded["lr_scaling"]["learning_rate_before"] == 5e-5 and recorded["lr_scaling"]["rule"] == "sqrt"
     assert recorded["learning_rate"] == pytest.approx(5e-5 * 0.5**0.5)

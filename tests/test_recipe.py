@@ -65,17 +65,36 @@ def test_dict_override_from_command_line_string():
     assert r.lr_scheduler_kwargs == {"factor": 0.3, "patience": 2}
 
 
-def test_scaling_rules():
-    r = Recipe(learning_rate=1e-4, reference_global_batch_size=32)
-    assert r.replace(lr_scaling="none").scaled_learning_rate(128) == 1e-4
-    assert r.replace(lr_scaling="linear").scaled_learning_rate(128) == pytest.approx(4e-4)
-    assert r.replace(lr_scaling="sqrt").scaled_learning_rate(128) == pytest.approx(2e-4)
-    assert r.replace(lr_scaling="linear").scaled_learning_rate(16) == pytest.approx(5e-5)
+def test_scaling_rules_set_the_planned_peak():
+    r = Recipe(learning_rate=1e-4, reference_global_batch_size=32, max_steps=100)
+
+    def peak(rule, batch):
+        return r.replace(lr_scaling=rule).plan(Timeline(1000, batch, max_steps=100)).learning_rate
+
+    assert peak("none", 128) == 1e-4
+    assert peak("linear", 128) == pytest.approx(4e-4)
+    assert peak("sqrt", 128) == pytest.approx(2e-4)
+    assert peak("linear", 16) == pytest.approx(5e-5)
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_cuda(), reason="on a CUDA host 'auto' picks bf16 or fp16")
 def test_precision_policy_on_cpu():
-    assert resolve_precision("auto") == "fp32"  # this machine has no GPU
+    assert resolve_precision("auto") == "fp32"
     assert resolve_precision("bf16") == "bf16"
+
+
+@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA device")
+def test_precision_policy_on_cuda():
+    import torch
+
+    assert resolve_precision("auto") == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    assert resolve_precision("fp32") == "fp32"
 
 
 def test_str_shows_resolved_fields():
