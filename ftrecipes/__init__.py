@@ -2,32 +2,59 @@
 
 >>> from ftrecipes import get_recipe
 >>> recipe = get_recipe("cls")            # AdamW, 5% warmup, cosine to 10% of peak, clip 1.0
+
+The names below are imported on first use (PEP 562 module ``__getattr__``): the config layer
+(recipes, durations, timeline, schedules, scaling) imports neither torch nor transformers, so
+``import ftrecipes`` and ``ftrecipes list`` stay fast; the Trainer side loads only when it is asked for.
 """
 
-from .errors import ConfigError
-from .lr_scheduler import ScheduleLR
-from .recipe import Recipe, RecipePlan, resolve_precision
-from .registry import get_recipe, list_recipes
-from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
-from .timeline import Timeline
-from .trainer import RecipeTrainer, accelerate_scheduler, recipe_optimizers, recipe_training_args
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ConfigError",
-    "Recipe",
-    "RecipePlan",
-    "ScheduleLR",
-    "SCHEDULE_TYPES",
-    "BuiltSchedule",
-    "Transition",
-    "Timeline",
-    "RecipeTrainer",
-    "recipe_training_args",
-    "recipe_optimizers",
-    "accelerate_scheduler",
-    "get_recipe",
-    "list_recipes",
-    "resolve_precision",
-]
+# public name -> submodule that defines it
+_EXPORTS = {
+    "ConfigError": "errors",
+    "Recipe": "recipe",
+    "RecipePlan": "recipe",
+    "resolve_precision": "recipe",
+    "get_recipe": "registry",
+    "list_recipes": "registry",
+    "SCHEDULE_TYPES": "schedule_types",
+    "BuiltSchedule": "schedule_types",
+    "Transition": "schedule_types",
+    "Timeline": "timeline",
+    "ScheduleLR": "lr_scheduler",
+    "RecipeTrainer": "trainer",
+    "recipe_training_args": "trainer",
+    "recipe_optimizers": "trainer",
+    "accelerate_scheduler": "trainer",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ftrecipes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from .errors import ConfigError
+    from .lr_scheduler import ScheduleLR
+    from .recipe import Recipe, RecipePlan, resolve_precision
+    from .registry import get_recipe, list_recipes
+    from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
+    from .timeline import Timeline
+    from .trainer import RecipeTrainer, accelerate_scheduler, recipe_optimizers, recipe_training_args

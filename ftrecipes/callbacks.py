@@ -54,11 +54,9 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import DefaultFlowCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from .outputs import DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE
 from .schedule_types import BuiltSchedule, Transition
 
-SCHEDULE_FILE = "schedule.json"
-SPIKES_FILE = "spikes.json"
-DIVERGENCE_FILE = "divergence.json"
 DIVERGED_EXIT_CODE = 1
 _TRACE_POINTS = 2000  # the planned LR trace in schedule.json is subsampled to about this many points
 
@@ -402,12 +400,6 @@ class SpikeMonitor(TrainerCallback):
 # 3. Divergence guard
 
 
-class TrainingDiverged(RuntimeError):
-    """Raised by :meth:`DivergenceGuard.raise_if_diverged`; scripts turn it into exit code 1."""
-
-    exit_code = DIVERGED_EXIT_CODE
-
-
 class DivergenceGuard(TrainerCallback):
     """Stops a run whose loss goes non-finite or explodes, before a bad checkpoint is written.
 
@@ -433,7 +425,7 @@ class DivergenceGuard(TrainerCallback):
     ``DefaultFlowCallback``, see :func:`install_callbacks`), so the last checkpoint on disk stays the
     last good one. It prints one message with the concrete next overrides, writes
     ``output_dir/divergence.json`` and sets :attr:`diverged`; the caller turns that into exit code 1
-    with :attr:`exit_code` or :meth:`raise_if_diverged`. Decisions use all-reduced gradients and the
+    with :attr:`exit_code`. Decisions use all-reduced gradients and the
     process-averaged loss, so every process stops at the same step.
     """
 
@@ -467,10 +459,6 @@ class DivergenceGuard(TrainerCallback):
     @property
     def message(self) -> str:
         return self.report["message"] if self.report else ""
-
-    def raise_if_diverged(self) -> None:
-        if self.diverged:
-            raise TrainingDiverged(self.message)
 
     # -- events --------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):

@@ -77,8 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", default="lr_find", help="where lr_finder.json and lr_finder.png go")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
 
-    # --- plot-run: owned by ftrecipes.curves (another module); registered lazily so that this command
-    # works whether or not that module is present in the build. Its own parser handles its flags.
+    # --- plot-run: its flags belong to ftrecipes.curves, whose own parser handles them.
     p = sub.add_parser("plot-run", help="plot a finished run's curves (ftrecipes.curves)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -175,7 +174,7 @@ def validate_file(path: str) -> tuple[list[str], list[str]]:
     10,000 examples) repeatedly, each time setting aside the key the last error named, so that each
     remaining key is still checked in the context of the others.
     """
-    from .lr_finder import PRIORS, recipe_regime
+    from .priors import PRIORS, recipe_regime
     from .recipe import Recipe
     from .timeline import Timeline
 
@@ -247,13 +246,10 @@ ComponentBuilder = Callable[..., Any]
 
 def _pipeline_builder(recipe_arg: str, finetune_argv: list[str]):
     """Model and training dataloader from the data/model pipeline of ``finetune.py`` (same flags, same
-    preprocessing), or a one-line error on builds without ``ftrecipes.pipeline``."""
-    try:
-        from .pipeline import build_training_components, parse_args
-    except ImportError:
-        raise ConfigError("lr-find", "ftrecipes.pipeline", "data loading is not available in this build",
-                          "update ftrecipes, or call ftrecipes.lr_finder.find_lr(model, train_dataloader, recipe=...) from Python") from None
+    preprocessing)."""
     import torch
+
+    from .pipeline import build_training_components, parse_args
 
     config = parse_args(["--recipe", recipe_arg, *finetune_argv])
     c = build_training_components(config)
@@ -276,6 +272,7 @@ def _unpack_components(components) -> tuple[Any, Any, Any]:
 def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune_argv: Sequence[str] = ()) -> int:
     """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
     from .lr_finder import check_finder_args, choose_learning_rate
+    from .outputs import LR_FINDER_JSON, LR_FINDER_PNG
     from .registry import get_recipe
 
     check_finder_args(num_steps=args.num_steps, min_lr=args.min_lr, max_lr=args.max_lr, rule=args.rule,
@@ -303,16 +300,13 @@ def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune
         prior=args.prior, show_progress=not args.no_progress,
     )
     print(result.summary())
-    print(f"wrote {output_dir / 'lr_finder.json'} and {output_dir / 'lr_finder.png'}")
+    print(f"wrote {output_dir / LR_FINDER_JSON} and {output_dir / LR_FINDER_PNG}")
     return 0
 
 
 def cmd_plot_run(args) -> int:
-    # ---- registration point for `ftrecipes plot-run` (implemented in ftrecipes.curves) ----------
-    try:
-        from .curves import main_plot_run
-    except ImportError:
-        raise ConfigError("plot-run", "ftrecipes.curves", "is not available in this build", "update ftrecipes") from None
+    from .curves import main_plot_run
+
     code = main_plot_run(args.rest)
     return 0 if code is None else int(code)
 

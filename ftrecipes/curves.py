@@ -34,10 +34,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .callbacks import DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE
 from .errors import USAGE_EXIT_CODE, ConfigError
-
-CURVES_FILE = "training_curves.png"
+from .outputs import CURVES_FILE, DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE, TRAINER_STATE_FILE
 # Evaluation keys that are bookkeeping, not metrics.
 _NOT_METRICS = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
 
@@ -84,13 +82,13 @@ def _read_json(path: str) -> Any:
 
 
 def _state_file(output_dir: str) -> str | None:
-    direct = os.path.join(output_dir, "trainer_state.json")
+    direct = os.path.join(output_dir, TRAINER_STATE_FILE)
     if os.path.isfile(direct):
         return direct
     def number(path: str) -> int:
         match = re.search(r"checkpoint-(\d+)", path)
         return int(match.group(1)) if match else -1
-    candidates = sorted(glob.glob(os.path.join(output_dir, "checkpoint-*", "trainer_state.json")), key=number)
+    candidates = sorted(glob.glob(os.path.join(output_dir, "checkpoint-*", TRAINER_STATE_FILE)), key=number)
     return candidates[-1] if candidates else None
 
 

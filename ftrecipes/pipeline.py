@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence
 
 from .durations import FRACTION, parse_duration, training_interval
 from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
+from .outputs import PLAN_FILE, RECIPE_FILE
 from .recipe import Recipe
 
 logger = logging.getLogger("ftrecipes.finetune")
@@ -466,9 +467,9 @@ def _write_recipe_outputs(c: TrainingComponents, trainer) -> None:
     # The peak this run trained at, stated for this run's global batch: rerunning the file at the same
     # batch gives the same LR, and at another batch the recipe's rule scales from this point.
     resolved = c.recipe.replace(learning_rate=c.args.learning_rate, reference_global_batch_size=c.plan.timeline.global_batch_size)
-    (out / "recipe.yaml").write_text(
+    (out / RECIPE_FILE).write_text(
         f"# Resolved recipe of this run (recipe {c.config.script.recipe!r}; peak LR as trained, at this run's global batch).\n"
-        f"# Reproduce: accelerate launch scripts/finetune.py --recipe {out / 'recipe.yaml'}\n" + resolved.to_yaml()
+        f"# Reproduce: accelerate launch scripts/finetune.py --recipe {out / RECIPE_FILE}\n" + resolved.to_yaml()
     )
     schedule = trainer.schedule
     plan = {
@@ -483,7 +484,7 @@ def _write_recipe_outputs(c: TrainingComponents, trainer) -> None:
         "learning_rate_source": c.learning_rate_source,
         "transitions": [dataclasses.asdict(t) for t in (schedule.transitions if schedule else [])],
     }
-    (out / "plan.json").write_text(json.dumps(plan, indent=2))
+    (out / PLAN_FILE).write_text(json.dumps(plan, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ one process or many, with or without gradient accumulation.
 Every primitive is a module-level function with keyword-only parameters, bound with
 :func:`functools.partial`; the result is picklable, so a scheduler built from it checkpoints cleanly
 (the same trick as ``transformers.optimization``). Primitives are composed with :func:`join`
-(optax's ``join_schedules``) and :func:`scale` rather than through one long factory.
+(optax's ``join_schedules``) rather than through one long factory.
 
 Conventions shared by every decay: the decay runs over ``t = 0 .. decay_steps`` measured from its own
 start, equals 1 at ``t = 0``, reaches its floor at ``t = decay_steps`` and stays there afterwards.
@@ -177,15 +177,6 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     if list(boundaries) != sorted(boundaries):
         raise ValueError(f"join boundaries must be sorted, got {boundaries=}")
     return partial(_join, schedules=schedules, boundaries=boundaries)
-
-
-def _scaled(step: int, *, schedule: Schedule, factor: float) -> float:
-    return factor * schedule(step)
-
-
-def scale(schedule: Schedule, factor: float) -> Schedule:
-    """``m(t) = factor * schedule(t)``."""
-    return partial(_scaled, schedule=schedule, factor=float(factor))
 
 
 # --------------------------------------------------------------------------------------------------

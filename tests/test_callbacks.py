@@ -20,7 +20,6 @@ from ftrecipes.callbacks import (
     RobustWindow,
     ScheduleLogger,
     SpikeMonitor,
-    TrainingDiverged,
     add_monitoring,
     align,
     suggested_overrides,
@@ -190,9 +189,6 @@ def test_nan_stops_the_run_keeps_the_last_checkpoint_and_exits_nonzero(tmp_path,
 
     guard = monitoring.guard
     assert guard.diverged and monitoring.exit_code == 1 and trainer.state.global_step == 10
-    with pytest.raises(TrainingDiverged) as caught:
-        guard.raise_if_diverged()
-    assert caught.value.exit_code == 1
     assert sorted(os.listdir(tmp_path / "checkpoint-8")) and not (tmp_path / "checkpoint-12").exists()
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
 

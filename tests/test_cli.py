@@ -213,12 +213,6 @@ def test_plot_run_is_delegated(monkeypatch, capsys):
     assert code == 0 and seen == [["runs/cls", "--output", "x.png"]]
 
 
-def test_plot_run_missing_module_is_a_user_error(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "ftrecipes.curves", None)  # import fails
-    code, _, err = run(["plot-run", "runs/cls"], capsys)
-    assert_user_error(code, err)
-
-
 # ---------------------------------------------------------------------------------------------- process
 
 

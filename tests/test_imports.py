@@ -1,0 +1,63 @@
+"""The config layer stays light: recipes, durations, schedules and the inspection commands load
+neither torch nor transformers (``ftrecipes list`` starts in well under a second)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFIG_LAYER = ["ftrecipes", "ftrecipes.errors", "ftrecipes.durations", "ftrecipes.timeline", "ftrecipes.schedules",
+                "ftrecipes.schedule_types", "ftrecipes.scaling", "ftrecipes.priors", "ftrecipes.recipe",
+                "ftrecipes.registry", "ftrecipes.explain", "ftrecipes.plotting", "ftrecipes.outputs", "ftrecipes.cli"]
+HEAVY = ("torch", "transformers", "accelerate", "datasets")
+
+
+def test_config_layer_and_inspection_commands_load_no_torch_or_transformers(tmp_path):
+    # A fresh interpreter: the test session itself has long imported torch.
+    script = textwrap.dedent(f"""
+        import contextlib, importlib, io, sys
+        HEAVY = {HEAVY!r}
+
+        def loaded(where):
+            found = [m for m in HEAVY if m in sys.modules]
+            assert not found, f"{{where}} loaded {{found}}"
+
+        for name in {CONFIG_LAYER!r}:
+            importlib.import_module(name)
+        loaded("importing the config layer")
+
+        import ftrecipes
+        recipe = ftrecipes.get_recipe("cls")
+        plan = recipe.plan(ftrecipes.Timeline(1000, 16))
+        assert plan.total_steps == 189 and isinstance(ftrecipes.ConfigError("x"), ValueError)
+        loaded("planning a recipe through the lazy package namespace")
+
+        from ftrecipes.cli import main
+        for argv in (["list"], ["show", "cls", "--num_examples", "2000"], ["validate", {str(REPO / "recipes" / "cls.yaml")!r}],
+                     ["plot", "sgdr", "--output", {str(tmp_path / "sgdr.png")!r}]):
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert main(argv) == 0, argv
+            loaded("ftrecipes " + " ".join(argv))
+        print("ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_lazy_namespace():
+    import ftrecipes
+
+    assert "Recipe" in dir(ftrecipes) and set(ftrecipes.__all__) <= set(dir(ftrecipes))
+    assert ftrecipes.RecipeTrainer.__module__ == "ftrecipes.trainer"  # the Trainer side loads on demand
+    try:
+        ftrecipes.no_such_name
+    except AttributeError as err:
+        assert "no_such_name" in str(err)
+    else:
+        raise AssertionError("unknown names must raise AttributeError")
