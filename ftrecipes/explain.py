@@ -4,8 +4,8 @@ Two sources, most specific first:
 
 1. the recipe file's own comments — an inline ``# ...`` after ``key: value``, or a comment block directly
    above the key (the file's opening header block describes the whole recipe and is not attached);
-2. :data:`FIELD_REASONS`, one line per field grounded in the reference document
-   (``reference/learning-rate-schedules.pt.txt``; section titles are quoted in Portuguese as they appear);
+2. :data:`FIELD_REASONS`, one line per field: the reason in plain words, with the paper or library
+   documentation it comes from in brackets;
 
 falling back to the field's ``help`` metadata. :func:`describe_plan` renders a resolved recipe with
 the concrete steps, the global batch, the scaled peak and these reasons (``ftrecipes show``).
@@ -17,49 +17,50 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .scaling import recipe_lr_scaling
-
-REF = "ref"  # short tag that marks a line as coming from the reference document
+from .durations import FRACTION, STEPS, parse_duration
 
 FIELD_REASONS: dict[str, str] = {
-    "optimizer": "AdamW is the optimizer of the worked fine-tuning example and of Strategy A; SGD + momentum is the "
-                 "classic CNN baseline of Strategy B [ref: 'Exemplo trabalhado', 'Estratégia B']",
-    "learning_rate": "the peak matters most: 'a schedule does not save an absurdly wrong peak LR'; fine-tuning NLP "
-                     "typically 2e-5..5e-5 — tune the peak first [ref: 'Escolhendo a taxa de aprendizado de pico']",
-    "weight_decay": "AdamW decouples weight decay, but its effective strength still depends on the LR and the run "
-                    "length [ref: 'Dicas práticas' 4]",
-    "max_grad_norm": "if gradients explode, lower the peak or clip them; clipping at 1.0 is the reference code's "
-                     "optional line [ref: 'Exemplos de implementação', 'Dicas práticas' 3]",
-    "lr_scheduler_type": "warmup + cosine decay is the modern default (smooth, no abrupt drops, decays slowly early "
-                         "and faster late) [ref: 'Estratégia A', 'Decaimento cosseno']",
-    "warmup": "Adam's early moment estimates are biased; warmup avoids large damaging first steps; fine-tuning "
-              "0-2% (sometimes none), worked example ~5%, pretraining 1-5%; counted in optimizer steps "
-              "[ref: 'Aquecimento']",
-    "warmup_type": "linear is the common warmup; exponential (multiplicative) is less common [ref: 'Aquecimento']",
-    "warmup_start": "lr_start is often 0 or a small fraction of the peak [ref: 'Aquecimento']",
-    "min_lr_rate": "cosine to a small floor: 10% of the peak in the worked example, or 0 / ~1e-6 "
-                   "[ref: 'Exemplo trabalhado', 'Resumo']",
-    "min_lr": "an absolute floor such as 1e-6, when the scale calls for one [ref: 'Estratégia A']",
-    "num_train_epochs": "fine-tuning runs are short (worked example: 3 epochs); the schedule itself is in "
-                        "optimizer steps, which survive changes of dataloader or dataset size [ref: 'Dicas práticas' 1, 5]",
-    "max_steps": "a step budget makes the schedule independent of the dataset size [ref: 'Dicas práticas' 1]",
-    "per_device_train_batch_size": "larger batches reduce gradient noise and often allow larger LRs "
-                                   "[ref: 'A estocasticidade muda ao longo do tempo']",
-    "gradient_accumulation_steps": "schedules count optimizer updates, not micro-batches "
-                                   "[ref: 'Armadilhas do aquecimento']",
-    "reference_global_batch_size": "the global batch the peak was tuned at; distributed training changes the "
-                                   "global batch and with it the dynamics [ref: 'Armadilhas do aquecimento']",
-    "lr_scaling": "linear scaling is common for SGD (within limits); for Adam/AdamW it is less predictable: scale a "
-                  "little and tune [ref: 'Escolhendo a taxa de aprendizado de pico']",
-    "precision": "mixed precision's gradient scaling can amplify early instability; warmup helps, and the loss "
-                 "scale is a first suspect when training diverges [ref: 'Aquecimento', 'Dicas práticas' 3]",
-    "eval_strategy": "always log the validation metric next to LR, loss and gradient norm [ref: 'Dicas práticas' 2]",
-    "early_stopping_patience": "constant LR + early stopping is simple and often effective for fine-tuning "
-                               "[ref: 'Estratégia C']",
-    "load_best_model_at_end": "with early stopping or restarts, keep the best validation checkpoint "
-                              "[ref: 'Estratégia C', 'Cosseno com reinícios']",
-    "lr_scheduler_kwargs": "options of the schedule type: e.g. x0.1 at epochs 30/60/90 of 100 for step decay, "
-                           "restart period for SGDR [ref: 'Estratégia B', 'Cosseno com reinícios']",
+    "optimizer": "AdamW (decoupled weight decay) is the standard optimizer for fine-tuning Transformers; SGD + "
+                 "momentum remains the classic baseline for CNNs [Loshchilov & Hutter 2019; He et al. 2016]",
+    "learning_rate": "the peak matters more than the schedule's shape: no schedule rescues a peak that is far off. "
+                     "Fine-tuning pretrained encoders works at 2e-5..5e-5; tune the peak first "
+                     "[Devlin et al. 2019, app. A.3; Mosbach et al. 2021]",
+    "weight_decay": "decoupled from the gradient step in AdamW, but its effective strength still scales with the "
+                    "LR and the number of steps [Loshchilov & Hutter 2019]",
+    "max_grad_norm": "clipping the global gradient norm bounds the damage of a rare huge gradient; 1.0 is the "
+                     "Trainer's default [Pascanu et al. 2013; transformers TrainingArguments]",
+    "lr_scheduler_type": "warmup then cosine decay: smooth, no abrupt drops, slow decay early and faster late "
+                         "[Loshchilov & Hutter 2017]",
+    "warmup": "Adam's second-moment estimate is unreliable over the first steps, so full-size steps there can "
+              "wreck pretrained weights; fine-tuning uses 0-10% warmup, pretraining 1-5%; counted in optimizer steps "
+              "[Liu et al. 2020, RAdam; Goyal et al. 2017]",
+    "warmup_type": "a linear ramp is the common warmup; an exponential (geometric) ramp spends longer at small "
+                   "LRs [Goyal et al. 2017]",
+    "warmup_start": "warmup usually starts at 0 or at a small fraction of the peak",
+    "min_lr_rate": "a floor keeps the last steps learning; 10% of the peak is a common choice, 0 decays fully "
+                   "[Loshchilov & Hutter 2017; transformers cosine_with_min_lr]",
+    "min_lr": "an absolute floor such as 1e-6, when the recipe's scale calls for one",
+    "num_train_epochs": "fine-tuning runs are short (2-4 epochs); the schedule itself is counted in optimizer "
+                        "steps, so it survives changes of data-loader or data-set size [Devlin et al. 2019, app. A.3]",
+    "max_steps": "a step budget makes the schedule independent of the data set's size",
+    "per_device_train_batch_size": "larger batches lower the gradient noise and often allow a larger peak "
+                                   "[Smith et al. 2018, 'Don't Decay the Learning Rate, Increase the Batch Size']",
+    "gradient_accumulation_steps": "schedules count optimizer updates, not micro-batches: accumulation changes the "
+                                   "global batch, not the number of schedule steps per update",
+    "reference_global_batch_size": "the global batch the peak was tuned at; more processes or accumulation change "
+                                   "the global batch, and lr_scaling moves the peak with it [Goyal et al. 2017]",
+    "lr_scaling": "linear scaling holds for SGD within limits; for Adam-type optimizers it is less predictable, "
+                  "so scale gently (sqrt) and tune [Goyal et al. 2017; Malladi et al. 2022]",
+    "precision": "mixed precision's loss scaling can amplify early instability; warmup helps, and the loss scale "
+                 "is a first suspect when training diverges [Micikevicius et al. 2018]",
+    "eval_strategy": "log the validation metric next to LR, loss and gradient norm, to tell a schedule problem "
+                     "from overfitting",
+    "early_stopping_patience": "a constant LR with early stopping on the validation metric is simple and often "
+                               "enough for fine-tuning [transformers EarlyStoppingCallback]",
+    "load_best_model_at_end": "with early stopping or restarts, keep the best validation checkpoint rather than "
+                              "the last [Loshchilov & Hutter 2017]",
+    "lr_scheduler_kwargs": "options of the schedule type: e.g. x0.1 at 30/60/90% of training for step decay "
+                           "[He et al. 2016], the restart period for SGDR [Loshchilov & Hutter 2017]",
 }
 
 
@@ -117,11 +118,21 @@ def field_reason(recipe, name: str, comments: dict[str, str] | None = None) -> s
     return ""
 
 
+def _spelled(duration) -> str:
+    """A duration as the user wrote it, with its unit: ``'5%' of training``, ``500 optimizer steps``, ``'1ep'``."""
+    unit = parse_duration(duration, "warmup").unit
+    if unit == FRACTION:
+        return f"{duration!r} of training"
+    if unit == STEPS:
+        return f"{duration!r} optimizer steps" if isinstance(duration, str) else f"{duration} optimizer steps"
+    return repr(duration)
+
+
 def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed: list[str] | None = None) -> str:
     """A human-readable account of a :class:`~ftrecipes.recipe.RecipePlan` (``ftrecipes show``)."""
     recipe, timeline, schedule = plan.recipe, plan.timeline, plan.schedule
     comments = yaml_comments(recipe_file) if recipe_file and Path(recipe_file).is_file() else {}
-    scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
+    scaling = plan.scaling
     lines = [f"recipe {recipe.name}: {recipe.description}".rstrip(": ")]
     if recipe_file:
         lines.append(f"  file: {recipe_file}")
@@ -134,7 +145,7 @@ def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed
         f"  steps per epoch       {timeline.steps_per_epoch} optimizer steps",
         f"  total steps           {schedule.total_steps} optimizer steps"
         + (f" ({recipe.num_train_epochs:g} epochs)" if recipe.max_steps <= 0 else " (max_steps)"),
-        f"  warmup steps          {schedule.warmup_steps} ({recipe.warmup!r} of training, {recipe.warmup_type})",
+        f"  warmup steps          {schedule.warmup_steps} ({_spelled(recipe.warmup)}, {recipe.warmup_type})",
         f"  peak learning rate    {scaling.message()}",
         f"  LR at step 0 / end of warmup / last step   {plan.lr_at(0):.4g} / {plan.lr_at(schedule.warmup_steps):.4g} / "
         f"{plan.lr_at(schedule.total_steps - 1):.4g}",

@@ -251,7 +251,7 @@ class RecipePlan:
     timeline: Timeline
     schedule: BuiltSchedule
     learning_rate: float  # the peak after batch-size scaling
-    scaling: typing.Optional[LRScaling] = None  # how the peak was scaled to this run's global batch
+    scaling: LRScaling  # how the peak was scaled to this run's global batch (the before/after pair)
 
     @property
     def total_steps(self) -> int:

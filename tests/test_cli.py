@@ -56,7 +56,7 @@ def test_show_resolves_sizes_and_explains_defaults(capsys):
     assert "warmup steps          5" in out  # ceil(5% of 96)
     assert "peak LR 5e-05 -> 0.0001 (sqrt rule" in out
     assert "top of that range" in out  # the recipe file's own comment
-    assert "[ref: 'Aquecimento']" in out  # a reason from the reference document
+    assert "why: Adam's second-moment estimate is unreliable" in out and "[Liu et al. 2020, RAdam" in out  # FIELD_REASONS
     assert "┤" in out  # the terminal chart
 
 

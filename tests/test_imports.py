@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 CONFIG_LAYER = ["ftrecipes", "ftrecipes.errors", "ftrecipes.durations", "ftrecipes.timeline", "ftrecipes.schedules",
                 "ftrecipes.schedule_types", "ftrecipes.scaling", "ftrecipes.priors", "ftrecipes.recipe",
-                "ftrecipes.registry", "ftrecipes.explain", "ftrecipes.plotting", "ftrecipes.outputs", "ftrecipes.cli"]
+                "ftrecipes.registry", "ftrecipes.explain", "ftrecipes.plotting", "ftrecipes.outputs", "ftrecipes.curves", "ftrecipes.cli"]
 HEAVY = ("torch", "transformers", "accelerate", "datasets")
 
 
