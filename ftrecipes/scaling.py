@@ -69,10 +69,6 @@ class LRScaling:
     overridden: bool = False  # the rule came from an explicit flag, not the recipe
 
     @property
-    def changed(self) -> bool:
-        return self.learning_rate_after != self.learning_rate_before
-
-    @property
     def outside_safe_range(self) -> bool:
         return self.factor > SAFE_FACTOR or self.factor < 1.0 / SAFE_FACTOR
 

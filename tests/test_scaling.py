@@ -56,7 +56,7 @@ def test_every_recipe_follows_the_rule_of_its_optimizer_and_its_plan_uses_it(nam
 def test_flag_overrides_the_recipe_rule_and_the_message_says_so():
     cls = get_recipe("cls")
     off = recipe_lr_scaling(cls, 64, rule="none")
-    assert off.learning_rate_after == 5e-5 and off.overridden and not off.changed
+    assert off.learning_rate_after == 5e-5 and off.overridden and off.factor == 1.0
     assert "unchanged" in off.message() and "from flag" in off.message()
     linear = recipe_lr_scaling(cls, 64, rule="linear")
     assert linear.learning_rate_after == pytest.approx(2e-4)
