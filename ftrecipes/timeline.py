@@ -54,16 +54,21 @@ class Timeline:
             raise ConfigError("max_steps", self.max_steps, "a data set without a length needs a step budget", "set max_steps > 0")
 
     @classmethod
-    def from_training_args(cls, args: Any, num_examples: Optional[int]) -> "Timeline":
+    def from_training_args(cls, args: Any, num_examples: Optional[int], num_training_steps: Optional[int] = None) -> "Timeline":
         """The timeline of a Trainer run with ``args`` (a ``TrainingArguments``, read by attribute)
-        over ``num_examples`` training rows (``None`` for a data set without a length)."""
+        over ``num_examples`` training rows (``None`` for a data set without a length).
+
+        ``num_training_steps`` — what Trainer passes to ``create_scheduler`` — fixes the total when
+        given, so a schedule built inside Trainer spans exactly the loop that steps it, while
+        ``steps_per_epoch`` (for durations in epochs) still comes from the data set's size.
+        """
         return cls(
             num_examples=num_examples,
             per_device_train_batch_size=args.per_device_train_batch_size,
             num_processes=max(1, args.world_size),
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             num_train_epochs=args.num_train_epochs,
-            max_steps=args.max_steps,
+            max_steps=num_training_steps if num_training_steps is not None else args.max_steps,
             dataloader_drop_last=args.dataloader_drop_last,
         )
 

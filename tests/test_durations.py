@@ -94,7 +94,10 @@ def test_timeline_from_training_args_reads_attributes():
         num_train_epochs, max_steps, dataloader_drop_last = 2.0, -1, False
 
     t = Timeline.from_training_args(Args(), 103)
-    assert t == Timeline(103, 4, 2, 3, 2.0, -1, False)
+    assert t == Timeline(103, 4, 2, 3, 2.0, -1, False) and t.total_steps == 10  # 26 batches, 13 per rank, 5 steps per epoch
+    inside_trainer = Timeline.from_training_args(Args(), 103, num_training_steps=7)  # Trainer's count wins
+    assert inside_trainer.total_steps == 7 and inside_trainer.steps_per_epoch == 5 and inside_trainer.resolve("1ep") == 5
+    assert Timeline.from_training_args(Args(), None, num_training_steps=40).resolve("10%") == 4
 
 
 @pytest.mark.parametrize("argv,head", [
