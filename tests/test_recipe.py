@@ -27,22 +27,29 @@ def test_every_recipe_file_loads_validates_and_plans(name):
     assert 0 <= plan.warmup_steps < plan.total_steps
     trace = plan.schedule.trace()
     assert max(trace) == pytest.approx(1.0, abs=1e-3) and min(trace) >= 0
-    # The file holds only overrides: every key in it is a real field and differs from the default
+    # Every key in the file is a real field.
     data = yaml.safe_load(text)
     assert set(data) <= set(Recipe().to_dict())
 
 
-def test_cls_is_the_worked_example():
+def test_cls_holds_only_its_overrides_of_the_class_defaults():
+    data = yaml.safe_load((recipes_dir() / "cls.yaml").read_text())
+    defaults = Recipe()
+    assert {k for k, v in data.items() if k != "description" and Recipe.from_dict(data).to_dict()[k] == getattr(defaults, k)} == set()
+    assert set(data) == {"description", "learning_rate", "lr_scaling"}
+
+
+def test_cls_is_the_class_defaults_with_a_higher_peak():
     r = get_recipe("cls")
     assert (r.optimizer, r.lr_scheduler_type, r.warmup, r.min_lr_rate, r.weight_decay, r.max_grad_norm, r.num_train_epochs) == (
         "adamw", "cosine", "5%", 0.1, 0.01, 1.0, 3.0)
     assert 2e-5 <= r.learning_rate <= 5e-5
-    plan = r.plan(Timeline(10_000 * 16 // 3, 16, num_train_epochs=3))  # ~10k steps as in the document
+    plan = r.plan(Timeline(10_000 * 16 // 3, 16, num_train_epochs=3))  # ~10k optimizer steps
     assert plan.warmup_steps == math.ceil(0.05 * plan.total_steps)
     assert plan.schedule.lr(plan.total_steps) == pytest.approx(0.1)
 
 
-def test_cnn_step_is_strategy_b():
+def test_cnn_step_is_the_classic_step_decay():
     r = get_recipe("cnn-step")
     plan = r.plan(Timeline(12_800, 128, num_train_epochs=100))  # 100 steps per epoch, 10k steps
     assert plan.total_steps == 10_000 and r.optimizer == "sgd" and r.momentum == 0.9 and r.learning_rate == 0.1
