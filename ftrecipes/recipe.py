@@ -9,7 +9,7 @@ a common setup for fine-tuning a pretrained encoder: AdamW (Loshchilov & Hutter 
 appendix A.3), 5% linear warmup, cosine decay (Loshchilov & Hutter 2017) to 10% of the peak, weight
 decay 0.01, gradient clipping at 1.0.
 
-Shipped recipes are YAML files in ``recipes/`` holding only their overrides of those defaults. Overrides
+Shipped recipes are YAML files in ``recipes/`` holding their overrides of those defaults. Overrides
 are strict: an unknown key, a wrong type or an impossible value is a :class:`ConfigError` naming it.
 
 Sizes-dependent values (warmup and total steps, the batch-scaled peak) are resolved by
