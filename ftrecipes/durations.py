@@ -1,15 +1,11 @@
 """Durations: the one parser of "how long" for warmup, milestones, restart periods and intervals.
 
-A duration is given in one of three units, each with one unambiguous spelling:
+A duration is given in one of three units, each with its own spelling, and resolves to optimizer steps:
 
-===========  ==========================================  ==========================================
-unit         spellings                                   resolves to (optimizer steps)
-===========  ==========================================  ==========================================
-steps        an integer ``500``, ``"500"``, ``"500steps"``  ``500``
-fraction     a float in ``[0, 1)`` ``0.05``, ``"0.05"``,    ``ceil(total_steps * f)`` (rounded up as
-             or a percentage ``"5%"`` (0..100)              ``TrainingArguments.get_warmup_steps`` does)
-epochs       ``"2ep"``, ``"0.5ep"``, ``"1epoch"``, ``"3 epochs"``  ``ceil(e * steps_per_epoch)``
-===========  ==========================================  ==========================================
+* **steps** — an integer: ``500``, ``"500"``, ``"500steps"`` -> ``500``;
+* **fraction of training** — a float in ``[0, 1)`` or a percentage: ``0.05``, ``"0.05"``, ``"5%"``
+  -> ``ceil(total_steps * f)``, rounded up as ``TrainingArguments.get_warmup_steps`` does;
+* **epochs** — ``"2ep"``, ``"0.5ep"``, ``"1epoch"``, ``"3 epochs"`` -> ``ceil(e * steps_per_epoch)``.
 
 The type decides the unit, as in transformers 5.x (``warmup_steps`` is an ``int`` count or a float
 below 1 read as a ratio of training). A float of 1 or more — ``1.0``, ``2.5``, ``500.0`` — is refused
