@@ -434,8 +434,7 @@ def build_cosine_with_restarts(sizes: Sizes, *, num_cycles: float = 1) -> BuiltS
         raise ConfigError(_opt("num_cycles"), num_cycles, "must be > 0", "use e.g. num_cycles: 3")
     decay_steps = _decay_steps(sizes)
     lr = _hf_with_warmup(sizes, "cosine_with_restarts", S.cosine_hard_restarts(decay_steps, num_cycles))
-    position = [(float(num_cycles) * (t / decay_steps)) % 1.0 for t in range(decay_steps)] if decay_steps <= 100_000 else []
-    restarts = [sizes.warmup_steps + t for t in range(1, len(position)) if position[t] < position[t - 1]]
+    restarts = [sizes.warmup_steps + t for t in S.hard_restart_steps(decay_steps, num_cycles)]
     transitions = _warmup_transitions(sizes) + [Transition(s, "restart", f"warm restart (step {s})") for s in restarts]
     return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=transitions)
 

@@ -150,6 +150,18 @@ def cosine_hard_restarts(decay_steps: int, num_cycles: float = 1.0, floor: float
     return partial(_hard_restarts, decay_steps=int(decay_steps), num_cycles=float(num_cycles), floor=float(floor))
 
 
+def hard_restart_steps(decay_steps: int, num_cycles: float) -> list[int]:
+    """Steps ``0 < t < decay_steps`` at which :func:`cosine_hard_restarts` jumps back to the peak."""
+    def position(t: int) -> float:
+        return (float(num_cycles) * (t / max(1, decay_steps))) % 1.0
+
+    steps: list[int] = []
+    for k in range(1, math.ceil(num_cycles)):
+        guess = math.ceil(k * decay_steps / num_cycles)
+        steps += [t for t in (guess - 1, guess, guess + 1) if 0 < t < decay_steps and position(t) < position(t - 1) and t not in steps]
+    return steps
+
+
 def _polynomial_decay(step: int, *, decay_steps: int, power: float, floor: float) -> float:
     return floor + (1.0 - floor) * (1.0 - _progress(step, decay_steps)) ** power
 

@@ -16,6 +16,8 @@ from ftrecipes import Recipe, ScheduleLR, Timeline
 from ftrecipes.errors import ConfigError
 from ftrecipes.schedule_types import HF_TYPES, SCHEDULE_TYPES
 
+pytestmark = pytest.mark.filterwarnings("ignore:Both num_training_steps and num_stable_steps:UserWarning")
+
 PEAK = 1e-3
 SHAPES = [(5, 37), (0, 11), (1, 10), (3, 13)]  # (warmup, total): odd totals, no warmup, warmup of one step
 
@@ -236,6 +238,16 @@ def test_sgdr_equals_cosine_annealing_warm_restarts(T_0, T_mult):
     assert_same(our_lrs(recipe, 60), torch_lrs(reference_opt, reference, 60))
 
 
+def test_cosine_annealing_and_step_lr_equal_torch():
+    reference_opt = sgd()
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(reference_opt, T_max=45, eta_min=2e-5)
+    assert_same(our_lrs(recipe_for("cosine", 0, 45, {}, min_lr=2e-5), 45), torch_lrs(reference_opt, reference, 45))
+
+    reference_opt = sgd()
+    reference = torch.optim.lr_scheduler.StepLR(reference_opt, step_size=8, gamma=0.5)
+    assert_same(our_lrs(recipe_for("step", 0, 30, {"milestones": [8, 16, 24], "gamma": 0.5}), 30), torch_lrs(reference_opt, reference, 30))
+
+
 def test_multistep_and_exponential_equal_torch():
     reference_opt = sgd()
     reference = torch.optim.lr_scheduler.MultiStepLR(reference_opt, milestones=[10, 20, 35], gamma=0.3)
@@ -263,6 +275,14 @@ def test_reduce_on_plateau_equals_torch(kwargs):
 
 # ---------------------------------------------------------------------------------------------
 # Fractional restart periods
+
+
+@pytest.mark.parametrize(("decay", "cycles"), [(32, 3), (30, 2.5), (10, 3), (9, 3), (100, 1)])
+def test_hf_restarts_are_marked_where_the_lr_jumps(decay, cycles):
+    built = recipe_for("cosine_with_restarts", 0, decay, {"num_cycles": cycles}).build_schedule(decay)
+    jumps = [t for t in range(1, decay) if built.lr(t) > built.lr(t - 1)]
+    assert [t.step for t in built.transitions if t.kind == "restart"] == jumps
+    assert len(jumps) == math.ceil(cycles) - 1
 
 
 def test_fractional_periods_and_real_period_mult():
