@@ -403,3 +403,26 @@ def test_show_works_with_every_hf_name(name, tmp_path, capsys):
     path.write_text(f"lr_scheduler_type: {name}\nlr_scheduler_kwargs: {json.dumps(kwargs)}\nmax_steps: 200\nwarmup_offset: 0\n")
     assert main(["show", str(path)]) == 0
     assert name in capsys.readouterr().out
+
+
+def test_finetune_job_trains_with_hf_trace(tiny_base, cls_files, tmp_path):
+    """End to end: a Trainer user's flags through scripts/finetune.py; the LR logged at every optimizer
+    step equals transformers.get_scheduler's for the same warmup, total and kwargs."""
+    from ftrecipes.pipeline import main
+    from ftrecipes.trainer import log_history_lrs
+
+    kwargs = {"num_decay_steps": 4, "warmup_type": "cosine", "decay_type": "1-sqrt", "min_lr_ratio": 0.05}
+    out = tmp_path / "run"
+    assert main([
+        "--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
+        "--validation_file", cls_files["validation"], "--output_dir", str(out), "--max_steps", "10",
+        "--per_device_train_batch_size", "2", "--max_train_samples", "20", "--max_eval_samples", "4", "--warmup_steps", "3", "--lr_scheduler_type", "warmup_stable_decay",
+        "--lr_scheduler_kwargs", json.dumps(kwargs), "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "16",
+        "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--save_strategy", "no",
+    ]) == 0
+    peak = json.loads((out / "plan.json").read_text())["learning_rate"]
+    logged = log_history_lrs(json.loads((out / "trainer_state.json").read_text())["log_history"])
+    opt = sgd(lr=peak)
+    reference = lrs_of(opt, get_scheduler("warmup_stable_decay", opt, num_warmup_steps=3, num_training_steps=10, scheduler_specific_kwargs=kwargs), 10)
+    assert sorted(logged) == list(range(1, 11))
+    assert_same([logged[s] for s in range(1, 11)], reference)  # the LR logged at step s is the one step s used
