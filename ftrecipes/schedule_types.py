@@ -360,7 +360,8 @@ def build_one_cycle(
         )
     lr = S.one_cycle(total, peak, div_factor, final_div_factor, anneal_strategy, three_phase)
     momentum = S.one_cycle_momentum(total, peak, base_momentum, max_momentum, anneal_strategy, three_phase) if cycle_momentum else None
-    peak_step = max(0, math.ceil(peak))
+    # Marked at step W like every family's end of warmup (with pct_start: the first step at or after the peak).
+    peak_step = rise if pct_start is None else max(0, math.ceil(peak))
     transitions = [Transition(peak_step, "warmup_end", f"LR peak, end of the rise (step {peak_step})")] if peak_step > 0 else []
     if three_phase:
         back = math.ceil(2.0 * peak)
