@@ -351,7 +351,7 @@ def build_one_cycle(
             raise ConfigError(_opt("pct_start"), pct_start, "must lie in (0, 1)", "use e.g. pct_start: 0.3")
         peak, rise = float(pct_start) * total - 1.0, math.ceil(float(pct_start) * total)
     else:
-        peak, rise = float(sizes.warmup_steps - sizes.warmup_offset), sizes.warmup_steps
+        peak, rise = float(max(0, sizes.warmup_steps - sizes.warmup_offset)), sizes.warmup_steps
     last_needed = 2.0 * peak if three_phase else peak
     if last_needed >= total - 1:
         raise ConfigError(

@@ -281,19 +281,16 @@ def sgdr_cycle(step: float, period: float, period_mult: float) -> tuple[int, flo
 
 
 def sgdr_restarts(period: float, period_mult: float, until: int) -> list[int]:
-    """Steps ``< until`` at which SGDR restarts (the LR jumps back up): the first whole step of each cycle."""
-    restarts, cycle = [], 0
-    step = 1
-    # Walk cycle starts with the same arithmetic as :func:`sgdr_cycle`, so the two always agree.
+    """Steps ``< until`` at which SGDR restarts (the LR jumps back up): the first whole step that
+    :func:`sgdr_cycle` places in each new cycle."""
+    restarts, step = [], 0
     while True:
-        cycle += 1
-        if float(period_mult) == 1.0:
-            start = cycle * float(period)
-        else:
-            start = sum(float(period) * float(period_mult) ** i for i in range(cycle))
-        step = math.ceil(start)
-        while step < until and sgdr_cycle(step, period, period_mult)[0] < cycle:
-            step += 1  # float round-off at the boundary: the restart is the first step of the new cycle
+        cycle, position, length = sgdr_cycle(step, period, period_mult)
+        # One step before the next cycle's nominal start, then forward: float round-off at the boundary
+        # cannot make this disagree with sgdr_cycle.
+        step = max(step + 1, math.ceil(step - position + length) - 1)
+        while step < until and sgdr_cycle(step, period, period_mult)[0] == cycle:
+            step += 1
         if step >= until:
             return restarts
         restarts.append(step)
