@@ -180,14 +180,16 @@ class Recipe:
                 f"resolves to {warmup} optimizer steps but training has only {total}",
                 "shorten warmup (e.g. '5%') or train longer (num_train_epochs / max_steps)",
             )
-        learning_rate = self.scaled_learning_rate(timeline.global_batch_size)
         sizes = Sizes(
             total_steps=total, warmup_steps=warmup, steps_per_epoch=timeline.steps_per_epoch,
             warmup_type=self.warmup_type, warmup_start=self.warmup_start, warmup_offset=self.warmup_offset,
-            floor=self.floor, greater_is_better=self.greater_is_better, peak_lr=learning_rate,
+            floor=self.floor, greater_is_better=self.greater_is_better, peak_lr=self.scaled_learning_rate(timeline.global_batch_size),
         )
         schedule = build_schedule(self.lr_scheduler_type, sizes, self.lr_scheduler_kwargs)
-        return RecipePlan(recipe=self, timeline=timeline, schedule=schedule, learning_rate=learning_rate)
+        return RecipePlan(
+            recipe=self, timeline=timeline, schedule=schedule,
+            learning_rate=self.scaled_learning_rate(timeline.global_batch_size),
+        )
 
     def build_schedule(self, num_training_steps: int, steps_per_epoch: int | None = None) -> BuiltSchedule:
         """The schedule for a run of ``num_training_steps`` optimizer steps (what Trainer passes to
