@@ -8,7 +8,7 @@
 The LR is computed in closed form from ``last_epoch`` (the number of ``step()`` calls so far, which
 the Trainer makes once per optimizer step), never chained from the previous value, so restoring
 ``last_epoch`` from a checkpoint is enough for an exact resume at any step. Stateful schedules
-(reduce-on-plateau) store their state in the scheduler's ``state_dict`` as well. The object pickles
+(reduce-on-plateau, Hugging Face's GreedyLR) store their state in the scheduler's ``state_dict`` as well. The object pickles
 because the schedules are ``functools.partial`` of module-level functions.
 """
 
@@ -65,7 +65,8 @@ class ScheduleLR(LRScheduler):
         return float(group["betas"][0]) if "betas" in group else float(group.get("momentum", 0.0))
 
     def observe(self, metric: float, step: int | None = None) -> bool:
-        """Feed a validation metric to a metric-driven schedule and apply a reduction at once."""
+        """Feed a validation metric to a metric-driven schedule and apply its change (a reduction, or
+        GreedyLR's raise) at once; returns whether the LR changed."""
         if not hasattr(self.lr_schedule, "observe"):
             return False
         reduced = self.lr_schedule.observe(metric, step=self.update_step if step is None else step)

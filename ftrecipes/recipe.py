@@ -42,6 +42,7 @@ from .schedule_types import (
     build_schedule,
     check_schedule_kwargs,
     check_schedule_type,
+    is_metric_driven,
 )
 from .timeline import Timeline
 
@@ -77,9 +78,9 @@ class Recipe:
     # --- schedule --------------------------------------------------------------------------------
     lr_scheduler_type: str = _help(f"One of {sorted(SCHEDULE_TYPES)}.", default="cosine")
     warmup: Union[int, float, str] = _help("Warmup length: optimizer steps as an integer (500), a fraction below 1 (0.05 / '5%') or epochs ('1ep').", default="5%")
-    warmup_type: str = _help("'linear' or 'exponential'.", default="linear")
+    warmup_type: str = _help("'linear', 'exponential', 'cosine' or '1-sqrt'.", default="linear")
     warmup_start: float = _help("LR at the start of warmup as a fraction of the peak.", default=0.0)
-    warmup_offset: int = _help("1: step 0 trains at peak/W (no step is wasted at LR 0); 0: at warmup_start (Hugging Face).", default=1)
+    warmup_offset: int = _help("1: step 0 trains at peak/W (no step is wasted at LR 0); 0: at warmup_start (Hugging Face). Hugging Face's own schedule names always count as Hugging Face does.", default=1)
     min_lr_rate: float = _help("Floor of the decay as a fraction of the peak.", default=0.1)
     min_lr: typing.Optional[float] = _help("Absolute floor; overrides min_lr_rate when set.", default=None)
     lr_scheduler_kwargs: dict = _help("Options of the schedule type (see `ftrecipes show`).", default_factory=dict)
@@ -150,8 +151,8 @@ class Recipe:
             raise ConfigError("early_stopping_patience", self.early_stopping_patience, "cannot be negative", "use 0 (off) or e.g. 3")
         if self.early_stopping_patience and self.eval_strategy == "no":
             raise ConfigError("early_stopping_patience", self.early_stopping_patience, "needs evaluation", "set eval_strategy to 'epoch' or 'steps'")
-        if self.lr_scheduler_type == "plateau" and self.eval_strategy == "no":
-            raise ConfigError("lr_scheduler_type", "plateau", "reduce-on-plateau needs validation metrics", "set eval_strategy to 'epoch' or 'steps'")
+        if is_metric_driven(self.lr_scheduler_type) and self.eval_strategy == "no":
+            raise ConfigError("lr_scheduler_type", self.lr_scheduler_type, "a metric-driven schedule needs validation metrics", "set eval_strategy to 'epoch' or 'steps'")
         if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ConfigError("eval_steps", self.eval_steps, "eval_strategy='steps' needs an interval", "set eval_steps, e.g. 100 or '10%'")
         if self.eval_steps is not None:
@@ -175,13 +176,13 @@ class Recipe:
                 f"resolves to {warmup} optimizer steps but training has only {total}",
                 "shorten warmup (e.g. '5%') or train longer (num_train_epochs / max_steps)",
             )
+        scaling = recipe_lr_scaling(self, timeline.global_batch_size)
         sizes = Sizes(
             total_steps=total, warmup_steps=warmup, steps_per_epoch=timeline.steps_per_epoch,
             warmup_type=self.warmup_type, warmup_start=self.warmup_start, warmup_offset=self.warmup_offset,
-            floor=self.floor, greater_is_better=self.greater_is_better,
+            floor=self.floor, greater_is_better=self.greater_is_better, peak_lr=scaling.learning_rate_after,
         )
         schedule = build_schedule(self.lr_scheduler_type, sizes, self.lr_scheduler_kwargs)
-        scaling = recipe_lr_scaling(self, timeline.global_batch_size)
         return RecipePlan(recipe=self, timeline=timeline, schedule=schedule, learning_rate=scaling.learning_rate_after, scaling=scaling)
 
     def build_schedule(self, num_training_steps: int, steps_per_epoch: int | None = None) -> BuiltSchedule:

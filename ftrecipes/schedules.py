@@ -14,7 +14,8 @@ Conventions shared by every decay: the decay runs over ``t = 0 .. decay_steps`` 
 start, equals 1 at ``t = 0``, reaches its floor at ``t = decay_steps`` and stays there afterwards.
 Floors are fractions of the peak (``min_lr_rate``).
 
-The stateful, metric-driven schedule (reduce-on-plateau with warmup) is :class:`PlateauSchedule`.
+The stateful, metric-driven schedules (reduce-on-plateau with warmup, and Hugging Face's GreedyLR)
+are :class:`PlateauSchedule` and :class:`GreedySchedule`.
 """
 
 from __future__ import annotations
@@ -64,6 +65,33 @@ def linear_warmup(warmup_steps: int, start: float = 0.0, offset: int = 0) -> Sch
     return partial(_linear_warmup, warmup_steps=int(warmup_steps), start=float(start), offset=int(offset))
 
 
+WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
+
+
+def _warmup_shape(progress: float, shape: str) -> float:
+    if shape == "cosine":
+        return 0.5 * (1.0 - math.cos(math.pi * progress))
+    if shape == "1-sqrt":
+        return 1.0 - math.sqrt(1.0 - progress)
+    return progress
+
+
+def _shaped_warmup(step: int, *, warmup_steps: int, start: float, offset: int, shape: str) -> float:
+    if warmup_steps <= 0:
+        return 1.0
+    progress = min(1.0, max(0, step + offset) / warmup_steps)
+    return start + (1.0 - start) * _warmup_shape(progress, shape)
+
+
+def shaped_warmup(warmup_steps: int, start: float = 0.0, offset: int = 0, shape: str = "cosine") -> Schedule:
+    """Warmup of a given shape ``m(t) = start + (1 - start) * f(p)``, ``p = min(1, (t + offset)/W)``, with
+    ``f(p) = p`` ("linear"), ``0.5 (1 - cos(pi p))`` ("cosine") or ``1 - sqrt(1 - p)`` ("1-sqrt") —
+    the three warmup shapes of Hugging Face's warmup-stable-decay schedule (``get_wsd_schedule``)."""
+    if shape not in WARMUP_SHAPES:
+        raise ValueError(f"unknown warmup shape {shape!r}; expected one of {WARMUP_SHAPES}")
+    return partial(_shaped_warmup, warmup_steps=int(warmup_steps), start=float(start), offset=int(offset), shape=shape)
+
+
 def _exponential_warmup(step: int, *, warmup_steps: int, start: float, offset: int) -> float:
     if warmup_steps <= 0:
         return 1.0
@@ -90,18 +118,48 @@ def _progress(step: int, decay_steps: int) -> float:
     return min(1.0, max(0, step) / decay_steps)
 
 
-def _cosine_decay(step: int, *, decay_steps: int, floor: float) -> float:
-    cosine = 0.5 * (1.0 + math.cos(math.pi * _progress(step, decay_steps)))
-    return floor + (1.0 - floor) * cosine
+def _cosine_decay(step: int, *, decay_steps: int, floor: float, num_cycles: float = 0.5) -> float:
+    cosine = 0.5 * (1.0 + math.cos(math.pi * num_cycles * 2.0 * _progress(step, decay_steps)))
+    return max(0.0, floor + (1.0 - floor) * cosine)
 
 
-def cosine_decay(decay_steps: int, floor: float = 0.0) -> Schedule:
-    """Cosine annealing ``m(t) = floor + (1 - floor) * 0.5 * (1 + cos(pi * t / T))``, ``t`` clipped to ``T``.
+def cosine_decay(decay_steps: int, floor: float = 0.0, num_cycles: float = 0.5) -> Schedule:
+    """Cosine annealing ``m(t) = floor + (1 - floor) * 0.5 * (1 + cos(2 pi n * t / T))``, ``t`` clipped to ``T``.
 
-    With ``floor = lr_min / lr_max`` this is the reference document's
-    ``lr_min + 0.5 (lr_max - lr_min)(1 + cos(pi t / T))`` divided by the peak.
+    ``n = num_cycles = 0.5`` (the default) is one half-wave down to the floor; with
+    ``floor = lr_min / lr_max`` this is the reference document's
+    ``lr_min + 0.5 (lr_max - lr_min)(1 + cos(pi t / T))`` divided by the peak. Other ``n`` are the
+    ``num_cycles`` of Hugging Face's ``get_cosine_schedule_with_warmup`` (e.g. ``n = 1``: down and back up).
     """
-    return partial(_cosine_decay, decay_steps=int(decay_steps), floor=float(floor))
+    return partial(_cosine_decay, decay_steps=int(decay_steps), floor=float(floor), num_cycles=float(num_cycles))
+
+
+def _hard_restarts(step: int, *, decay_steps: int, num_cycles: float, floor: float) -> float:
+    progress = max(0, step) / max(1, decay_steps)
+    if progress >= 1.0:
+        return floor
+    # The position inside the cycle is computed as Hugging Face computes it, ``(n * p) % 1``, so the
+    # restart lands on the same step even where ``D / n`` is not a whole number.
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * ((float(num_cycles) * progress) % 1.0)))
+
+
+def cosine_hard_restarts(decay_steps: int, num_cycles: float = 1.0, floor: float = 0.0) -> Schedule:
+    """``num_cycles`` equal cosine cycles over ``decay_steps``, each restarting at the peak (Hugging Face's
+    ``cosine_with_restarts``): ``m(t) = floor + (1 - floor) * 0.5 * (1 + cos(pi * ((n t / T) mod 1)))`` for
+    ``t < T``, ``floor`` from ``T`` on. Periods ``T / n`` need not be whole steps."""
+    return partial(_hard_restarts, decay_steps=int(decay_steps), num_cycles=float(num_cycles), floor=float(floor))
+
+
+def hard_restart_steps(decay_steps: int, num_cycles: float) -> list[int]:
+    """Steps ``0 < t < decay_steps`` at which :func:`cosine_hard_restarts` jumps back to the peak."""
+    def position(t: int) -> float:
+        return (float(num_cycles) * (t / max(1, decay_steps))) % 1.0
+
+    steps: list[int] = []
+    for k in range(1, math.ceil(num_cycles)):
+        guess = math.ceil(k * decay_steps / num_cycles)
+        steps += [t for t in (guess - 1, guess, guess + 1) if 0 < t < decay_steps and position(t) < position(t - 1) and t not in steps]
+    return steps
 
 
 def _polynomial_decay(step: int, *, decay_steps: int, power: float, floor: float) -> float:
@@ -148,14 +206,17 @@ def exponential_decay(gamma: float, floor: float = 0.0) -> Schedule:
     return partial(_exponential_decay, gamma=float(gamma), floor=float(floor))
 
 
-def _inverse_sqrt_decay(step: int, *, timescale: int) -> float:
+def _inverse_sqrt_decay(step: int, *, timescale: float) -> float:
     return math.sqrt(timescale / (timescale + max(0, step)))
 
 
-def inverse_sqrt_decay(timescale: int) -> Schedule:
+def inverse_sqrt_decay(timescale: float) -> Schedule:
     """``m(t) = sqrt(tau / (tau + t))``: after a warmup of ``tau`` steps this continues the original
-    Transformer schedule, whose post-warmup branch is ``(step)^-0.5`` normalised to 1 at ``step = tau``."""
-    return partial(_inverse_sqrt_decay, timescale=max(1, int(timescale)))
+    Transformer schedule, whose post-warmup branch is ``(step)^-0.5`` normalised to 1 at ``step = tau``
+    (Hugging Face's ``get_inverse_sqrt_schedule`` with ``timescale = tau``)."""
+    if not timescale > 0:
+        raise ValueError(f"inverse_sqrt_decay needs timescale > 0, got {timescale=}")
+    return partial(_inverse_sqrt_decay, timescale=float(timescale))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,80 +240,134 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     return partial(_join, schedules=schedules, boundaries=boundaries)
 
 
+def _shifted(step: int, *, schedule: Schedule, by: int) -> float:
+    return schedule(step + by)
+
+
+def shift(schedule: Schedule, by: int) -> Schedule:
+    """``m(t) = schedule(t + by)`` (e.g. a decay whose first step already counts as one step of progress)."""
+    return partial(_shifted, schedule=schedule, by=int(by))
+
+
 # --------------------------------------------------------------------------------------------------
 # Cosine with warm restarts (SGDR)
 
 
-def sgdr_cycle(step: int, period: int, period_mult: float) -> tuple[int, int, int]:
-    """``(cycle index, step inside the cycle, cycle length)`` for SGDR with first period ``period``
-    and each later period ``period_mult`` times longer (lengths rounded to whole steps)."""
-    step = max(0, int(step))
+def sgdr_cycle(step: float, period: float, period_mult: float) -> tuple[int, float, float]:
+    """``(cycle index, position inside the cycle, cycle length)`` for SGDR with a first period of
+    ``period`` steps and each later one ``period_mult`` times longer. Neither needs to be whole: cycle
+    ``i`` spans ``[S_i, S_i + period * period_mult^i)`` with ``S_i`` the sum of the earlier lengths, so
+    a fractional period restarts on the first step at or after ``S_i`` (no rounding accumulates)."""
+    step = max(0.0, float(step))
+    period, period_mult = float(period), float(period_mult)
     if period_mult == 1.0:
-        return step // period, step % period, period
-    cycle, start, length = 0, 0, period
+        cycle = int(step // period)
+        return cycle, step - cycle * period, period
+    cycle, start, length = 0, 0.0, period
     while step >= start + length:
         start += length
         cycle += 1
-        length = max(1, round(period * period_mult**cycle))
+        length = period * period_mult**cycle
     return cycle, step - start, length
 
 
-def sgdr_restarts(period: int, period_mult: float, until: int) -> list[int]:
-    """Steps ``< until`` at which SGDR restarts (the LR jumps back up)."""
-    restarts, start, cycle, length = [], 0, 0, period
-    while start + length < until:
-        start += length
-        cycle += 1
-        restarts.append(start)
-        length = period if period_mult == 1.0 else max(1, round(period * period_mult**cycle))
-    return restarts
+def sgdr_restarts(period: float, period_mult: float, until: int) -> list[int]:
+    """Steps ``< until`` at which SGDR restarts (the LR jumps back up): the first whole step that
+    :func:`sgdr_cycle` places in each new cycle."""
+    restarts, step = [], 0
+    while True:
+        cycle, position, length = sgdr_cycle(step, period, period_mult)
+        # One step before the next cycle's nominal start, then forward: float round-off at the boundary
+        # cannot make this disagree with sgdr_cycle.
+        step = max(step + 1, math.ceil(step - position + length) - 1)
+        while step < until and sgdr_cycle(step, period, period_mult)[0] == cycle:
+            step += 1
+        if step >= until:
+            return restarts
+        restarts.append(step)
 
 
-def _sgdr(step: int, *, period: int, period_mult: float, peak_decay: float, floor: float) -> float:
+def _sgdr(step: int, *, period: float, period_mult: float, peak_decay: float, floor: float) -> float:
     cycle, t, length = sgdr_cycle(step, period, period_mult)
     peak = peak_decay**cycle
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * t / length))
 
 
-def sgdr(period: int, period_mult: float = 1.0, peak_decay: float = 1.0, floor: float = 0.0) -> Schedule:
+def sgdr(period: float, period_mult: float = 1.0, peak_decay: float = 1.0, floor: float = 0.0) -> Schedule:
     """Cosine annealing with warm restarts (Loshchilov & Hutter, SGDR).
 
-    In cycle ``i`` (length ``T_i = period * period_mult^i``, peak ``peak_decay^i``) at step ``t`` inside
-    the cycle: ``m = floor + (peak_decay^i - floor) * 0.5 * (1 + cos(pi * t / T_i))``.
+    In cycle ``i`` (length ``T_i = period * period_mult^i``, peak ``peak_decay^i``) at position ``t``
+    inside the cycle: ``m = floor + (peak_decay^i - floor) * 0.5 * (1 + cos(pi * t / T_i))``. With a whole
+    ``period`` and integer ``period_mult`` this is torch's ``CosineAnnealingWarmRestarts(T_0=period,
+    T_mult=period_mult, eta_min=floor * peak)`` stepped once per optimizer step; fractional periods and
+    multipliers (which torch refuses) follow the same formula.
     """
-    return partial(_sgdr, period=int(period), period_mult=float(period_mult), peak_decay=float(peak_decay), floor=float(floor))
+    if not period > 0:
+        raise ValueError(f"sgdr needs period > 0, got {period=}")
+    return partial(_sgdr, period=float(period), period_mult=float(period_mult), peak_decay=float(peak_decay), floor=float(floor))
 
 
 # --------------------------------------------------------------------------------------------------
 # One-cycle
 
 
-def _cosine_between(start: float, end: float, progress: float) -> float:
-    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+def _anneal(start: float, end: float, pct: float, strategy: str) -> float:
+    if strategy == "linear":
+        return (end - start) * pct + start
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1.0)
 
 
-def _one_cycle(step: int, *, rise_steps: int, total_steps: int, low: float, high: float, final: float) -> float:
-    if step < rise_steps:
-        return _cosine_between(low, high, step / rise_steps)
-    fall_steps = max(1, total_steps - rise_steps)
-    return _cosine_between(high, final, min(1.0, (step - rise_steps) / fall_steps))
+def _phases(step: int, *, phases: tuple[tuple[float, float, float], ...], strategy: str) -> float:
+    start_step = 0.0
+    for index, (end_step, start_value, end_value) in enumerate(phases):
+        if step <= end_step or index == len(phases) - 1:
+            span = end_step - start_step
+            # An empty phase (a peak at step 0) has already ended; past the last phase the end value holds.
+            pct = 1.0 if span <= 0 else min(1.0, max(0.0, (step - start_step) / span))
+            return _anneal(start_value, end_value, pct, strategy)
+        start_step = end_step
+    raise AssertionError("unreachable: the last phase always answers")
 
 
-def one_cycle(total_steps: int, rise_steps: int, div_factor: float = 25.0, final_div_factor: float = 1e4) -> Schedule:
-    """One-cycle policy (Smith): cosine rise from ``1/div_factor`` to 1 over ``rise_steps``, then cosine
-    fall to ``1/(div_factor * final_div_factor)`` at ``total_steps`` (the shape of torch's ``OneCycleLR``)."""
+def _one_cycle_phases(total_steps: int, peak_step: float, values: tuple[float, float, float], three_phase: bool) -> tuple:
+    low, high, final = values
+    last = float(total_steps - 1)  # the last trained step reaches the final value (torch's OneCycleLR)
+    if three_phase:
+        return ((peak_step, low, high), (2.0 * peak_step, high, low), (last, low, final))
+    return ((peak_step, low, high), (last, high, final))
+
+
+def one_cycle(
+    total_steps: int, peak_step: float, div_factor: float = 25.0, final_div_factor: float = 1e4,
+    anneal_strategy: str = "cos", three_phase: bool = False,
+) -> Schedule:
+    """One-cycle policy (Smith, "Super-convergence"), torch's ``OneCycleLR`` relative to ``max_lr``.
+
+    Two phases: anneal from ``1/div_factor`` up to 1 at step ``peak_step``, then down to
+    ``1/(div_factor * final_div_factor)`` at step ``total_steps - 1`` — the last trained step. With
+    ``three_phase`` the second phase returns to ``1/div_factor`` at step ``2 * peak_step`` and the third
+    falls to the final value. Inside a phase from ``a`` to ``b`` at fraction ``p``: ``b + (a - b)(1 +
+    cos(pi p))/2`` ("cos") or ``a + (b - a) p`` ("linear"). torch's ``pct_start`` is
+    ``peak_step = pct_start * total_steps - 1`` (a float, as torch keeps it).
+    """
+    if anneal_strategy not in ("cos", "linear"):
+        raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
     low = 1.0 / div_factor
-    return partial(
-        _one_cycle, rise_steps=int(rise_steps), total_steps=int(total_steps), low=low, high=1.0, final=low / final_div_factor
-    )
+    phases = _one_cycle_phases(int(total_steps), float(peak_step), (low, 1.0, low / final_div_factor), bool(three_phase))
+    return partial(_phases, phases=phases, strategy=anneal_strategy)
 
 
-def one_cycle_momentum(total_steps: int, rise_steps: int, base_momentum: float = 0.85, max_momentum: float = 0.95) -> Schedule:
+def one_cycle_momentum(
+    total_steps: int, peak_step: float, base_momentum: float = 0.85, max_momentum: float = 0.95,
+    anneal_strategy: str = "cos", three_phase: bool = False,
+) -> Schedule:
     """The momentum (or Adam beta1) of one-cycle, cycled inversely to the LR: ``max_momentum`` at the
-    start, ``base_momentum`` at the LR peak, back to ``max_momentum`` at the end. Returns absolute values."""
-    return partial(
-        _one_cycle, rise_steps=int(rise_steps), total_steps=int(total_steps), low=max_momentum, high=base_momentum, final=max_momentum
-    )
+    start, ``base_momentum`` at the LR peak, back to ``max_momentum`` (and held there in the third phase
+    of ``three_phase``), as torch's ``OneCycleLR`` does. Returns absolute values."""
+    phases = _one_cycle_phases(int(total_steps), float(peak_step), (max_momentum, base_momentum, max_momentum), bool(three_phase))
+    if three_phase:  # torch holds the momentum at its maximum through the final annealing phase
+        phases = (phases[0], phases[1], (phases[2][0], max_momentum, max_momentum))
+    return partial(_phases, phases=phases, strategy=anneal_strategy)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,16 +403,42 @@ def inverse_sqrt(warmup_steps: int) -> Schedule:
 # Reduce-on-plateau with warmup (stateful)
 
 
+def _is_better(metric: float, best: float | None, *, mode: str, threshold: float, threshold_mode: str, sign_aware: bool) -> bool:
+    """Whether ``metric`` improves on ``best`` (``None``: nothing seen yet; a NaN never improves).
+
+    ``abs``: by more than ``threshold`` (``metric > best + threshold`` in max mode). ``rel`` with
+    ``sign_aware=False`` is torch's rule, ``metric > best * (1 + threshold)`` (max) or
+    ``metric < best * (1 - threshold)`` (min), which for a *negative* ``best`` moves the bar the wrong
+    way: in min mode with ``best = -10`` and ``threshold = 0.1`` any value below ``-9`` — including the
+    worse ``-9.5`` — counts as an improvement. ``sign_aware=True`` scales by ``|best|`` instead
+    (``metric > best + threshold * |best|``), the same bar for either sign.
+    """
+    if math.isnan(metric):
+        return False
+    if best is None:
+        return True
+    if threshold_mode == "abs":
+        margin = threshold
+    elif sign_aware:
+        margin = threshold * abs(best)
+    else:
+        return metric > best * (1.0 + threshold) if mode == "max" else metric < best * (1.0 - threshold)
+    return metric > best + margin if mode == "max" else metric < best - margin
+
+
 @dataclass
 class PlateauSchedule:
     """Warmup, then a multiplier that drops by ``factor`` when the validation metric stops improving.
 
-    ``m(t) = warmup(t) * scale`` where ``scale`` starts at 1 and becomes ``max(floor, scale * factor)``
-    when more than ``patience`` consecutive evaluations bring no improvement larger than ``threshold``
-    (relative), followed by ``cooldown`` evaluations during which no drop happens (the rules of
-    ``torch.optim.lr_scheduler.ReduceLROnPlateau``, which cannot be used directly because the Trainer
-    never steps it per optimizer step, so it cannot warm up). :meth:`observe` is called with each
-    validation metric; :meth:`state_dict` / :meth:`load_state_dict` make it resumable.
+    ``m(t) = warmup(t) * scale`` where ``scale`` starts at 1. Each evaluation that does not improve on the
+    best value (see :func:`_is_better`; ``threshold_mode`` "rel" or "abs") counts as bad; when more than
+    ``patience`` consecutive evaluations are bad, ``scale`` becomes ``max(floor, scale * factor)`` (kept
+    only if it falls by more than ``eps``), the count restarts and ``cooldown`` evaluations follow during
+    which bad ones are not counted. These are the rules of ``torch.optim.lr_scheduler.ReduceLROnPlateau``
+    (with ``sign_aware=False`` exactly), which cannot be used directly because the Trainer never steps
+    it per optimizer step, so it cannot warm up. ``floor`` and ``eps`` are fractions of the peak.
+    :meth:`observe` is called with each validation metric; :meth:`state_dict` / :meth:`load_state_dict`
+    make it resumable.
     """
 
     warmup: Schedule = field(default_factory=constant)
@@ -307,6 +448,9 @@ class PlateauSchedule:
     threshold: float = 1e-4
     cooldown: int = 0
     floor: float = 0.0
+    threshold_mode: str = "rel"
+    sign_aware: bool = True
+    eps: float = 0.0
     scale: float = 1.0
     best: float | None = None
     num_bad_evals: int = 0
@@ -317,11 +461,7 @@ class PlateauSchedule:
         return self.warmup(step) * self.scale
 
     def _improved(self, metric: float) -> bool:
-        if self.best is None:
-            return True
-        if self.mode == "max":
-            return metric > self.best * (1.0 + self.threshold) if self.best > 0 else metric > self.best * (1.0 - self.threshold)
-        return metric < self.best * (1.0 - self.threshold) if self.best > 0 else metric < self.best * (1.0 + self.threshold)
+        return _is_better(metric, self.best, mode=self.mode, threshold=self.threshold, threshold_mode=self.threshold_mode, sign_aware=self.sign_aware)
 
     def observe(self, metric: float, step: int = 0) -> bool:
         """Record one validation metric; returns True when the LR was reduced."""
@@ -332,14 +472,16 @@ class PlateauSchedule:
             self.num_bad_evals += 1
         if self.cooldown_left > 0:
             self.cooldown_left -= 1
-            self.num_bad_evals = 0
+            self.num_bad_evals = 0  # bad evaluations during the cooldown do not count
+        if self.num_bad_evals <= self.patience:
             return False
-        if self.num_bad_evals > self.patience and self.scale > self.floor:
-            self.scale = max(self.floor, self.scale * self.factor)
-            self.cooldown_left, self.num_bad_evals = self.cooldown, 0
+        new_scale = max(self.floor, self.scale * self.factor)
+        reduced = self.scale - new_scale > self.eps
+        if reduced:
+            self.scale = new_scale
             self.drops.append((int(step), self.scale))
-            return True
-        return False
+        self.cooldown_left, self.num_bad_evals = self.cooldown, 0
+        return reduced
 
     _STATE = ("scale", "best", "num_bad_evals", "cooldown_left", "drops")
 
@@ -349,4 +491,117 @@ class PlateauSchedule:
     def load_state_dict(self, state: dict) -> None:
         for key in self._STATE:
             setattr(self, key, state[key])
+        self.drops = [tuple(d) for d in self.drops]
+
+
+@dataclass
+class GreedySchedule:
+    """Hugging Face's ``GreedyLR`` (Subramanian et al. 2025, arXiv:2512.14527) after an optional warmup.
+
+    ``m(t) = warmup(t) * scale``. Per evaluation (optionally on the running mean of the last
+    ``window_size`` metrics when ``smooth``): during ``cooldown_left`` or ``warmup_left`` evaluations the
+    counters are cleared; otherwise an improvement (:func:`_is_better`, torch's rule) counts as good and
+    anything else as bad. More than ``patience`` good ones in a row: ``scale = min(scale / factor,
+    ceiling)`` and ``warmup_evals`` quiet evaluations follow; more than ``patience`` bad ones:
+    ``scale = max(scale * factor, floor)`` and ``cooldown`` quiet evaluations. A change is kept only when
+    it exceeds ``eps``. After ``reset_start`` reductions with the LR at the floor, everything resets to the
+    peak. ``floor``, ``ceiling`` and ``eps`` are fractions of the peak (``GreedyLR`` takes absolute
+    ``min_lr``/``max_lr``/``eps``; the builder divides by the peak). Written here rather than wrapping
+    ``GreedyLR`` because that class sets the LR itself and cannot be combined with a per-step warmup.
+    """
+
+    warmup: Schedule = field(default_factory=constant)
+    mode: str = "min"
+    factor: float = 0.95
+    patience: int = 10
+    threshold: float = 1e-6
+    threshold_mode: str = "abs"
+    cooldown: int = 0
+    warmup_evals: int = 0
+    floor: float = 0.0
+    ceiling: float = float("inf")
+    eps: float = 0.0
+    smooth: bool = False
+    window_size: int = 50
+    reset_start: int = 500
+    scale: float = 1.0
+    best: float | None = None
+    num_bad_evals: int = 0
+    num_good_evals: int = 0
+    cooldown_left: int = 0
+    warmup_left: int = 0
+    reset_left: int | None = None
+    window: list = field(default_factory=list)
+    window_sum: float = 0.0
+    drops: list = field(default_factory=list)  # (step, new scale) of every change, for logs and plots
+
+    def __post_init__(self):
+        if self.reset_left is None:
+            self.reset_left = self.reset_start
+
+    def __call__(self, step: int) -> float:
+        return self.warmup(step) * self.scale
+
+    def _smoothed(self, metric: float) -> float:
+        # The same running sum as GreedyLR's StreamingAverage, so the smoothed values agree to the bit.
+        self.window.append(metric)
+        self.window_sum += metric
+        if len(self.window) > self.window_size:
+            self.window_sum -= self.window.pop(0)
+        return self.window_sum / len(self.window)
+
+    def observe(self, metric: float, step: int = 0) -> bool:
+        """Record one validation metric; returns True when the LR changed."""
+        current = float(metric)
+        if self.smooth:
+            current = self._smoothed(current)
+        before = self.scale
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.num_bad_evals = self.num_good_evals = 0
+        elif self.warmup_left > 0:
+            self.warmup_left -= 1
+            self.num_bad_evals = self.num_good_evals = 0
+        else:
+            if _is_better(current, self.best, mode=self.mode, threshold=self.threshold, threshold_mode=self.threshold_mode, sign_aware=False):
+                self.best, self.num_bad_evals = current, 0
+                self.num_good_evals += 1
+            else:
+                self.num_bad_evals += 1
+                self.num_good_evals = 0
+            if self.num_good_evals > self.patience:
+                raised = min(self.scale / self.factor, self.ceiling)
+                if raised - self.scale > self.eps:
+                    self.scale = raised
+                self.reset_left = self.reset_start
+                self.warmup_left, self.num_good_evals = self.warmup_evals, 0
+            elif self.num_bad_evals > self.patience:
+                self._reduce()
+                self.cooldown_left, self.num_bad_evals = self.cooldown, 0
+        changed = self.scale != before
+        if changed:
+            self.drops.append((int(step), self.scale))
+        return changed
+
+    def _reduce(self) -> None:
+        lowered = max(self.scale * self.factor, self.floor)
+        if self.scale - lowered > self.eps:
+            self.scale = lowered
+        if not self.scale > self.floor:
+            self.reset_left -= 1
+            if self.reset_left <= 0:  # stuck at the floor: start over from the peak
+                self.scale, self.best = 1.0, None
+                self.num_bad_evals = self.num_good_evals = self.cooldown_left = self.warmup_left = 0
+                self.reset_left = self.reset_start
+                self.window, self.window_sum = [], 0.0
+
+    _STATE = ("scale", "best", "num_bad_evals", "num_good_evals", "cooldown_left", "warmup_left", "reset_left", "window", "window_sum", "drops")
+
+    def state_dict(self) -> dict:
+        return {key: getattr(self, key) for key in self._STATE}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in self._STATE:
+            setattr(self, key, state[key])
+        self.window = list(self.window)
         self.drops = [tuple(d) for d in self.drops]

@@ -162,10 +162,38 @@ def test_plateau_schedule_reduces_and_round_trips():
     assert clone(10) == p(10) and clone.best == p.best and clone.drops == p.drops
 
 
+def test_warmup_shapes_cycles_and_shift_boundaries():
+    for shape, mid in (("linear", 0.5), ("cosine", 0.5), ("1-sqrt", 1 - math.sqrt(0.5))):
+        w = S.shaped_warmup(10, start=0.2, shape=shape)
+        assert w(0) == pytest.approx(0.2) and w(5) == pytest.approx(0.2 + 0.8 * mid) and w(10) == 1.0
+    with pytest.raises(ValueError):
+        S.shaped_warmup(10, shape="tanh")
+    full = S.cosine_decay(100, floor=0.0, num_cycles=1.0)  # down and back up
+    assert full(0) == 1.0 and full(50) == pytest.approx(0.0, abs=1e-15) and full(100) == pytest.approx(1.0)
+    hard = S.cosine_hard_restarts(30, num_cycles=3, floor=0.1)
+    assert hard(0) == 1.0 and hard(10) == 1.0 and hard(9) < 0.2 and hard(30) == 0.1
+    assert S.hard_restart_steps(30, 3) == [10, 20] and S.hard_restart_steps(25, 2.5) == [10, 20]
+    assert S.shift(S.linear_decay(10), 1)(0) == pytest.approx(0.9)
+    with pytest.raises(ValueError):
+        S.inverse_sqrt_decay(0)
+
+
+def test_one_cycle_three_phase_and_linear_annealing():
+    lr = S.one_cycle(100, 29.0, div_factor=10, final_div_factor=100, anneal_strategy="linear", three_phase=True)
+    assert lr(0) == pytest.approx(0.1) and lr(29) == 1.0 and lr(58) == pytest.approx(0.1) and lr(99) == pytest.approx(1e-3)
+    assert lr(14) == pytest.approx(0.1 + 0.9 * 14 / 29)  # linear, not cosine
+    mom = S.one_cycle_momentum(100, 29.0, three_phase=True)
+    assert mom(29) == pytest.approx(0.85) and mom(58) == pytest.approx(0.95) and mom(80) == pytest.approx(0.95)
+    peak_at_zero = S.one_cycle(10, 0.0)
+    assert peak_at_zero(0) == 1.0 and peak_at_zero(9) == pytest.approx(1 / 25 / 1e4)
+
+
 def test_every_primitive_pickles():
     for schedule in (
         S.constant(), S.linear_warmup(5), S.exponential_warmup(5), S.cosine_decay(5), S.polynomial_decay(5),
         S.multistep_decay([1, 2]), S.exponential_decay(0.9), S.sgdr(5, 2.0), S.one_cycle(10, 3), S.inverse_sqrt(4),
+        S.shaped_warmup(5, shape="1-sqrt"), S.cosine_hard_restarts(9, 2.5), S.shift(S.cosine_decay(5), 1), S.sgdr(2.5, 1.5),
+        S.one_cycle(10, 2.5, anneal_strategy="linear", three_phase=True), S.GreedySchedule(warmup=S.linear_warmup(4)),
     ):
         assert pickle.loads(pickle.dumps(schedule))(3) == schedule(3)
 
@@ -210,16 +238,16 @@ def test_smooth_schedules_have_no_jumps(sizes, kind):
     if kind == "wsd":
         D = math.ceil(0.2 * sizes.total_steps)
     slopes = [1.0 / W, (math.pi / 2) / max(D, 1)]
-    if kind == "one_cycle":
-        slopes.append((math.pi / 2) / W)
+    if kind == "one_cycle":  # the rise peaks at step W - 1 (offset 1, torch's OneCycleLR)
+        slopes.append((math.pi / 2) / max(W - 1, 1))
     max_jump = max(abs(a - b) for a, b in zip(trace, trace[1:]))
     assert max_jump <= max(slopes) + 1e-9
 
 
 @pytest.mark.parametrize("kind", sorted(SCHEDULE_TYPES))
 def test_every_type_starts_low_or_at_peak_and_stays_in_range(kind):
-    sizes = Sizes(total_steps=200, warmup_steps=20, steps_per_epoch=50, floor=0.05)
-    built = build_schedule(kind, sizes)
+    sizes = Sizes(total_steps=200, warmup_steps=20, steps_per_epoch=50, floor=0.05, peak_lr=1e-3)
+    built = build_schedule(kind, sizes, {"num_decay_steps": "20%"} if kind == "warmup_stable_decay" else {})
     trace = built.trace()
     assert len(trace) == 200
     assert all(0.0 <= m <= 1.0 + 1e-12 for m in trace), kind
