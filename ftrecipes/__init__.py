@@ -10,7 +10,7 @@ from .recipe import Recipe, RecipePlan, resolve_precision
 from .registry import get_recipe, list_recipes
 from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
 from .timeline import Timeline
-from .trainer import RecipeTrainer, accelerate_scheduler, recipe_optimizers, recipe_training_args
+from .trainer import RecipeTrainer, accelerate_scheduler, apply_recipe, recipe_optimizers, recipe_training_args
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "Transition",
     "Timeline",
     "RecipeTrainer",
+    "apply_recipe",
     "recipe_training_args",
     "recipe_optimizers",
     "accelerate_scheduler",

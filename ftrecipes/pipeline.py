@@ -13,9 +13,7 @@ all inputs have been checked.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -104,21 +102,17 @@ def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
     """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults."""
     from transformers import TrainingArguments
 
+    from .flags import given_flags
     from .registry import get_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # Only flags that were really given may override the recipe: parse once with every default
-    # suppressed, so the namespace holds exactly the explicit flags.
-    for action in parser._actions:
-        if action.dest != "help":
-            action.default = argparse.SUPPRESS
-    explicit, unknown = parser.parse_known_args(argv)
+    # Only flags that were really given may override the recipe (see ftrecipes.flags).
+    given, unknown = given_flags(parser, argv)
     if unknown:
         flag = unknown[0].split("=", 1)[0]
         options = [o for a in parser._actions for o in a.option_strings]
         raise ConfigError(flag, None, "is not a finetune.py flag", did_you_mean(flag, options) or "see --help")
-    given = vars(explicit)
 
     script_fields = {f.name for f in dataclasses.fields(ScriptArguments)}
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"name", "description"}
@@ -381,6 +375,7 @@ def run(config: JobConfig) -> int:
         compute_metrics=compute_metrics_for("cls" if task == "image" else task, c.prepared.id2label),
         preprocess_logits_for_metrics=None if task == "image" else preprocess_logits_for_metrics_for(task),
     )
+    trainer.run_info["learning_rate_source"] = c.learning_rate_source  # recipe.yaml + plan.json come with save_model()
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
     if c.last_checkpoint and not args.resume_from_checkpoint:
@@ -416,10 +411,8 @@ def run(config: JobConfig) -> int:
         trainer.log_metrics("test", test_metrics)
         trainer.save_metrics("test", test_metrics)
 
-    if trainer.is_world_process_zero():
-        _write_recipe_outputs(c, trainer)
-        if config.script.plots:
-            _plot_curves(args.output_dir)
+    if trainer.is_world_process_zero() and config.script.plots:
+        _plot_curves(args.output_dir)
     return 0
 
 
@@ -447,32 +440,6 @@ def _log_plan(c: TrainingComponents) -> None:
         c.recipe.name, c.plan.total_steps, t.steps_per_epoch, c.plan.warmup_steps, t.global_batch_size, t.per_device_train_batch_size,
         t.num_processes, t.gradient_accumulation_steps, c.args.learning_rate, c.recipe.lr_scaling, c.recipe.learning_rate, c.recipe.reference_global_batch_size,
     )
-
-
-def _write_recipe_outputs(c: TrainingComponents, trainer) -> None:
-    """The resolved recipe (as trained: peak after scaling) and its plan, next to the model."""
-    out = Path(c.args.output_dir)
-    # The peak this run trained at, stated for this run's global batch: rerunning the file at the same
-    # batch gives the same LR, and at another batch the recipe's rule scales from this point.
-    resolved = c.recipe.replace(learning_rate=c.args.learning_rate, reference_global_batch_size=c.plan.timeline.global_batch_size)
-    (out / "recipe.yaml").write_text(
-        f"# Resolved recipe of this run (recipe {c.config.script.recipe!r}; peak LR as trained, at this run's global batch).\n"
-        f"# Reproduce: accelerate launch scripts/finetune.py --recipe {out / 'recipe.yaml'}\n" + resolved.to_yaml()
-    )
-    schedule = trainer.schedule
-    plan = {
-        "recipe": c.recipe.name,
-        "total_steps": schedule.total_steps if schedule else c.plan.total_steps,
-        "warmup_steps": schedule.warmup_steps if schedule else c.plan.warmup_steps,
-        "global_batch_size": c.plan.timeline.global_batch_size,
-        "num_processes": c.plan.timeline.num_processes,
-        "learning_rate_recipe": c.recipe.learning_rate,
-        "learning_rate": c.args.learning_rate,
-        "lr_scaling": c.lr_scaling,
-        "learning_rate_source": c.learning_rate_source,
-        "transitions": [dataclasses.asdict(t) for t in (schedule.transitions if schedule else [])],
-    }
-    (out / "plan.json").write_text(json.dumps(plan, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
