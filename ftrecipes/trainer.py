@@ -198,7 +198,7 @@ def apply_recipe(
     effective = recipe.replace(**overrides) if overrides else recipe
     for name in ("lr_scheduler_type", "warmup", "lr_scheduler_kwargs"):
         flag = from_flag.get(name)
-        sources[name] = {"value": getattr(effective, name), "source": gave(flag) if flag else "recipe",
+        sources[name] = {"value": getattr(effective, name), "source": gave(flag) if flag else "recipe", "flag": flag or name,
                          "detail": f"recipe field {name!r} set from --{flag}" if flag else ""}
     if effective.early_stopping_patience > 0 or effective.lr_scheduler_type == "plateau":
         hf_values = {"eval_strategy": effective.eval_strategy, "eval_steps": _hf_interval(effective.eval_steps),
@@ -234,22 +234,26 @@ def apply_recipe(
 
 def _source_line(recipe_name: str, name: str, entry: dict) -> str:
     source = entry["source"]
-    label = {"flag": f"flag --{name}", "script": "set by the script", "argument": "argument", "recipe": f"recipe {recipe_name!r}", "scaled": f"recipe {recipe_name!r}, batch-scaled"}.get(source, source)
+    label = {"flag": f"flag --{entry.get('flag', name)}", "script": "set by the script", "argument": "argument", "recipe": f"recipe {recipe_name!r}", "scaled": f"recipe {recipe_name!r}, batch-scaled"}.get(source, source)
     detail = f"; {entry['detail']}" if entry.get("detail") else ""
     return f"recipe {recipe_name!r}: {name} = {entry['value']!r} ({label}{detail})"
 
 
 class ScheduleName(str):
-    """``TrainingArguments.lr_scheduler_type`` for a recipe schedule.
+    """``TrainingArguments.lr_scheduler_type`` for a recipe schedule: the type's name, with a one-line
+    description of the schedule as its ``value``.
 
-    The Trainer's model card reads ``args.lr_scheduler_type.value``; recipe schedules such as ``step`` or
-    ``one_cycle`` are not ``transformers.SchedulerType`` members, so this string carries a ``value``.
-    It pickles as a plain ``str`` (``training_args.bin`` loads without ftrecipes).
+    The Trainer's model card writes ``args.lr_scheduler_type.value``; recipe schedules such as ``step`` or
+    ``one_cycle`` are not ``transformers.SchedulerType`` members, and a recipe's ``cosine`` ends at a floor
+    where Trainer's ends at 0, so the card gets the description. It pickles as the plain name
+    (``training_args.bin`` loads without ftrecipes).
     """
+
+    description: str = ""
 
     @property
     def value(self) -> str:
-        return str(self)
+        return f"{self} ({self.description})" if self.description else str(self)
 
     def __reduce__(self):
         return (str, (str(self),))
@@ -259,7 +263,17 @@ def describe_schedule(args: TrainingArguments, recipe: Recipe, schedule: BuiltSc
     """Make ``args``' schedule fields state the recipe's schedule (``lr_scheduler_type``,
     ``warmup_steps``, ``lr_scheduler_kwargs``): before training with the warmup as the recipe writes
     it, once the schedule is built with its resolved step counts."""
-    args.lr_scheduler_type = ScheduleName(recipe.lr_scheduler_type)
+    name = ScheduleName(recipe.lr_scheduler_type)
+    parts = [f"ftrecipes recipe {recipe.name!r}"]
+    if schedule is not None:
+        parts += [f"{schedule.total_steps} optimizer steps", f"{recipe.warmup_type} warmup {schedule.warmup_steps} steps"]
+        parts += [t.label for t in schedule.transitions if t.kind != "warmup_end"]
+    else:
+        parts.append(f"{recipe.warmup_type} warmup {recipe.warmup}")
+    if recipe.lr_scheduler_type not in ("constant", "plateau") and recipe.floor:
+        parts.append(f"floor {recipe.floor:.3g} x peak")
+    name.description = "; ".join(parts)
+    args.lr_scheduler_type = name
     warmup = schedule.warmup_steps if schedule is not None else _hf_interval(recipe.warmup)
     args.warmup_steps = warmup if isinstance(warmup, (int, float)) and not isinstance(warmup, bool) else 0
     kwargs = {"schedule_by": f"ftrecipes recipe {recipe.name!r}", "warmup": recipe.warmup, "warmup_type": recipe.warmup_type,
