@@ -266,12 +266,14 @@ def describe_schedule(args: TrainingArguments, recipe: Recipe, schedule: BuiltSc
     name = ScheduleName(recipe.lr_scheduler_type)
     parts = [f"ftrecipes recipe {recipe.name!r}"]
     if schedule is not None:
-        parts += [f"{schedule.total_steps} optimizer steps", f"{recipe.warmup_type} warmup {schedule.warmup_steps} steps"]
+        warmup_text = f"{recipe.warmup_type} warmup {schedule.warmup_steps} steps" if schedule.warmup_steps else "no warmup"
+        parts += [f"{schedule.total_steps} optimizer steps", warmup_text]
         parts += [t.label for t in schedule.transitions if t.kind != "warmup_end"]
+        # Read off the schedule itself, so the card is right for every type (floors, step drops, ...).
+        parts.append("reduced when the validation metric stalls" if schedule.metric_driven
+                     else f"last step at {schedule.lr(schedule.total_steps - 1):.3g} x peak")
     else:
         parts.append(f"{recipe.warmup_type} warmup {recipe.warmup}")
-    if recipe.lr_scheduler_type not in ("constant", "plateau") and recipe.floor:
-        parts.append(f"floor {recipe.floor:.3g} x peak")
     name.description = "; ".join(parts)
     args.lr_scheduler_type = name
     warmup = schedule.warmup_steps if schedule is not None else _hf_interval(recipe.warmup)
