@@ -292,11 +292,15 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
     defaults; ``overrides`` (any TrainingArguments field) win. To adopt a recipe in a script that
     already parsed its own ``TrainingArguments``, use :func:`apply_recipe` instead.
     """
+    evaluation = str(overrides.get("eval_strategy", recipe.eval_strategy))
+    # Checkpoints follow evaluation (load_best_model_at_end needs that) unless saving was asked for by
+    # itself: --save_steps alone, or evaluation turned off, means a checkpoint every save_steps.
+    saving = evaluation if evaluation != "no" and "save_steps" not in overrides else "steps"
     job: dict[str, Any] = dict(
         output_dir=output_dir,
         eval_strategy=recipe.eval_strategy,
-        save_strategy=recipe.eval_strategy if recipe.eval_strategy != "no" else "steps",
-        metric_for_best_model=recipe.metric_for_best_model if recipe.eval_strategy != "no" else None,
+        save_strategy=saving,
+        metric_for_best_model=recipe.metric_for_best_model if evaluation != "no" else None,
         greater_is_better=recipe.greater_is_better,
         load_best_model_at_end=recipe.load_best_model_at_end,
         seed=recipe.seed,
@@ -307,6 +311,8 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
     )
     if recipe.eval_strategy == "steps":
         job["eval_steps"] = job["save_steps"] = _hf_interval(recipe.eval_steps)
+    if saving == "steps" and evaluation == "no" and "save_steps" not in overrides:
+        job.pop("save_steps", None)  # TrainingArguments' own default interval (500), not the evaluation's
     job.update(overrides)
     return apply_recipe(recipe, TrainingArguments(**job), explicit=list(overrides), num_processes=num_processes)
 
