@@ -169,7 +169,8 @@ def install_callbacks(trainer: Any, callbacks: Iterable[TrainerCallback]) -> Non
 
 
 class ScheduleLogger(TrainerCallback):
-    """Adds what the Trainer does not log itself to every training log (every ``logging_steps``):
+    """Adds what the Trainer does not log itself to every training log (every ``logging_steps``,
+    through :meth:`log_values`, which ``RecipeTrainer.log`` merges):
 
     * ``learning_rate/group_<i>`` for every param group ``i >= 1`` when the groups' LRs differ (group 0
       is the Trainer's own ``learning_rate``);
