@@ -349,3 +349,25 @@ def test_schedule_name_pickles_as_plain_str(tmp_path):
     assert args.lr_scheduler_type.value.startswith("step (ftrecipes recipe 'cnn-step'")
     loaded = pickle.loads(pickle.dumps(args.lr_scheduler_type))
     assert type(loaded) is str and loaded == "step"
+
+
+def test_given_flags_are_read_from_a_full_command_line_and_leave_the_parser_as_it_was():
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from ftrecipes.flags import given_flags, given_training_arguments
+
+    argv = ["run.py", "--model_name_or_path", "m", "--weight_decay", "0.0", "--do_train", "--max_grad_norm=1.0"]
+    assert set(given_training_arguments(argv)) == {"weight_decay", "do_train", "max_grad_norm"}
+    parser = HfArgumentParser(TrainingArguments)
+    given, unknown = given_flags(parser, ["--seed", "3", "--nope", "1"])
+    assert given == {"seed": 3} and unknown == ["--nope", "1"]
+    assert parser.parse_args([]).seed == 42  # defaults restored
+
+
+def test_a_metric_driven_recipe_fills_the_evaluation_it_needs(tmp_path):
+    args = apply_recipe(get_recipe("plateau"), _args(tmp_path), [])
+    recipe = get_recipe("plateau")
+    assert args.eval_strategy == recipe.eval_strategy and args.metric_for_best_model == recipe.metric_for_best_model
+    assert recipe_record(args)["sources"]["eval_strategy"]["source"] == "recipe"
+    kept = apply_recipe(recipe, _args(tmp_path, eval_strategy="steps", eval_steps=5), ["--eval_strategy", "steps", "--eval_steps", "5"])
+    assert kept.eval_strategy == "steps" and kept.eval_steps == 5
