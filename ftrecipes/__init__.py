@@ -29,6 +29,7 @@ _EXPORTS = {
     "Timeline": "timeline",
     "ScheduleLR": "lr_scheduler",
     "RecipeTrainer": "trainer",
+    "apply_recipe": "trainer",
     "recipe_training_args": "trainer",
     "recipe_optimizers": "trainer",
     "accelerate_scheduler": "trainer",
@@ -57,4 +58,4 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .registry import get_recipe, list_recipes
     from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
     from .timeline import Timeline
-    from .trainer import RecipeTrainer, accelerate_scheduler, recipe_optimizers, recipe_training_args
+    from .trainer import RecipeTrainer, accelerate_scheduler, apply_recipe, recipe_optimizers, recipe_training_args

@@ -296,8 +296,15 @@ def judge(values: Sequence[float], expected: Optional[float], tolerance: float, 
 
 
 def hub_offline() -> bool:
-    """Whether the environment forbids the Hub (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set true)."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    """Whether the environment forbids the Hub: ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` (what
+    ``huggingface_hub.is_offline_mode`` honours) or ``HF_DATASETS_OFFLINE`` (what ``datasets`` adds) set true."""
+    from huggingface_hub import constants
+
+    # huggingface_hub and datasets read these variables once, at import (is_offline_mode() returns that
+    # frozen value); they are read again here, with huggingface_hub's own truth values, so a variable
+    # set after import (a launcher, a test) still counts.
+    variables = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    return any(os.environ.get(v, "").strip().upper() in constants.ENV_VARS_TRUE_VALUES for v in variables)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

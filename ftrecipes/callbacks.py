@@ -20,12 +20,14 @@ What the Trainer (transformers 5.24) already logs, verified against its source a
   logged at ``global_step = s`` is the LR that optimizer step ``s`` used, i.e. ``peak * m(s - 1)`` for a
   schedule multiplier ``m`` indexed from 0. The same convention is used for everything added here.
 
-How additions reach the logs: ``Trainer.log`` appends a *copy* of ``logs`` to ``state.log_history``
-and then calls ``on_log`` of every callback in list order with the *same* ``logs`` dict. The reporting
-integrations (TensorBoard, ...) are registered before any callback passed as ``Trainer(callbacks=...)``
-and the progress bar/printer after them. So a callback that adds keys must (1) run before the
-reporters — :func:`install_callbacks` inserts it right after ``DefaultFlowCallback`` — and (2) patch
-``state.log_history[-1]`` as well, which :class:`ScheduleLogger` does.
+How additions reach the logs: a callback that has values to add (per-group LR, momentum, skipped
+steps) exposes ``log_values() -> dict``; :class:`~ftrecipes.trainer.RecipeTrainer` overrides
+``Trainer.log`` — the hook transformers documents for custom logging — to merge them into every
+training log *before* it is stored in ``state.log_history`` and handed to the reporters (TensorBoard,
+...) and the console. Nothing edits ``log_history`` afterwards and the callback list keeps Trainer's
+order (the callbacks here are appended with ``add_callback``, after ``DefaultFlowCallback``, so a
+``control.should_save = False`` they set is not overwritten by it). A plain ``Trainer`` still gets the
+files, the spike report and the guard, but only its own log keys.
 
 Wiring in a script (files land in ``args.output_dir``: ``schedule.json`` at train start,
 ``spikes.json`` at train end, ``divergence.json`` when the guard fires)::
@@ -41,6 +43,7 @@ Wiring in a script (files land in ``args.output_dir``: ``schedule.json`` at trai
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import statistics
@@ -50,14 +53,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 import torch
-from transformers import TrainerCallback
-from transformers.trainer_callback import DefaultFlowCallback
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from .outputs import DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE
 from .schedule_types import BuiltSchedule, Transition
 
 DIVERGED_EXIT_CODE = 1
+logger = logging.getLogger(__name__)
 _TRACE_POINTS = 2000  # the planned LR trace in schedule.json is subsampled to about this many points
 
 
@@ -149,16 +152,14 @@ def suggested_overrides(
 
 
 def install_callbacks(trainer: Any, callbacks: Iterable[TrainerCallback]) -> None:
-    """Insert ``callbacks`` (in order) right after ``DefaultFlowCallback``: before the reporting
-    integrations, so that keys they add to ``logs`` reach TensorBoard & co. and the console, and after
-    the default flow, so that a ``control.should_save = False`` they set is not overwritten by it."""
-    handler = trainer.callback_handler
-    position = 0
-    for index, existing in enumerate(handler.callbacks):
-        if isinstance(existing, DefaultFlowCallback):
-            position = index + 1
-    for offset, callback in enumerate(callbacks):
-        handler.callbacks.insert(position + offset, callback)
+    """Add ``callbacks`` (in order) with Trainer's own ``add_callback``: after ``DefaultFlowCallback``, so
+    that a ``control.should_save = False`` they set is not overwritten by it. Their extra log keys reach
+    the logs through ``RecipeTrainer.log``; a plain ``Trainer`` has no such hook, which is said once."""
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    if type(trainer).log is Trainer.log and any(callable(getattr(cb, "log_values", None)) for cb in callbacks):
+        logger.warning("%s logs only its own keys; per-group LR, momentum and skipped-step counts are added by "
+                       "ftrecipes.trainer.RecipeTrainer (or any Trainer whose log() merges callbacks' log_values())", type(trainer).__name__)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -166,7 +167,8 @@ def install_callbacks(trainer: Any, callbacks: Iterable[TrainerCallback]) -> Non
 
 
 class ScheduleLogger(TrainerCallback):
-    """Adds what the Trainer does not log itself to every training log (every ``logging_steps``):
+    """Adds what the Trainer does not log itself to every training log (every ``logging_steps``,
+    through :meth:`log_values`, which ``RecipeTrainer.log`` merges):
 
     * ``learning_rate/group_<i>`` for every param group ``i >= 1`` when the groups' LRs differ (group 0
       is the Trainer's own ``learning_rate``);
@@ -209,26 +211,17 @@ class ScheduleLogger(TrainerCallback):
             group = groups[0]
             self._used_momentum = float(group["betas"][0]) if "betas" in group else float(group.get("momentum", 0.0))
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs is None or "loss" not in logs or self._used_lrs is None:
-            return  # evaluation and end-of-training summaries carry no LR
+    def log_values(self) -> dict[str, float]:
+        """The keys this logger adds to a training log (merged by ``RecipeTrainer.log``)."""
+        if self._used_lrs is None:
+            return {}
         extra: dict[str, float] = {}
         if len(set(self._used_lrs)) > 1:
             for index, lr in enumerate(self._used_lrs[1:], start=1):
                 extra[f"learning_rate/group_{index}"] = lr
         if self._cycles_momentum and self._used_momentum is not None:
             extra["momentum"] = self._used_momentum
-        _add_to_logs(state, logs, extra)
-
-
-def _add_to_logs(state, logs: dict, extra: dict) -> None:
-    """Add ``extra`` to the live ``logs`` (seen by later callbacks) and to the copy already stored in
-    ``state.log_history`` (what ``trainer_state.json`` holds)."""
-    if not extra:
-        return
-    logs.update(extra)
-    if state.log_history and state.log_history[-1].get("step") == state.global_step and "loss" in state.log_history[-1]:
-        state.log_history[-1].update(extra)
+        return extra
 
 
 def _logged_losses(state) -> list[float]:
@@ -509,8 +502,6 @@ class DivergenceGuard(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs:
             return
-        if self.skipped_steps:
-            _add_to_logs(state, logs, {"skipped_steps": self.skipped_steps})
         loss = float(logs["loss"])
         skipped_here, self._skipped_since_log = self._skipped_since_log, 0
         if self.diverged:
@@ -531,6 +522,10 @@ class DivergenceGuard(TrainerCallback):
                 self._halt(control)
                 return
         self._history.add(loss)
+
+    def log_values(self) -> dict[str, int]:
+        """``skipped_steps`` once a batch was skipped (merged into training logs by ``RecipeTrainer.log``)."""
+        return {"skipped_steps": self.skipped_steps} if self.skipped_steps else {}
 
     def on_epoch_end(self, args, state, control, **kwargs):
         if self.diverged:

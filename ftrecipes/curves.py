@@ -25,11 +25,9 @@ Command line (registered by :mod:`ftrecipes.cli` as ``ftrecipes plot-run``)::
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -82,14 +80,16 @@ def _read_json(path: str) -> Any:
 
 
 def _state_file(output_dir: str) -> str | None:
+    """``output_dir/trainer_state.json`` (written by ``save_state``), else the newest checkpoint's, found
+    as the Trainer finds a checkpoint to resume from (``get_last_checkpoint``)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
     direct = os.path.join(output_dir, TRAINER_STATE_FILE)
     if os.path.isfile(direct):
         return direct
-    def number(path: str) -> int:
-        match = re.search(r"checkpoint-(\d+)", path)
-        return int(match.group(1)) if match else -1
-    candidates = sorted(glob.glob(os.path.join(output_dir, "checkpoint-*", TRAINER_STATE_FILE)), key=number)
-    return candidates[-1] if candidates else None
+    last = get_last_checkpoint(output_dir)
+    path = os.path.join(last, TRAINER_STATE_FILE) if last else None
+    return path if path and os.path.isfile(path) else None
 
 
 def load_run(output_dir: str) -> RunLogs:

@@ -1,21 +1,25 @@
 """Optimizers of the recipes, with the weight-decay grouping the Trainer uses.
 
 AdamW decays every weight matrix but not biases or normalisation weights (decaying a LayerNorm gain
-toward 0 only fights the normalisation); the split is the Trainer's own
-(``Trainer.get_decay_parameter_names``), reused so that a recipe and a plain Trainer group identically.
+toward 0 only fights the normalisation); the split is the Trainer's own rule, computed with the public
+``transformers.trainer_pt_utils.get_parameter_names``, so that a recipe and a plain Trainer group identically.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers.trainer_pt_utils import get_parameter_names
+
+
+# The name patterns of Trainer.get_decay_parameter_names (transformers 5.x): that method is an instance
+# method of a Trainer, so the rule is restated here on the public helper it calls.
+NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
 
 def decay_parameter_names(model: nn.Module) -> set[str]:
     """Names of the parameters that get weight decay (Trainer's rule: not biases, not norm weights)."""
-    # get_decay_parameter_names only reads its model argument, so it is called unbound.
-    return set(Trainer.get_decay_parameter_names(None, model))
+    return set(get_parameter_names(model, [nn.LayerNorm], NO_DECAY_NAME_PATTERNS))
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -29,12 +33,14 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = None) -> torch.optim.Optimizer:
-    """The recipe's optimizer over ``model`` at peak ``learning_rate`` (default: the recipe's)."""
+def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = None, args=None) -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``model`` at peak ``learning_rate`` (default: the recipe's). With
+    ``args`` (TrainingArguments after ``apply_recipe``) weight decay, betas and epsilon are the args'."""
     lr = recipe.learning_rate if learning_rate is None else learning_rate
-    groups = parameter_groups(model, recipe.weight_decay)
+    source = args if args is not None else recipe
+    groups = parameter_groups(model, source.weight_decay)
     if recipe.optimizer == "adamw":
-        kwargs = dict(lr=lr, betas=(recipe.adam_beta1, recipe.adam_beta2), eps=recipe.adam_epsilon)
+        kwargs = dict(lr=lr, betas=(source.adam_beta1, source.adam_beta2), eps=source.adam_epsilon)
         try:
             # The fused kernel is what Trainer's default `adamw_torch_fused` uses; on this project's CPU
             # machines it takes 16 ms instead of 44 ms per step for MiniLM's 22.7M parameters.

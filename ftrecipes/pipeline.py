@@ -13,9 +13,7 @@ all inputs have been checked.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -27,7 +25,6 @@ from typing import Any, Optional, Sequence
 
 from .durations import FRACTION, parse_duration, training_interval
 from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
-from .outputs import PLAN_FILE, RECIPE_FILE
 from .recipe import Recipe
 
 logger = logging.getLogger("ftrecipes.finetune")
@@ -111,21 +108,17 @@ def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
     """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults."""
     from transformers import TrainingArguments
 
+    from .flags import given_flags
     from .registry import get_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # Only flags that were really given may override the recipe: parse once with every default
-    # suppressed, so the namespace holds exactly the explicit flags.
-    for action in parser._actions:
-        if action.dest != "help":
-            action.default = argparse.SUPPRESS
-    explicit, unknown = parser.parse_known_args(argv)
+    # Only flags that were really given may override the recipe (see ftrecipes.flags).
+    given, unknown = given_flags(parser, argv)
     if unknown:
         flag = unknown[0].split("=", 1)[0]
         options = [o for a in parser._actions for o in a.option_strings]
         raise ConfigError(flag, None, "is not a finetune.py flag", did_you_mean(flag, options) or "see --help")
-    given = vars(explicit)
 
     script_fields = {f.name for f in dataclasses.fields(ScriptArguments)}
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"name", "description"}
@@ -220,7 +213,8 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     from .data import load_raw_datasets, resolve_model_name_or_path
     from .scaling import recipe_lr_scaling
     from .tasks import check_label_count, prepare_task
-    from .trainer import recipe_training_args, timeline_for
+    from .timeline import Timeline
+    from .trainer import recipe_training_args
 
     recipe, script = config.recipe, config.script
     task = TASK_OF_RECIPE.get(recipe.task)
@@ -266,7 +260,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
 
     # The schedule is checked against the run's real sizes now (warmup longer than training, bad
     # milestones...), before output_dir exists. RecipeTrainer rebuilds it from Trainer's own count.
-    timeline = timeline_for(args, len(prepared.datasets["train"]))
+    timeline = Timeline.from_training_args(args, len(prepared.datasets["train"]))
     plan = recipe.plan(timeline)
     scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
@@ -311,14 +305,14 @@ def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optio
     from .models import SmallCNNForImageClassification, is_small_cnn_alias, prepare_image_classification, small_cnn_config_for
     from .scaling import recipe_lr_scaling
     from .tasks import check_label_count
-    from .trainer import timeline_for
+    from .timeline import Timeline
 
     recipe, script = config.recipe, config.script
     with args.main_process_first(desc="image pre-processing"):
         prepared = prepare_image_classification(raw, image_column_name=script.text_column_name, label_column_name=script.label_column_name)
     if len(prepared.datasets["train"]) == 0:
         raise ConfigError("--dataset_name", recipe.dataset_name, "has no training rows", "give more data")
-    timeline = timeline_for(args, len(prepared.datasets["train"]))
+    timeline = Timeline.from_training_args(args, len(prepared.datasets["train"]))
     plan = recipe.plan(timeline)
     scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
@@ -393,6 +387,7 @@ def run(config: JobConfig) -> int:
         compute_metrics=compute_metrics_for("cls" if task == "image" else task, c.prepared.id2label),
         preprocess_logits_for_metrics=None if task == "image" else preprocess_logits_for_metrics_for(task),
     )
+    trainer.run_info["learning_rate_source"] = c.learning_rate_source  # recipe.yaml + plan.json come with save_model()
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
     if c.last_checkpoint and not args.resume_from_checkpoint:
@@ -428,10 +423,8 @@ def run(config: JobConfig) -> int:
         trainer.log_metrics("test", test_metrics)
         trainer.save_metrics("test", test_metrics)
 
-    if trainer.is_world_process_zero():
-        _write_recipe_outputs(c, trainer)
-        if config.script.plots:
-            _plot_curves(args.output_dir)
+    if trainer.is_world_process_zero() and config.script.plots:
+        _plot_curves(args.output_dir)
     return 0
 
 
@@ -459,32 +452,6 @@ def _log_plan(c: TrainingComponents) -> None:
         c.recipe.name, c.plan.total_steps, t.steps_per_epoch, c.plan.warmup_steps, t.global_batch_size, t.per_device_train_batch_size,
         t.num_processes, t.gradient_accumulation_steps, c.args.learning_rate, c.recipe.lr_scaling, c.recipe.learning_rate, c.recipe.reference_global_batch_size,
     )
-
-
-def _write_recipe_outputs(c: TrainingComponents, trainer) -> None:
-    """The resolved recipe (as trained: peak after scaling) and its plan, next to the model."""
-    out = Path(c.args.output_dir)
-    # The peak this run trained at, stated for this run's global batch: rerunning the file at the same
-    # batch gives the same LR, and at another batch the recipe's rule scales from this point.
-    resolved = c.recipe.replace(learning_rate=c.args.learning_rate, reference_global_batch_size=c.plan.timeline.global_batch_size)
-    (out / RECIPE_FILE).write_text(
-        f"# Resolved recipe of this run (recipe {c.config.script.recipe!r}; peak LR as trained, at this run's global batch).\n"
-        f"# Reproduce: accelerate launch scripts/finetune.py --recipe {out / RECIPE_FILE}\n" + resolved.to_yaml()
-    )
-    schedule = trainer.schedule
-    plan = {
-        "recipe": c.recipe.name,
-        "total_steps": schedule.total_steps if schedule else c.plan.total_steps,
-        "warmup_steps": schedule.warmup_steps if schedule else c.plan.warmup_steps,
-        "global_batch_size": c.plan.timeline.global_batch_size,
-        "num_processes": c.plan.timeline.num_processes,
-        "learning_rate_recipe": c.recipe.learning_rate,
-        "learning_rate": c.args.learning_rate,
-        "lr_scaling": c.lr_scaling,
-        "learning_rate_source": c.learning_rate_source,
-        "transitions": [dataclasses.asdict(t) for t in (schedule.transitions if schedule else [])],
-    }
-    (out / PLAN_FILE).write_text(json.dumps(plan, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,17 +1,29 @@
-"""Trainer integration: a recipe's optimizer and scheduler inside ``transformers.Trainer``.
+"""Trainer integration: a recipe inside ``transformers.Trainer``, with every value accounted for.
 
-Three ways in, all built on the same pieces:
+Adopting a recipe in an existing Hugging Face script (``HfArgumentParser`` + ``TrainingArguments``)::
 
-* :class:`RecipeTrainer` — a ``Trainer`` that takes ``recipe=`` and creates the recipe's optimizer
-  (weight-decay groups) and :class:`~ftrecipes.lr_scheduler.ScheduleLR` itself, sized with the
-  ``num_training_steps`` the Trainer computes. This is what ``scripts/finetune.py`` uses.
-* :func:`recipe_training_args` + :func:`recipe_optimizers` — for a user's own ``Trainer``:
-  ``Trainer(args=recipe_training_args(recipe, "out"), optimizers=recipe_optimizers(recipe, model, args,
-  train_dataset), ...)``.
-* :func:`accelerate_scheduler` — for a custom Accelerate loop that passes the scheduler to
-  ``accelerator.prepare``.
+    training_args = apply_recipe(get_recipe("cls"), training_args)     # after parse_args_into_dataclasses()
+    trainer = RecipeTrainer(recipe=get_recipe("cls"), model=model, args=training_args, ...)
 
-In all three the scheduler advances once per **optimizer** step: the Trainer calls
+:func:`apply_recipe` merges the recipe into the args the script parsed with the precedence of
+``scripts/finetune.py``: **a value the user gave wins, then the recipe, then TrainingArguments'
+defaults**. "Gave" means a flag present on the command line (found in ``argv``, see
+:mod:`ftrecipes.flags`) or a value that differs from the TrainingArguments default (set in code or in a
+JSON config). The recipe owns only what decides *how* the model is optimised (:data:`OWNED`: peak LR
+scaled for the global batch, weight decay, betas, epsilon, clipping, batch, duration, precision and the
+LR schedule); everything else (``do_*``, logging, saving, seed, resume, ``report_to``, ``output_dir``,
+evaluation...) stays as the script set it. One line per owned value says where it came from.
+
+:class:`RecipeTrainer` builds the recipe's optimizer (SGD momentum or AdamW with the args' betas and
+no decay on biases/norms) and :class:`~ftrecipes.lr_scheduler.ScheduleLR` lazily, in Trainer's own
+``create_optimizer`` / ``create_scheduler`` hooks: nothing needs the training set before training
+starts, so eval-only and predict-only runs work. Sizes come from the ``TrainingArguments`` and the
+optimizer-step count the Trainer computes; the shape (type, warmup, floor, options) from the recipe.
+Once the schedule exists the args describe it (``lr_scheduler_type``, ``warmup_steps``,
+``lr_scheduler_kwargs``, ``optim``), so ``training_args.bin`` and the model card state the schedule
+that ran, and every saved model or checkpoint gets ``recipe.yaml`` and ``plan.json`` beside it.
+
+In every path the scheduler advances once per **optimizer** step: the Trainer calls
 ``lr_scheduler.step()`` only on gradient-synchronising steps and never wraps it with
 ``accelerator.prepare``; a prepared scheduler in a custom loop is stepped ``num_processes`` times per
 update (unless ``split_batches``), which :func:`accelerate_scheduler` divides back out.
@@ -19,53 +31,279 @@ update (unless ``split_batches``), which :func:`accelerate_scheduler` divides ba
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-from typing import Any
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from .durations import training_interval
+from .errors import ConfigError
+from .flags import given_training_arguments
+from .durations import normalize_duration, training_interval
 from .lr_scheduler import ScheduleLR
+from .outputs import PLAN_FILE, RECIPE_FILE
 from .optim import create_optimizer
 from .recipe import Recipe, resolve_precision
 from .scaling import recipe_lr_scaling
-from .schedule_types import BuiltSchedule
+from .schedule_types import SCHEDULE_TYPES, BuiltSchedule
 from .timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
+# TrainingArguments fields whose value the recipe supplies unless the user gave one.
+OWNED = (
+    "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "num_train_epochs", "max_steps", "bf16", "fp16",
+)
+# TrainingArguments' schedule flags: the recipe's schedule replaces Trainer's, so a flag given for one of
+# these becomes the recipe override named here, or (when it cannot) one warning naming that field.
+SCHEDULE_FLAGS = {"lr_scheduler_type": "lr_scheduler_type", "warmup_steps": "warmup", "warmup_ratio": "warmup", "lr_scheduler_kwargs": "lr_scheduler_kwargs"}
+# Evaluation fields a metric-driven recipe (reduce-on-plateau, early stopping) cannot run without.
+EVAL_OWNED = ("eval_strategy", "eval_steps", "metric_for_best_model", "greater_is_better")
+_RECORD = "_ftrecipes_record"  # attribute of applied TrainingArguments: plain data, pickles anywhere
+
 
 # ------------------------------------------------------------------------------------------------
-# TrainingArguments from a recipe
+# Merging a recipe into TrainingArguments
+
+
+def _warmup_as_hf(value: Any) -> Any:
+    """A recipe warmup as ``TrainingArguments.warmup_steps`` states one (int steps or a ratio below 1);
+    epochs have no such spelling, so they are left to the description."""
+    value = normalize_duration(value, "warmup")
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return float(value.strip()[:-1]) / 100.0
+    return value
+
+
+def _hf_default(name: str) -> Any:
+    f = TrainingArguments.__dataclass_fields__[name]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _user_gave(args: TrainingArguments, name: str, flags: dict) -> str | None:
+    """``"flag"`` when ``--name`` is in the command line, ``"script"`` when the value differs from the
+    TrainingArguments default (set in code or a config file), else ``None`` (the recipe may fill it)."""
+    if name in flags:
+        return "flag"
+    if not hasattr(args, name):
+        return None
+    value, default = getattr(args, name), _hf_default(name)
+    value = getattr(value, "value", value)  # enums (lr_scheduler_type, eval_strategy) compare by value
+    if name == "lr_scheduler_kwargs" and not value:
+        return None
+    return "script" if value != default else None
+
+
+def is_applied(args: TrainingArguments) -> bool:
+    """Whether ``args`` came out of :func:`apply_recipe` (or :func:`recipe_training_args`)."""
+    return getattr(args, _RECORD, None) is not None
+
+
+def recipe_record(args: TrainingArguments) -> dict:
+    """What :func:`apply_recipe` decided for ``args``: ``{"recipe", "sources", "recipe_overrides", "lr_scaling"}``
+    (``sources[field] = {"value", "source", "detail"}``, source one of recipe / flag / script / scaled)."""
+    record = getattr(args, _RECORD, None)
+    if record is None:
+        raise ValueError("these TrainingArguments did not come from apply_recipe()")
+    return record
+
+
+def apply_recipe(
+    recipe: Recipe, args: TrainingArguments, argv: Sequence[str] | None = None, *,
+    explicit: Sequence[str] | None = None, num_processes: int | None = None,
+) -> TrainingArguments:
+    """``args`` with the recipe's values for every owned field the user did not give.
+
+    ``argv`` is the script's command line (default ``sys.argv``; the program name and the script's own
+    flags are ignored); ``explicit`` names fields to treat as given instead (what
+    :func:`recipe_training_args` passes). Returns a new ``TrainingArguments`` (validated by
+    TrainingArguments itself); ``args`` is not modified. Precedence per owned field: user > recipe >
+    TrainingArguments default. ``learning_rate`` from the recipe is the peak rescaled for the global
+    batch ``per_device_train_batch_size x processes x gradient_accumulation_steps`` by the recipe's
+    ``lr_scaling`` rule; a user-given ``learning_rate`` is used as-is.
+    """
+    if is_applied(args):
+        return args
+    if explicit is None:
+        flags = given_training_arguments(sys.argv if argv is None else argv)
+        gave = lambda name: _user_gave(args, name, flags)  # noqa: E731
+    else:
+        chosen = set(explicit)
+        gave = lambda name: "argument" if name in chosen else None  # noqa: E731
+    sources: dict[str, dict] = {}
+    changes: dict[str, Any] = {}
+
+    def take(name: str, recipe_value: Any, detail: str = "") -> None:
+        source = gave(name)
+        if source:
+            sources[name] = {"value": getattr(args, name), "source": source, "detail": detail}
+        else:
+            changes[name] = recipe_value
+            sources[name] = {"value": recipe_value, "source": "recipe", "detail": detail}
+
+    for name in ("weight_decay", "max_grad_norm", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        take(name, getattr(recipe, name))
+    if recipe.optimizer == "adamw":
+        for name in ("adam_beta1", "adam_beta2", "adam_epsilon"):
+            take(name, getattr(recipe, name))
+    # Duration: the user's epochs beat the recipe's max_steps (max_steps > 0 would override them).
+    epochs_given, steps_given = gave("num_train_epochs"), gave("max_steps")
+    take("num_train_epochs", recipe.num_train_epochs)
+    if epochs_given and not steps_given and recipe.max_steps > 0:
+        changes["max_steps"] = -1
+        sources["max_steps"] = {"value": -1, "source": epochs_given, "detail": f"the recipe's max_steps {recipe.max_steps} dropped for the given num_train_epochs"}
+    else:
+        take("max_steps", recipe.max_steps)
+    if gave("bf16") or gave("fp16"):
+        for name in ("bf16", "fp16"):
+            sources[name] = {"value": getattr(args, name), "source": gave(name) or gave("bf16") or gave("fp16"), "detail": ""}
+    else:
+        precision = resolve_precision(recipe.precision)
+        for name, on in (("bf16", precision == "bf16"), ("fp16", precision == "fp16")):
+            changes[name] = on
+            sources[name] = {"value": on, "source": "recipe", "detail": f"precision {recipe.precision!r} -> {precision}"}
+
+    # The schedule: flags for Trainer's scheduler become overrides of the recipe's, or a warning.
+    overrides: dict[str, Any] = {}
+    from_flag: dict[str, str] = {}  # recipe field -> the TrainingArguments flag that set it
+    ignored: list[str] = []
+    for flag, field_name in SCHEDULE_FLAGS.items():
+        if not hasattr(args, flag) or not gave(flag):
+            continue
+        value = getattr(args, flag)
+        value = getattr(value, "value", value)
+        if flag == "lr_scheduler_type":
+            if value not in SCHEDULE_TYPES:
+                ignored.append(
+                    f"--{flag} {value} is not a recipe schedule type, so the recipe's {recipe.lr_scheduler_type!r} runs; "
+                    f"to change it set the recipe field `lr_scheduler_type` (one of {sorted(SCHEDULE_TYPES)}), e.g. "
+                    f"get_recipe({recipe.name!r}, lr_scheduler_type=...)"
+                )
+                continue
+            if value != recipe.lr_scheduler_type:
+                overrides.setdefault("lr_scheduler_kwargs", {})  # the recipe's options belong to its own type
+        elif flag == "lr_scheduler_kwargs":
+            value = dict(value) if isinstance(value, dict) else json.loads(value)
+        else:  # warmup_steps / warmup_ratio: HF's int steps or fraction < 1 are recipe durations as they are
+            value = int(value) if float(value).is_integer() and value >= 1 else float(value)
+        overrides[field_name] = value
+        from_flag[field_name] = flag
+    if gave("optim"):
+        ignored.append(f"--optim {getattr(args.optim, 'value', args.optim)} is replaced by the recipe's optimizer "
+                       f"{recipe.optimizer!r}; to change it set the recipe field `optimizer`")
+    effective = recipe.replace(**overrides) if overrides else recipe
+    for name in ("lr_scheduler_type", "warmup", "lr_scheduler_kwargs"):
+        flag = from_flag.get(name)
+        sources[name] = {"value": getattr(effective, name), "source": gave(flag) if flag else "recipe", "flag": flag or name,
+                         "detail": f"recipe field {name!r} set from --{flag}" if flag else ""}
+    if effective.early_stopping_patience > 0 or effective.lr_scheduler_type == "plateau":
+        hf_values = {"eval_strategy": effective.eval_strategy, "eval_steps": training_interval(effective.eval_steps, "eval_steps") if effective.eval_steps is not None else None,
+                     "metric_for_best_model": effective.metric_for_best_model, "greater_is_better": effective.greater_is_better}
+        for name in EVAL_OWNED:
+            if name == "eval_steps" and effective.eval_strategy != "steps":
+                continue
+            take(name, hf_values[name], "the recipe's schedule or early stopping reads validation metrics")
+
+    new = dataclasses.replace(args, **changes) if changes else dataclasses.replace(args)
+    processes = num_processes if num_processes is not None else max(1, new.world_size)
+    global_batch = new.per_device_train_batch_size * processes * new.gradient_accumulation_steps
+    scaling = recipe_lr_scaling(effective, global_batch)
+    lr_source = gave("learning_rate")
+    if lr_source:
+        sources["learning_rate"] = {"value": new.learning_rate, "source": lr_source, "detail": "used as given (no batch scaling)"}
+    else:
+        new.learning_rate = scaling.learning_rate_after
+        sources["learning_rate"] = {"value": new.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe", "detail": scaling.message()}
+    if effective.optimizer == "sgd":
+        sources["momentum"] = {"value": effective.momentum, "source": "recipe", "detail": f"nesterov={effective.nesterov}"}
+
+    record = {"recipe": effective.name, "sources": sources, "recipe_overrides": overrides, "lr_scaling": scaling.to_dict(), "ignored": ignored}
+    setattr(new, _RECORD, record)
+    describe_schedule(new, effective)
+    if new.should_log:
+        for name, entry in sources.items():
+            logger.info("%s", _source_line(effective.name, name, entry))
+        for line in ignored:
+            logger.warning("recipe %r: %s", effective.name, line)
+    return new
+
+
+def _source_line(recipe_name: str, name: str, entry: dict) -> str:
+    source = entry["source"]
+    label = {"flag": f"flag --{entry.get('flag', name)}", "script": "set by the script", "argument": "argument", "recipe": f"recipe {recipe_name!r}", "scaled": f"recipe {recipe_name!r}, batch-scaled"}.get(source, source)
+    detail = f"; {entry['detail']}" if entry.get("detail") else ""
+    return f"recipe {recipe_name!r}: {name} = {entry['value']!r} ({label}{detail})"
+
+
+class ScheduleName(str):
+    """``TrainingArguments.lr_scheduler_type`` for a recipe schedule: the type's name, with a one-line
+    description of the schedule as its ``value``.
+
+    The Trainer's model card writes ``args.lr_scheduler_type.value``; recipe schedules such as ``step`` or
+    ``one_cycle`` are not ``transformers.SchedulerType`` members, and a recipe's ``cosine`` ends at a floor
+    where Trainer's ends at 0, so the card gets the description. It pickles as the plain name
+    (``training_args.bin`` loads without ftrecipes).
+    """
+
+    description: str = ""
+
+    @property
+    def value(self) -> str:
+        return f"{self} ({self.description})" if self.description else str(self)
+
+    def __reduce__(self):
+        return (str, (str(self),))
+
+
+def describe_schedule(args: TrainingArguments, recipe: Recipe, schedule: BuiltSchedule | None = None) -> None:
+    """Make ``args``' schedule fields state the recipe's schedule (``lr_scheduler_type``,
+    ``warmup_steps``, ``lr_scheduler_kwargs``): before training with the warmup as the recipe writes
+    it, once the schedule is built with its resolved step counts."""
+    name = ScheduleName(recipe.lr_scheduler_type)
+    parts = [f"ftrecipes recipe {recipe.name!r}"]
+    if schedule is not None:
+        warmup_text = f"{recipe.warmup_type} warmup {schedule.warmup_steps} steps" if schedule.warmup_steps else "no warmup"
+        parts += [f"{schedule.total_steps} optimizer steps", warmup_text]
+        parts += [t.label for t in schedule.transitions if t.kind != "warmup_end"]
+        # Read off the schedule itself, so the card is right for every type (floors, step drops, ...).
+        parts.append("reduced when the validation metric stalls" if schedule.metric_driven
+                     else f"last step at {schedule.lr(schedule.total_steps - 1):.3g} x peak")
+    else:
+        parts.append(f"{recipe.warmup_type} warmup {recipe.warmup}")
+    name.description = "; ".join(parts)
+    args.lr_scheduler_type = name
+    warmup = schedule.warmup_steps if schedule is not None else _warmup_as_hf(recipe.warmup)
+    args.warmup_steps = warmup if isinstance(warmup, (int, float)) and not isinstance(warmup, bool) else 0
+    kwargs = {"schedule_by": f"ftrecipes recipe {recipe.name!r}", "warmup": recipe.warmup, "warmup_type": recipe.warmup_type,
+              "warmup_start": recipe.warmup_start, "min_lr_rate": recipe.floor, **recipe.lr_scheduler_kwargs}
+    if schedule is not None:
+        kwargs.update(total_steps=schedule.total_steps, warmup_steps=schedule.warmup_steps,
+                      transitions=[t.label for t in schedule.transitions])
+    args.lr_scheduler_kwargs = kwargs
 
 
 def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int | None = None, **overrides) -> TrainingArguments:
-    """``TrainingArguments`` carrying the recipe's optimizer hyper-parameters, clipping, duration,
-    batch, precision and evaluation policy; ``overrides`` (any TrainingArguments field) win.
-
-    ``learning_rate`` is the recipe's peak rescaled for the global batch
-    (per-device batch x processes x accumulation) by the recipe's ``lr_scaling`` rule; pass
-    ``learning_rate`` in ``overrides`` to use a value as-is.
+    """``TrainingArguments`` built from a recipe alone (what ``scripts/finetune.py`` uses): the recipe's
+    owned values (see :func:`apply_recipe`), its evaluation policy and the job's logging/saving
+    defaults; ``overrides`` (any TrainingArguments field) win. To adopt a recipe in a script that
+    already parsed its own ``TrainingArguments``, use :func:`apply_recipe` instead.
     """
-    precision = resolve_precision(recipe.precision)
-    values: dict[str, Any] = dict(
+    evaluation = str(overrides.get("eval_strategy", recipe.eval_strategy))
+    # Checkpoints follow evaluation (load_best_model_at_end needs that) unless saving was asked for by
+    # itself: --save_steps alone, or evaluation turned off, means a checkpoint every save_steps.
+    saving = evaluation if evaluation != "no" and "save_steps" not in overrides else "steps"
+    job: dict[str, Any] = dict(
         output_dir=output_dir,
-        weight_decay=recipe.weight_decay,
-        adam_beta1=recipe.adam_beta1,
-        adam_beta2=recipe.adam_beta2,
-        adam_epsilon=recipe.adam_epsilon,
-        max_grad_norm=recipe.max_grad_norm,
-        num_train_epochs=recipe.num_train_epochs,
-        max_steps=recipe.max_steps,
-        per_device_train_batch_size=recipe.per_device_train_batch_size,
-        per_device_eval_batch_size=recipe.per_device_eval_batch_size,
-        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
         eval_strategy=recipe.eval_strategy,
-        save_strategy=recipe.eval_strategy if recipe.eval_strategy != "no" else "steps",
-        metric_for_best_model=recipe.metric_for_best_model if recipe.eval_strategy != "no" else None,
+        save_strategy=saving,
+        metric_for_best_model=recipe.metric_for_best_model if evaluation != "no" else None,
         greater_is_better=recipe.greater_is_better,
         load_best_model_at_end=recipe.load_best_model_at_end,
         seed=recipe.seed,
@@ -75,98 +313,188 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
         report_to="none",
     )
     if recipe.eval_strategy == "steps":
-        values["eval_steps"] = values["save_steps"] = training_interval(recipe.eval_steps, "eval_steps")
-    values.update(overrides)
-    explicit_lr = "learning_rate" in overrides
-    if not explicit_lr:
-        values["learning_rate"] = recipe.learning_rate
-    args = TrainingArguments(**values)
-    if not explicit_lr:
-        processes = num_processes if num_processes is not None else max(1, args.world_size)
-        global_batch = args.per_device_train_batch_size * processes * args.gradient_accumulation_steps
-        args.learning_rate = recipe_lr_scaling(recipe, global_batch).learning_rate_after
-    return args
+        job["eval_steps"] = job["save_steps"] = training_interval(recipe.eval_steps, "eval_steps")
+    if saving == "steps" and evaluation == "no" and "save_steps" not in overrides:
+        job.pop("save_steps", None)  # TrainingArguments' own default interval (500), not the evaluation's
+    job.update(overrides)
+    return apply_recipe(recipe, TrainingArguments(**job), explicit=list(overrides), num_processes=num_processes)
 
 
-def timeline_for(args: TrainingArguments, num_examples: int) -> Timeline:
-    """The :class:`Timeline` of a Trainer run with ``args`` over ``num_examples`` training rows."""
-    return Timeline(
-        num_examples=num_examples,
-        per_device_train_batch_size=args.per_device_train_batch_size,
-        num_processes=max(1, args.world_size),
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        num_train_epochs=args.num_train_epochs,
-        max_steps=args.max_steps,
-        dataloader_drop_last=args.dataloader_drop_last,
-    )
+def _effective_recipe(recipe: Recipe, args: TrainingArguments) -> Recipe:
+    """The recipe with the schedule overrides the script's flags made (``--lr_scheduler_type`` ...)."""
+    overrides = recipe_record(args)["recipe_overrides"]
+    return recipe.replace(**overrides) if overrides else recipe
 
 
-def _recipe_for_args(recipe: Recipe, args: TrainingArguments) -> Recipe:
-    """The recipe with the sizes the run really uses (the args may override the recipe's)."""
-    return recipe.replace(
-        per_device_train_batch_size=args.per_device_train_batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        num_train_epochs=args.num_train_epochs,
-        max_steps=args.max_steps,
-        learning_rate=args.learning_rate,
-        lr_scaling="none",  # args.learning_rate is already the peak for this run's global batch
-        weight_decay=args.weight_decay,
-        adam_beta1=args.adam_beta1,
-        adam_beta2=args.adam_beta2,
-        adam_epsilon=args.adam_epsilon,
-        max_grad_norm=args.max_grad_norm,
-    )
+def recipe_schedule(recipe: Recipe, args: TrainingArguments, num_training_steps: int, train_dataset=None) -> BuiltSchedule:
+    """The recipe's schedule shape sized for this run: ``num_training_steps`` optimizer steps (Trainer's
+    own count) and, for durations in epochs, the steps per epoch of ``train_dataset`` under ``args``."""
+    # An absolute floor (min_lr) is a fraction of the peak that actually runs, not of the recipe's.
+    shape = recipe if recipe.min_lr is None else recipe.replace(learning_rate=args.learning_rate)
+    if train_dataset is not None and _has_len(train_dataset):
+        timeline = dataclasses.replace(Timeline.from_training_args(args, len(train_dataset)), max_steps=num_training_steps)
+        if args.max_steps <= 0 and Timeline.from_training_args(args, len(train_dataset)).total_steps != num_training_steps:
+            logger.warning("Trainer counts %d optimizer steps, the timeline %d; the schedule follows the Trainer.",
+                           num_training_steps, Timeline.from_training_args(args, len(train_dataset)).total_steps)
+        return shape.plan(timeline).schedule
+    # No sized training set (an IterableDataset with max_steps): there is no epoch to count in.
+    durations = {"warmup": recipe.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in recipe.lr_scheduler_kwargs.items()}}
+    for name, value in durations.items():
+        if isinstance(value, str) and value.strip().endswith(("ep", "epoch", "epochs")):
+            raise ConfigError(name, value, "durations in epochs need a training set of known length", "give steps or fractions")
+    timeline = Timeline(num_examples=num_training_steps * args.per_device_train_batch_size, per_device_train_batch_size=args.per_device_train_batch_size,
+                        max_steps=num_training_steps)
+    return shape.plan(timeline).schedule
+
+
+def _optimizer_for(recipe: Recipe, model: torch.nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
+    """The recipe's optimizer kind (and SGD momentum) with the numbers the args hold after apply_recipe."""
+    optimizer = create_optimizer(recipe, model, learning_rate=args.learning_rate, args=args)
+    # Say in the args which optimizer runs, so training_args.bin and the model card state it.
+    if recipe.optimizer == "sgd":
+        args.optim, args.optim_args = "sgd", f"momentum={recipe.momentum},nesterov={recipe.nesterov}"
+    else:
+        args.optim = "adamw_torch_fused" if optimizer.defaults.get("fused") else "adamw_torch"
+    return optimizer
 
 
 # ------------------------------------------------------------------------------------------------
-# Optimizer and scheduler for any Trainer
+# Optimizer and scheduler for a stock Trainer
 
 
-def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArguments, train_dataset) -> tuple[torch.optim.Optimizer, ScheduleLR]:
-    """``(optimizer, scheduler)`` for ``Trainer(optimizers=...)``: the recipe's optimizer at
-    ``args.learning_rate`` and its schedule sized for ``train_dataset`` under ``args`` — the same
-    optimizer-step count the Trainer will compute (see :mod:`ftrecipes.timeline`)."""
-    recipe = _recipe_for_args(recipe, args)
-    plan = recipe.plan(timeline_for(args, len(train_dataset)))
-    optimizer = create_optimizer(recipe, model, learning_rate=args.learning_rate)
-    return optimizer, ScheduleLR(optimizer, plan.schedule)
+def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArguments, train_dataset=None, *, argv: Sequence[str] | None = None) -> tuple[torch.optim.Optimizer, ScheduleLR]:
+    """``(optimizer, scheduler)`` for ``Trainer(optimizers=...)`` when the Trainer class cannot change.
+
+    Pass ``args`` from :func:`apply_recipe` (the Trainer itself clips and batches with them). The
+    schedule is sized now from ``args.max_steps`` or ``train_dataset``; with neither (an eval-only
+    run), the optimizer refuses to step with one line naming the fix, so evaluation and prediction
+    work and a training step can never run on an unsized schedule. :class:`RecipeTrainer` needs
+    none of this: it builds both when training starts.
+    """
+    if not is_applied(args):
+        logger.warning("recipe_optimizers: the TrainingArguments did not go through apply_recipe(), so the Trainer "
+                       "clips, batches and counts steps with the script's values; use `args = apply_recipe(recipe, args)`")
+        args = apply_recipe(recipe, args, argv)
+    recipe = _effective_recipe(recipe, args)
+    optimizer = _optimizer_for(recipe, model, args)
+    if args.max_steps > 0 or (train_dataset is not None and _has_len(train_dataset)):
+        total = args.max_steps if args.max_steps > 0 else Timeline.from_training_args(args, len(train_dataset)).total_steps
+        schedule = recipe_schedule(recipe, args, total, train_dataset)
+        describe_schedule(args, recipe, schedule)
+        return optimizer, ScheduleLR(optimizer, schedule)
+
+    def unsized(*_):
+        raise ConfigError("train_dataset", None, "recipe_optimizers() got no training set, so the schedule has no length",
+                          "pass train_dataset=... (or max_steps > 0), or use RecipeTrainer, which sizes it when training starts")
+
+    optimizer.register_step_pre_hook(unsized)
+    return optimizer, ScheduleLR(optimizer, lambda step: 1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# RecipeTrainer
 
 
 class RecipeTrainer(Trainer):
     """A ``Trainer`` whose optimizer and LR scheduler come from ``recipe``.
 
-    The scheduler is created when training starts, from the ``num_training_steps`` the Trainer itself
+    ``args`` that did not go through :func:`apply_recipe` are merged here (``argv`` as there), so
+    ``RecipeTrainer(recipe=..., args=training_args)`` alone never trains with TrainingArguments'
+    defaults in place of the recipe's values. The optimizer and the scheduler are created in Trainer's
+    ``create_optimizer`` / ``create_scheduler`` hooks, from the ``num_training_steps`` the Trainer itself
     computed, so warmup fractions and totals always agree with the loop that steps it. Early stopping
-    (``early_stopping_patience``) and metric-driven schedules (reduce-on-plateau) are wired as callbacks.
+    and metric-driven schedules (reduce-on-plateau) are wired as callbacks.
+
+    Extra log keys (per-group LR, momentum, skipped steps) come from callbacks with a
+    ``log_values() -> dict`` method (see :mod:`ftrecipes.callbacks`), added in :meth:`log` — the hook
+    Trainer documents for this — so the logs, ``trainer_state.json`` and every reporter see them alike.
     """
 
-    def __init__(self, *args, recipe: Recipe, **kwargs):
+    def __init__(self, model=None, args: TrainingArguments | None = None, *positional, recipe: Recipe, argv: Sequence[str] | None = None, **kwargs):
+        args = apply_recipe(recipe, args if args is not None else TrainingArguments(output_dir="trainer_output"), argv)
+        self.recipe = _effective_recipe(recipe, args)
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(PlateauMetricCallback())
-        if recipe.early_stopping_patience > 0:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
-        super().__init__(*args, callbacks=callbacks, **kwargs)
-        self.recipe = _recipe_for_args(recipe, self.args)
+        if self.recipe.early_stopping_patience > 0:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.recipe.early_stopping_patience))
+        super().__init__(model, args, *positional, callbacks=callbacks, **kwargs)
+        self.run_info: dict[str, Any] = {}  # extra entries for plan.json (finetune.py adds the LR's source)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
-            self.optimizer = create_optimizer(self.recipe, model if model is not None else self.model, learning_rate=self.args.learning_rate)
+            self.optimizer = _optimizer_for(self.recipe, model if model is not None else self.model, self.args)
         return self.optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> ScheduleLR:
         if self.lr_scheduler is None:
-            timeline = timeline_for(self.args, len(self.train_dataset)) if _has_len(self.train_dataset) else None
-            if timeline is not None and timeline.total_steps != num_training_steps:
-                logger.warning("Trainer counts %d optimizer steps, the timeline %d; the schedule follows the Trainer.", num_training_steps, timeline.total_steps)
-            steps_per_epoch = timeline.steps_per_epoch if timeline is not None else None
-            schedule = self.recipe.build_schedule(num_training_steps, steps_per_epoch)
+            schedule = recipe_schedule(self.recipe, self.args, num_training_steps, self.train_dataset)
             self.lr_scheduler = ScheduleLR(optimizer if optimizer is not None else self.optimizer, schedule)
             self._created_lr_scheduler = True
+            describe_schedule(self.args, self.recipe, schedule)
+            if self.args.should_log:
+                logger.info("recipe %r: %s schedule over %d optimizer steps, warmup %d, peak LR %.4g%s", self.recipe.name,
+                            self.recipe.lr_scheduler_type, schedule.total_steps, schedule.warmup_steps, self.args.learning_rate,
+                            "".join(f"; {t.label}" for t in schedule.transitions))
         return self.lr_scheduler
 
     @property
     def schedule(self) -> BuiltSchedule | None:
         return getattr(self.lr_scheduler, "built_schedule", None)
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs:  # a training log (evaluation and the end-of-training summary carry no LR)
+            for callback in self.callback_handler.callbacks:
+                values = getattr(callback, "log_values", None)
+                if callable(values):
+                    logs.update(values())
+        super().log(logs, *args, **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            self.write_run_description(output_dir if output_dir is not None else self.args.output_dir)
+
+    def write_run_description(self, output_dir: str) -> None:
+        """``recipe.yaml`` (the recipe as this run trained it) and ``plan.json`` (its schedule, sizes and
+        where every owned value came from) into ``output_dir``."""
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        args, record = self.args, recipe_record(self.args)
+        global_batch = args.per_device_train_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps
+        # The peak this run trained at, stated for this run's global batch: rerunning the file at the same
+        # batch gives the same LR, and at another batch the recipe's rule scales from this point.
+        as_trained = dict(
+            learning_rate=args.learning_rate, reference_global_batch_size=global_batch, weight_decay=args.weight_decay,
+            max_grad_norm=args.max_grad_norm, per_device_train_batch_size=args.per_device_train_batch_size,
+            per_device_eval_batch_size=args.per_device_eval_batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
+            num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
+            precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        )
+        if self.recipe.optimizer == "adamw":
+            as_trained.update(adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2, adam_epsilon=args.adam_epsilon)
+        resolved = self.recipe.replace(**as_trained)
+        (out / RECIPE_FILE).write_text(
+            f"# Recipe as this run trained it (recipe {record['recipe']!r} with this run's values; peak LR as trained,\n"
+            f"# at this run's global batch of {global_batch}). Reproduce: accelerate launch scripts/finetune.py --recipe {out / RECIPE_FILE}\n"
+            + resolved.to_yaml()
+        )
+        schedule = self.schedule
+        plan = {
+            "recipe": record["recipe"],
+            "lr_scheduler_type": self.recipe.lr_scheduler_type,
+            "total_steps": schedule.total_steps if schedule else None,
+            "warmup_steps": schedule.warmup_steps if schedule else None,
+            "global_batch_size": global_batch,
+            "num_processes": max(1, args.world_size),
+            "learning_rate_recipe": self.recipe.learning_rate,
+            "learning_rate": args.learning_rate,
+            "lr_scaling": record["lr_scaling"],
+            "sources": record["sources"],
+            "ignored_flags": record["ignored"],
+            "transitions": [dataclasses.asdict(t) for t in (schedule.transitions if schedule else [])],
+            **self.run_info,
+        }
+        (out / PLAN_FILE).write_text(json.dumps(plan, indent=2, default=str))
 
 
 def _has_len(dataset) -> bool:
@@ -229,12 +557,16 @@ def expected_lr(peak: float, schedule: BuiltSchedule, global_step: int) -> float
 
 
 __all__ = [
+    "OWNED",
     "RecipeTrainer",
     "PlateauMetricCallback",
+    "apply_recipe",
+    "recipe_record",
+    "is_applied",
     "recipe_training_args",
     "recipe_optimizers",
+    "recipe_schedule",
     "accelerate_scheduler",
-    "timeline_for",
     "log_history_lrs",
     "expected_lr",
 ]

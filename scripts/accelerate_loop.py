@@ -22,7 +22,8 @@ from accelerate import Accelerator
 from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
 from ftrecipes.optim import create_optimizer
 from ftrecipes.pipeline import build_training_components, parse_args
-from ftrecipes.trainer import accelerate_scheduler, timeline_for
+from ftrecipes.timeline import Timeline
+from ftrecipes.trainer import accelerate_scheduler, recipe_schedule
 
 
 def train(argv=None) -> dict[int, float]:
@@ -36,10 +37,12 @@ def train(argv=None) -> dict[int, float]:
                               mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no")
     loader = components.train_dataloader()
 
-    # Phase 3: optimizer and scheduler from the recipe, sized like the Trainer would size them.
-    plan = recipe.replace(learning_rate=args.learning_rate).plan(timeline_for(args, len(train_dataset)))
-    optimizer = create_optimizer(recipe, components.model, learning_rate=args.learning_rate)
-    scheduler = accelerate_scheduler(plan, optimizer, accelerator)
+    # Phase 3: optimizer and scheduler from the recipe, sized like the Trainer would size them: the
+    # numbers (peak, weight decay, betas, clipping) from the args, the schedule's shape from the recipe.
+    timeline = Timeline.from_training_args(args, len(train_dataset))
+    schedule = recipe_schedule(recipe, args, timeline.total_steps, train_dataset)
+    optimizer = create_optimizer(recipe, components.model, learning_rate=args.learning_rate, args=args)
+    scheduler = accelerate_scheduler(schedule, optimizer, accelerator)
     model, optimizer, loader, scheduler = accelerator.prepare(components.model, optimizer, loader, scheduler)
 
     # Phase 4: the loop. An optimizer step happens when Accelerate syncs gradients (end of an
@@ -47,13 +50,13 @@ def train(argv=None) -> dict[int, float]:
     trace: dict[int, float] = {}
     step = 0
     model.train()
-    for _epoch in range(math.ceil(plan.timeline.num_train_epochs) if args.max_steps <= 0 else sys.maxsize):
+    for _epoch in range(math.ceil(timeline.num_train_epochs) if args.max_steps <= 0 else sys.maxsize):
         for batch in loader:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and recipe.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 lr_used = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 scheduler.step()
@@ -61,9 +64,9 @@ def train(argv=None) -> dict[int, float]:
             if accelerator.sync_gradients:
                 step += 1
                 trace[step] = lr_used
-                if step >= plan.total_steps:
+                if step >= timeline.total_steps:
                     break
-        if step >= plan.total_steps:
+        if step >= timeline.total_steps:
             break
 
     if accelerator.is_main_process:

@@ -5,20 +5,21 @@
     python scripts/trainer_integration.py --recipe one-cycle --max_steps 100 --output_dir runs/mine
 
 Everything else is a plain Hugging Face fine-tuning script: your data, your tokenizer, your model,
-your ``compute_metrics``, a stock ``transformers.Trainer``. The recipe supplies the TrainingArguments
-it owns (peak LR scaled for the global batch, weight decay, clipping, batch, precision, evaluation)
-and the optimizer + scheduler pair, sized to the optimizer-step count the Trainer will compute.
+your ``compute_metrics``, a stock ``transformers.Trainer`` (when you can subclass it, ``RecipeTrainer``
+is shorter: see scripts/hf_style_example.py). The recipe supplies the TrainingArguments values it owns
+(peak LR scaled for the global batch, weight decay, betas, clipping, batch, duration, precision) and
+the optimizer + scheduler pair, sized to the optimizer-step count the Trainer will compute.
 """
 
 import argparse
 import sys
 
 import numpy as np
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
 from ftrecipes import ConfigError, get_recipe
 from ftrecipes.data import load_raw_datasets, resolve_model_name_or_path
-from ftrecipes.trainer import recipe_optimizers, recipe_training_args
+from ftrecipes.trainer import apply_recipe, recipe_optimizers
 
 
 def main(argv=None) -> int:
@@ -47,8 +48,10 @@ def main(argv=None) -> int:
         logits, gold = eval_pred
         return {"accuracy": float((np.argmax(logits, axis=-1) == gold).mean())}
 
-    # (1) TrainingArguments from the recipe; any field you pass yourself wins.
-    args = recipe_training_args(recipe, cli.output_dir, eval_strategy="no", logging_steps=10, save_strategy="no")
+    # (1) Your TrainingArguments, with the recipe's values wherever you did not set one yourself
+    #     (argv=[]: this script's own flags are not TrainingArguments flags; values set here in code count).
+    args = apply_recipe(recipe, TrainingArguments(cli.output_dir, eval_strategy="no", logging_steps=10, logging_first_step=True,
+                                                  save_strategy="no", report_to="none"), argv=[])
     trainer = Trainer(
         model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
         data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, compute_metrics=compute_metrics,

@@ -1,5 +1,5 @@
-"""A tiny BERT classifier on synthetic token ids, trained by a real ``transformers.Trainer`` with a
-recipe's optimizer and scheduler, plus a way to corrupt the loss at chosen optimizer steps."""
+"""A tiny BERT classifier on synthetic token ids, trained by a real ``transformers.Trainer`` subclass
+(RecipeTrainer) with a recipe's optimizer and scheduler, plus a way to corrupt the loss at chosen optimizer steps."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
-from ftrecipes.lr_scheduler import ScheduleLR
-from ftrecipes.optim import create_optimizer
+from ftrecipes.trainer import RecipeTrainer, apply_recipe
 
 # A 2-layer, 32-wide model gains nothing from intra-op threads, and on a shared 2-core machine their
 # spin-waiting makes these tests 3-4x slower under load.
@@ -54,20 +53,19 @@ def accuracy(eval_pred) -> dict[str, float]:
 
 
 def make_trainer(output_dir, recipe, *, model=None, optimizer=None, max_steps: int = 20, **arguments) -> Trainer:
-    """A Trainer on the tiny model, driven by ``recipe``'s optimizer and schedule (by hand, as users
-    bringing their own Trainer do). ``arguments`` override the TrainingArguments below."""
+    """A :class:`~ftrecipes.trainer.RecipeTrainer` on the tiny model: the recipe's optimizer (or the one
+    given, e.g. with several param groups) at the recipe's own peak, and its schedule sized by the
+    Trainer. ``arguments`` override the TrainingArguments below."""
     model = model if model is not None else tiny_model()
-    optimizer = optimizer if optimizer is not None else create_optimizer(recipe, model)
-    scheduler = ScheduleLR(optimizer, recipe.build_schedule(max_steps))
     defaults = dict(
         per_device_train_batch_size=4, per_device_eval_batch_size=32, max_steps=max_steps, logging_steps=1,
         save_strategy="no", report_to=[], disable_tqdm=True, max_grad_norm=recipe.max_grad_norm,
-        use_cpu=True, dataloader_num_workers=0, seed=0,
+        use_cpu=True, dataloader_num_workers=0, seed=0, learning_rate=recipe.learning_rate,
     )
     defaults.update(arguments)
-    args = TrainingArguments(str(output_dir), **defaults)
+    args = apply_recipe(recipe, TrainingArguments(str(output_dir), **defaults), explicit=list(defaults))
     eval_dataset = tiny_dataset(32, seed=1) if defaults.get("eval_strategy", "no") != "no" else None
-    return Trainer(
-        model=model, args=args, train_dataset=tiny_dataset(), eval_dataset=eval_dataset,
-        optimizers=(optimizer, scheduler), compute_metrics=accuracy if eval_dataset is not None else None,
+    return RecipeTrainer(
+        recipe=recipe, model=model, args=args, train_dataset=tiny_dataset(), eval_dataset=eval_dataset,
+        optimizers=(optimizer, None), compute_metrics=accuracy if eval_dataset is not None else None,
     )

@@ -56,13 +56,40 @@ def _train_logs(history):
     return [e for e in history if "loss" in e]
 
 
-def test_callbacks_sit_after_default_flow_and_before_reporters(logged_run):
+def test_callbacks_are_added_in_trainers_order_after_default_flow(logged_run):
+    """add_callback appends: Trainer's own order stays (DefaultFlowCallback first, reporters, printer),
+    and the guard runs after DefaultFlowCallback, so its should_save=False is the last word."""
     _, trainer, monitoring = logged_run
     names = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
     assert names[0] == DefaultFlowCallback.__name__
-    assert names[1:4] == ["ScheduleLogger", "SpikeMonitor", "DivergenceGuard"]
-    assert names.index("TensorBoardCallback") > 3
-    assert names.index(PrinterCallback.__name__) > 3  # disable_tqdm=True; otherwise ProgressCallback
+    assert names[-3:] == ["ScheduleLogger", "SpikeMonitor", "DivergenceGuard"]
+    assert names.index("TensorBoardCallback") < names.index("ScheduleLogger")
+    assert PrinterCallback.__name__ in names  # disable_tqdm=True; otherwise ProgressCallback
+
+
+def test_extra_keys_go_in_through_trainer_log_not_by_editing_log_history(logged_run):
+    """The stored history entry and the dict every callback's on_log received are the same values:
+    RecipeTrainer.log merged the keys before Trainer.log stored and dispatched them."""
+    out, trainer, _ = logged_run
+    stored = [e for e in trainer.state.log_history if "loss" in e]
+    assert all("learning_rate/group_1" in e and "momentum" in e for e in stored)
+    import ftrecipes.callbacks as callbacks
+
+    assert not hasattr(callbacks, "_add_to_logs")
+
+
+def test_plain_trainer_is_told_once_that_extra_keys_need_recipe_trainer(tmp_path, caplog):
+    from transformers import Trainer
+
+    base = make_trainer(tmp_path, get_recipe("cls").replace(learning_rate=1e-3, warmup=2), max_steps=4)
+    plain = Trainer(model=base.model, args=base.args, train_dataset=base.train_dataset, optimizers=(parameter_groups_optimizer(base.model), None))
+    with caplog.at_level("WARNING", logger="ftrecipes.callbacks"):
+        add_monitoring(plain)
+    assert len([r for r in caplog.records if "RecipeTrainer" in r.getMessage()]) == 1
+
+
+def parameter_groups_optimizer(model):
+    return torch.optim.AdamW(parameter_groups(model, 0.0), lr=1e-3)
 
 
 def test_every_training_log_holds_lr_groups_momentum_loss_and_grad_norm(logged_run):
