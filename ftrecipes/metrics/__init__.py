@@ -1,7 +1,8 @@
 """Metrics as local ``evaluate`` modules, and Trainer ``compute_metrics`` functions built on them.
 
 Each metric lives in ``ftrecipes/metrics/<name>/<name>.py`` and loads offline with
-``evaluate.load(<that folder>)`` (``evaluate.load("accuracy")`` needs the Hub). Shipped metrics:
+``evaluate.load(<that folder>)`` (``evaluate.load("accuracy")`` needs the Hub). :func:`list_metrics`
+finds every folder; a task module builds its ``compute_metrics`` from its own. Among them:
 
 * ``classification`` — accuracy, macro precision / recall / F1;
 * ``ner`` — entity-level precision / recall / F1 (seqeval) and token accuracy;
