@@ -110,8 +110,8 @@ def tiny_model(task: str, num_labels: int = 2, label_list: Sequence[str] | None 
         config = tiny_decoder_config(overrides.pop("tokenizer", None), **overrides)
     else:
         labels = list(label_list) if label_list is not None else [f"LABEL_{i}" for i in range(num_labels)]
-        fields = spec.config_overrides(PreparedTask(spec.short, None, None, labels))
-        config = tiny_bert_config(label_list=labels, **{**fields, **overrides})
+        fields = {**label_config_kwargs(labels), **spec.config_overrides(PreparedTask(spec.short, None, None, labels)), **overrides}
+        config = tiny_bert_config(num_labels=fields.pop("num_labels"), **fields)
     return _build(spec.auto_model_class().from_config, config, seed)
 
 
