@@ -192,6 +192,10 @@ def bad_cases(tiny_base, cls_files, tmp_path):
         "warmup longer than training": (["--warmup", "1000"], r"warmup=1000: resolves to 1000 optimizer steps but training has only 24"),
         "floor above peak": (["--min_lr", "1e-3"], r"min_lr=0.001: the floor must lie in"),
         "bad dict option": (["--lr_scheduler_kwargs", '{"gama": 0.5}', "--lr_scheduler_type", "step"], r"lr_scheduler_kwargs.gama=.*did you mean 'gamma'"),
+        "flag of another task": (["--image_column_name", "img"], r"--image_column_name='img': does not apply to task 'sequence-classification'.*--text_column_name"),
+        "metric the task does not report": (["--metric_for_best_model", "pearson", "--eval_strategy", "epoch"],
+                                            r"metric_for_best_model='pearson': is not a metric of task 'sequence-classification'; use one of loss, accuracy"),
+        "prior upside down": (["--lr_prior", "5e-5,1e-5"], r"lr_prior=\[5e-05, 1e-05\]: must be \[low, high\]"),
     }
 
 
@@ -251,6 +255,40 @@ def test_trainer_integration_example_follows_the_recipe(tiny_base, tmp_path):
     assert sorted(lrs) == [1, 10, 20]
     for step, lr in lrs.items():
         assert lr == pytest.approx(expected_lr(plan.learning_rate, plan.schedule, step), rel=1e-9)
+
+
+def write_regression_csv(path: Path, n: int, seed: int) -> Path:
+    """Rows of 4-10 words; the target is 5x the share of 'good' words (a learnable STS-like score)."""
+    import csv
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sentence1", "sentence2", "label"])
+        for _ in range(n):
+            words = [rng.choice(["good", "fine", "bad", "poor"]) for _ in range(rng.randint(4, 10))]
+            share = sum(w in ("good", "fine") for w in words) / len(words)
+            writer.writerow([" ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2:]), round(5 * share, 3)])
+    return path
+
+
+def test_regression_end_to_end_on_float_labels(tiny_base, tmp_path):
+    """STS-B style: one output, MSE loss (eval_loss equals the metric's MSE), Pearson and Spearman."""
+    train = write_regression_csv(tmp_path / "train.csv", 48, seed=1)
+    validation = write_regression_csv(tmp_path / "validation.csv", 20, seed=2)
+    out = tmp_path / "reg"
+    code = main(["--recipe", "regression", "--model_name_or_path", tiny_base, "--train_file", str(train),
+                 "--validation_file", str(validation), "--output_dir", str(out), "--max_steps", "4",
+                 "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--save_strategy", "no",
+                 "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--learning_rate", "1e-3"])
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert len(config["id2label"]) == 1 and config["problem_type"] == "regression" and config["architectures"] == ["BertForSequenceClassification"]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert {"eval_pearson", "eval_spearmanr", "eval_mse"} <= set(results) and results["eval_samples"] == 20
+    assert -1 <= results["eval_pearson"] <= 1 and -1 <= results["eval_spearmanr"] <= 1
+    assert results["eval_loss"] == pytest.approx(results["eval_mse"], rel=1e-4)  # the head's loss is MSE
 
 
 def test_learning_rate_auto_runs_the_range_test_and_records_it(tiny_base, cls_files, tmp_path):
