@@ -96,6 +96,27 @@ def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files,
             assert trace[step] == pytest.approx(traces[0][step], rel=1e-12)
 
 
+@pytest.mark.multiprocess
+def test_learning_rate_auto_runs_once_and_every_rank_trains_at_its_choice(tiny_base, cls_files, tmp_path):
+    """Under torchrun (2 gloo processes) the range test runs once, on process 0, at the run's global
+    batch, and both processes train at the peak it chose (broadcast, not recomputed per rank)."""
+    out = tmp_path / "auto-ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", FINETUNE,
+           *base_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "4", "--max_steps", "2",
+                      "--learning_rate", "auto", "--plots", "false", "--save_strategy", "no")]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("--learning_rate auto: LR range test:") == 1  # one test, on process 0
+    chosen = dict(re.findall(r"process (\d) of 2 trains at peak ([0-9.e+-]+) \(range test on process 0, cpu(?::\d+)?\)", result.stderr))
+    assert sorted(chosen) == ["0", "1"] and chosen["0"] == chosen["1"], result.stderr[-3000:]
+    finder = json.loads((out / "lr_finder.json").read_text())
+    assert finder["global_batch_size"] == 8 and finder["accumulation_steps"] == 2 and finder["device"].startswith("cpu")
+    assert float(chosen["0"]) == finder["recommended"]
+    recorded = json.loads((out / "plan.json").read_text())["learning_rate_source"]
+    assert recorded["learning_rate"] == finder["recommended"]
+
+
 def test_resume_mid_warmup_and_mid_decay_is_exact(tiny_base, cls_files, tmp_path):
     extra = ("--per_device_train_batch_size", "8", "--save_strategy", "steps", "--save_steps", "4", "--save_total_limit", "10")
     full = tmp_path / "full"
