@@ -98,8 +98,9 @@ def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files,
 
 @pytest.mark.multiprocess
 def test_learning_rate_auto_runs_once_and_every_rank_trains_at_its_choice(tiny_base, cls_files, tmp_path):
-    """Under torchrun (2 gloo processes) the range test runs once, on process 0, at the run's global
-    batch, and both processes train at the peak it chose (broadcast, not recomputed per rank)."""
+    """``--learning_rate auto`` under torchrun (2 gloo processes): the range test runs once, on process 0,
+    at the run's global batch; both processes train at the peak it chose (broadcast, not recomputed per
+    rank); the choice, bounded by the recipe's prior, is recorded with its reason and its plots."""
     out = tmp_path / "auto-ddp"
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", FINETUNE,
@@ -113,8 +114,13 @@ def test_learning_rate_auto_runs_once_and_every_rank_trains_at_its_choice(tiny_b
     finder = json.loads((out / "lr_finder.json").read_text())
     assert finder["global_batch_size"] == 8 and finder["accumulation_steps"] == 2 and finder["device"].startswith("cpu")
     assert float(chosen["0"]) == finder["recommended"]
+    assert (out / "lr_finder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     recorded = json.loads((out / "plan.json").read_text())["learning_rate_source"]
-    assert recorded["learning_rate"] == finder["recommended"]
+    assert recorded["source"] == "lr-find" and recorded["reason"] and recorded["learning_rate"] == finder["recommended"]
+    low, high = finder["prior"]["low"], finder["prior"]["high"]
+    assert low <= recorded["learning_rate"] <= high  # a suggestion outside the fine-tuning prior is pulled back into it
+    lrs = logged_lrs(out)
+    assert max(lrs.values()) == pytest.approx(recorded["learning_rate"])  # the run trained with what the finder chose
 
 
 def test_resume_mid_warmup_and_mid_decay_is_exact(tiny_base, cls_files, tmp_path):
@@ -310,19 +316,3 @@ def test_regression_end_to_end_on_float_labels(tiny_base, tmp_path):
     assert {"eval_pearson", "eval_spearmanr", "eval_mse"} <= set(results) and results["eval_samples"] == 20
     assert -1 <= results["eval_pearson"] <= 1 and -1 <= results["eval_spearmanr"] <= 1
     assert results["eval_loss"] == pytest.approx(results["eval_mse"], rel=1e-4)  # the head's loss is MSE
-
-
-def test_learning_rate_auto_runs_the_range_test_and_records_it(tiny_base, cls_files, tmp_path):
-    out = tmp_path / "auto"
-    code = main(base_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "8", "--max_steps", "6", "--learning_rate", "auto"))
-    assert code == 0
-    finder = json.loads((out / "lr_finder.json").read_text())
-    assert (out / "lr_finder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    recorded = json.loads((out / "plan.json").read_text())["learning_rate_source"]
-    assert recorded["source"] == "lr-find" and recorded["reason"]
-    chosen = recorded["learning_rate"]
-    low, high = finder["prior"]["low"], finder["prior"]["high"]
-    assert low <= chosen <= high  # a suggestion outside the fine-tuning prior is pulled back into it
-    lrs = logged_lrs(out)
-    peak_step = max(lrs, key=lrs.get)
-    assert lrs[peak_step] == pytest.approx(chosen)  # the run trained with what the finder chose

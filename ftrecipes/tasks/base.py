@@ -60,7 +60,8 @@ class Task:
     metric_for_best_model: ClassVar[str] = "loss"
     greater_is_better: ClassVar[bool] = False
     uses_tokenizer: ClassVar[bool] = True
-    # Architectures (config.architectures suffixes) that already carry this task's head.
+    # Architectures (config.architectures suffixes) that carry this task's head; the head check
+    # treats a checkpoint with any registered task's head as fine-tuned.
     head_suffixes: ClassVar[tuple[str, ...]] = ()
 
     # -- data ------------------------------------------------------------------------------------
@@ -93,9 +94,12 @@ class Task:
         n = self.config_overrides(prepared).get("num_labels")
         if n is None:
             return
-        from ._common import check_label_count, with_head_size
+        from ._common import _all_head_suffixes, check_label_count, with_head_size
 
-        check_label_count(n, with_head_size(config, n, self.head_suffixes), model_name_or_path, self.head_suffixes)
+        # Any task's head counts (BERT's sequence and token heads share the name `classifier`, so a
+        # checkpoint with either clashes with a new head of another size).
+        suffixes = _all_head_suffixes()
+        check_label_count(n, with_head_size(config, n, suffixes), model_name_or_path, suffixes)
 
     def build_model(self, model_name_or_path: str, prepared: PreparedTask, *, config_name: str | None = None):
         """A fresh model for a name the Auto classes do not know (a model defined in this package), or
