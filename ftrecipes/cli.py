@@ -174,7 +174,7 @@ def validate_file(path: str) -> tuple[list[str], list[str]]:
     10,000 examples) repeatedly, each time setting aside the key the last error named, so that each
     remaining key is still checked in the context of the others.
     """
-    from .priors import PRIORS, recipe_regime
+    from .priors import recipe_prior
     from .recipe import Recipe
     from .timeline import Timeline
 
@@ -221,7 +221,7 @@ def validate_file(path: str) -> tuple[list[str], list[str]]:
             else:
                 break  # the error names nothing in the file; it cannot be isolated further
     if recipe is not None and not problems:
-        prior = PRIORS[recipe_regime(recipe)]
+        prior = recipe_prior(recipe)
         if not prior.contains(recipe.learning_rate):
             notes.append(f"learning_rate {recipe.learning_rate:.3g} lies outside the {prior} ({prior.source}); "
                          "fine if the recipe says why")

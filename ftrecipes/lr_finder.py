@@ -39,11 +39,12 @@ A suggestion is only made when the smoothed loss really falls: the drop from the
 region to the minimum must exceed twice the smoother's noise level, ``2 * sigma * sqrt(sum_k h_k^2)``
 with ``sigma`` the spread of the raw losses around the smoothed curve.
 
-The result is then checked against the recipe's **prior** (:class:`LRPrior`): the range the reference
-document gives for the recipe's regime (fine-tuning with AdamW 2e-5..5e-5, SGD on a CNN 0.01..0.1,
-pretraining 1e-4..1e-3), rescaled to the batch the finder ran at by the recipe's batch-size rule. A
-suggestion outside it comes with a warning that says why and what to try, and ``recommended`` is the
-suggestion clipped into the prior ("bound and explain", DESIGN §7).
+The result is then checked against the recipe's **prior** (:class:`LRPrior`): the recipe's own
+``lr_prior: [low, high]`` (peak LRs known to work for it at ``reference_global_batch_size``: AdamW
+fine-tuning 2e-5..5e-5 by default, SGD on a CNN 0.01..0.1 in ``cnn-step``, pretraining 1e-4..1e-3 in
+``pretrain``), rescaled to the batch the finder ran at by the recipe's batch-size rule. A suggestion
+outside it comes with a warning that says why and what to try, and ``recommended`` is the suggestion
+clipped into the prior (range tests overshoot for fine-tuning, transformers#16013: bound and explain).
 
 Model weights, optimizer state, param-group LRs, gradients, train/eval mode and the torch RNG are
 restored exactly afterwards (deep copies held in memory).
@@ -67,7 +68,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .outputs import LR_FINDER_JSON, LR_FINDER_PNG
-from .priors import PRIORS, LRPrior, parse_prior, prior_for_recipe, recipe_regime  # noqa: F401 (the priors moved to ftrecipes.priors)
+from .priors import LRPrior, parse_prior, prior_for_recipe, recipe_prior  # noqa: F401 (re-exported: the priors live in ftrecipes.priors)
 from .scaling import recipe_lr_scaling
 
 RULES = ("steepest", "minimum/10")
@@ -110,6 +111,7 @@ class LRFinderResult:
     seconds: float
     search_region: tuple[float, float] | None = None  # (first, last) smoothed LR the rule searched
     extra: dict = field(default_factory=dict)
+    device: str = "cpu"  # where the ramp ran
 
     @property
     def suggestion_in_prior(self) -> bool | None:
@@ -251,10 +253,8 @@ def prior_warning(suggestion: float | None, prior: LRPrior | None) -> str | None
     if prior.contains(suggestion):
         return None
     if suggestion > prior.high:
-        why = ("range tests overshoot for fine-tuning (" + ISSUE + "): a loss that falls fast at a high LR in a short "
-               "run says nothing about the final validation metric, and large steps erase what the pretrained model knows"
-               if prior.regime == "fine-tuning" else
-               "a loss that falls fast at a high LR in a short run does not mean the final metric is best at that LR")
+        why = ("range tests overshoot (" + ISSUE + "): a loss that falls fast at a high LR in a short run says nothing "
+               "about the final validation metric, and when fine-tuning, large steps erase what the pretrained model knows")
         return (f"suggested {suggestion:.3g} is {suggestion / prior.high:.3g}x above the {prior.regime} prior {band}: {why}; "
                 f"train at {prior.high:.3g} (recommended, the prior's top), or score a short grid "
                 f"{{{prior.low:.3g}, {prior.high:.3g}, {suggestion:.3g}}} on validation before trusting it")
@@ -307,6 +307,7 @@ def find_lr(
     prior: LRPrior | tuple[float, float] | str | None = None,
     num_processes: int = 1,
     show_progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> LRFinderResult:
     """Run an LR range test on ``model`` and restore it (and ``optimizer``) exactly afterwards.
 
@@ -320,12 +321,15 @@ def find_lr(
             without a prior), wide enough to see both the flat start and the blow-up.
         num_steps: optimizer steps of the ramp (at most; early stop on divergence). At most 1000.
         accumulation_steps: micro-batches per optimizer step (default: the recipe's, else 1).
-        precision: ``auto``/``bf16``/``fp16``/``fp32``; autocast is used on CUDA only (CPU runs fp32).
+        precision: ``auto``/``bf16``/``fp16``/``fp32``, as autocast (+ a GradScaler for fp16). Off CUDA
+            only an explicit ``bf16`` is kept (CPU autocast); ``auto`` and ``fp16`` run fp32 there.
         max_grad_norm: clipping during the test (default: the recipe's, else none).
         beta: EMA factor of the smoothing (0.8); diverge_factor: early-stop threshold on the online EMA.
         rule: ``"steepest"`` or ``"minimum/10"`` (see the module docstring).
         prior: overrides the recipe's prior; ``(low, high)`` or ``"low,high"``.
         num_processes: processes the run will use, to size the prior's global batch.
+        device: where to ramp (the run's training device); the model is moved there for the test and
+            back afterwards. Default: where the model's parameters are.
     """
     from .optim import create_optimizer
     from .recipe import Recipe, resolve_precision
@@ -336,7 +340,8 @@ def find_lr(
     if max_grad_norm is None:
         max_grad_norm = recipe.max_grad_norm if recipe is not None else 0.0
 
-    device = next(model.parameters()).device
+    home = next(model.parameters()).device
+    device = home if device is None else torch.device(device)
     batches = _cycle(train_dataloader)
     first = next(batches, None)
     if first is None:
@@ -353,10 +358,14 @@ def find_lr(
     if not 0 < min_lr < max_lr:
         raise ConfigError("min_lr", min_lr, f"the ramp needs 0 < min_lr < max_lr={max_lr:g}", "use e.g. --min_lr 1e-7 --max_lr 1")
 
+    requested = precision
+    precision = resolve_precision(precision)
+    if device.type != "cuda" and not (requested == "bf16"):
+        precision = "fp32"  # fp16 autocast and GradScaler are CUDA tools; 'auto' means fp32 off CUDA
+
+    model.to(device)  # before the optimizer exists: its state then lives on the device too
     if optimizer is None:
         optimizer = create_optimizer(recipe if recipe is not None else Recipe(), model, learning_rate=min_lr)
-    precision = resolve_precision(precision) if device.type == "cuda" else "fp32"
-
     saved = _snapshot(model, optimizer)
     start = time.perf_counter()
     try:
@@ -368,6 +377,7 @@ def find_lr(
         )
     finally:
         _restore(model, optimizer, saved)
+        model.to(home)
     seconds = time.perf_counter() - start
 
     cap = max(losses[: _skip(len(losses)) + 1]) if losses else None
@@ -384,6 +394,7 @@ def find_lr(
         initial_loss=initial_loss, min_lr=min_lr, max_lr=max_lr, num_steps=num_steps,
         accumulation_steps=accumulation_steps, global_batch_size=global_batch, precision=precision, beta=beta,
         stopped_early=len(lrs) < num_steps, stop_reason=stop_reason, seconds=seconds, search_region=region,
+        device=str(device),
     )
 
 
@@ -391,7 +402,7 @@ def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accum
           max_grad_norm, beta, diverge_factor, show_progress):
     from tqdm.auto import tqdm
 
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
                 if precision in ("bf16", "fp16") else contextlib.nullcontext())
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     params = [p for g in optimizer.param_groups for p in g["params"]]

@@ -1,9 +1,9 @@
-"""A small convolutional image classifier as a Transformers ``PreTrainedModel``, and the image task.
+"""A small convolutional image classifier as a Transformers ``PreTrainedModel``.
 
 The ``cnn-step`` recipe ("Strategy B": SGD + momentum, step decay) trains this model on the bundled
 scikit-learn digits (1x8x8 images, 10 classes) through the same ``Trainer`` path as the text recipes.
 Being a ``PreTrainedModel`` registered with ``AutoConfig`` / ``AutoModelForImageClassification``, it
-saves and loads like any Hub model::
+saves and loads like any Hub model (the image task is :mod:`ftrecipes.tasks.image_classification`)::
 
     import ftrecipes.models  # registers the classes with the Auto* factories
     model = AutoModelForImageClassification.from_pretrained("runs/cnn-step")
@@ -112,46 +112,6 @@ def is_small_cnn_alias(name: str | None) -> bool:
     return name is not None and str(name).strip().lower() in SMALL_CNN_ALIASES
 
 
-# ------------------------------------------------------------------------------------------------
-# The image task: raw splits -> model inputs
-
-
-def prepare_image_classification(raw, *, image_column_name: str | None = None, label_column_name: str | None = None):
-    """``pixel_values`` + ``labels`` splits of an image data set (already numeric arrays, e.g. the bundled
-    digits), a ``DefaultDataCollator`` and the label names from the ``ClassLabel`` feature.
-
-    The splits are formatted as torch tensors, so batches are stacked without Python-list conversion.
-    """
-    from datasets import ClassLabel, DatasetDict
-    from transformers import DefaultDataCollator
-
-    from .errors import ConfigError
-    from .tasks import PreparedTask, check_columns
-
-    image_column_name = image_column_name or "pixel_values"
-    label_column_name = label_column_name or "label"
-    check_columns(raw, {"--text_column_name": image_column_name})
-    check_columns(raw, {"--label_column_name": label_column_name}, splits=("train", "validation"))
-    feature = raw["train"].features[label_column_name]
-    if isinstance(feature, ClassLabel):
-        label_list = list(feature.names)
-    else:
-        values = sorted(set(raw["train"][label_column_name]))
-        if values != list(range(len(values))):
-            raise ConfigError("--label_column_name", label_column_name, "image labels must be a ClassLabel or ids 0..N-1", "give integer class ids")
-        label_list = [str(v) for v in values]
-    prepared = DatasetDict()
-    for split, ds in raw.items():
-        if label_column_name in ds.column_names and label_column_name != "labels":
-            ds = ds.rename_column(label_column_name, "labels")
-        if image_column_name != "pixel_values":
-            ds = ds.rename_column(image_column_name, "pixel_values")
-        keep = [c for c in ("pixel_values", "labels") if c in ds.column_names]
-        ds = ds.remove_columns([c for c in ds.column_names if c not in keep])
-        prepared[split] = ds.with_format("torch")
-    return PreparedTask("image", prepared, DefaultDataCollator(), label_list)
-
-
 def small_cnn_config_for(prepared, **overrides) -> SmallCNNConfig:
     """A :class:`SmallCNNConfig` sized for the prepared image task (channels, size, labels)."""
     sample = prepared.datasets["train"][0]["pixel_values"]
@@ -168,6 +128,5 @@ __all__ = [
     "SmallCNNForImageClassification",
     "SMALL_CNN_ALIASES",
     "is_small_cnn_alias",
-    "prepare_image_classification",
     "small_cnn_config_for",
 ]

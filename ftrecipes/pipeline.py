@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import re
 import sys
@@ -44,9 +43,10 @@ class ScriptArguments:
     train_file: Optional[str] = field(default=None, metadata={"help": "Training data: csv, tsv, json, jsonl, parquet or txt."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data (else carved from train)."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Test data, predicted and scored at the end when labelled."})
-    text_column_name: Optional[str] = field(default=None, metadata={"help": "Text column (cls/clm) or word column (ner)."})
+    text_column_name: Optional[str] = field(default=None, metadata={"help": "Text column (cls/regression/clm) or word column (ner)."})
     text_pair_column_name: Optional[str] = field(default=None, metadata={"help": "Second text column for sentence-pair classification."})
     label_column_name: Optional[str] = field(default=None, metadata={"help": "Label column (default 'label', or 'ner_tags' for NER)."})
+    image_column_name: Optional[str] = field(default=None, metadata={"help": "Image column of image classification (default 'pixel_values')."})
     validation_split_percentage: float = field(default=10.0, metadata={"help": "Percent of train held out when there is no validation split."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training set (deterministic subsample)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation and test sets."})
@@ -176,20 +176,6 @@ class TrainingComponents:
                           collate_fn=self.prepared.data_collator, generator=torch.Generator().manual_seed(self.args.seed))
 
 
-TASK_OF_RECIPE = {
-    "sequence-classification": "cls",
-    "token-classification": "ner",
-    "causal-lm": "clm",
-    "image-classification": "image",
-}
-
-
-def _auto_model_class(task: str):
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    return {"cls": AutoModelForSequenceClassification, "ner": AutoModelForTokenClassification, "clm": AutoModelForCausalLM}[task]
-
-
 def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -> Optional[str]:
     """The last checkpoint to resume from (as ``run_glue.py`` detects it), or ``None``."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -207,19 +193,25 @@ def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -
 
 
 def build_training_components(config: JobConfig) -> TrainingComponents:
-    """Load data, tokenizer, model and arguments for ``config`` and check them all (no writes)."""
-    from transformers import AutoConfig, AutoTokenizer, set_seed
+    """Load data, tokenizer, model and arguments for ``config`` and check them all (no writes).
+
+    Task-agnostic: what differs between tasks (flags, preprocessing, model class, head check) comes
+    from the recipe's task in the registry (:mod:`ftrecipes.tasks`); the model from the one build seam
+    (:func:`ftrecipes.modeling.build_model`).
+    """
+    from transformers import AutoTokenizer, set_seed
 
     from .data import load_raw_datasets, resolve_model_name_or_path
+    from .modeling import build_model
     from .scaling import recipe_lr_scaling
-    from .tasks import check_label_count, prepare_task
+    from .tasks import get_task, prepare_task
     from .timeline import Timeline
     from .trainer import recipe_training_args
 
-    recipe, script = config.recipe, config.script
-    task = TASK_OF_RECIPE.get(recipe.task)
-    if task is None:
-        raise ConfigError("task", recipe.task, "is not a task finetune.py trains", f"use one of {sorted(TASK_OF_RECIPE)}")
+    script = config.script
+    task = get_task(config.recipe.task, field="task")
+    _check_task_flags(script, task)
+    recipe = _with_task_metric(config.recipe, task)
     overrides = dict(config.training_overrides)
     output_dir = overrides.pop("output_dir", None) or os.path.join("runs", recipe.name)
     args = recipe_training_args(recipe, output_dir, **overrides)
@@ -235,28 +227,16 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
         validation_split_percentage=script.validation_split_percentage, seed=args.seed if script.split_seed is None else script.split_seed,
         max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
     )
-    if task == "image":
-        return _build_image_components(config, args, raw, last_checkpoint)
-    model_path = resolve_model_name_or_path(recipe.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name_or_path(script.tokenizer_name or model_path), cache_dir=script.cache_dir)
-    task_kwargs: dict[str, Any] = dict(text_column_name=script.text_column_name)
-    if task == "cls":
-        task_kwargs.update(text_pair_column_name=script.text_pair_column_name, label_column_name=script.label_column_name or "label", max_seq_length=recipe.max_seq_length)
-    elif task == "ner":
-        task_kwargs.update(label_column_name=script.label_column_name, max_seq_length=recipe.max_seq_length, label_all_tokens=script.label_all_tokens)
-    else:
-        task_kwargs.update(block_size=recipe.max_seq_length)
+    tokenizer = None
+    if task.uses_tokenizer:
+        tokenizer_path = resolve_model_name_or_path(script.tokenizer_name or recipe.model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, cache_dir=script.cache_dir)
+    task_kwargs = {keyword: getattr(script, flag) if hasattr(script, flag) else getattr(recipe, flag)
+                   for flag, keyword in task.flags.items()}
     with args.main_process_first(desc="dataset map pre-processing"):
         prepared = prepare_task(task, raw, tokenizer, **task_kwargs)
     if len(prepared.datasets["train"]) == 0:
         raise ConfigError("--train_file" if has_files else "--dataset_name", script.train_file or recipe.dataset_name, "has no training rows after preprocessing", "give more data or a smaller --max_seq_length for clm")
-
-    model_config = AutoConfig.from_pretrained(resolve_model_name_or_path(script.config_name or model_path), cache_dir=script.cache_dir)
-    if prepared.label_list is not None:
-        if not script.ignore_mismatched_sizes:
-            check_label_count(prepared.label_list, _with_head_size(model_config, len(prepared.label_list)), recipe.model_name_or_path)
-        model_config.num_labels = len(prepared.label_list)
-        model_config.id2label, model_config.label2id = prepared.id2label, prepared.label2id
 
     # The schedule is checked against the run's real sizes now (warmup longer than training, bad
     # milestones...), before output_dir exists. RecipeTrainer rebuilds it from Trainer's own count.
@@ -265,72 +245,84 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
 
-    model = _auto_model_class(task).from_pretrained(
-        model_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
-    )
-    components = TrainingComponents(config, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict())
+    model = build_model(task, prepared, recipe.model_name_or_path, config_name=script.config_name, cache_dir=script.cache_dir,
+                        ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe)
+    job = config if recipe is config.recipe else dataclasses.replace(config, recipe=recipe)
+    components = TrainingComponents(job, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict())
     if config.learning_rate_auto:
         _choose_learning_rate(components)
     return components
 
 
 def _choose_learning_rate(c: "TrainingComponents") -> None:
-    """``--learning_rate auto``: an LR range test on the training data, bounded by the recipe's prior.
+    """``--learning_rate auto``: an LR range test on the training data, bounded by the recipe's ``lr_prior``.
 
-    The finder's pick is for this run's global batch, so it replaces the scaled peak as-is; its JSON
-    and PNG (``lr_finder.json`` / ``lr_finder.png``) go to ``output_dir`` with the reason.
+    The test runs **once**, on the main process, on the run's device (``args.device``) and in its
+    precision (bf16/fp16 autocast as the Trainer will train), at the run's global batch: the main
+    process accumulates ``gradient_accumulation_steps x world_size`` micro-batches per ramp step, so
+    the curve has the gradient noise of the real run. Its choice is then broadcast to every process
+    (``accelerate.utils.broadcast_object_list``), so all ranks train at the same peak. The pick
+    replaces the scaled peak as-is; ``lr_finder.json`` / ``lr_finder.png`` go to ``output_dir``.
     """
+    from accelerate.utils import broadcast_object_list
+
     from .lr_finder import choose_learning_rate
 
-    loader = c.train_dataloader()
-    with c.args.main_process_first(desc="LR range test"):
-        lr, result = choose_learning_rate(c.recipe, c.model, loader, output_dir=c.args.output_dir,
-                                          num_processes=max(1, c.args.world_size),
-                                          accumulation_steps=c.args.gradient_accumulation_steps)
-    logger.info("--learning_rate auto: %s", result.summary())
-    if result.warning:
-        logger.warning("%s", result.warning)
-    c.args.learning_rate = lr
+    args = c.args
+    payload: list = [None]
+    if args.process_index == 0:
+        precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+        payload = [choose_learning_rate(
+            c.recipe, c.model, c.train_dataloader(), output_dir=args.output_dir, num_processes=1,
+            accumulation_steps=args.gradient_accumulation_steps * max(1, args.world_size),
+            device=args.device, precision=precision,
+        )]
+    if args.world_size > 1:
+        broadcast_object_list(payload, from_process=0)
+    lr, result = payload[0]
+    if args.process_index == 0:
+        logger.info("--learning_rate auto: %s", result.summary())
+        if result.warning:
+            logger.warning("%s", result.warning)
+    logger.info("--learning_rate auto: process %d of %d trains at peak %r (range test on process 0, %s)",
+                args.process_index, max(1, args.world_size), lr, result.device)
+    args.learning_rate = lr
     c.learning_rate_source = {"source": "lr-find", "learning_rate": lr, "suggestion": result.suggestion,
                               "rule": result.rule, "reason": result.reason, "warning": result.warning}
 
 
-def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optional[str]) -> TrainingComponents:
-    """The image branch: no tokenizer; ``pixel_values`` batches stacked by ``DefaultDataCollator``;
-    ``model_name_or_path: small-cnn`` builds a fresh :class:`~ftrecipes.models.SmallCNNForImageClassification`,
-    anything else loads with ``AutoModelForImageClassification``. Plan, scaling and ``--learning_rate
-    auto`` as in the text branch."""
-    from transformers import AutoConfig, AutoModelForImageClassification
+def _check_task_flags(script: ScriptArguments, task) -> None:
+    """A data flag that only other tasks read is an error naming it (e.g. --text_column_name for images)."""
+    from .tasks import REGISTRY
 
-    from .models import SmallCNNForImageClassification, is_small_cnn_alias, prepare_image_classification, small_cnn_config_for
-    from .scaling import recipe_lr_scaling
-    from .tasks import check_label_count
-    from .timeline import Timeline
+    others = {flag for t in REGISTRY.values() for flag in t.flags} - set(task.flags)
+    for flag in sorted(others):
+        value = getattr(script, flag, None)
+        if value is not None and value is not False:
+            readers = ", ".join(t.name for t in REGISTRY.values() if flag in t.flags)
+            takes = ", ".join(f"--{f}" for f in task.flags if hasattr(script, f))
+            raise ConfigError(f"--{flag}", value, f"does not apply to task {task.name!r} (it is read by {readers})",
+                              f"remove it; task {task.name!r} takes {takes}")
 
-    recipe, script = config.recipe, config.script
-    with args.main_process_first(desc="image pre-processing"):
-        prepared = prepare_image_classification(raw, image_column_name=script.text_column_name, label_column_name=script.label_column_name)
-    if len(prepared.datasets["train"]) == 0:
-        raise ConfigError("--dataset_name", recipe.dataset_name, "has no training rows", "give more data")
-    timeline = Timeline.from_training_args(args, len(prepared.datasets["train"]))
-    plan = recipe.plan(timeline)
-    scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
-    logger.info("batch-size scaling: %s", scaling.message())
-    if is_small_cnn_alias(recipe.model_name_or_path) and script.config_name is None:
-        model = SmallCNNForImageClassification(small_cnn_config_for(prepared))
-    else:
-        model_config = AutoConfig.from_pretrained(script.config_name or recipe.model_name_or_path, cache_dir=script.cache_dir)
-        if not script.ignore_mismatched_sizes:
-            check_label_count(prepared.label_list, model_config, recipe.model_name_or_path)
-        model_config.num_labels = len(prepared.label_list)
-        model_config.id2label, model_config.label2id = prepared.id2label, prepared.label2id
-        model = AutoModelForImageClassification.from_pretrained(
-            recipe.model_name_or_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
-        )
-    components = TrainingComponents(config, recipe, args, None, prepared, model, plan, last_checkpoint, scaling.to_dict())
-    if config.learning_rate_auto:
-        _choose_learning_rate(components)
-    return components
+
+def _with_task_metric(recipe: Recipe, task) -> Recipe:
+    """The recipe with a ``metric_for_best_model`` its task reports.
+
+    A recipe that kept the class default (``accuracy``) for a task without accuracy gets the task's
+    own default (and its direction); a metric the task never reports is an error now rather than a
+    ``KeyError`` at the first checkpoint.
+    """
+    if recipe.eval_strategy == "no":
+        return recipe
+    metric = recipe.metric_for_best_model
+    reported = ("loss", *task.metric_names)
+    if metric.removeprefix("eval_") in reported:
+        return recipe
+    if metric == Recipe.__dataclass_fields__["metric_for_best_model"].default:
+        logger.info("metric_for_best_model: %s (task %s's default; %r is not one of its metrics)", task.metric_for_best_model, task.name, metric)
+        return recipe.replace(metric_for_best_model=task.metric_for_best_model, greater_is_better=task.greater_is_better)
+    raise ConfigError("metric_for_best_model", metric, f"is not a metric of task {task.name!r}",
+                      f"use one of {', '.join(reported)} (default: {task.metric_for_best_model})")
 
 
 def _set_cpu_threads(requested: Optional[int]) -> None:
@@ -350,17 +342,6 @@ def _set_cpu_threads(requested: Optional[int]) -> None:
     torch.set_num_threads(max(1, cores // max(1, local_processes)))
 
 
-def _with_head_size(config, num_labels: int):
-    """A config whose head is as the checkpoint has it: a base checkpoint (no classification head)
-    takes any label count, so it is checked as if it already had the right size."""
-    architectures = getattr(config, "architectures", None) or []
-    if any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
-        return config
-    probe = type(config).from_dict(config.to_dict())
-    probe.num_labels = num_labels
-    return probe
-
-
 # ------------------------------------------------------------------------------------------------
 # The job
 
@@ -368,11 +349,11 @@ def _with_head_size(config, num_labels: int):
 def run(config: JobConfig) -> int:
     """Train, evaluate and save; returns the process exit code."""
     from .callbacks import add_monitoring
-    from .metrics import compute_metrics_for, preprocess_logits_for_metrics_for
+    from .tasks import get_task
     from .trainer import RecipeTrainer
 
     c = build_training_components(config)
-    task = TASK_OF_RECIPE[c.recipe.task]
+    task = get_task(c.recipe.task)
     eval_dataset = c.prepared.datasets.get("validation")
     args = c.args
     if eval_dataset is None and args.eval_strategy != "no":
@@ -383,9 +364,8 @@ def run(config: JobConfig) -> int:
         model=c.model, args=args, recipe=c.recipe,
         train_dataset=c.prepared.datasets["train"], eval_dataset=eval_dataset,
         data_collator=c.prepared.data_collator, processing_class=c.tokenizer,
-        # Images are scored like text classification: accuracy and macro-F1.
-        compute_metrics=compute_metrics_for("cls" if task == "image" else task, c.prepared.id2label),
-        preprocess_logits_for_metrics=None if task == "image" else preprocess_logits_for_metrics_for(task),
+        compute_metrics=task.compute_metrics(c.prepared),
+        preprocess_logits_for_metrics=task.preprocess_logits_for_metrics(),
     )
     trainer.run_info["learning_rate_source"] = c.learning_rate_source  # recipe.yaml + plan.json come with save_model()
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
@@ -413,8 +393,7 @@ def run(config: JobConfig) -> int:
     if eval_dataset is not None:
         eval_metrics = trainer.evaluate()
         eval_metrics["eval_samples"] = len(eval_dataset)
-        if task == "clm" and "eval_loss" in eval_metrics:
-            eval_metrics.setdefault("eval_perplexity", _safe_exp(eval_metrics["eval_loss"]))
+        eval_metrics = task.final_metrics(eval_metrics, "eval")
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
     test_dataset = c.prepared.datasets.get("test")
@@ -436,13 +415,6 @@ def _plot_curves(output_dir: str) -> None:
         logger.info("training curves: %s", plot_run(output_dir))
     except ConfigError as err:
         logger.warning("training curves skipped: %s", err)
-
-
-def _safe_exp(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return float("inf")
 
 
 def _log_plan(c: TrainingComponents) -> None:

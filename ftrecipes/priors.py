@@ -1,7 +1,7 @@
-"""Learning-rate priors: the range of peak LRs each training regime is known to work in.
+"""Learning-rate priors: the range of peak LRs a recipe is known to work in (its ``lr_prior`` field).
 
 Used by the LR range test (:mod:`ftrecipes.lr_finder`) to bound and explain its suggestion, and by
-``ftrecipes validate`` to note a recipe whose peak lies outside its regime's range. Part of the config
+``ftrecipes validate`` to note a recipe whose peak lies outside its own prior. Part of the config
 layer: no torch, no transformers.
 """
 
@@ -17,7 +17,8 @@ from .scaling import scaling_factor
 
 @dataclass(frozen=True)
 class LRPrior:
-    """A range of peak LRs known to work for a regime, at ``global_batch_size`` (None: unscaled)."""
+    """A range of peak LRs known to work, at ``global_batch_size`` (None: unscaled). ``regime`` names what
+    it is for (e.g. ``recipe 'cls'``), ``source`` where it comes from."""
 
     low: float
     high: float
@@ -50,34 +51,16 @@ class LRPrior:
         return f"{self.regime} prior {self.low:.3g}..{self.high:.3g}"
 
 
-PRIORS: dict[str, LRPrior] = {
-    "fine-tuning": LRPrior(2e-5, 5e-5, "fine-tuning",
-                           "AdamW fine-tuning of a pretrained Transformer: 2e-5..5e-5 (BERT's fine-tuning grid, Devlin et al. 2019)"),
-    "sgd": LRPrior(1e-2, 1e-1, "sgd",
-                   "SGD + momentum on a CNN: ~0.01..0.1 (ResNet starts at 0.1, He et al. 2016)"),
-    "pretraining": LRPrior(1e-4, 1e-3, "pretraining",
-                           "AdamW pretraining from scratch: 1e-4..1e-3 (long runs, warmup matters more)"),
-}
-
-# Shipped recipes whose regime is not the fine-tuning default.
-RECIPE_REGIMES: dict[str, str] = {"pretrain": "pretraining", "pretrain-invsqrt": "pretraining", "cnn-step": "sgd"}
-
-
-def recipe_regime(recipe) -> str:
-    """``fine-tuning``, ``sgd`` or ``pretraining`` for a recipe (by name, then by optimizer)."""
-    if recipe.name in RECIPE_REGIMES:
-        return RECIPE_REGIMES[recipe.name]
-    if recipe.optimizer == "sgd":
-        return "sgd"
-    if recipe.name.startswith("pretrain"):
-        return "pretraining"
-    return "fine-tuning"
+def recipe_prior(recipe) -> LRPrior:
+    """The recipe's ``lr_prior`` as an :class:`LRPrior` (at its ``reference_global_batch_size``)."""
+    low, high = recipe.lr_prior
+    return LRPrior(low, high, f"recipe {recipe.name!r}", f"lr_prior of recipe {recipe.name!r}")
 
 
 def prior_for_recipe(recipe, global_batch_size: int | None = None) -> LRPrior:
-    """The recipe's regime prior, widened to include its own ``learning_rate`` and, when
+    """The recipe's ``lr_prior``, widened to include its own ``learning_rate`` and, when
     ``global_batch_size`` is given, rescaled from ``reference_global_batch_size`` by ``lr_scaling``."""
-    prior = PRIORS[recipe_regime(recipe)].widened(recipe.learning_rate)
+    prior = recipe_prior(recipe).widened(recipe.learning_rate)
     if global_batch_size is None:
         return prior
     factor = scaling_factor(global_batch_size, recipe.reference_global_batch_size, recipe.lr_scaling)

@@ -44,9 +44,10 @@ from .schedule_types import (
     check_schedule_type,
     is_metric_driven,
 )
+from .tasks import task_names
 from .timeline import Timeline
 
-TASKS = ("sequence-classification", "token-classification", "causal-lm", "image-classification")
+TASKS = task_names()  # the task registry (ftrecipes/tasks/) is the one list of tasks
 OPTIMIZERS = ("adamw", "sgd")  # built by ftrecipes.optim.create_optimizer
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 EVAL_STRATEGIES = ("no", "steps", "epoch")
@@ -74,6 +75,9 @@ class Recipe:
     momentum: float = _help("SGD momentum.", default=0.9)
     nesterov: bool = _help("SGD Nesterov momentum.", default=False)
     max_grad_norm: float = _help("Clip the global gradient norm to this value (0 disables).", default=1.0)
+    lr_prior: list[float] = _help("[low, high]: peak LRs known to work for this recipe at reference_global_batch_size; "
+                                  "bounds `--learning_rate auto` and `ftrecipes lr-find` (default: AdamW fine-tuning, BERT's grid).",
+                                  default_factory=lambda: [2e-5, 5e-5])
 
     # --- schedule --------------------------------------------------------------------------------
     lr_scheduler_type: str = _help(f"One of {sorted(SCHEDULE_TYPES)}.", default="cosine")
@@ -133,6 +137,8 @@ class Recipe:
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "must lie in [0, 1)", "use e.g. 0.9")
         _positive("adam_epsilon", self.adam_epsilon, "use 1e-8")
+        if len(self.lr_prior) != 2 or not all(0 < v < math.inf for v in self.lr_prior) or self.lr_prior[0] > self.lr_prior[1]:
+            raise ConfigError("lr_prior", self.lr_prior, "must be [low, high] with 0 < low <= high", "write e.g. [2.0e-5, 5.0e-5]")
         if not 0 <= self.warmup_start < 1:
             raise ConfigError("warmup_start", self.warmup_start, "must lie in [0, 1)", "use 0 (start from 0) or e.g. 0.01")
         if self.warmup_offset not in (0, 1):
@@ -328,6 +334,12 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(name, value, "must be a string")
+    if origin is list:  # a list of numbers, e.g. lr_prior: "2e-5,5e-5" on the command line, [2e-5, 5e-5] in YAML
+        if isinstance(value, str):
+            value = [v for v in value.strip().strip("[]").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, value, "must be a list of numbers", "write e.g. [2.0e-5, 5.0e-5] (or 2e-5,5e-5 on the command line)")
+        return [_coerce(name, v, args[0] if args else float) for v in value]
     if hint is dict:
         if isinstance(value, str):
             try:

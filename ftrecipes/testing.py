@@ -25,7 +25,9 @@ from transformers import (
 )
 
 from .data import default_model_path
-from .tasks import label_config_kwargs, normalize_task
+from .errors import ConfigError
+from .tasks import get_task, label_config_kwargs
+from .tasks.base import PreparedTask
 
 TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 # Long enough for the tokenizer's model_max_length (512), so any --max_seq_length it allows fits.
@@ -44,7 +46,8 @@ def _labels_kwargs(num_labels: int, label_list: Sequence[str] | None) -> dict:
 
 
 def tiny_bert_config(vocab_size: int = 30522, num_labels: int = 2, label_list: Sequence[str] | None = None, **overrides) -> BertConfig:
-    """A 2-layer BERT config with hidden size 32 (4 heads, intermediate 64)."""
+    """A 2-layer BERT config with hidden size 32 (4 heads, intermediate 64); ``overrides`` win (e.g.
+    ``num_labels=1, problem_type="regression"``)."""
     kwargs = dict(TINY_SIZES, vocab_size=vocab_size, max_position_embeddings=TINY_MAX_POSITIONS, pad_token_id=0)
     kwargs.update(_labels_kwargs(num_labels, label_list))
     kwargs.update(overrides)
@@ -82,29 +85,51 @@ def _build(model_cls, config, seed: int) -> PreTrainedModel:
 
 def tiny_model_for_sequence_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForSequenceClassification:
     """Tiny BERT with a sequence-classification head; ``label_list`` sets id2label/label2id."""
-    n = len(label_list) if label_list is not None else num_labels
-    return _build(BertForSequenceClassification, tiny_bert_config(num_labels=n, label_list=label_list, **overrides), seed)
+    return tiny_model("sequence-classification", num_labels, label_list, seed, **overrides)
 
 
 def tiny_model_for_token_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForTokenClassification:
     """Tiny BERT with a token-classification head."""
-    n = len(label_list) if label_list is not None else num_labels
-    return _build(BertForTokenClassification, tiny_bert_config(num_labels=n, label_list=label_list, **overrides), seed)
+    return tiny_model("token-classification", num_labels, label_list, seed, **overrides)
 
 
 def tiny_causal_lm(seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> LlamaForCausalLM:
     """Tiny decoder-only language model over the MiniLM vocabulary (see :func:`tiny_decoder_config`)."""
-    return _build(LlamaForCausalLM, tiny_decoder_config(tokenizer, **overrides), seed)
+    return tiny_model("causal-lm", seed=seed, tokenizer=tokenizer, **overrides)
 
 
 def tiny_model(task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> PreTrainedModel:
-    """The tiny model for ``cls`` / ``ner`` / ``clm`` (aliases accepted); labels are ignored for ``clm``."""
-    task = normalize_task(task)
-    if task == "cls":
-        return tiny_model_for_sequence_classification(num_labels, label_list, seed, **overrides)
-    if task == "ner":
-        return tiny_model_for_token_classification(num_labels, label_list, seed, **overrides)
-    return tiny_causal_lm(seed=seed, **overrides)
+    """The tiny model of any registered text task (name or alias): its ``AutoModelFor...`` class over
+    the tiny decoder (causal LM) or the tiny BERT (every other head), with the task's config fields
+    (labels, ``problem_type``) as :meth:`~ftrecipes.tasks.base.Task.config_overrides` sets them for
+    ``label_list`` (or ``num_labels`` generic labels). ``overrides`` go to the config."""
+    spec = get_task(task)
+    if not spec.uses_tokenizer:
+        raise ConfigError("task", spec.name, "has no tiny text model", "build ftrecipes.models.SmallCNNForImageClassification for images")
+    if spec.auto_model == "AutoModelForCausalLM":
+        config = tiny_decoder_config(overrides.pop("tokenizer", None), **overrides)
+    else:
+        labels = list(label_list) if label_list is not None else [f"LABEL_{i}" for i in range(num_labels)]
+        fields = {**label_config_kwargs(labels), **spec.config_overrides(PreparedTask(spec.short, None, None, labels)), **overrides}
+        config = tiny_bert_config(num_labels=fields.pop("num_labels"), **fields)
+    return _build(spec.auto_model_class().from_config, config, seed)
+
+
+def tiny_classifier(seed: int = 0) -> BertForSequenceClassification:
+    """The tiny two-class BERT over a 1,000-id vocabulary that :func:`synthetic_batches` feeds."""
+    return tiny_model("sequence-classification", seed=seed, vocab_size=1000, max_position_embeddings=64)
+
+
+def synthetic_batches(num_batches: int = 16, batch_size: int = 16, length: int = 16, seed: int = 0) -> list[dict]:
+    """Dict batches of two classes whose token ids come from disjoint halves of ids 1..998 (a task a tiny
+    classifier with ``vocab_size=1000`` learns in a few steps): what LR-finder and loop tests feed."""
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(num_batches):
+        labels = torch.randint(0, 2, (batch_size,), generator=g)
+        ids = torch.randint(1, 500, (batch_size, length), generator=g) + 499 * labels[:, None]
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    return batches
 
 
 def save_tiny_pretrained(output_dir: str | os.PathLike, task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0) -> str:

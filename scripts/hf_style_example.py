@@ -27,7 +27,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ftrecipes import RecipeTrainer, apply_recipe, get_recipe
 from ftrecipes.data import load_raw_datasets, resolve_model_name_or_path
-from ftrecipes.models import SmallCNNForImageClassification, is_small_cnn_alias, prepare_image_classification, small_cnn_config_for
+from ftrecipes.models import SmallCNNForImageClassification, is_small_cnn_alias, small_cnn_config_for
+from ftrecipes.tasks.image_classification import prepare_image_classification
 from ftrecipes.tasks import prepare_task
 
 logger = logging.getLogger(__name__)

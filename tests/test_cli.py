@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from _tiny import synthetic_batches, tiny_classifier
+from ftrecipes.testing import synthetic_batches, tiny_classifier
 from ftrecipes import list_recipes
 from ftrecipes.cli import main, validate_file
 
@@ -158,7 +158,7 @@ def test_validate_notes_learning_rate_outside_prior(tmp_path, capsys):
     path = tmp_path / "hot.yaml"
     path.write_text("learning_rate: 1e-3\n")
     code, out, _ = run(["validate", str(path)], capsys)
-    assert code == 0 and "outside the fine-tuning prior" in out
+    assert code == 0 and "learning_rate 0.001 lies outside the recipe 'hot' prior" in out and "lr_prior" in out
 
 
 @pytest.mark.parametrize("text", [None, "learning_rate: [1, 2\n", "- a list\n"], ids=["missing", "bad-yaml", "not-a-mapping"])

@@ -96,6 +96,33 @@ def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files,
             assert trace[step] == pytest.approx(traces[0][step], rel=1e-12)
 
 
+@pytest.mark.multiprocess
+def test_learning_rate_auto_runs_once_and_every_rank_trains_at_its_choice(tiny_base, cls_files, tmp_path):
+    """``--learning_rate auto`` under torchrun (2 gloo processes): the range test runs once, on process 0,
+    at the run's global batch; both processes train at the peak it chose (broadcast, not recomputed per
+    rank); the choice, bounded by the recipe's prior, is recorded with its reason and its plots."""
+    out = tmp_path / "auto-ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", FINETUNE,
+           *base_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "4", "--max_steps", "2",
+                      "--learning_rate", "auto", "--plots", "false", "--save_strategy", "no")]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("--learning_rate auto: LR range test:") == 1  # one test, on process 0
+    chosen = dict(re.findall(r"process (\d) of 2 trains at peak ([0-9.e+-]+) \(range test on process 0, cpu(?::\d+)?\)", result.stderr))
+    assert sorted(chosen) == ["0", "1"] and chosen["0"] == chosen["1"], result.stderr[-3000:]
+    finder = json.loads((out / "lr_finder.json").read_text())
+    assert finder["global_batch_size"] == 8 and finder["accumulation_steps"] == 2 and finder["device"].startswith("cpu")
+    assert float(chosen["0"]) == finder["recommended"]
+    assert (out / "lr_finder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recorded = json.loads((out / "plan.json").read_text())["learning_rate_source"]
+    assert recorded["source"] == "lr-find" and recorded["reason"] and recorded["learning_rate"] == finder["recommended"]
+    low, high = finder["prior"]["low"], finder["prior"]["high"]
+    assert low <= recorded["learning_rate"] <= high  # a suggestion outside the fine-tuning prior is pulled back into it
+    lrs = logged_lrs(out)
+    assert max(lrs.values()) == pytest.approx(recorded["learning_rate"])  # the run trained with what the finder chose
+
+
 def test_resume_mid_warmup_and_mid_decay_is_exact(tiny_base, cls_files, tmp_path):
     extra = ("--per_device_train_batch_size", "8", "--save_strategy", "steps", "--save_steps", "4", "--save_total_limit", "10")
     full = tmp_path / "full"
@@ -183,7 +210,7 @@ def bad_cases(tiny_base, cls_files, tmp_path):
         "unknown recipe": (["--recipe", "clss"], r"--recipe='clss': is not a known recipe; did you mean 'cls'"),
         "mistyped flag": (["--learnig_rate", "1e-4"], r"--learnig_rate: is not a finetune.py flag; did you mean '--learning_rate'"),
         "wrong type (recipe)": (["--learning_rate", "fast"], r"learning_rate='fast': must be a number"),
-        "wrong type (TrainingArguments)": (["--logging_steps", "often"], r"--logging_steps: invalid float value: 'often'"),
+        "wrong type (TrainingArguments)": (["--logging_steps", "often"], r"--logging_steps='often': is not a duration"),
         "missing data file": (["--train_file", str(tmp_path / "nowhere.csv")], r"--train_file=.*nowhere.csv"),
         "missing text column": (["--text_column_name", "body"], r"--text_column_name='body'"),
         "missing label column": (["--label_column_name", "topic"], r"--label_column_name='topic'"),
@@ -192,6 +219,10 @@ def bad_cases(tiny_base, cls_files, tmp_path):
         "warmup longer than training": (["--warmup", "1000"], r"warmup=1000: resolves to 1000 optimizer steps but training has only 24"),
         "floor above peak": (["--min_lr", "1e-3"], r"min_lr=0.001: the floor must lie in"),
         "bad dict option": (["--lr_scheduler_kwargs", '{"gama": 0.5}', "--lr_scheduler_type", "step"], r"lr_scheduler_kwargs.gama=.*did you mean 'gamma'"),
+        "flag of another task": (["--image_column_name", "img"], r"--image_column_name='img': does not apply to task 'sequence-classification'.*--text_column_name"),
+        "metric the task does not report": (["--metric_for_best_model", "pearson", "--eval_strategy", "epoch"],
+                                            r"metric_for_best_model='pearson': is not a metric of task 'sequence-classification'; use one of loss, accuracy"),
+        "prior upside down": (["--lr_prior", "5e-5,1e-5"], r"lr_prior=\[5e-05, 1e-05\]: must be \[low, high\]"),
     }
 
 
@@ -253,17 +284,35 @@ def test_trainer_integration_example_follows_the_recipe(tiny_base, tmp_path):
         assert lr == pytest.approx(expected_lr(plan.learning_rate, plan.schedule, step), rel=1e-9)
 
 
-def test_learning_rate_auto_runs_the_range_test_and_records_it(tiny_base, cls_files, tmp_path):
-    out = tmp_path / "auto"
-    code = main(base_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "8", "--max_steps", "6", "--learning_rate", "auto"))
+def write_regression_csv(path: Path, n: int, seed: int) -> Path:
+    """Rows of 4-10 words; the target is 5x the share of 'good' words (a learnable STS-like score)."""
+    import csv
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sentence1", "sentence2", "label"])
+        for _ in range(n):
+            words = [rng.choice(["good", "fine", "bad", "poor"]) for _ in range(rng.randint(4, 10))]
+            share = sum(w in ("good", "fine") for w in words) / len(words)
+            writer.writerow([" ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2:]), round(5 * share, 3)])
+    return path
+
+
+def test_regression_end_to_end_on_float_labels(tiny_base, tmp_path):
+    """STS-B style: one output, MSE loss (eval_loss equals the metric's MSE), Pearson and Spearman."""
+    train = write_regression_csv(tmp_path / "train.csv", 48, seed=1)
+    validation = write_regression_csv(tmp_path / "validation.csv", 20, seed=2)
+    out = tmp_path / "reg"
+    code = main(["--recipe", "regression", "--model_name_or_path", tiny_base, "--train_file", str(train),
+                 "--validation_file", str(validation), "--output_dir", str(out), "--max_steps", "4",
+                 "--per_device_train_batch_size", "8", "--max_seq_length", "16", "--save_strategy", "no",
+                 "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--learning_rate", "1e-3"])
     assert code == 0
-    finder = json.loads((out / "lr_finder.json").read_text())
-    assert (out / "lr_finder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    recorded = json.loads((out / "plan.json").read_text())["learning_rate_source"]
-    assert recorded["source"] == "lr-find" and recorded["reason"]
-    chosen = recorded["learning_rate"]
-    low, high = finder["prior"]["low"], finder["prior"]["high"]
-    assert low <= chosen <= high  # a suggestion outside the fine-tuning prior is pulled back into it
-    lrs = logged_lrs(out)
-    peak_step = max(lrs, key=lrs.get)
-    assert lrs[peak_step] == pytest.approx(chosen)  # the run trained with what the finder chose
+    config = json.loads((out / "config.json").read_text())
+    assert len(config["id2label"]) == 1 and config["problem_type"] == "regression" and config["architectures"] == ["BertForSequenceClassification"]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert {"eval_pearson", "eval_spearmanr", "eval_mse"} <= set(results) and results["eval_samples"] == 20
+    assert -1 <= results["eval_pearson"] <= 1 and -1 <= results["eval_spearmanr"] <= 1
+    assert results["eval_loss"] == pytest.approx(results["eval_mse"], rel=1e-4)  # the head's loss is MSE

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny import synthetic_batches, tiny_classifier
 from ftrecipes import ConfigError, get_recipe
 from ftrecipes.lr_finder import (
-    PRIORS,
     LRFinderResult,
     LRPrior,
     choose_learning_rate,
@@ -20,12 +18,13 @@ from ftrecipes.lr_finder import (
     find_lr,
     prior_for_recipe,
     prior_warning,
-    recipe_regime,
+    recipe_prior,
     smooth_curve,
     suggest_lr,
     write_outputs,
 )
 from ftrecipes.optim import create_optimizer
+from ftrecipes.testing import synthetic_batches, tiny_classifier
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -74,7 +73,7 @@ def test_fine_tuning_suggestion_outside_prior_is_bounded_and_explained(run):
     _, result = run
     # A randomly initialised tiny model learns at LRs far above fine-tuning's 2e-5..5e-5: exactly the
     # overshoot of transformers#16013, which must be bounded and explained.
-    assert result.prior.regime == "fine-tuning"
+    assert result.prior.regime == "recipe 'cls'" and (result.prior.low, result.prior.high) == (2e-5, 5e-5)
     assert result.suggestion > result.prior.high
     assert result.recommended == result.prior.high
     assert "transformers#16013" in result.warning
@@ -138,6 +137,16 @@ def test_weights_and_optimizer_state_are_bit_identical_afterwards(warm_optimizer
     assert not model.training  # mode restored
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(rng, torch.get_rng_state())  # dropout draws of the test do not leak
+
+
+@pytest.mark.parametrize("requested, ran", [("bf16", "bf16"), ("fp16", "fp32"), ("auto", "fp32")])
+def test_ramp_runs_on_the_given_device_and_precision(requested, ran):
+    model = tiny_classifier()
+    result = find_lr(model, synthetic_batches(num_batches=2, batch_size=4), recipe=get_recipe("cls"), num_steps=5,
+                     device="cpu", precision=requested, show_progress=False)
+    # Off CUDA only an explicit bf16 runs in half precision (CPU autocast), as the run would train.
+    assert result.precision == ran and result.device == "cpu" and len(result.lrs) == 5
+    assert next(model.parameters()).device.type == "cpu"
 
 
 def test_accumulation_averages_micro_batches_and_loss_follows_updates():
@@ -219,14 +228,18 @@ def test_flat_curve_gives_no_suggestion_and_says_so():
     losses = list(1.0 + rng.normal(0, 0.01, n))
     lr, reason, _ = suggest_lr(lrs, losses, smooth_curve(losses, 0.9))
     assert lr is None and "did not fall" in reason
-    warning = prior_warning(None, PRIORS["fine-tuning"])
+    warning = prior_warning(None, recipe_prior(get_recipe("cls")))
     assert "no suggestion" in warning
 
 
 def test_priors_per_recipe_and_batch_scaling():
-    assert recipe_regime(get_recipe("cls")) == "fine-tuning"
-    assert recipe_regime(get_recipe("cnn-step")) == "sgd"
-    assert recipe_regime(get_recipe("pretrain")) == "pretraining"
+    # The prior is the recipe's own lr_prior field: a new recipe brings its own, no table to edit.
+    assert get_recipe("cls").lr_prior == [2e-5, 5e-5] and get_recipe("cnn-step").lr_prior == [1e-2, 1e-1]
+    own = prior_for_recipe(get_recipe("cls", lr_prior="1e-5,3e-5", learning_rate=2e-5))
+    assert (own.low, own.high) == (1e-5, 3e-5) and "lr_prior" in own.source
+    for bad in ("5e-5,2e-5", "0,1e-5", "1e-5", "fast"):
+        with pytest.raises(ConfigError, match="^lr_prior="):
+            get_recipe("cls", lr_prior=bad)
     cls = prior_for_recipe(get_recipe("cls"))
     assert (cls.low, cls.high) == (2e-5, 5e-5)
     sgd = prior_for_recipe(get_recipe("cnn-step"))

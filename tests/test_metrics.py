@@ -22,7 +22,7 @@ from ftrecipes.errors import ConfigError  # noqa: E402
 
 
 def test_shipped_metrics():
-    assert metrics.list_metrics() == ["classification", "ner", "perplexity"]
+    assert metrics.list_metrics() == ["classification", "ner", "perplexity", "regression"]
 
 
 @pytest.mark.parametrize("name", ["classification", "ner", "perplexity"])
@@ -141,6 +141,20 @@ def test_perplexity_from_sums_and_mean_loss():
     assert metrics.perplexity_from_loss(2.5) == pytest.approx(math.exp(2.5))
 
 
+def test_regression_matches_scipy_with_ties_and_is_nan_when_undefined():
+    stats = pytest.importorskip("scipy.stats")
+    metric = metrics.load_metric("regression")
+    rng = np.random.default_rng(0)
+    refs = rng.normal(size=40).round(0)  # many ties
+    preds = (refs + rng.normal(size=40)).round(1)
+    scores = metric.compute(predictions=preds, references=refs)
+    assert scores["pearson"] == pytest.approx(stats.pearsonr(preds, refs)[0], abs=1e-12)
+    assert scores["spearmanr"] == pytest.approx(stats.spearmanr(preds, refs)[0], abs=1e-12)
+    assert scores["mse"] == pytest.approx(float(np.mean((preds - refs) ** 2)))
+    assert metric.compute(predictions=[1.0, 2.0, 4.0], references=[1.0, 2.0, 3.0])["spearmanr"] == 1.0
+    assert math.isnan(metric.compute(predictions=[2.0, 2.0, 2.0], references=[1.0, 2.0, 3.0])["pearson"])
+
+
 # ------------------------------------------------------------------ Trainer compute_metrics
 
 
@@ -172,6 +186,15 @@ def test_compute_metrics_ner_maps_ids_and_drops_ignored():
     assert scores == pytest.approx({"precision": 1 / 4, "recall": 1 / 3, "f1": 2 / 7, "accuracy": 5 / 8})
     with pytest.raises(ConfigError, match="^id2label"):
         metrics.compute_metrics_for("ner")
+
+
+def test_compute_metrics_regression_flattens_the_single_output():
+    compute = metrics.compute_metrics_for("regression")
+    labels = np.array([0.5, 1.5, 3.0, 4.0], dtype=np.float32)
+    scores = compute((labels[:, None] * 2, labels))  # (N, 1) logits, as the num_labels=1 head returns them
+    assert scores["pearson"] == pytest.approx(1.0) and scores["spearmanr"] == pytest.approx(1.0)
+    assert scores["mse"] == pytest.approx(float(np.mean(labels**2)))
+    assert metrics.preprocess_logits_for_metrics_for("regression") is None
 
 
 def test_compute_metrics_clm_hook_and_full_logits_agree():

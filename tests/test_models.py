@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForImageClassification
 
-from ftrecipes.models import SmallCNNConfig, SmallCNNForImageClassification, prepare_image_classification
+from ftrecipes.models import SmallCNNConfig, SmallCNNForImageClassification
 from ftrecipes.pipeline import main
+from ftrecipes.tasks.image_classification import prepare_image_classification
 
 torch.set_num_threads(1)
 
@@ -65,4 +66,4 @@ def test_cnn_step_trains_through_the_main_job(tmp_path):
 def test_image_recipe_with_a_text_model_is_rejected_cleanly(tmp_path, capsys):
     code = main(["--recipe", "cnn-step", "--output_dir", str(tmp_path / "x"), "--dataset_name", "bbc_news", "--max_steps", "1"])
     assert code == 2
-    assert "finetune.py: error: --text_column_name='pixel_values'" in capsys.readouterr().err
+    assert "finetune.py: error: --image_column_name='pixel_values'" in capsys.readouterr().err

@@ -229,6 +229,72 @@ def test_clm_block_size_clamped_to_tokenizer(tokenizer):
     assert len(prepared.datasets["train"][0]["input_ids"]) == tokenizer.model_max_length == 512
 
 
+# ------------------------------------------------------------------ regression
+
+
+def test_regression_keeps_float_targets_and_pads_them_as_floats(tokenizer):
+    raw = _dd(train={"sentence1": ["a cat", "a dog", "two birds"], "sentence2": ["the cat", "one dog", "birds"], "label": [4.5, 2, 0.25]},
+              test={"sentence1": ["x", "y"], "sentence2": ["x", "z"], "label": [-1.0, -1.0]})
+    prepared = tasks.prepare_task("regression", raw, tokenizer, max_seq_length=16)
+    assert prepared.task == "regression" and prepared.label_list is None
+    assert prepared.datasets["train"]["labels"] == [4.5, 2.0, 0.25]
+    # GLUE-style test split: one constant marker value is not a target, so the split is not scored.
+    assert "labels" not in prepared.datasets["test"].column_names
+    first = prepared.datasets["train"][0]
+    assert tokenizer.decode(first["input_ids"]).count("[SEP]") == 2  # sentence1/sentence2 become a pair
+    batch = prepared.data_collator([prepared.datasets["train"][i] for i in range(3)])
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].tolist() == [4.5, 2.0, 0.25]
+    fields = tasks.get_task("regression").config_overrides(prepared)
+    assert fields["num_labels"] == 1 and fields["problem_type"] == "regression"
+
+
+def test_regression_bad_targets_name_the_column(tokenizer):
+    with pytest.raises(ConfigError, match=r"^--label_column_name='label': the 'train' split holds 'pos'.*--recipe cls"):
+        tasks.prepare_task("regression", _dd(train={"text": ["a", "b"], "label": ["pos", "neg"]}), tokenizer)
+    with pytest.raises(ConfigError, match=r"^--label_column_name='label': has missing targets in the 'validation'"):
+        tasks.prepare_task("regression", _dd(train={"text": ["a", "b"], "label": [1.0, 2.0]}, validation={"text": ["c"], "label": [None]}), tokenizer)
+    with pytest.raises(ConfigError, match=r"^--label_column_name='label': has a single value"):
+        tasks.prepare_task("regression", _dd(train={"text": ["a", "b"], "label": [1.0, 1.0]}), tokenizer)
+
+
+def test_tiny_regression_model_trains_with_mse():
+    model = testing.tiny_model("regression")
+    assert model.config.num_labels == 1 and model.config.problem_type == "regression"
+    ids = torch.randint(1, 100, (4, 6))
+    labels = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    out = model(input_ids=ids, labels=labels)
+    assert out.logits.shape == (4, 1)
+    assert out.loss.item() == pytest.approx(torch.nn.functional.mse_loss(out.logits.squeeze(-1), labels).item(), rel=1e-6)
+
+
+# ------------------------------------------------------------------ the registry
+
+
+def test_registry_is_the_one_list_of_tasks():
+    from ftrecipes.recipe import TASKS
+
+    assert TASKS == tasks.task_names() == tuple(tasks.REGISTRY)
+    assert set(TASKS) == {"sequence-classification", "token-classification", "causal-lm", "image-classification", "regression"}
+    for spec in tasks.REGISTRY.values():
+        assert tasks.get_task(spec.short) is spec and tasks.get_task(spec.name.replace("-", "_")) is spec
+        assert spec.metric_for_best_model in spec.metric_names  # the default is a metric the task reports
+        assert hasattr(__import__("transformers"), spec.auto_model)
+    assert tasks.normalize_task("text-classification") == "cls" and tasks.normalize_task("text-generation") == "clm"
+
+
+def test_flags_of_each_task_exist_as_finetune_flags():
+    import dataclasses
+    import inspect
+
+    from ftrecipes.pipeline import ScriptArguments
+    from ftrecipes.recipe import Recipe
+
+    known = {f.name for f in dataclasses.fields(ScriptArguments)} | {f.name for f in dataclasses.fields(Recipe)}
+    for spec in tasks.REGISTRY.values():
+        assert set(spec.flags) <= known, spec
+        assert set(spec.flags.values()) <= set(inspect.signature(spec.preprocess).parameters), spec
+
+
 # ------------------------------------------------------------------ dispatcher and label checks
 
 

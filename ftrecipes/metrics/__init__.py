@@ -1,7 +1,8 @@
 """Metrics as local ``evaluate`` modules, and Trainer ``compute_metrics`` functions built on them.
 
 Each metric lives in ``ftrecipes/metrics/<name>/<name>.py`` and loads offline with
-``evaluate.load(<that folder>)`` (``evaluate.load("accuracy")`` needs the Hub). Shipped metrics:
+``evaluate.load(<that folder>)`` (``evaluate.load("accuracy")`` needs the Hub). :func:`list_metrics`
+finds every folder; a task module builds its ``compute_metrics`` from its own. Among them:
 
 * ``classification`` — accuracy, macro precision / recall / F1;
 * ``ner`` — entity-level precision / recall / F1 (seqeval) and token accuracy;
@@ -82,7 +83,7 @@ def _import_metric(name: str, **kwargs):
 # -----------------------------------------------------------------------------------------------
 
 
-def _unpack(eval_pred):
+def unpack_eval_pred(eval_pred):
     """``(predictions, label_ids)`` from an ``EvalPrediction`` or a tuple; first item of tuple outputs."""
     if isinstance(eval_pred, tuple):
         predictions, labels = eval_pred[0], eval_pred[1]
@@ -95,7 +96,7 @@ def _unpack(eval_pred):
 
 def _classification_fn(metric) -> Callable:
     def compute_metrics(eval_pred) -> dict[str, float]:
-        logits, labels = _unpack(eval_pred)
+        logits, labels = unpack_eval_pred(eval_pred)
         predictions = logits.argmax(-1) if logits.ndim > 1 else logits
         keep = labels != IGNORE_INDEX  # unlabeled rows (e.g. a test split) do not count
         return metric.compute(predictions=predictions[keep], references=labels[keep])
@@ -107,7 +108,7 @@ def _ner_fn(metric, id2label: Mapping[int, str], **metric_kwargs) -> Callable:
     id2label = {int(k): v for k, v in id2label.items()}
 
     def compute_metrics(eval_pred) -> dict[str, float]:
-        logits, labels = _unpack(eval_pred)
+        logits, labels = unpack_eval_pred(eval_pred)
         predictions = logits.argmax(-1) if logits.ndim == 3 else logits
         pred_tags, ref_tags = [], []
         for pred_row, label_row in zip(predictions, labels):
@@ -151,7 +152,7 @@ def preprocess_logits_for_metrics_clm(logits, labels):
 
 def _clm_fn(metric) -> Callable:
     def compute_metrics(eval_pred) -> dict[str, float]:
-        predictions, labels = _unpack(eval_pred)
+        predictions, labels = unpack_eval_pred(eval_pred)
         if predictions.ndim == 3:  # full logits: no preprocess_logits_for_metrics was given
             pairs = _nll_per_sequence(predictions, labels).numpy()
         else:
@@ -162,37 +163,44 @@ def _clm_fn(metric) -> Callable:
     return compute_metrics
 
 
-def compute_metrics_for(task: str, id2label: Mapping[int, str] | None = None, **metric_kwargs) -> Callable:
-    """A Trainer ``compute_metrics(eval_pred) -> dict`` for ``cls`` / ``ner`` / ``clm``.
+def classification_metrics() -> Callable:
+    """``compute_metrics`` for one class per row: argmax of the logits; accuracy, f1, precision, recall
+    (macro); rows labelled -100 skipped."""
+    return _classification_fn(load_metric("classification"))
 
-    * ``cls``: argmax of the logits; accuracy, f1, precision, recall (macro); rows labelled -100 skipped.
-    * ``ner``: argmax per token, -100 positions dropped, ids mapped to tags with ``id2label``
-      (required); entity-level precision, recall, f1 and token accuracy. ``metric_kwargs`` (e.g.
-      ``mode="strict", scheme="IOB2"``) go to the metric.
-    * ``clm``: perplexity and mean NLL per token, from the pairs made by
-      :func:`preprocess_logits_for_metrics_clm` or from full logits.
-    """
-    from ..tasks import normalize_task
 
-    task = normalize_task(task)
-    if task == "cls":
-        return _classification_fn(load_metric("classification"))
-    if task == "ner":
-        if not id2label:
-            raise ConfigError("id2label", id2label, "token classification metrics need the tag names", "pass id2label from the prepared task")
-        return _ner_fn(load_metric("ner"), id2label, **metric_kwargs)
+def ner_metrics(id2label: Mapping[int, str] | None, **metric_kwargs) -> Callable:
+    """``compute_metrics`` for token classification: argmax per token, -100 positions dropped, ids
+    mapped to tags with ``id2label`` (required); entity-level precision, recall, f1 and token accuracy.
+    ``metric_kwargs`` (e.g. ``mode="strict", scheme="IOB2"``) go to the metric."""
+    if not id2label:
+        raise ConfigError("id2label", id2label, "token classification metrics need the tag names", "pass id2label from the prepared task")
+    return _ner_fn(load_metric("ner"), id2label, **metric_kwargs)
+
+
+def perplexity_metrics() -> Callable:
+    """``compute_metrics`` for causal LM: perplexity and mean NLL per token, from the pairs made by
+    :func:`preprocess_logits_for_metrics_clm` or from full logits."""
     return _clm_fn(load_metric("perplexity"))
 
 
+def compute_metrics_for(task: str, id2label: Mapping[int, str] | None = None, **metric_kwargs) -> Callable | None:
+    """The Trainer ``compute_metrics(eval_pred) -> dict`` of a registered task (any name or alias):
+    what :meth:`ftrecipes.tasks.base.Task.compute_metrics` returns. ``id2label`` is needed by ``ner``."""
+    from ..tasks import get_task
+
+    task = get_task(task)
+    if id2label is not None:
+        metric_kwargs["id2label"] = id2label
+    return task.compute_metrics(None, **metric_kwargs)
+
+
 def preprocess_logits_for_metrics_for(task: str) -> Callable | None:
-    """The Trainer ``preprocess_logits_for_metrics`` hook that goes with :func:`compute_metrics_for`.
+    """The Trainer ``preprocess_logits_for_metrics`` hook that goes with :func:`compute_metrics_for`
+    (``None`` where the logits are small enough to keep; for ``clm`` per-sequence [summed NLL, tokens])."""
+    from ..tasks import get_task
 
-    ``None`` for ``cls`` and ``ner`` (their logits are small enough to keep); for ``clm`` it reduces
-    logits to per-sequence [summed NLL, token count].
-    """
-    from ..tasks import normalize_task
-
-    return preprocess_logits_for_metrics_clm if normalize_task(task) == "clm" else None
+    return get_task(task).preprocess_logits_for_metrics()
 
 
 def perplexity_from_loss(loss: float) -> float:

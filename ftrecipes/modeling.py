@@ -1,0 +1,68 @@
+"""The one place where a model is created: :func:`build_model`.
+
+The main job (``finetune.py``), ``--learning_rate auto`` and ``ftrecipes lr-find`` (which build their
+components through :func:`ftrecipes.pipeline.build_training_components`), and the baseline cards and
+studies (which run the main job) all get their model from here, so a model wrapper added here applies
+to every one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .tasks import Task, get_task
+from .tasks.base import PreparedTask
+
+logger = logging.getLogger("ftrecipes.modeling")
+
+
+def build_model(
+    task: str | Task,
+    prepared: PreparedTask,
+    model_name_or_path: str,
+    *,
+    config_name: str | None = None,
+    cache_dir: str | None = None,
+    ignore_mismatched_sizes: bool = False,
+    recipe: Any = None,
+):
+    """Create the model of a run for ``task``, sized for the prepared data, and wrap it.
+
+    1. A task may build a model the Auto classes do not know (``small-cnn`` for images).
+    2. Otherwise the config of ``config_name or model_name_or_path`` is loaded, the checkpoint's
+       head is checked against the data (:meth:`Task.check_head`, skipped with
+       ``ignore_mismatched_sizes``), the data's fields (``num_labels``, ``id2label``, ``problem_type``)
+       are set on it (:meth:`Task.config_overrides`) and the task's ``AutoModelFor...`` class loads
+       the weights.
+    3. **Model wrappers go here**, in :func:`wrap_model`, and nowhere else: parameter-efficient
+       adapters (PEFT / LoRA), layer-wise learning-rate groups, anything that changes which
+       parameters train or how. ``recipe`` is passed through so a wrapper reads its settings from
+       the run's recipe.
+
+    Names such as ``minilm`` (the bundled checkpoint) resolve to their local folder. Bad names and
+    head-size mismatches are :class:`~ftrecipes.errors.ConfigError`\\ s naming ``--model_name_or_path``.
+    """
+    from transformers import AutoConfig
+
+    from .data import resolve_model_name_or_path
+
+    task = get_task(task)
+    model = task.build_model(model_name_or_path, prepared, config_name=config_name)
+    if model is None:
+        model_path = resolve_model_name_or_path(model_name_or_path)
+        config = AutoConfig.from_pretrained(resolve_model_name_or_path(config_name or model_path), cache_dir=cache_dir)
+        if not ignore_mismatched_sizes:
+            task.check_head(config, prepared, model_name_or_path)
+        for key, value in task.config_overrides(prepared).items():
+            setattr(config, key, value)
+        model = task.auto_model_class().from_pretrained(
+            model_path, config=config, cache_dir=cache_dir, ignore_mismatched_sizes=ignore_mismatched_sizes,
+        )
+    return wrap_model(model, task=task, recipe=recipe)
+
+
+def wrap_model(model, *, task: Task, recipe: Any = None):
+    """The single hook for model wrappers (PEFT / LoRA adapters, layer-wise LR groups), applied by
+    :func:`build_model` to every model it creates. No wrapper is active yet: the model is returned as is."""
+    return model
