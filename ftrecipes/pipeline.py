@@ -206,17 +206,16 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     from transformers import AutoConfig, AutoTokenizer, set_seed
 
     from .data import load_raw_datasets, resolve_model_name_or_path
+    from .preflight import check_before_loading
     from .scaling import recipe_lr_scaling
     from .tasks import check_label_count, prepare_task
-    from .trainer import recipe_training_args, timeline_for
+    from .trainer import timeline_for
 
     recipe, script = config.recipe, config.script
     task = TASK_OF_RECIPE.get(recipe.task)
     if task is None:
         raise ConfigError("task", recipe.task, "is not a task finetune.py trains", f"use one of {sorted(TASK_OF_RECIPE)}")
-    overrides = dict(config.training_overrides)
-    output_dir = overrides.pop("output_dir", None) or os.path.join("runs", recipe.name)
-    args = recipe_training_args(recipe, output_dir, **overrides)
+    args = check_before_loading(config)  # everything that needs no model or data, first
     _set_cpu_threads(script.cpu_threads)
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
