@@ -58,11 +58,28 @@ def check_model_source(name: str, *, field: str = "--model_name_or_path", parts:
     files = _part_files()
     path = Path(location).expanduser()
     if path.exists():
-        return _check_local_folder(name, path, field, parts, files)
-    if not _is_hub_id(location):
-        raise ConfigError(field, name, f"is not a folder that exists (looked for one holding {_describe(parts, files)})",
+        location = _check_local_folder(name, path, field, parts, files)
+    elif not _is_hub_id(location):
+        raise ConfigError(field, name, f"does not exist (looked for a folder holding {_describe(parts, files)})",
                           f"check the path, or {_WAYS_FORWARD} or a Hub id")
-    return _check_hub_id(name, location, field, parts, files, cache_dir)
+    else:
+        location = _check_hub_id(name, location, field, parts, files, cache_dir)
+    if "config" in parts:
+        _check_config_readable(name, location, field, cache_dir)
+    return location
+
+
+def _check_config_readable(name: str, location: str, field: str, cache_dir: Optional[str]) -> None:
+    """``config.json`` is there; AutoConfig must also understand it (valid JSON, a known
+    ``model_type``). Reading a config costs milliseconds, unlike the weights."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(location, cache_dir=cache_dir)
+    except (OSError, ValueError, KeyError) as err:
+        first = " ".join(str(err).split()).split(". ")[0].rstrip(".")  # the library's first sentence says what is wrong
+        raise ConfigError(field, name, f"has a config.json that transformers cannot read ({first})",
+                          "re-save the model with save_pretrained, or give another folder, the bundled 'minilm' or a Hub id") from None
 
 
 def _is_hub_id(name: str) -> bool:

@@ -63,6 +63,7 @@ def check_before_loading(config: "JobConfig") -> "TrainingArguments":
         # native bf16 (checked above); use_cpu=True is what makes Trainer autocast on the CPU.
         overrides.setdefault("use_cpu", True)
     args = training_arguments(recipe, output_dir, overrides)
+    check_report_to(args.report_to)
     check_output_dir(args.output_dir, suggestion=os.path.join("runs", recipe.name))
     for field in ("train_file", "validation_file", "test_file"):
         check_data_file(f"--{field}", getattr(script, field))
@@ -232,6 +233,26 @@ def _field_in_message(message: str, overrides: Mapping[str, Any]) -> tuple[str, 
             name = max(pool, key=len)
             return (f"--{name}", overrides[name]) if name in overrides else (name, None)
     return "TrainingArguments", None
+
+
+def check_report_to(report_to: Any) -> None:
+    """Every ``--report_to`` integration is one transformers knows and is installed (Trainer would
+    otherwise fail in its constructor, after the model is loaded)."""
+    from transformers.integrations import get_available_reporting_integrations, get_reporting_integration_callbacks
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    names = [n for n in names if n not in ("none", "all")]
+    available = get_available_reporting_integrations()
+    for name in names:
+        try:
+            get_reporting_integration_callbacks([name])
+        except ValueError:
+            from .errors import did_you_mean
+
+            raise ConfigError("--report_to", name, "is not an integration transformers reports to",
+                              did_you_mean(name, list(dict.fromkeys([*available, "tensorboard", "wandb", "mlflow", "none"]))) or "use --report_to none") from None
+        if name not in available:
+            raise ConfigError("--report_to", name, "is not installed", f"pip install {name}, or use --report_to none")
 
 
 # ------------------------------------------------------------------------------------------------
