@@ -172,9 +172,12 @@ def assert_one_line(err: str, prog: str, case: Case) -> str:
     assert re.search(case.pattern, line), line
     head, _, rest = line.partition(": error: ")
     assert "; " in rest, f"no fix in {line!r}"
-    if case.given is not None:
+    given = case.given
+    if given is None and case.field in case.argv[:-1]:  # by default the value given to the flag named
+        given = case.argv[case.argv.index(case.field) + 1]
+    if given is not None:
         fix = rest.split("; ", 1)[1]
-        assert f" {case.given}" not in fix and f"({case.given}" not in fix, f"the fix repeats {case.given}: {line!r}"
+        assert not any(f"{lead}{given}{tail}" in f"{fix} " for lead in " ('" for tail in " ),'"), f"the fix repeats {given}: {line!r}"
     return line
 
 
