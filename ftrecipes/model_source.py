@@ -102,7 +102,24 @@ def _check_local_folder(name: str, path: Path, field: str, parts: tuple[str, ...
         hint = f"; it holds {checkpoints[-1]}/, pass that folder instead" if checkpoints else ""
         raise ConfigError(field, name, f"holds no {' and no '.join(missing)} (looked for {_describe(missing, files)}){hint}",
                           f"give a folder written by save_pretrained, the bundled 'minilm' or a Hub id")
+    if "weights" in parts:
+        _check_safetensors_header(name, path / files["weights"][0], field)
     return str(path)
+
+
+def _check_safetensors_header(name: str, weights: Path, field: str) -> None:
+    """A truncated or empty ``model.safetensors`` fails only deep inside ``from_pretrained``; its header
+    (a few KB, read without the tensors) says so at once."""
+    if not weights.is_file():
+        return
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            f.keys()
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError); any failure here is the file's
+        raise ConfigError(field, name, f"has a {weights.name} that cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:120]})",
+                          "re-save the model with save_pretrained, or give another folder, the bundled 'minilm' or a Hub id") from None
 
 
 def _check_hub_id(name: str, repo_id: str, field: str, parts: tuple[str, ...], files: dict[str, tuple[str, ...]],

@@ -53,7 +53,7 @@ CASE_NAMES = [
     "floor above peak", "bad dict option",
     # pre-load checks
     "output dir is a file", "output dir holds a trained model", "missing checkpoint to resume", "folder without weights",
-    "unreadable config.json", "tokenizer name is a file", "missing config folder", "data seed out of range",
+    "unreadable config.json", "truncated weights file", "tokenizer name is a file", "missing config folder", "data seed out of range",
     "split seed out of range", "fp16 where unsupported", "TrainingArguments validation", "unknown report_to",
     "WORLD_SIZE without a launcher", "RANK beyond WORLD_SIZE", "cpu threads 0", "unsupported data file",
 ]
@@ -82,6 +82,10 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
     (bad_config / "config.json").write_text("{not json")
     (bad_config / "model.safetensors").write_bytes(b"")
     (bad_config / "tokenizer.json").write_text("{}")
+    bad_weights = scratch / "bad-weights"
+    if not bad_weights.exists():
+        shutil.copytree(tiny_base, bad_weights)
+        (bad_weights / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{trunc")
     a_file = scratch / "a-file"
     a_file.write_text("x")
     trained = scratch / "trained"
@@ -119,6 +123,7 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
         "folder without weights": Case(["--model_name_or_path", str(no_weights)], "--model_name_or_path",
                                        r"holds no weights \(looked for weights: model\.safetensors or .*pytorch_model\.bin"),
         "unreadable config.json": Case(["--model_name_or_path", str(bad_config)], "--model_name_or_path", r"config\.json that transformers cannot read"),
+        "truncated weights file": Case(["--model_name_or_path", str(bad_weights)], "--model_name_or_path", r"has a model\.safetensors that cannot be read"),
         "tokenizer name is a file": Case(["--tokenizer_name", str(a_file)], "--tokenizer_name", r"is a file, not a model folder; .*tokenizer\.json"),
         "missing config folder": Case(["--config_name", str(scratch / "no-config")], "--config_name", r"does not exist \(looked for a folder holding config: config\.json"),
         "data seed out of range": Case(["--data_seed", "-5"], "--data_seed", r"not a valid seed"),
