@@ -80,7 +80,7 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
     bad_config = scratch / "bad-config"
     bad_config.mkdir(exist_ok=True)
     (bad_config / "config.json").write_text("{not json")
-    (bad_config / "model.safetensors").write_bytes(b"")
+    shutil.copy(Path(tiny_base) / "model.safetensors", bad_config / "model.safetensors")
     (bad_config / "tokenizer.json").write_text("{}")
     bad_weights = scratch / "bad-weights"
     if not bad_weights.exists():
