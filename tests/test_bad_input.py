@@ -331,3 +331,15 @@ def test_cached_hub_id_passes_offline(tmp_path, tiny_base):
     (tmp_path / "models--someone--tiny" / "refs" / "main").write_text("a" * 40)
     assert check_model_source("someone/tiny", parts=("config", "weights", "tokenizer"), cache_dir=str(tmp_path)) == "someone/tiny"
     assert json.loads((snap / "config.json").read_text())["model_type"] == "bert"
+
+
+def test_a_bug_is_not_hidden_as_bad_input(monkeypatch, tiny_base, cls_files, existing_output):
+    """Only user errors become one line: an exception from our own code keeps its traceback (exit 1)."""
+    import ftrecipes.preflight
+
+    def broken(config):
+        raise KeyError("a bug in the checks")
+
+    monkeypatch.setattr(ftrecipes.preflight, "check_before_loading", broken)
+    with pytest.raises(KeyError, match="a bug in the checks"):
+        pipeline.main(base_args(tiny_base, cls_files, existing_output))
