@@ -273,13 +273,13 @@ def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune
     """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
     from .lr_finder import check_finder_args, choose_learning_rate
     from .outputs import LR_FINDER_JSON, LR_FINDER_PNG
+    from .preflight import check_output_dir
     from .registry import get_recipe
 
     check_finder_args(num_steps=args.num_steps, min_lr=args.min_lr, max_lr=args.max_lr, rule=args.rule,
                       accumulation_steps=args.accumulation_steps, prior=args.prior)
     output_dir = Path(args.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError("--output_dir", str(output_dir), "exists and is not a folder", "give a folder path")
+    check_output_dir(args.output_dir, suggestion="lr_find")  # writable or creatable, before any loading
     passed = [f"--{k}={getattr(args, k)}" for k in ("model_name_or_path", "dataset_name", "max_seq_length",
                                                    "per_device_train_batch_size", "seed", "precision")
               if getattr(args, k) is not None]

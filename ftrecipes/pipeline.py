@@ -203,18 +203,17 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
 
     from .data import load_raw_datasets, resolve_model_name_or_path
     from .modeling import build_model
+    from .preflight import check_before_loading
     from .scaling import recipe_lr_scaling
     from .tasks import get_task, prepare_task
     from .timeline import Timeline
-    from .trainer import recipe_training_args
 
     script = config.script
     task = get_task(config.recipe.task, field="task")
     _check_task_flags(script, task)
     recipe = _with_task_metric(config.recipe, task)
-    overrides = dict(config.training_overrides)
-    output_dir = overrides.pop("output_dir", None) or os.path.join("runs", recipe.name)
-    args = recipe_training_args(recipe, output_dir, **overrides)
+    config = dataclasses.replace(config, recipe=recipe)
+    args = check_before_loading(config)  # everything that needs no model or data, first
     _set_cpu_threads(script.cpu_threads)
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)

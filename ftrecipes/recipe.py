@@ -31,7 +31,7 @@ from typing import Any, Union
 
 import yaml
 
-from .durations import Duration, check_duration, normalize_duration, training_interval
+from .durations import Duration, check_duration, normalize_duration, resolve_duration, training_interval
 from .errors import ConfigError, did_you_mean
 from .scaling import SCALING_RULES, LRScaling, recipe_lr_scaling
 from .schedule_types import (
@@ -180,7 +180,7 @@ class Recipe:
             raise ConfigError(
                 "warmup", self.warmup,
                 f"resolves to {warmup} optimizer steps but training has only {total}",
-                "shorten warmup (e.g. '5%') or train longer (num_train_epochs / max_steps)",
+                _warmup_fix(self, timeline, warmup),
             )
         scaling = recipe_lr_scaling(self, timeline.global_batch_size)
         sizes = Sizes(
@@ -371,6 +371,31 @@ def _yaml_scalar(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _warmup_fix(recipe: "Recipe", timeline: Timeline, warmup: int) -> str:
+    """The fix for a warmup that does not fit: a warmup that does (checked by resolving it, so the
+    suggestion is never the value already given) and the shortest training the given warmup fits in."""
+    total = timeline.total_steps
+    one_cycle = recipe.lr_scheduler_type == "one_cycle"  # warmup 0 there means the default 30% rise
+
+    def fits(value: Duration, steps: int) -> bool:
+        resolved = resolve_duration(value, total_steps=steps, steps_per_epoch=timeline.steps_per_epoch)
+        if one_cycle and resolved == 0:
+            resolved = math.ceil(0.3 * steps)
+        return resolved < steps
+
+    candidates: list[Duration] = ["5%", "10%", total - 1] + ([] if one_cycle else [0])
+    shorter = next((c for c in candidates if c != recipe.warmup and (not isinstance(c, int) or c >= 0) and fits(c, total)), None)
+    # Steps, epochs: the warmup stays `warmup` steps, so warmup + 1 is the shortest run it fits; a
+    # fraction grows with the run (ceil), so search upwards (bounded: 100% never fits).
+    longer = warmup + 1 if fits(recipe.warmup, warmup + 1) else next((t for t in range(total + 1, total + 2001) if fits(recipe.warmup, t)), None)
+    parts = []
+    if shorter is not None:
+        parts.append(f"set warmup {shorter!r}" + (" (no warmup)" if shorter == 0 else f" (fits the {total}-step run)"))
+    if longer is not None:
+        parts.append(f"train at least {longer} optimizer steps (e.g. max_steps {longer}, or more num_train_epochs)")
+    return " or ".join(parts) or "train longer (num_train_epochs / max_steps)"
 
 
 def resolve_precision(policy: str) -> str:

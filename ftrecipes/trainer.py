@@ -117,7 +117,7 @@ def recipe_record(args: TrainingArguments) -> dict:
 
 def apply_recipe(
     recipe: Recipe, args: TrainingArguments, argv: Sequence[str] | None = None, *,
-    explicit: Sequence[str] | None = None, num_processes: int | None = None,
+    explicit: Sequence[str] | None = None, num_processes: int | None = None, log: bool = True,
 ) -> TrainingArguments:
     """``args`` with the recipe's values for every owned field the user did not give.
 
@@ -227,12 +227,25 @@ def apply_recipe(
     record = {"recipe": effective.name, "sources": sources, "recipe_overrides": overrides, "lr_scaling": scaling.to_dict(), "ignored": ignored}
     setattr(new, _RECORD, record)
     describe_schedule(new, effective)
-    if new.should_log:
-        for name, entry in sources.items():
-            logger.info("%s", _source_line(effective.name, name, entry))
-        for line in ignored:
-            logger.warning("recipe %r: %s", effective.name, line)
+    if log:
+        log_sources(new)
     return new
+
+
+def log_sources(args: TrainingArguments) -> None:
+    """One line per owned value saying where it came from (once per ``args``, on the logging process).
+
+    ``recipe_training_args`` defers this to :class:`RecipeTrainer`, so that a job that stops on bad input
+    before training prints its one error line and nothing else."""
+    record = getattr(args, _RECORD, None)
+    if record is None or record.get("logged"):
+        return
+    record["logged"] = True
+    if args.should_log:
+        for name, entry in record["sources"].items():
+            logger.info("%s", _source_line(record["recipe"], name, entry))
+        for line in record["ignored"]:
+            logger.warning("recipe %r: %s", record["recipe"], line)
 
 
 def _source_line(recipe_name: str, name: str, entry: dict) -> str:
@@ -317,7 +330,7 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
     if saving == "steps" and evaluation == "no" and "save_steps" not in overrides:
         job.pop("save_steps", None)  # TrainingArguments' own default interval (500), not the evaluation's
     job.update(overrides)
-    return apply_recipe(recipe, TrainingArguments(**job), explicit=list(overrides), num_processes=num_processes)
+    return apply_recipe(recipe, TrainingArguments(**job), explicit=list(overrides), num_processes=num_processes, log=False)
 
 
 def _effective_recipe(recipe: Recipe, args: TrainingArguments) -> Recipe:
@@ -412,6 +425,7 @@ class RecipeTrainer(Trainer):
 
     def __init__(self, model=None, args: TrainingArguments | None = None, *positional, recipe: Recipe, argv: Sequence[str] | None = None, **kwargs):
         args = apply_recipe(recipe, args if args is not None else TrainingArguments(output_dir="trainer_output"), argv)
+        log_sources(args)
         self.recipe = _effective_recipe(recipe, args)
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(PlateauMetricCallback())

@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record", action="store_true", help="Write the measured mean (and a tolerance of at least 3 std) into the card file.")
     parser.add_argument("--override", action="append", default=[], metavar="FLAG=VALUE", help="Extra finetune.py flag for every seed (e.g. max_steps=5); repeatable.")
     parser.add_argument("--verbose", action="store_true", help="Show the training logs.")
+
+    def error(message: str):  # argparse's complaint as one line naming the flag, exit 2, like every other user error
+        flag, sep, problem = message.removeprefix("argument ").partition(": ")
+        raise ConfigError(flag.split("/")[0], None, problem, "see --help") if sep else ConfigError("arguments", None, message, "see --help")
+
+    parser.error = error  # type: ignore[method-assign]
     return parser
 
 
@@ -59,9 +65,9 @@ def parse_overrides(items: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if args.verbose else logging.WARNING)
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if args.verbose else logging.WARNING)
         if args.list:
             print(list_table())
             return 0

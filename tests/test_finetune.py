@@ -7,7 +7,6 @@ resume is exact; bad input exits 2 with one line and leaves output_dir as it was
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -183,78 +182,7 @@ def test_causal_lm_on_a_text_file(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bad input: exit 2, one line naming the field, output_dir left as it was.
-
-
-@pytest.fixture()
-def existing_output(tmp_path):
-    out = tmp_path / "existing"
-    out.mkdir()
-    (out / "keep.txt").write_text("precious")
-    return out
-
-
-def snapshot(folder: Path):
-    return sorted((p.relative_to(folder).as_posix(), p.read_bytes()) for p in folder.rglob("*") if p.is_file())
-
-
-def bad_cases(tiny_base, cls_files, tmp_path):
-    empty = tmp_path / "empty.csv"
-    empty.write_text("text,label\n")
-    two_label_head = tmp_path / "two-label-head"
-    if not two_label_head.exists():
-        from ftrecipes.testing import save_tiny_pretrained
-
-        save_tiny_pretrained(two_label_head, "cls", num_labels=2)
-    return {
-        "unknown recipe": (["--recipe", "clss"], r"--recipe='clss': is not a known recipe; did you mean 'cls'"),
-        "mistyped flag": (["--learnig_rate", "1e-4"], r"--learnig_rate: is not a finetune.py flag; did you mean '--learning_rate'"),
-        "wrong type (recipe)": (["--learning_rate", "fast"], r"learning_rate='fast': must be a number"),
-        "wrong type (TrainingArguments)": (["--logging_steps", "often"], r"--logging_steps='often': is not a duration"),
-        "missing data file": (["--train_file", str(tmp_path / "nowhere.csv")], r"--train_file=.*nowhere.csv"),
-        "missing text column": (["--text_column_name", "body"], r"--text_column_name='body'"),
-        "missing label column": (["--label_column_name", "topic"], r"--label_column_name='topic'"),
-        "empty split": (["--validation_file", str(empty)], r"--validation_file=.*empty"),
-        "head too small": (["--model_name_or_path", str(two_label_head)], r"--model_name_or_path=.*num_labels=2.*3 labels"),
-        "warmup longer than training": (["--warmup", "1000"], r"warmup=1000: resolves to 1000 optimizer steps but training has only 24"),
-        "floor above peak": (["--min_lr", "1e-3"], r"min_lr=0.001: the floor must lie in"),
-        "bad dict option": (["--lr_scheduler_kwargs", '{"gama": 0.5}', "--lr_scheduler_type", "step"], r"lr_scheduler_kwargs.gama=.*did you mean 'gamma'"),
-        "flag of another task": (["--image_column_name", "img"], r"--image_column_name='img': does not apply to task 'sequence-classification'.*--text_column_name"),
-        "metric the task does not report": (["--metric_for_best_model", "pearson", "--eval_strategy", "epoch"],
-                                            r"metric_for_best_model='pearson': is not a metric of task 'sequence-classification'; use one of loss, accuracy"),
-        "prior upside down": (["--lr_prior", "5e-5,1e-5"], r"lr_prior=\[5e-05, 1e-05\]: must be \[low, high\]"),
-    }
-
-
-def test_every_bad_input_exits_2_with_one_line(tiny_base, cls_files, tmp_path, existing_output, capsys):
-    before = snapshot(existing_output)
-    for name, (extra, pattern) in bad_cases(tiny_base, cls_files, tmp_path).items():
-        args = base_args(tiny_base, cls_files, existing_output, "--per_device_train_batch_size", "8")
-        # later flags win in argparse, so the bad flag is appended
-        argv = [a for a in args] + extra
-        if extra[0] == "--train_file":
-            argv = argv[:argv.index("--train_file")] + argv[argv.index("--train_file") + 2:] + extra
-        capsys.readouterr()
-        code = main(argv)
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code == 2, name
-        # Progress bars of data loading may come first; the error is one line, the last one.
-        errors = [line for line in err if "error" in line.lower() or "Traceback" in line]
-        assert len(errors) == 1 and err[-1] == errors[0] and errors[0].startswith("finetune.py: error: "), (name, err)
-        assert re.search(pattern, errors[0]), (name, errors[0])
-        assert snapshot(existing_output) == before, name
-
-
-def test_bad_input_from_the_command_line_has_no_traceback(tiny_base, cls_files, existing_output):
-    before = snapshot(existing_output)
-    result = subprocess.run(
-        [PYTHON, FINETUNE, *base_args(tiny_base, cls_files, existing_output, "--warmup", "1000")],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("finetune.py: error: warmup=1000")
-    assert snapshot(existing_output) == before
+# Bad input (exit 2, one line naming the field, output_dir left as it was): tests/test_bad_input.py
 
 
 def test_help_lists_recipe_model_data_and_training_flags():
