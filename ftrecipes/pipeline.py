@@ -206,6 +206,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     from transformers import AutoConfig, AutoTokenizer, set_seed
 
     from .data import load_raw_datasets, resolve_model_name_or_path
+    from .launch import check_launch, check_world_size
     from .scaling import recipe_lr_scaling
     from .tasks import check_label_count, prepare_task
     from .trainer import recipe_training_args, timeline_for
@@ -214,9 +215,10 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     task = TASK_OF_RECIPE.get(recipe.task)
     if task is None:
         raise ConfigError("task", recipe.task, "is not a task finetune.py trains", f"use one of {sorted(TASK_OF_RECIPE)}")
-    overrides = dict(config.training_overrides)
+    overrides = check_launch(config.training_overrides)  # DeepSpeed blocks, engines on CPU, N processes seen as 1
     output_dir = overrides.pop("output_dir", None) or os.path.join("runs", recipe.name)
     args = recipe_training_args(recipe, output_dir, **overrides)
+    check_world_size(args)
     _set_cpu_threads(script.cpu_threads)
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
