@@ -57,6 +57,7 @@ class ScriptArguments:
     plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
     cpu_threads: Optional[int] = field(default=None, metadata={"help": "torch threads per process when training on CPU (default: the cores this process may use, divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1, which leaves cores idle)."})
     on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
+    replan: bool = field(default=False, metadata={"help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."})
 
 
 # TrainingArguments' warmup flags, accepted as aliases of the recipe's `warmup` (users know them).
@@ -280,7 +281,7 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
 
     loader = c.train_dataloader()
     with c.args.main_process_first(desc="LR range test"):
-        lr, result = choose_learning_rate(c.recipe, c.model, loader, output_dir=c.args.output_dir,
+        lr, result = choose_learning_rate(c.recipe, c.model, loader, output_dir=c.args.output_dir if c.args.process_index == 0 else None,
                                           num_processes=max(1, c.args.world_size),
                                           accumulation_steps=c.args.gradient_accumulation_steps)
     logger.info("--learning_rate auto: %s", result.summary())
@@ -365,6 +366,7 @@ def run(config: JobConfig) -> int:
     """Train, evaluate and save; returns the process exit code."""
     from .callbacks import add_monitoring
     from .metrics import compute_metrics_for, preprocess_logits_for_metrics_for
+    from .preemption import PlanRecordCallback, PreemptionCallback, check_resume_plan, resume_checkpoint, stop_after_preemption
     from .trainer import RecipeTrainer
 
     c = build_training_components(config)
@@ -375,6 +377,8 @@ def run(config: JobConfig) -> int:
         raise ConfigError("--validation_file", None, "evaluation needs a validation split", "pass --validation_file or --eval_strategy no")
 
     _log_plan(c)
+    replanned = check_resume_plan(resume_checkpoint(args, c.last_checkpoint), args, c.plan.total_steps, c.plan.warmup_steps,
+                                  replan=config.script.replan, compare_learning_rate=not config.learning_rate_auto)
     trainer = RecipeTrainer(
         model=c.model, args=args, recipe=c.recipe,
         train_dataset=c.prepared.datasets["train"], eval_dataset=eval_dataset,
@@ -384,6 +388,9 @@ def run(config: JobConfig) -> int:
         preprocess_logits_for_metrics=None if task == "image" else preprocess_logits_for_metrics_for(task),
     )
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
+    preemption = PreemptionCallback()  # SIGTERM/SIGINT: finish the step, save, exit 128+signal
+    trainer.add_callback(preemption)
+    trainer.add_callback(PlanRecordCallback(replanned))  # the plan kept with every checkpoint
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
     if c.last_checkpoint and not args.resume_from_checkpoint:
         logger.warning("Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).", c.last_checkpoint)
@@ -398,6 +405,8 @@ def run(config: JobConfig) -> int:
         if config.script.plots and trainer.is_world_process_zero():
             _plot_curves(args.output_dir)
         return monitoring.exit_code
+    if preemption.received:
+        return stop_after_preemption(trainer, preemption)
     trainer.save_model()
     metrics = dict(train_result.metrics)
     metrics["train_samples"] = len(c.prepared.datasets["train"])
