@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from ftrecipes import get_recipe
@@ -108,7 +109,8 @@ def test_another_global_batch_says_what_would_change_and_how_to_proceed(tmp_path
 
 
 def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, cls_files, tmp_path, capsys):
-    """1 process x 8 checkpointed at step 6 -> resumed as 1 x 4 x accumulation 2: the same plan, the
+    """Preempted at step 3 and resumed by the same command: the uninterrupted weights. 1 process x 8
+    checkpointed at step 6 -> resumed as 1 x 4 x accumulation 2: the same plan, the
     same LR at every later step; resumed at batch 4 it is refused (exit 2, nothing written), and
     --replan continues under the new plan and records it."""
     from ftrecipes.pipeline import main
@@ -124,6 +126,26 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
     plan = json.loads((full / "checkpoint-6" / PLAN_FILE).read_text())
     total = plan["total_steps"]
     assert plan["global_batch_size"] == 8 and total == max(reference) > 6
+
+    # Preempted in-process at step 3 (a SIGTERM to this process): exit 143, then the same argv resumes
+    # and ends with the uninterrupted run's weights.
+    class SignalledAt3(PreemptionCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().on_step_end(args, state, control, **kwargs)
+
+    preempted = tmp_path / "preempted"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("ftrecipes.preemption.PreemptionCallback", SignalledAt3)
+        capsys.readouterr()
+        assert main(argv(preempted, "--per_device_train_batch_size", "8")) == 143
+    assert f"finetune.py: stopped by SIGTERM after optimizer step 3 of {total}" in capsys.readouterr().err
+    assert json.loads((preempted / PREEMPTION_FILE).read_text())["checkpoint"] == str(preempted / "checkpoint-3")
+    assert main(argv(preempted, "--per_device_train_batch_size", "8")) == 0
+    final = load_file(full / "model.safetensors")
+    for name, weights in load_file(preempted / "model.safetensors").items():
+        torch.testing.assert_close(weights, final[name], rtol=1e-4, atol=1e-6)
 
     elastic = tmp_path / "elastic"
     shutil.copytree(full / "checkpoint-6", elastic / "checkpoint-6")
