@@ -21,8 +21,10 @@ processes x accumulation). :class:`PlanRecordCallback` writes them into every ch
 batch through another factorisation (2 processes x 4 -> 1 process x 4 x accumulation 2) gives the same
 plan and continues exactly; a launch whose plan differs (another global batch, hence another step
 count and scaled peak — transformers#43708) is refused with one line saying what would change, unless
-``--replan`` is given: then the new launch's plan is used from the checkpoint's optimizer step on (the
-step count is kept, the LR follows the new schedule at that step) and the checkpoint record says so.
+``--replan`` is given: then the schedule is re-sized for the new launch (its total steps and warmup)
+and continues from the checkpoint's optimizer-step count; the peak stays the checkpoint's (the restored
+optimizer and scheduler state carry it), the first resumed step still uses the LR the optimizer was
+saved with, and from the next step on the LR is the re-sized schedule's. The checkpoints record it.
 """
 
 from __future__ import annotations
@@ -156,6 +158,9 @@ class PlanRecordCallback(TrainerCallback):
         if not folder.is_dir():
             return
         record = run_plan(args, schedule.total_steps, schedule.warmup_steps)
+        if getattr(lr_scheduler, "base_lrs", None):
+            # The peak the schedule really multiplies: restored from the checkpoint on a resume.
+            record["learning_rate"] = float(max(lr_scheduler.base_lrs))
         if self.replanned:
             record["replanned"] = self.replanned
         (folder / PLAN_FILE).write_text(json.dumps(record, indent=2) + "\n")
@@ -188,15 +193,19 @@ def check_resume_plan(checkpoint: Optional[str], args: Any, total_steps: int, wa
     if saved is None:
         logger.warning("%s has no %s (written by an older run): the plan cannot be checked against it", checkpoint, PLAN_FILE)
         return None
+    pinned_peak = "replanned" in saved  # an earlier --replan kept the checkpoint's peak, not this launch's
     saved = {k: v for k, v in saved.items() if k != "replanned"}
     now = run_plan(args, total_steps, warmup_steps)
-    keys = ["global_batch_size", "total_steps", "warmup_steps"] + (["learning_rate"] if compare_learning_rate else [])
+    keys = ["global_batch_size", "total_steps", "warmup_steps"] + (["learning_rate"] if compare_learning_rate and not pinned_peak else [])
     changed = [k for k in keys if not _same(saved.get(k), now[k])]
     if not changed:
         return None
     step = _checkpoint_step(str(checkpoint))
     if replan:
-        logger.warning("--replan: continuing from optimizer step %s of %s under the new plan %s (was %s)", step, checkpoint, now, saved)
+        # The optimizer and scheduler state restored from the checkpoint carry its peak (base_lrs):
+        # the schedule is re-sized, the peak is kept.
+        now["learning_rate"] = saved["learning_rate"]
+        logger.warning("--replan: continuing from optimizer step %s of %s with the schedule re-sized to %s (was %s)", step, checkpoint, now, saved)
         return {"at_step": step, "previous": saved, "plan": now}
 
     def describe(p: dict) -> str:
@@ -205,9 +214,9 @@ def check_resume_plan(checkpoint: Optional[str], args: Any, total_steps: int, wa
     factorisation = f"{now['per_device_train_batch_size']} per device x {now['num_processes']} processes x {now['gradient_accumulation_steps']} accumulation"
     if "global_batch_size" in changed:
         fix = (f"relaunch with a global batch of {saved['global_batch_size']} (per-device batch x processes x "
-               f"--gradient_accumulation_steps), or pass --replan to continue from step {step} under the new plan")
+               f"--gradient_accumulation_steps), or pass --replan to continue from step {step} with the schedule re-sized for this launch")
     else:
-        fix = f"relaunch with the settings of the first launch, or pass --replan to continue from step {step} under the new plan"
+        fix = f"relaunch with the settings of the first launch, or pass --replan to continue from step {step} with the schedule re-sized for this launch"
     raise ConfigError("--resume_from_checkpoint", str(checkpoint),
                       f"was planned for {describe(saved)}; this launch ({factorisation}) would make it {describe(now)}, "
                       f"shifting the LR from step {step} on", fix)

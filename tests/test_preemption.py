@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from ftrecipes import get_recipe
+from ftrecipes import Timeline, get_recipe
 from ftrecipes.errors import ConfigError
 from ftrecipes.preemption import (
     PLAN_FILE,
@@ -165,6 +165,15 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
     assert f"global batch 4, {2 * total} optimizer steps" in line and "--replan" in line
     assert sorted(p.relative_to(other) for p in other.rglob("*")) == before
 
-    assert main(argv(other, "--per_device_train_batch_size", "4", "--replan", "true", "--max_steps", "7")) == 0
-    record = json.loads((other / "checkpoint-7" / PLAN_FILE).read_text())
-    assert record["global_batch_size"] == 4 and record["replanned"]["at_step"] == 6 and record["replanned"]["previous"]["global_batch_size"] == 8
+    assert main(argv(other, "--per_device_train_batch_size", "4", "--replan", "true", "--max_steps", "9")) == 0
+    # --replan: the schedule is re-sized for the new launch (9 steps at batch 4); the peak stays the one
+    # trained so far (the restored optimizer and scheduler state carry it); step 7 still uses the LR the
+    # optimizer was saved with, later steps follow the re-sized schedule.
+    new_schedule = get_recipe("cls", warmup="20%", max_steps=9).plan(Timeline(100, 4, max_steps=9)).schedule
+    replanned_lrs = log_history_lrs(json.loads((other / "trainer_state.json").read_text())["log_history"])
+    assert replanned_lrs[7] == pytest.approx(reference[7], rel=1e-12)
+    for step in (8, 9):
+        assert replanned_lrs[step] == pytest.approx(plan["learning_rate"] * new_schedule.lr(step - 1), rel=1e-9), step
+    record = json.loads((other / "checkpoint-9" / PLAN_FILE).read_text())
+    assert record["global_batch_size"] == 4 and record["total_steps"] == 9 and record["learning_rate"] == pytest.approx(plan["learning_rate"])
+    assert record["replanned"]["at_step"] == 6 and record["replanned"]["previous"]["global_batch_size"] == 8
