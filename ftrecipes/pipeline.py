@@ -56,6 +56,7 @@ class ScriptArguments:
     plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
     cpu_threads: Optional[int] = field(default=None, metadata={"help": "torch threads per process when training on CPU (default: the cores this process may use, divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1, which leaves cores idle)."})
     on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
+    replan: bool = field(default=False, metadata={"help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."})
 
 
 # TrainingArguments' warmup flags, accepted as aliases of the recipe's `warmup` (users know them).
@@ -204,6 +205,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     from .data import load_raw_datasets, resolve_model_name_or_path
     from .modeling import build_model
     from .preflight import check_before_loading
+    from .launch import check_launch, check_world_size
     from .scaling import recipe_lr_scaling
     from .tasks import get_task, prepare_task
     from .timeline import Timeline
@@ -212,8 +214,10 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     task = get_task(config.recipe.task, field="task")
     _check_task_flags(script, task)
     recipe = _with_task_metric(config.recipe, task)
-    config = dataclasses.replace(config, recipe=recipe)
+    # DeepSpeed blocks, engines on CPU, N processes seen as 1: before anything else is built.
+    config = dataclasses.replace(config, recipe=recipe, training_overrides=check_launch(config.training_overrides))
     args = check_before_loading(config)  # everything that needs no model or data, first
+    check_world_size(args)
     _set_cpu_threads(script.cpu_threads)
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
@@ -349,6 +353,7 @@ def run(config: JobConfig) -> int:
     """Train, evaluate and save; returns the process exit code."""
     from .callbacks import add_monitoring
     from .tasks import get_task
+    from .preemption import PlanRecordCallback, PreemptionCallback, check_resume_plan, resume_checkpoint, stop_after_preemption
     from .trainer import RecipeTrainer
 
     c = build_training_components(config)
@@ -359,6 +364,8 @@ def run(config: JobConfig) -> int:
         raise ConfigError("--validation_file", None, "evaluation needs a validation split", "pass --validation_file or --eval_strategy no")
 
     _log_plan(c)
+    replanned = check_resume_plan(resume_checkpoint(args, c.last_checkpoint), args, c.plan.total_steps, c.plan.warmup_steps,
+                                  replan=config.script.replan, compare_learning_rate=not config.learning_rate_auto)
     trainer = RecipeTrainer(
         model=c.model, args=args, recipe=c.recipe,
         train_dataset=c.prepared.datasets["train"], eval_dataset=eval_dataset,
@@ -368,6 +375,9 @@ def run(config: JobConfig) -> int:
     )
     trainer.run_info["learning_rate_source"] = c.learning_rate_source  # recipe.yaml + plan.json come with save_model()
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
+    preemption = PreemptionCallback()  # SIGTERM/SIGINT: finish the step, save, exit 128+signal
+    trainer.add_callback(preemption)
+    trainer.add_callback(PlanRecordCallback(replanned))  # the plan kept with every checkpoint
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
     if c.last_checkpoint and not args.resume_from_checkpoint:
         logger.warning("Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).", c.last_checkpoint)
@@ -382,6 +392,8 @@ def run(config: JobConfig) -> int:
         if config.script.plots and trainer.is_world_process_zero():
             _plot_curves(args.output_dir)
         return monitoring.exit_code
+    if preemption.received:
+        return stop_after_preemption(trainer, preemption)
     trainer.save_model()
     metrics = dict(train_result.metrics)
     metrics["train_samples"] = len(c.prepared.datasets["train"])

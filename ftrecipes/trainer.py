@@ -384,6 +384,9 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
     work and a training step can never run on an unsized schedule. :class:`RecipeTrainer` needs
     none of this: it builds both when training starts.
     """
+    from .launch import check_optimizers_path
+
+    check_optimizers_path(args)  # FSDP / DeepSpeed: one line naming RecipeTrainer
     if not is_applied(args):
         logger.warning("recipe_optimizers: the TrainingArguments did not go through apply_recipe(), so the Trainer "
                        "clips, batches and counts steps with the script's values; use `args = apply_recipe(recipe, args)`")

@@ -1,0 +1,68 @@
+"""Data of unknown length (``datasets`` streaming, a torch ``IterableDataset``): the plan from ``max_steps``.
+
+Without a length there are no epochs: Trainer needs ``max_steps`` (it raises otherwise), and every
+duration of the recipe resolves against it — ``warmup: 5%`` is 5% of ``max_steps``, ``500`` is 500
+optimizer steps. A duration in epochs (``"1ep"``) has nothing to resolve against; it and a missing
+``max_steps`` are one line each (:class:`~ftrecipes.errors.ConfigError`), found before anything loads
+(datasets#5773 and alignment-handbook#27 are where fractional warmups broke on streamed data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
+from .recipe import Recipe, RecipePlan
+from .durations import EPOCHS, parse_duration
+from .timeline import Timeline
+
+
+def has_length(dataset: Any) -> bool:
+    """Whether ``dataset`` knows its length (a streamed ``IterableDataset`` does not)."""
+    try:
+        len(dataset)
+    except (TypeError, NotImplementedError):
+        return False
+    return True
+
+
+def _epoch_durations(recipe: Recipe) -> dict[str, Any]:
+    durations = {"warmup": recipe.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in recipe.lr_scheduler_kwargs.items()}}
+    if recipe.eval_strategy == "steps":
+        durations["eval_steps"] = recipe.eval_steps
+    return {name: value for name, value in durations.items() if isinstance(value, str) and parse_duration(value, name).unit == EPOCHS}
+
+
+def plan_unknown_length(recipe: Recipe, max_steps: int, *, per_device_train_batch_size: int | None = None,
+                        num_processes: int = 1, gradient_accumulation_steps: int | None = None) -> RecipePlan:
+    """The recipe's plan for data of unknown length: ``max_steps`` optimizer steps, every duration a
+    number of steps or a fraction of ``max_steps``; the peak scaled for the global batch as usual."""
+    if max_steps is None or int(max_steps) <= 0:
+        raise ConfigError("--max_steps", max_steps, "data of unknown length (streaming, IterableDataset) has no epochs to count",
+                          "set --max_steps to the number of optimizer steps to train")
+    epochs = _epoch_durations(recipe)
+    if epochs:
+        name, value = next(iter(epochs.items()))
+        raise ConfigError(name, value, "is in epochs, but data of unknown length (streaming, IterableDataset) has no epochs",
+                          f"give optimizer steps or a fraction of --max_steps={max_steps} (e.g. '5%')")
+    timeline = Timeline(
+        num_examples=None,  # unknown; with max_steps set it does not enter the step count
+        per_device_train_batch_size=per_device_train_batch_size or recipe.per_device_train_batch_size,
+        num_processes=num_processes,
+        gradient_accumulation_steps=gradient_accumulation_steps or recipe.gradient_accumulation_steps,
+        max_steps=int(max_steps),
+    )
+    return recipe.plan(timeline)
+
+
+def check_unknown_length(recipe: Recipe, args: Any, train_dataset: Any) -> RecipePlan | None:
+    """For a Trainer run: ``None`` when ``train_dataset`` has a length, else the plan of
+    :func:`plan_unknown_length` for ``args`` (raising its one-line errors)."""
+    if has_length(train_dataset):
+        return None
+    return plan_unknown_length(recipe, args.max_steps, per_device_train_batch_size=args.per_device_train_batch_size,
+                               num_processes=max(1, int(getattr(args, "world_size", 1))),
+                               gradient_accumulation_steps=args.gradient_accumulation_steps)
+
+
+__all__ = ["has_length", "plan_unknown_length", "check_unknown_length"]
