@@ -359,8 +359,9 @@ def _with_head_size(config, num_labels: int):
 # The job
 
 
-def run(config: JobConfig) -> int:
-    """Train, evaluate and save; returns the process exit code."""
+def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
+    """Train, evaluate and save; returns the process exit code. ``callbacks`` are extra
+    ``TrainerCallback``s (the sweep's pruning hook)."""
     from .callbacks import add_monitoring
     from .metrics import compute_metrics_for, preprocess_logits_for_metrics_for
     from .trainer import RecipeTrainer
@@ -382,6 +383,8 @@ def run(config: JobConfig) -> int:
         preprocess_logits_for_metrics=None if task == "image" else preprocess_logits_for_metrics_for(task),
     )
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
+    for callback in callbacks:
+        trainer.add_callback(callback)
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
     if c.last_checkpoint and not args.resume_from_checkpoint:
         logger.warning("Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).", c.last_checkpoint)
