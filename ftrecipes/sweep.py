@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ftrecipes sweep", allow_abbrev=False,
         description="Tune the peak LR, then the warmup, with Optuna. Other flags are finetune.py's and go to every trial.",
     )
-    p.add_argument("--recipe", default="cls", help="recipe name or YAML path (default: cls)")
+    p.add_argument("--recipe", default=None, help="recipe name or YAML path (default: the card's, else cls)")
+    p.add_argument("--card", default=None, help="sweep on a baseline card's model, data, budget and metric (see reproduce.py --list)")
     p.add_argument("--lr", required=True, help="stage 1: a grid 2e-5,3e-5,5e-5 or a log-uniform range 1e-5:1e-3 (with --n_trials)")
     p.add_argument("--n_trials", type=int, default=None, help="points to try in a range (default 8); not used with a grid")
     p.add_argument("--warmup", default=None, help="stage 2 at the best peak: a grid such as 0,2%%,5%%,10%% (one value: fixed for every trial)")
@@ -177,6 +178,17 @@ def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
     from .pipeline import parse_args
 
     args, finetune_argv = build_parser().parse_known_args(list(argv))
+    if args.card is not None:
+        finetune_argv = _card_flags(args.card) + finetune_argv  # the user's own flags come last and win
+        if args.recipe is None:
+            from .baselines import load_card
+
+            args.recipe = load_card(args.card).recipe
+        if args.metric is None:
+            from .baselines import load_card
+
+            args.metric = load_card(args.card).metric
+    args.recipe = args.recipe or "cls"
     for name in _flag_names(finetune_argv):
         if name in OWNED_FLAGS:
             fix = "use --lr for the peak grid" if name == "learning_rate" else "the sweep sets it for every trial; drop it"
@@ -227,6 +239,19 @@ def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
         heartbeat=args.heartbeat, report_only=args.report_only,
         split_seed_given="split_seed" in _flag_names(finetune_argv), recipe=recipe,
     )
+
+
+def _card_flags(name: str) -> list[str]:
+    """A card's finetune flags (model, data, budget), without its seed and output folder."""
+    from .baselines import load_card, unreachable_reason
+
+    card = load_card(name)
+    reason = unreachable_reason(card)
+    if reason:
+        raise ConfigError("--card", name, reason, "pick an offline card (python scripts/reproduce.py --list) or go online")
+    argv = card.argv(card.first_seed, "unused")
+    argv = argv[2:argv.index("--seed")]  # drop --recipe (the sweep's own flag) and the per-run flags
+    return argv
 
 
 def _check_storage_url(url: str) -> None:
@@ -694,6 +719,11 @@ def plot_sweep(config: SweepConfig, rows: list[PointResult], finder: dict | None
         xs = {w: i for i, w in enumerate(order)}
         ax2.errorbar([xs[r.warmup] for r in done2], [r.mean for r in done2], yerr=[r.std for r in done2], fmt="o", capsize=3)
         ax2.set_xticks(range(len(order)), order)
+        best1 = _best(rows, STAGE_LR, config.greater_is_better)
+        if best1 is not None:
+            ax2.axhline(best1.mean, color="tab:gray", ls="--", label=f"stage 1 at the recipe's warmup ({best1.warmup})")
+            ax2.legend(fontsize=7)
+        ax2.set_ylabel(config.metric)
         ax2.set_xlabel(f"warmup (at peak {stage2[0].learning_rate:.3g})")
         ax2.set_title("stage 2: warmup")
     fig.tight_layout()
