@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
 
     # --- plot-run: its flags belong to ftrecipes.curves, whose own parser handles them.
+    sub.add_parser("sweep", help="tune the peak LR, then the warmup, with Optuna (ftrecipes.sweep)", add_help=False)
     p = sub.add_parser("plot-run", help="plot a finished run's curves (ftrecipes.curves)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -327,6 +328,10 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
     try:
         if command == "plot-run":  # its flags belong to ftrecipes.curves: hand them over untouched
             return cmd_plot_run(argparse.Namespace(rest=argv[1:]))
+        if command == "sweep":  # its flags are finetune.py's plus its own (ftrecipes.sweep)
+            from .sweep import main as sweep_main
+
+            return sweep_main(argv[1:])
         parser = build_parser()
         if command == "lr-find":  # unknown flags are finetune.py's model/data flags, checked by its parser
             args, finetune_argv = parser.parse_known_args(argv)

@@ -349,8 +349,9 @@ def _set_cpu_threads(requested: Optional[int]) -> None:
 # The job
 
 
-def run(config: JobConfig) -> int:
-    """Train, evaluate and save; returns the process exit code."""
+def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
+    """Train, evaluate and save; returns the process exit code. ``callbacks`` are extra
+    ``TrainerCallback``s (the sweep's pruning hook)."""
     from .callbacks import add_monitoring
     from .tasks import get_task
     from .preemption import PlanRecordCallback, PreemptionCallback, check_resume_plan, resume_checkpoint, stop_after_preemption
@@ -378,6 +379,8 @@ def run(config: JobConfig) -> int:
     preemption = PreemptionCallback()  # SIGTERM/SIGINT: finish the step, save, exit 128+signal
     trainer.add_callback(preemption)
     trainer.add_callback(PlanRecordCallback(replanned))  # the plan kept with every checkpoint
+    for callback in callbacks:
+        trainer.add_callback(callback)
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
     if c.last_checkpoint and not args.resume_from_checkpoint:
         logger.warning("Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).", c.last_checkpoint)
