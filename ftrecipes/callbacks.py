@@ -1,7 +1,7 @@
-"""Watching a run: the logs the reference document asks for, loss spikes lined up against the
+"""Watching a run: the logs every fine-tuning run needs, loss spikes lined up against the
 schedule, and a guard against divergence. All three are ``transformers.TrainerCallback`` s.
 
-The reference document: *always log the current LR, the loss, the gradient norm and the validation
+The practice this follows: *always log the current LR, the loss, the gradient norm and the validation
 metric; loss spikes often line up with LR transitions (end of warmup, restarts, step drops); warmup
 does not replace fixing instability — lower the peak LR, add clipping, check initialisation and
 normalisation, mixed-precision loss scaling and the data pipeline.*
@@ -136,14 +136,14 @@ def _nice_percent(fraction: float) -> str:
 def suggested_overrides(
     args: Any, peak_lr: float, schedule: BuiltSchedule | None, *, warmup: bool = True
 ) -> list[str]:
-    """The concrete next recipe overrides after instability, in the reference document's order:
+    """The concrete next recipe overrides after instability, in the usual order of fixes:
     lower the peak LR, add clipping, lengthen warmup, and leave fp16 loss scaling."""
     flags = [f"--learning_rate {peak_lr / 2:.3g}"]
     if not args.max_grad_norm:
         flags.append("--max_grad_norm 1.0")
     if warmup and schedule is not None and schedule.total_steps > 0:
         current = schedule.warmup_steps / schedule.total_steps
-        longer = min(0.2, max(2 * current, 0.05))  # double it, within the document's usual 1-10%..20%
+        longer = min(0.2, max(2 * current, 0.05))  # double it, within the usual 1-10% (at most 20%) of training
         if longer > current:
             flags.append(f"--warmup {_nice_percent(longer)}")
     if getattr(args, "fp16", False):
@@ -317,7 +317,7 @@ class SpikeMonitor(TrainerCallback):
     (``sigma`` the scaled MAD of :class:`RobustWindow`; the ratio keeps a near-constant loss, whose
     MAD is ~0, from flagging noise). A spike is *aligned* with a transition at schedule index ``t``
     when the optimizer steps it covers meet ``[t - before, t + after]``. Each spike is printed as one
-    line with the step, the transition and the document's advice; all of them go to
+    line with the step, the transition and the matching advice; all of them go to
     ``output_dir/spikes.json`` at train end.
     """
 

@@ -1,6 +1,6 @@
 """Training curves of a finished (or stopped) run: LR, loss, gradient norm and validation metrics
 against optimizer steps on one shared x axis, with the schedule's phase boundaries and the detected
-loss spikes marked — the four series the reference document says to always log, in one picture.
+loss spikes marked — the four series every run should log, in one picture.
 
 It reads what a run leaves in its ``output_dir``:
 

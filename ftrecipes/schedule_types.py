@@ -226,7 +226,7 @@ def _own_rise(sizes: Sizes, name: str, how: str) -> None:
 
 
 def build_cosine(sizes: Sizes, *, num_cycles: float = 0.5) -> BuiltSchedule:
-    """Warmup, then cosine decay to ``min_lr_rate`` of the peak at the last step (reference "Strategy A").
+    """Warmup, then cosine decay to ``min_lr_rate`` of the peak at the last step (the common fine-tuning default, e.g. BERT fine-tuning with a floor).
     ``num_cycles`` as in Hugging Face's ``cosine`` (0.5: one half-wave down)."""
     if not num_cycles > 0:
         raise ConfigError(_opt("num_cycles"), num_cycles, "must be > 0", "use 0.5 (one half-wave down to the floor)")
@@ -255,14 +255,14 @@ def build_polynomial(sizes: Sizes, *, power: float = 1.0, lr_end: float | None =
 
 
 def build_constant(sizes: Sizes) -> BuiltSchedule:
-    """Warmup (optional), then the peak LR until the end (reference "Strategy C", with early stopping).
+    """Warmup (optional), then the peak LR until the end (pair it with early stopping).
     Hugging Face's ``constant`` has no warmup: it is this with ``warmup: 0``."""
     lr = _with_warmup(sizes, S.constant(1.0))
     return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes))
 
 
 def build_step(sizes: Sizes, *, milestones: Sequence[Duration] = ("30%", "60%", "90%"), gamma: float = 0.1) -> BuiltSchedule:
-    """Warmup (optional), then ``x gamma`` at each milestone (reference "Strategy B": x0.1 at 30/60/90
+    """Warmup (optional), then ``x gamma`` at each milestone (the classic CNN baseline: x0.1 at 30/60/90
     of 100 epochs). Milestones are durations from the start of training."""
     if gamma <= 0:
         raise ConfigError("lr_scheduler_kwargs.gamma", gamma, "must be > 0", "use e.g. gamma: 0.1")
@@ -408,7 +408,7 @@ def build_plateau(
     sizes: Sizes, *, factor: float = 0.5, patience: int = 1, threshold: float = 1e-4, cooldown: int = 0, threshold_mode: str = "rel",
 ) -> BuiltSchedule:
     """Warmup, then hold the peak and multiply it by ``factor`` whenever the validation metric has not
-    improved for more than ``patience`` evaluations (reference "Strategy D"), never below the floor.
+    improved for more than ``patience`` evaluations (torch's ``ReduceLROnPlateau`` idea), never below the floor.
     ``threshold_mode`` "rel" scales the threshold by ``|best|`` (the same bar for negative metrics, unlike
     torch, whose rule ``reduce_lr_on_plateau`` keeps); "abs" compares differences."""
     _check_plateau_rule(factor, patience, cooldown, threshold, threshold_mode)

@@ -58,7 +58,7 @@ def linear_warmup(warmup_steps: int, start: float = 0.0, offset: int = 0) -> Sch
     """Linear warmup ``m(t) = start + (1 - start) * min(1, (t + offset) / W)``.
 
     ``offset=0`` is the Hugging Face convention (step 0 trains at ``start``; the peak is first used at
-    step ``W``). ``offset=1`` is the convention of the reference document's examples,
+    step ``W``). ``offset=1`` is the convention of many training scripts (and avoids gpt-neox#1373's wasted step),
     ``lr_peak * (step + 1) / W``: step 0 already trains at ``peak / W`` and step ``W - 1`` at the
     peak, so no optimizer step is spent at LR 0.
     """
@@ -127,7 +127,7 @@ def cosine_decay(decay_steps: int, floor: float = 0.0, num_cycles: float = 0.5) 
     """Cosine annealing ``m(t) = floor + (1 - floor) * 0.5 * (1 + cos(2 pi n * t / T))``, ``t`` clipped to ``T``.
 
     ``n = num_cycles = 0.5`` (the default) is one half-wave down to the floor; with
-    ``floor = lr_min / lr_max`` this is the reference document's
+    ``floor = lr_min / lr_max`` this is SGDR's (Loshchilov & Hutter 2017)
     ``lr_min + 0.5 (lr_max - lr_min)(1 + cos(pi t / T))`` divided by the peak. Other ``n`` are the
     ``num_cycles`` of Hugging Face's ``get_cosine_schedule_with_warmup`` (e.g. ``n = 1``: down and back up).
     """
@@ -192,7 +192,7 @@ def _multistep_decay(step: int, *, milestones: tuple[int, ...], gamma: float) ->
 def multistep_decay(milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
     """Step decay ``m(t) = gamma^k`` where ``k`` = number of milestones ``<= t``.
 
-    The classic CNN baseline (reference "Strategy B") is ``gamma = 0.1`` at 30%, 60% and 90% of training.
+    The classic CNN baseline (He et al. 2016: x0.1 at fixed epochs) is ``gamma = 0.1`` at 30%, 60% and 90% of training.
     """
     return partial(_multistep_decay, milestones=tuple(int(m) for m in milestones), gamma=float(gamma))
 

@@ -1,6 +1,6 @@
 """The main job, smoke-run in-process (and under torchrun) on a tiny config-built model.
 
-What must hold (DESIGN §4): the LR at every optimizer step equals the recipe's schedule; the trace is
+What must hold: the LR at every optimizer step equals the recipe's schedule; the trace is
 identical for (1 process, batch 8), (2 processes, batch 4) and (1 process, batch 4 x accumulation 2);
 resume is exact; bad input exits 2 with one line and leaves output_dir as it was.
 """

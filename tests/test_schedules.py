@@ -1,4 +1,4 @@
-"""Schedules: exact values at the boundaries, the reference document's examples, and properties."""
+"""Schedules: exact values at the boundaries, worked examples, and properties."""
 
 import math
 import pickle
@@ -11,13 +11,13 @@ from ftrecipes import schedules as S
 from ftrecipes.schedule_types import SCHEDULE_TYPES, Sizes, build_schedule
 
 # ---------------------------------------------------------------------------------------------
-# The reference document's Strategy A, verbatim in behaviour (its two code examples).
+# The common fine-tuning schedule written two ways: as an absolute LR and as a LambdaLR multiplier.
 
 TOTAL, WARMUP, PEAK, LR_MIN, LR_MIN_RATIO = 100_000, 2_000, 1e-3, 1e-5, 1e-2
 
 
 def reference_lr_at_step(step):
-    """The document's PyTorch example (absolute LR)."""
+    """Written as an absolute LR in plain PyTorch."""
     if step < WARMUP:
         return PEAK * (step + 1) / WARMUP
     t = step - WARMUP
@@ -27,7 +27,7 @@ def reference_lr_at_step(step):
 
 
 def reference_lr_lambda(step):
-    """The document's LambdaLR example (multiplier)."""
+    """Written as a LambdaLR multiplier."""
     if step < WARMUP:
         return (step + 1) / WARMUP
     t = step - WARMUP
