@@ -7,6 +7,7 @@ resume is exact; bad input exits 2 with one line and leaves output_dir as it was
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
