@@ -6,7 +6,8 @@
 
 from .errors import ConfigError
 from .lr_scheduler import ScheduleLR
-from .recipe import Recipe, RecipePlan, resolve_precision
+from .precision import resolve_precision
+from .recipe import Recipe, RecipePlan
 from .registry import get_recipe, list_recipes
 from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
 from .timeline import Timeline

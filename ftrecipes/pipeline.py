@@ -275,11 +275,12 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
     and PNG (``lr_finder.json`` / ``lr_finder.png``) go to ``output_dir`` with the reason.
     """
     from .lr_finder import choose_learning_rate
+    from .precision import args_precision
 
     loader = c.train_dataloader()
     with c.args.main_process_first(desc="LR range test"):
         lr, result = choose_learning_rate(c.recipe, c.model, loader, output_dir=c.args.output_dir,
-                                          num_processes=max(1, c.args.world_size),
+                                          num_processes=max(1, c.args.world_size), precision=args_precision(c.args),
                                           accumulation_steps=c.args.gradient_accumulation_steps)
     logger.info("--learning_rate auto: %s", result.summary())
     if result.warning:

@@ -27,7 +27,8 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 
 from .lr_scheduler import ScheduleLR
 from .optim import create_optimizer
-from .recipe import Recipe, resolve_precision
+from .precision import training_args_precision
+from .recipe import Recipe
 from .schedule_types import BuiltSchedule
 from .timeline import Timeline
 
@@ -53,7 +54,6 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
     (per-device batch x processes x accumulation) by the recipe's ``lr_scaling`` rule; pass
     ``learning_rate`` in ``overrides`` to use a value as-is.
     """
-    precision = resolve_precision(recipe.precision)
     values: dict[str, Any] = dict(
         output_dir=output_dir,
         weight_decay=recipe.weight_decay,
@@ -66,8 +66,7 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
         per_device_train_batch_size=recipe.per_device_train_batch_size,
         per_device_eval_batch_size=recipe.per_device_eval_batch_size,
         gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        **training_args_precision(recipe.precision, overrides),  # bf16 on CPU needs use_cpu=True
         eval_strategy=recipe.eval_strategy,
         save_strategy=recipe.eval_strategy if recipe.eval_strategy != "no" else "steps",
         metric_for_best_model=recipe.metric_for_best_model if recipe.eval_strategy != "no" else None,

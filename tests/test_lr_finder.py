@@ -26,6 +26,7 @@ from ftrecipes.lr_finder import (
     write_outputs,
 )
 from ftrecipes.optim import create_optimizer
+from ftrecipes.precision import resolve_precision
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -152,7 +153,7 @@ def test_accumulation_averages_micro_batches_and_loss_follows_updates():
     assert all(abs(l - result.initial_loss) < 0.05 for l in result.losses)
     # The 3 batches cycle with accumulation 3: each step sees the same 3 batches, so losses agree closely.
     assert np.std(result.losses) < 1e-3
-    assert result.precision == "fp32"  # CPU
+    assert result.precision == resolve_precision("auto", "cpu")  # the recipe's policy on this CPU
 
 
 def test_json_and_png_outputs(run, tmp_path):

@@ -5,7 +5,7 @@ import math
 import pytest
 import yaml
 
-from ftrecipes import ConfigError, Recipe, Timeline, get_recipe, list_recipes, resolve_precision
+from ftrecipes import ConfigError, Recipe, Timeline, get_recipe, list_recipes
 from ftrecipes.registry import recipes_dir
 
 REQUIRED = {"cls", "token-cls", "clm", "pretrain", "pretrain-invsqrt", "cnn-step", "constant", "plateau", "one-cycle", "sgdr"}
@@ -71,11 +71,6 @@ def test_scaling_rules():
     assert r.replace(lr_scaling="linear").scaled_learning_rate(128) == pytest.approx(4e-4)
     assert r.replace(lr_scaling="sqrt").scaled_learning_rate(128) == pytest.approx(2e-4)
     assert r.replace(lr_scaling="linear").scaled_learning_rate(16) == pytest.approx(5e-5)
-
-
-def test_precision_policy_on_cpu():
-    assert resolve_precision("auto") == "fp32"  # this machine has no GPU
-    assert resolve_precision("bf16") == "bf16"
 
 
 def test_str_shows_resolved_fields():
