@@ -259,8 +259,12 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
 
+    from .precision import args_precision, attention_implementation
+
+    attention = attention_implementation(args_precision(args), args.device.type)  # eager for bf16 on CPU: faster there
     model = _auto_model_class(task).from_pretrained(
         model_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
+        **({"attn_implementation": attention} if attention else {}),
     )
     components = TrainingComponents(config, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict())
     if config.learning_rate_auto:
@@ -405,7 +409,7 @@ def run(config: JobConfig) -> int:
     trainer.save_state()
 
     if eval_dataset is not None:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = _evaluated_already(trainer) or trainer.evaluate()
         eval_metrics["eval_samples"] = len(eval_dataset)
         if task == "clm" and "eval_loss" in eval_metrics:
             eval_metrics.setdefault("eval_perplexity", _safe_exp(eval_metrics["eval_loss"]))
@@ -422,6 +426,18 @@ def run(config: JobConfig) -> int:
         if config.script.plots:
             _plot_curves(args.output_dir)
     return 0
+
+
+def _evaluated_already(trainer) -> Optional[dict]:
+    """The evaluation Trainer already ran on the weights now in memory, or ``None``: with
+    ``load_best_model_at_end`` those are the best checkpoint's (scored at ``best_global_step``),
+    otherwise the final step's. Evaluating them again gives the same numbers at the cost of a pass."""
+    state = trainer.state
+    step = state.best_global_step if trainer.args.load_best_model_at_end and state.best_model_checkpoint else state.global_step
+    for entry in reversed(state.log_history):
+        if entry.get("step") == step and "eval_loss" in entry:
+            return {k: v for k, v in entry.items() if k != "step"}
+    return None
 
 
 def _plot_curves(output_dir: str) -> None:

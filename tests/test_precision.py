@@ -152,3 +152,17 @@ def test_finetune_bf16_flag_without_native_bf16_exits_2(cpu_bf16, tmp_path, caps
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("finetune.py: error: --bf16=True: this CPU has no native bf16") and "drop --bf16" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("policy, attention", [("bf16", "eager"), ("fp32", "sdpa")])
+def test_job_loads_the_attention_kernel_for_its_precision(cpu_bf16, tiny_base, cls_files, tmp_path, policy, attention):
+    # bf16 on CPU trains with eager attention (torch's CPU flash-attention backward is slow in bf16).
+    from ftrecipes.pipeline import build_training_components, parse_args
+
+    cpu_bf16(True)
+    config = parse_args(["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
+                         "--validation_file", cls_files["validation"], "--output_dir", str(tmp_path / "run"),
+                         "--max_seq_length", "32", "--precision", policy, "--use_cpu", "true"])
+    components = build_training_components(config)
+    assert args_precision(components.args) == policy
+    assert components.model.config._attn_implementation == attention
