@@ -20,7 +20,7 @@ _EXPORTS = {
     "ConfigError": "errors",
     "Recipe": "recipe",
     "RecipePlan": "recipe",
-    "resolve_precision": "recipe",
+    "resolve_precision": "precision",
     "get_recipe": "registry",
     "list_recipes": "registry",
     "SCHEDULE_TYPES": "schedule_types",
@@ -54,7 +54,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from .errors import ConfigError
     from .lr_scheduler import ScheduleLR
-    from .recipe import Recipe, RecipePlan, resolve_precision
+    from .precision import resolve_precision
+    from .recipe import Recipe, RecipePlan
     from .registry import get_recipe, list_recipes
     from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
     from .timeline import Timeline

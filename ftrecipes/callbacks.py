@@ -420,6 +420,16 @@ class DivergenceGuard(TrainerCallback):
     ``output_dir/divergence.json`` and sets :attr:`diverged`; the caller turns that into exit code 1
     with :attr:`exit_code`. Decisions use all-reduced gradients and the
     process-averaged loss, so every process stops at the same step.
+
+    **Cost.** The gradient check reads the global norm the Trainer has just computed for clipping and
+    logging (pre-clip, all-reduced; under fp16 unscaled) instead of a second pass over every gradient:
+    :meth:`attach` (called by :func:`add_monitoring`) receives the return value of the Trainer's
+    ``_get_grad_norm``, which transformers 5.x calls exactly once per optimizer step, right before
+    ``on_pre_optimizer_step`` — the event itself is given no norm. What remains per step is one
+    scalar ``isfinite`` read (free on CPU; on CUDA one small host sync after the clip kernels, next to
+    the loss sync the Trainer's ``logging_nan_inf_filter`` already does every micro-batch). A guard
+    installed without :meth:`attach`, or on a Trainer without that method, computes the norm itself
+    (:attr:`own_norm_passes` counts those passes).
     """
 
     def __init__(
@@ -442,6 +452,25 @@ class DivergenceGuard(TrainerCallback):
         self._stop_now = False
         self._resolved: BuiltSchedule | None = None
         self._peak = 0.0
+        self._trainer_norm: Any = None  # the Trainer's norm of the step being taken (see attach)
+        self.own_norm_passes = 0
+
+    def attach(self, trainer: Any) -> None:
+        """Receive the gradient norm ``trainer`` computes each optimizer step (for clipping and the
+        logged ``grad_norm``) so the guard needs no pass of its own. Why a wrapper: the Trainer does
+        not hand the norm to ``on_pre_optimizer_step`` (transformers 5.24 ``_inner_training_loop``),
+        and ``_get_grad_norm`` is the one place it returns it. Without that method nothing changes and
+        the guard falls back to computing the norm."""
+        compute = getattr(trainer, "_get_grad_norm", None)
+        if compute is None or getattr(compute, "__self__", None) is not trainer:
+            return  # another transformers version, or already wrapped
+
+        def _get_grad_norm(model, grad_norm=None):
+            norm = compute(model, grad_norm=grad_norm)
+            self._trainer_norm = norm
+            return norm
+
+        trainer._get_grad_norm = _get_grad_norm
 
     # -- results -------------------------------------------------------------------------------
     @property
@@ -466,14 +495,17 @@ class DivergenceGuard(TrainerCallback):
             self._history.add(loss)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        total, self._trainer_norm = self._trainer_norm, None
         if self.diverged or model is None:
             return
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        if not grads:
-            return  # DeepSpeed/FSDP keep gradients elsewhere; the loss check still applies
-        # One reduction and one host sync per step: the price of catching a NaN before it is applied.
-        total = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
-        if bool(torch.isfinite(total)):
+        if total is None:  # not attached (or DeepSpeed, which returns no norm): one pass of our own
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            if not grads:
+                return  # DeepSpeed/FSDP keep gradients elsewhere; the loss check still applies
+            self.own_norm_passes += 1
+            total = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
+        # One scalar read: the price of catching a NaN before it is applied.
+        if math.isfinite(float(total)):
             self._consecutive = 0
             return
         step = state.global_step + 1  # the step being taken
@@ -590,4 +622,6 @@ def add_monitoring(
         guard=DivergenceGuard(schedule, mode=on_divergence) if guard else None,
     )
     install_callbacks(trainer, [cb for cb in (monitoring.logger, monitoring.spikes, monitoring.guard) if cb is not None])
+    if monitoring.guard is not None:
+        monitoring.guard.attach(trainer)  # reuse the Trainer's gradient norm: no extra pass per step
     return monitoring

@@ -52,7 +52,6 @@ restored exactly afterwards (deep copies held in memory).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -299,7 +298,7 @@ def find_lr(
     max_lr: float | None = None,
     num_steps: int = 100,
     accumulation_steps: int | None = None,
-    precision: str = "auto",
+    precision: str | None = None,
     max_grad_norm: float | None = None,
     beta: float = 0.8,
     diverge_factor: float = 4.0,
@@ -321,8 +320,8 @@ def find_lr(
             without a prior), wide enough to see both the flat start and the blow-up.
         num_steps: optimizer steps of the ramp (at most; early stop on divergence). At most 1000.
         accumulation_steps: micro-batches per optimizer step (default: the recipe's, else 1).
-        precision: ``auto``/``bf16``/``fp16``/``fp32``, as autocast (+ a GradScaler for fp16). Off CUDA
-            only an explicit ``bf16`` is kept (CPU autocast); ``auto`` and ``fp16`` run fp32 there.
+        precision: ``auto``/``bf16``/``fp16``/``fp32`` (default: the recipe's, else ``auto``), resolved for the
+            model's device as the run resolves it (:mod:`ftrecipes.precision`; bf16 autocast on a CPU with native bf16).
         max_grad_norm: clipping during the test (default: the recipe's, else none).
         beta: EMA factor of the smoothing (0.8); diverge_factor: early-stop threshold on the online EMA.
         rule: ``"steepest"`` or ``"minimum/10"`` (see the module docstring).
@@ -332,7 +331,8 @@ def find_lr(
             back afterwards. Default: where the model's parameters are.
     """
     from .optim import create_optimizer
-    from .recipe import Recipe, resolve_precision
+    from .precision import precision_supported, resolve_precision
+    from .recipe import Recipe
 
     check_finder_args(num_steps=num_steps, min_lr=min_lr, max_lr=max_lr, rule=rule, beta=beta,
                       diverge_factor=diverge_factor, accumulation_steps=accumulation_steps, prior=prior)
@@ -358,14 +358,17 @@ def find_lr(
     if not 0 < min_lr < max_lr:
         raise ConfigError("min_lr", min_lr, f"the ramp needs 0 < min_lr < max_lr={max_lr:g}", "use e.g. --min_lr 1e-7 --max_lr 1")
 
-    requested = precision
-    precision = resolve_precision(precision)
-    if device.type != "cuda" and not (requested == "bf16"):
-        precision = "fp32"  # fp16 autocast and GradScaler are CUDA tools; 'auto' means fp32 off CUDA
-
     model.to(device)  # before the optimizer exists: its state then lives on the device too
     if optimizer is None:
         optimizer = create_optimizer(recipe if recipe is not None else Recipe(), model, learning_rate=min_lr)
+    if precision is None:
+        precision = recipe.precision if recipe is not None else "auto"
+    precision = resolve_precision(precision, device.type)
+    if not precision_supported(precision, device.type):
+        # The model may sit on the CPU before Trainer moves it to the GPU the run's precision is for;
+        # the test then runs in fp32 (and says so in its result) rather than failing.
+        precision = "fp32"
+
     saved = _snapshot(model, optimizer)
     start = time.perf_counter()
     try:
@@ -402,8 +405,9 @@ def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accum
           max_grad_norm, beta, diverge_factor, show_progress):
     from tqdm.auto import tqdm
 
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-                if precision in ("bf16", "fp16") else contextlib.nullcontext())
+    from .precision import autocast as precision_autocast
+
+    autocast = precision_autocast(precision, device.type)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     params = [p for g in optimizer.param_groups for p in g["params"]]
     # Keep the groups' LR ratios (e.g. a smaller LR for a backbone group) while ramping the first one.

@@ -26,6 +26,7 @@ def build_model(
     cache_dir: str | None = None,
     ignore_mismatched_sizes: bool = False,
     recipe: Any = None,
+    attn_implementation: str | None = None,
 ):
     """Create the model of a run for ``task``, sized for the prepared data, and wrap it.
 
@@ -34,7 +35,8 @@ def build_model(
        head is checked against the data (:meth:`Task.check_head`, skipped with
        ``ignore_mismatched_sizes``), the data's fields (``num_labels``, ``id2label``, ``problem_type``)
        are set on it (:meth:`Task.config_overrides`) and the task's ``AutoModelFor...`` class loads
-       the weights.
+       the weights (with ``attn_implementation`` when given: the precision policy picks eager
+       attention for bf16 on a CPU).
     3. **Model wrappers go here**, in :func:`wrap_model`, and nowhere else: parameter-efficient
        adapters (PEFT / LoRA), layer-wise learning-rate groups, anything that changes which
        parameters train or how. ``recipe`` is passed through so a wrapper reads its settings from
@@ -58,6 +60,7 @@ def build_model(
             setattr(config, key, value)
         model = task.auto_model_class().from_pretrained(
             model_path, config=config, cache_dir=cache_dir, ignore_mismatched_sizes=ignore_mismatched_sizes,
+            **({"attn_implementation": attn_implementation} if attn_implementation else {}),
         )
     return wrap_model(model, task=task, recipe=recipe)
 

@@ -248,9 +248,14 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
 
+    from .precision import args_precision, attention_implementation
+
+    # Eager attention for bf16 on a CPU: torch's CPU flash-attention backward is slow in bf16.
     model = build_model(task, prepared, recipe.model_name_or_path, config_name=script.config_name, cache_dir=script.cache_dir,
-                        ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe)
-    job = config if recipe is config.recipe else dataclasses.replace(config, recipe=recipe)
+                        ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe,
+                        attn_implementation=attention_implementation(args_precision(args), args.device.type))
+    job = config if recipe is config.recipe else dataclasses.replace(config, recipe=recipe,
+                        attn_implementation=attention_implementation(args_precision(args), args.device.type))
     components = TrainingComponents(job, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict())
     if config.learning_rate_auto:
         _choose_learning_rate(components)
@@ -270,11 +275,12 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
     from accelerate.utils import broadcast_object_list
 
     from .lr_finder import choose_learning_rate
+    from .precision import args_precision
 
     args = c.args
     payload: list = [None]
     if args.process_index == 0:
-        precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+        precision = args_precision(args)
         payload = [choose_learning_rate(
             c.recipe, c.model, c.train_dataloader(), output_dir=args.output_dir, num_processes=1,
             accumulation_steps=args.gradient_accumulation_steps * max(1, args.world_size),
@@ -405,7 +411,7 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
     trainer.save_state()
 
     if eval_dataset is not None:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = _evaluated_already(trainer) or trainer.evaluate()
         eval_metrics["eval_samples"] = len(eval_dataset)
         eval_metrics = task.final_metrics(eval_metrics, "eval")
         trainer.log_metrics("eval", eval_metrics)
@@ -419,6 +425,18 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
     if trainer.is_world_process_zero() and config.script.plots:
         _plot_curves(args.output_dir)
     return 0
+
+
+def _evaluated_already(trainer) -> Optional[dict]:
+    """The evaluation Trainer already ran on the weights now in memory, or ``None``: with
+    ``load_best_model_at_end`` those are the best checkpoint's (scored at ``best_global_step``),
+    otherwise the final step's. Evaluating them again gives the same numbers at the cost of a pass."""
+    state = trainer.state
+    step = state.best_global_step if trainer.args.load_best_model_at_end and state.best_model_checkpoint else state.global_step
+    for entry in reversed(state.log_history):
+        if entry.get("step") == step and "eval_loss" in entry:
+            return {k: v for k, v in entry.items() if k != "step"}
+    return None
 
 
 def _plot_curves(output_dir: str) -> None:

@@ -54,13 +54,11 @@ def check_before_loading(config: "JobConfig") -> "TrainingArguments":
     check_seed("--seed", recipe.seed)
     check_seed("--data_seed", overrides.get("data_seed"))
     check_seed("--split_seed", script.split_seed)
-    requested = _requested_precision(recipe, overrides)
-    device = "cpu" if _on_cpu(overrides) else None
-    from_flag = requested in ("bf16", "fp16") and bool(overrides.get(requested))
-    check_precision(requested, device, flag=f"--{requested}" if from_flag else "--precision", value=True if from_flag else recipe.precision)
-    if requested == "bf16" and _on_cpu(overrides):
-        # TrainingArguments refuses bf16 on CPU unless use_cpu=True is set, even where the CPU has
-        # native bf16 (checked above); use_cpu=True is what makes Trainer autocast on the CPU.
+    # The precision this machine can run (one line for --bf16 / --fp16 / a policy it cannot), and the
+    # use_cpu that bf16 autocast on a CPU needs before TrainingArguments is built.
+    from .precision import training_args_precision
+
+    if training_args_precision(recipe.precision, overrides).get("use_cpu"):
         overrides.setdefault("use_cpu", True)
     args = training_arguments(recipe, output_dir, overrides)
     check_report_to(args.report_to)
@@ -136,37 +134,6 @@ def _on_cpu(overrides: Mapping[str, Any]) -> bool:
     import torch
 
     return bool(overrides.get("use_cpu")) or _env_true("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-
-
-def _requested_precision(recipe, overrides: Mapping[str, Any]) -> str:
-    from .recipe import resolve_precision
-
-    if overrides.get("bf16"):
-        return "bf16"
-    if overrides.get("fp16"):
-        return "fp16"
-    if "bf16" in overrides or "fp16" in overrides:  # --bf16 false / --fp16 false: full precision asked
-        return "fp32"
-    return resolve_precision(recipe.precision)
-
-
-def check_precision(precision: str, device: Optional[str] = None, *, flag: str = "--precision", value: Any = None) -> None:
-    """``precision`` must run on ``device`` (default: this machine's); ``flag``/``value`` name what the
-    user would change (``--bf16`` / ``--fp16``, or the recipe's ``precision``)."""
-    from .precision import default_device, precision_supported
-
-    device = device or default_device()
-    if precision_supported(precision, device):
-        return
-    value = precision if value is None else value
-    if device == "cpu":
-        problem = ("this CPU has no native bf16 (AVX-512 BF16 or AMX)" if precision == "bf16"
-                   else "fp16 mixed precision needs a GPU")
-        alternative = "drop it to train in fp32" if flag != "--precision" else "use --precision fp32 (or auto)"
-    else:
-        problem = "this GPU does not support bf16 (it needs compute capability 8.0 or newer)"
-        alternative = "use --fp16 instead" if flag != "--precision" else "use --precision fp16 (or auto)"
-    raise ConfigError(flag, value, problem, alternative)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -398,13 +398,10 @@ def _warmup_fix(recipe: "Recipe", timeline: Timeline, warmup: int) -> str:
     return " or ".join(parts) or "train longer (num_train_epochs / max_steps)"
 
 
-def resolve_precision(policy: str) -> str:
-    """The concrete precision for a policy: ``auto`` is bf16 where the GPU supports it, else fp16 on
-    CUDA, else fp32 (CPU training in half precision is slow and gains nothing here)."""
-    import torch
+def __getattr__(name: str):
+    # resolve_precision moved to ftrecipes.precision (it imports torch; this module must not).
+    if name == "resolve_precision":
+        from .precision import resolve_precision
 
-    if policy != "auto":
-        return policy
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+        return resolve_precision
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,7 +48,8 @@ from .durations import normalize_duration, training_interval
 from .lr_scheduler import ScheduleLR
 from .outputs import PLAN_FILE, RECIPE_FILE
 from .optim import create_optimizer
-from .recipe import Recipe, resolve_precision
+from .precision import training_args_precision
+from .recipe import Recipe
 from .scaling import recipe_lr_scaling
 from .schedule_types import SCHEDULE_TYPES, BuiltSchedule
 from .timeline import Timeline
@@ -165,10 +166,12 @@ def apply_recipe(
         for name in ("bf16", "fp16"):
             sources[name] = {"value": getattr(args, name), "source": gave(name) or gave("bf16") or gave("fp16"), "detail": ""}
     else:
-        precision = resolve_precision(recipe.precision)
-        for name, on in (("bf16", precision == "bf16"), ("fp16", precision == "fp16")):
-            changes[name] = on
-            sources[name] = {"value": on, "source": "recipe", "detail": f"precision {recipe.precision!r} -> {precision}"}
+        # bf16/fp16 (and use_cpu for bf16 autocast on a CPU) from the recipe's policy, checked for this machine.
+        wiring = training_args_precision(recipe.precision, {"use_cpu": args.use_cpu} if args.use_cpu else {})
+        precision = "bf16" if wiring["bf16"] else "fp16" if wiring["fp16"] else "fp32"
+        changes.update(wiring)
+        for name in ("bf16", "fp16"):
+            sources[name] = {"value": wiring[name], "source": "recipe", "detail": f"precision {recipe.precision!r} -> {precision}"}
 
     # The schedule: flags for Trainer's scheduler become overrides of the recipe's, or a warning.
     overrides: dict[str, Any] = {}

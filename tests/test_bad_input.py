@@ -101,7 +101,7 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
                                r"not in the local Hugging Face cache .*offline.*local folder.*'minilm'.*go online"),
         "output dir that cannot be created": Case(["--output_dir", "/proc/forbidden/out"], "--output_dir", r"cannot be created"),
         "negative seed": Case(["--seed", "-1"], "--seed", r"not a valid seed; use an integer in \[0, 4294967295\]", given="-1"),
-        "bf16 where unsupported": Case(["--bf16"], "--bf16", r"no native bf16.*drop it", unsupported_precision=True),
+        "bf16 where unsupported": Case(["--bf16"], "--bf16", r"no native bf16.*drop --bf16", unsupported_precision=True),
         # If epoch intervals become valid for eval_steps, this row moves to the working inputs.
         "epoch interval TrainingArguments cannot take": Case(["--eval_strategy", "steps", "--eval_steps", "1ep"], "eval_steps",
                                                               r"cannot be given in epochs; use --eval_strategy epoch", given="1ep"),
@@ -130,7 +130,7 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
         "missing config folder": Case(["--config_name", str(scratch / "no-config")], "--config_name", r"does not exist \(looked for a folder holding config: config\.json"),
         "data seed out of range": Case(["--data_seed", "-5"], "--data_seed", r"not a valid seed"),
         "split seed out of range": Case(["--split_seed", str(2**32)], "--split_seed", r"not a valid seed"),
-        "fp16 where unsupported": Case(["--fp16"], "--fp16", r"drop it", unsupported_precision=True),
+        "fp16 where unsupported": Case(["--fp16"], "--fp16", r"needs a GPU; drop --fp16", unsupported_precision=True),
         "TrainingArguments validation": Case(["--dataloader_prefetch_factor", "2"], "--dataloader_prefetch_factor", r"rejected by TrainingArguments"),
         "unknown report_to": Case(["--report_to", "tensorbord"], "--report_to", r"did you mean 'tensorboard'"),
         "WORLD_SIZE without a launcher": Case([], "WORLD_SIZE", r"asks for 2 processes but RANK, MASTER_ADDR, MASTER_PORT is not set; launch with `torchrun",

@@ -314,3 +314,27 @@ def test_accumulation_counts_optimizer_steps(tmp_path):
     assert monitoring.guard.diverged and monitoring.guard.report["step"] == 4 and trainer.state.global_step == 4
     for entry in _train_logs(trainer.state.log_history):
         assert entry["learning_rate"] == pytest.approx(1e-3 * schedule.lr(entry["step"] - 1))
+
+
+def test_guard_reuses_the_trainers_gradient_norm(tmp_path):
+    # Attached by add_monitoring, the guard reads the norm the Trainer computed for clipping: no pass
+    # of its own over the gradients, and a NaN step is still caught before it is applied.
+    recipe = get_recipe("cls").replace(learning_rate=1e-3, warmup=2)
+    trainer = make_trainer(tmp_path, recipe, model=tiny_model({6: float("nan")}), max_steps=10)
+    monitoring = add_monitoring(trainer)
+    trainer.train()
+    guard = monitoring.guard
+    assert guard.diverged and guard.report["step"] == 6 and guard.own_norm_passes == 0
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+@pytest.mark.parametrize("max_grad_norm", [1.0, 0.0])
+def test_unattached_guard_computes_the_norm_itself(tmp_path, max_grad_norm):
+    # Installed as a plain callback (no attach), the guard falls back to its own norm, with or without clipping.
+    recipe = get_recipe("cls").replace(learning_rate=1e-3, warmup=2, max_grad_norm=max_grad_norm)
+    guard = DivergenceGuard(verbose=False)
+    trainer = make_trainer(tmp_path, recipe, model=tiny_model({4: float("inf")}), max_steps=8)
+    trainer.add_callback(guard)
+    trainer.train()
+    assert guard.diverged and guard.report["step"] == 4 and guard.own_norm_passes == 4
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

@@ -5,7 +5,7 @@ import math
 import pytest
 import yaml
 
-from ftrecipes import ConfigError, Recipe, Timeline, get_recipe, list_recipes, resolve_precision
+from ftrecipes import ConfigError, Recipe, Timeline, get_recipe, list_recipes
 from ftrecipes.registry import recipes_dir
 
 REQUIRED = {"cls", "token-cls", "clm", "pretrain", "pretrain-invsqrt", "cnn-step", "constant", "plateau", "one-cycle", "sgdr"}
@@ -82,26 +82,6 @@ def test_scaling_rules_set_the_planned_peak():
     assert peak("linear", 128) == pytest.approx(4e-4)
     assert peak("sqrt", 128) == pytest.approx(2e-4)
     assert peak("linear", 16) == pytest.approx(5e-5)
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-@pytest.mark.skipif(_has_cuda(), reason="on a CUDA host 'auto' picks bf16 or fp16")
-def test_precision_policy_on_cpu():
-    assert resolve_precision("auto") == "fp32"
-    assert resolve_precision("bf16") == "bf16"
-
-
-@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA device")
-def test_precision_policy_on_cuda():
-    import torch
-
-    assert resolve_precision("auto") == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
-    assert resolve_precision("fp32") == "fp32"
 
 
 def test_str_shows_resolved_fields():
