@@ -138,7 +138,10 @@ def recipe_regime(recipe) -> str:
 def prior_for_recipe(recipe, global_batch_size: int | None = None) -> LRPrior:
     """The recipe's regime prior, widened to include its own ``learning_rate`` and, when
     ``global_batch_size`` is given, rescaled from ``reference_global_batch_size`` by ``lr_scaling``."""
-    prior = PRIORS[recipe_regime(recipe)].widened(recipe.learning_rate)
+    prior = PRIORS[recipe_regime(recipe)]
+    if getattr(recipe, "lr_prior", None):  # a recipe's own prior (e.g. LoRA's ~10x higher peaks) wins
+        prior = LRPrior(*recipe.lr_prior, regime=recipe.name, source=f"recipe {recipe.name!r}: lr_prior")
+    prior = prior.widened(recipe.learning_rate)
     if global_batch_size is None:
         return prior
     factor = scaling_factor(global_batch_size, recipe.reference_global_batch_size, recipe.lr_scaling)

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from transformers import Trainer
 
+from .layerwise import layerwise_parameter_groups, uses_layerwise
+
 OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -34,7 +36,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = None) -> torch.optim.Optimizer:
     """The recipe's optimizer over ``model`` at peak ``learning_rate`` (default: the recipe's)."""
     lr = recipe.learning_rate if learning_rate is None else learning_rate
-    groups = parameter_groups(model, recipe.weight_decay)
+    # Layer-wise / head / embedding peaks when the recipe asks for them (ftrecipes.layerwise).
+    groups = layerwise_parameter_groups(model, recipe, lr) if uses_layerwise(recipe) else parameter_groups(model, recipe.weight_decay)
     if recipe.optimizer == "adamw":
         kwargs = dict(lr=lr, betas=(recipe.adam_beta1, recipe.adam_beta2), eps=recipe.adam_epsilon)
         try:

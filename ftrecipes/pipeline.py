@@ -56,6 +56,7 @@ class ScriptArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."})
     plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
     cpu_threads: Optional[int] = field(default=None, metadata={"help": "torch threads per process when training on CPU (default: the cores this process may use, divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1, which leaves cores idle)."})
+    merge_adapter: bool = field(default=False, metadata={"help": "With peft: also save the adapters merged into the base weights, in output_dir/merged."})
     on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
 
 
@@ -220,6 +221,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     _set_cpu_threads(script.cpu_threads)
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
+    load_kwargs = _peft_load_kwargs(recipe, script)  # peft / QLoRA prerequisites, before anything is loaded
 
     has_files = any((script.train_file, script.validation_file, script.test_file))
     raw = load_raw_datasets(
@@ -260,8 +262,9 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     logger.info("batch-size scaling: %s", scaling.message())
 
     model = _auto_model_class(task).from_pretrained(
-        model_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
+        model_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes, **load_kwargs,
     )
+    model = _adapt_model(model, recipe)
     components = TrainingComponents(config, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict())
     if config.learning_rate_auto:
         _choose_learning_rate(components)
@@ -321,10 +324,32 @@ def _build_image_components(config: JobConfig, args, raw, last_checkpoint: Optio
         model = AutoModelForImageClassification.from_pretrained(
             recipe.model_name_or_path, config=model_config, cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes,
         )
+    model = _adapt_model(model, recipe)
     components = TrainingComponents(config, recipe, args, None, prepared, model, plan, last_checkpoint, scaling.to_dict())
     if config.learning_rate_auto:
         _choose_learning_rate(components)
     return components
+
+
+def _peft_load_kwargs(recipe: Recipe, script: ScriptArguments) -> dict:
+    from .peft_lora import peft_load_kwargs
+
+    if script.merge_adapter and recipe.peft == "none":
+        raise ConfigError("--merge_adapter", True, "there is no adapter to merge (peft: none)", "drop --merge_adapter or pass --peft lora")
+    return peft_load_kwargs(recipe)
+
+
+def _adapt_model(model, recipe: Recipe):
+    """LoRA / QLoRA adapters (ftrecipes.peft_lora), and the layer-wise LR groups checked against the
+    model's modules now, so an unmappable architecture fails before output_dir is touched."""
+    from .layerwise import parameter_depths, uses_layerwise
+    from .peft_lora import apply_peft, trainable_parameters
+
+    model = apply_peft(model, recipe)
+    if uses_layerwise(recipe):
+        parameter_depths(model)
+    logger.info("trainable parameters: %d of %d", *trainable_parameters(model))
+    return model
 
 
 def _set_cpu_threads(requested: Optional[int]) -> None:
@@ -397,6 +422,10 @@ def run(config: JobConfig) -> int:
             _plot_curves(args.output_dir)
         return monitoring.exit_code
     trainer.save_model()
+    if config.script.merge_adapter and trainer.is_world_process_zero():
+        from .peft_lora import save_merged
+
+        logger.info("merged weights: %s", save_merged(trainer.model, args.output_dir, c.tokenizer))
     metrics = dict(train_result.metrics)
     metrics["train_samples"] = len(c.prepared.datasets["train"])
     trainer.log_metrics("train", metrics)
@@ -470,6 +499,7 @@ def _write_recipe_outputs(c: TrainingComponents, trainer) -> None:
         "learning_rate": c.args.learning_rate,
         "lr_scaling": c.lr_scaling,
         "learning_rate_source": c.learning_rate_source,
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "transitions": [dataclasses.asdict(t) for t in (schedule.transitions if schedule else [])],
     }
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
