@@ -69,12 +69,14 @@ def num_layers(model: nn.Module) -> int:
     return int(value) if value is not None else -1
 
 
-def parameter_depths(model: nn.Module) -> dict[str, tuple[str, int | None]]:
+def parameter_depths(model: nn.Module, recipe=None) -> dict[str, tuple[str, int | None]]:
     """``{parameter name: (group name, layer index or None)}`` for every trainable parameter.
 
     Group names: ``head``, ``layer_<l>``, ``embeddings``. Raises ``ConfigError`` for a parameter of
-    the backbone that is none of these (an architecture whose module names are not known here).
+    the backbone that is none of these (an architecture whose module names are not known here);
+    ``recipe`` only supplies the value its message names.
     """
+    value = getattr(recipe, "layerwise_lr_decay", None)
     inner = _unwrap(model)
     backbone = getattr(inner, "base_model", inner)
     backbone_ids = {id(p) for p in backbone.parameters()}
@@ -92,7 +94,7 @@ def parameter_depths(model: nn.Module) -> dict[str, tuple[str, int | None]]:
         if match:
             index = int(match.group(1))
             if total >= 0 and index >= total:
-                raise ConfigError("layerwise_lr_decay", None, f"module {_module(name)!r} has layer index {index} but the config has num_hidden_layers={total}",
+                raise ConfigError("layerwise_lr_decay", value, f"module {_module(name)!r} has layer index {index} but the config has num_hidden_layers={total}",
                                   "set layerwise_lr_decay: 1.0 for this model, or fix its config")
             depths[name] = (f"layer_{index}", index)
         elif _FIRST_LAYER_EXTRA.search(local):
@@ -104,7 +106,7 @@ def parameter_depths(model: nn.Module) -> dict[str, tuple[str, int | None]]:
         else:
             model_type = getattr(getattr(inner, "config", None), "model_type", type(inner).__name__)
             raise ConfigError(
-                "layerwise_lr_decay", None,
+                "layerwise_lr_decay", value,
                 f"cannot place module {_module(name)!r} of a {model_type!r} model in a layer, the embeddings or the head",
                 f"use a supported family ({SUPPORTED_FAMILIES}) or set layerwise_lr_decay, head_lr_multiplier and embedding_lr_multiplier to 1.0",
             )
@@ -132,7 +134,7 @@ def layerwise_parameter_groups(model: nn.Module, recipe, learning_rate: float, w
 
     weight_decay = recipe.weight_decay if weight_decay is None else weight_decay
     inner = _unwrap(model)
-    depths = parameter_depths(inner)
+    depths = parameter_depths(inner, recipe)
     total = num_layers(inner)
     if total < 0:
         total = 1 + max((i for _, i in depths.values() if i is not None and i >= 0), default=-1)

@@ -347,7 +347,7 @@ def _adapt_model(model, recipe: Recipe):
 
     model = apply_peft(model, recipe)
     if uses_layerwise(recipe):
-        parameter_depths(model)
+        parameter_depths(model, recipe)
     logger.info("trainable parameters: %d of %d", *trainable_parameters(model))
     return model
 
