@@ -5,8 +5,8 @@
     python scripts/adaptation_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
 
 Each arm is the card (its model, data, budget and split) trained with another recipe: ``--recipe cls``
-(the cards' own), ``--recipe llrd-cls`` or ``--recipe lora-cls``. Runs are interleaved (for each card,
-for each seed, every arm) so a slow spell of a shared machine hits all arms alike, and each run is a
+(the cards' own), ``--recipe llrd-cls`` or ``--recipe lora-cls``. Runs are interleaved (for each seed,
+for each card, every arm) so a slow spell of a shared machine hits all arms alike, and each run is a
 fresh spawned process so that its peak RSS (``ru_maxrss``) is its own. Prints a markdown table —
 accuracy and macro-F1 mean ± std, trainable parameters, seconds per optimizer step (``train_runtime``
 / steps), peak RSS — and writes ``adaptation_study.json`` (every run and the summary) to ``--output_dir``.
@@ -132,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     started = time.time()
     context = multiprocessing.get_context("spawn")
-    for card in cards:
-        for seed in [card.first_seed + i for i in range(args.seeds)]:
+    # Seed-major: a study cut short still has every card and arm at the seeds it finished.
+    for index in range(args.seeds):
+        for card in cards:
+            seed = card.first_seed + index
             for arm in args.arms:
                 run_dir = out / card.name / arm / f"seed-{seed}"
                 overrides = {"recipe": ARMS[arm], "save_strategy": "no", **extra}
