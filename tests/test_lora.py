@@ -142,6 +142,21 @@ def test_lora_job_saves_the_adapter_merges_and_resumes_exactly(tiny_base, cls_fi
         torch.testing.assert_close(weights[name], tensor, rtol=1e-4, atol=1e-6)
 
 
+def test_lora_clm_runs_end_to_end_on_a_text_file(tmp_path):
+    from ftrecipes.testing import save_tiny_pretrained
+
+    model = save_tiny_pretrained(tmp_path / "tiny-lm", "clm")
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(f"the {w} market rose as the team won the cup and the chip shipped" for w in range(200)))
+    out = tmp_path / "clm"
+    assert main(["--recipe", "lora-clm", "--model_name_or_path", model, "--train_file", str(text), "--output_dir", str(out),
+                 "--max_steps", "3", "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--disable_tqdm", "true",
+                 "--plots", "false", "--save_strategy", "no"]) == 0
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["task_type"] == "CAUSAL_LM" and sorted(config["target_modules"]) == ["q_proj", "v_proj"] and config["r"] == 8
+    assert json.loads((out / "eval_results.json").read_text())["eval_perplexity"] > 1.0
+
+
 def test_users_own_trainer_applies_a_lora_recipe(tmp_path):
     """A stock ``transformers.Trainer`` (as in scripts/trainer_integration.py): apply_peft, then the
     recipe's TrainingArguments and optimizer/scheduler pair. Only adapters and head move; LRs follow the plan."""
