@@ -55,8 +55,10 @@ def uses_layerwise(recipe) -> bool:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """The transformers model under DDP (``.module``) and peft (``get_base_model()``) wrappers."""
-    model = getattr(model, "module", model)
+    """The transformers model under DDP / compile wrappers and peft's ``get_base_model()``."""
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model)
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
     return model

@@ -147,3 +147,21 @@ def test_unmappable_model_in_the_job_exits_2_before_output_dir(tmp_path, capsys)
     assert code == 2
     assert err[-1].startswith("finetune.py: error: layerwise_lr_decay=0.9: cannot place module 'features.0' of a 'ftrecipes-small-cnn' model")
     assert not out.exists()
+
+
+def test_llrd_with_lora_puts_adapters_in_their_layers_and_the_head_first():
+    from ftrecipes.peft_lora import apply_peft
+    from ftrecipes.testing import tiny_model
+
+    recipe = get_recipe("lora-cls", layerwise_lr_decay=XI)
+    model = apply_peft(tiny_model("cls"), recipe)
+    groups = layerwise_parameter_groups(model, recipe, 1.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_group = {}
+    for group in groups:
+        by_group.setdefault(group["name"], []).extend(names[id(p)] for p in group["params"])
+    assert list(by_group) == ["head", "layer_1", "layer_0"]  # frozen embeddings: no group
+    assert all(".modules_to_save." in n for n in by_group["head"])
+    for layer in (0, 1):
+        assert by_group[f"layer_{layer}"] and all(f"layer.{layer}." in n and ".lora_" in n for n in by_group[f"layer_{layer}"])
+    assert group_peaks(groups) == pytest.approx({"head": 1.0, "layer_1": XI, "layer_0": XI**2})
