@@ -407,7 +407,7 @@ def _check_adaptation(recipe: Recipe) -> None:
     _positive("head_lr_multiplier", recipe.head_lr_multiplier, "use 1.0 (the peak) or e.g. 10 for a faster head")
     _positive("embedding_lr_multiplier", recipe.embedding_lr_multiplier, "use 1.0, or e.g. 0.1 for slower embeddings")
     if recipe.lr_prior is not None:
-        value = recipe.lr_prior.split(",") if isinstance(recipe.lr_prior, str) else recipe.lr_prior
+        value = recipe.lr_prior.strip("[]() ").split(",") if isinstance(recipe.lr_prior, str) else recipe.lr_prior  # "1e-4,5e-4" or "[1e-4, 5e-4]"
         try:
             low, high = (float(v) for v in value)
         except (TypeError, ValueError):
