@@ -90,15 +90,15 @@ def test_no_llrd_keeps_the_two_trainer_groups():
 
 def _args(tiny_base, cls_files, output_dir, *extra):
     return ["--recipe", "llrd-cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "2",
+            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "1",
             "--warmup", "20%", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
             "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no",
             "--layerwise_lr_decay", str(XI), "--head_lr_multiplier", "2.0", *extra]
 
 
 def _check_every_group_follows_the_schedule(output_dir, processes, batch):
-    recipe = get_recipe("llrd-cls", warmup="20%", num_train_epochs=2)
-    plan = recipe.plan(Timeline(N_TRAIN, batch, processes, 1, num_train_epochs=2))
+    recipe = get_recipe("llrd-cls", warmup="20%", num_train_epochs=1)
+    plan = recipe.plan(Timeline(N_TRAIN, batch, processes, 1, num_train_epochs=1))
     peak = plan.learning_rate  # sqrt-scaled from batch 16 to 8: every group scales with it
     peaks = {"learning_rate": 2.0 * peak, "learning_rate/layer_1": peak * XI, "learning_rate/layer_0": peak * XI**2,
              "learning_rate/embeddings": peak * XI**3}
