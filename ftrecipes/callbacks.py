@@ -170,8 +170,9 @@ class ScheduleLogger(TrainerCallback):
     """Adds what the Trainer does not log itself to every training log (every ``logging_steps``,
     through :meth:`log_values`, which ``RecipeTrainer.log`` merges):
 
-    * ``learning_rate/group_<i>`` for every param group ``i >= 1`` when the groups' LRs differ (group 0
-      is the Trainer's own ``learning_rate``);
+    * ``learning_rate/<name>`` for every param group ``i >= 1`` when the groups' LRs differ (group 0
+      is the Trainer's own ``learning_rate``): the group's ``name`` key (``layer_5``, ``embeddings``, set
+      by :mod:`ftrecipes.layerwise`), else ``group_<i>``;
     * ``momentum`` — beta1 (Adam) or momentum (SGD) of group 0 when the schedule cycles it (one-cycle).
 
     Both are the values *used* by the logged optimizer step (recorded in ``on_optimizer_step``, after
@@ -185,6 +186,7 @@ class ScheduleLogger(TrainerCallback):
         self.log_momentum = log_momentum
         self.write_schedule = write_schedule
         self._used_lrs: list[float] | None = None
+        self._group_names: list[str] = []
         self._used_momentum: float | None = None
         self._cycles_momentum = False
 
@@ -207,6 +209,7 @@ class ScheduleLogger(TrainerCallback):
             return
         groups = optimizer.param_groups
         self._used_lrs = [float(g["lr"]) for g in groups]
+        self._group_names = [str(g.get("name") or f"group_{i}") for i, g in enumerate(groups)]  # ftrecipes.layerwise names them
         if self._cycles_momentum:
             group = groups[0]
             self._used_momentum = float(group["betas"][0]) if "betas" in group else float(group.get("momentum", 0.0))
@@ -217,8 +220,9 @@ class ScheduleLogger(TrainerCallback):
             return {}
         extra: dict[str, float] = {}
         if len(set(self._used_lrs)) > 1:
-            for index, lr in enumerate(self._used_lrs[1:], start=1):
-                extra[f"learning_rate/group_{index}"] = lr
+            for name, lr in zip(self._group_names[1:], self._used_lrs[1:]):
+                if name != self._group_names[0]:  # a named depth has two groups (decayed, not): one key
+                    extra[f"learning_rate/{name}"] = lr
         if self._cycles_momentum and self._used_momentum is not None:
             extra["momentum"] = self._used_momentum
         return extra

@@ -27,6 +27,7 @@ def build_model(
     ignore_mismatched_sizes: bool = False,
     recipe: Any = None,
     attn_implementation: str | None = None,
+    load_kwargs: dict | None = None,
 ):
     """Create the model of a run for ``task``, sized for the prepared data, and wrap it.
 
@@ -61,11 +62,29 @@ def build_model(
         model = task.auto_model_class().from_pretrained(
             model_path, config=config, cache_dir=cache_dir, ignore_mismatched_sizes=ignore_mismatched_sizes,
             **({"attn_implementation": attn_implementation} if attn_implementation else {}),
+            **(load_kwargs or {}),  # e.g. QLoRA's 4-bit quantization_config (ftrecipes.peft_lora.peft_load_kwargs)
         )
     return wrap_model(model, task=task, recipe=recipe)
 
 
 def wrap_model(model, *, task: Task, recipe: Any = None):
-    """The single hook for model wrappers (PEFT / LoRA adapters, layer-wise LR groups), applied by
-    :func:`build_model` to every model it creates. No wrapper is active yet: the model is returned as is."""
+    """The single hook for model wrappers, applied by :func:`build_model` to every model it creates:
+
+    - LoRA / QLoRA adapters when ``recipe.peft`` asks for them (:func:`ftrecipes.peft_lora.apply_peft`:
+      only the adapters and the task head train);
+    - the layer-wise LR mapping (``layerwise_lr_decay`` and the head / embedding multipliers) checked
+      against the model's modules now, so an architecture it cannot place fails before anything is
+      written; the optimizer builds the groups from it (:mod:`ftrecipes.layerwise`).
+    """
+    import logging
+
+    from .layerwise import parameter_depths, uses_layerwise
+    from .peft_lora import apply_peft, trainable_parameters
+
+    if recipe is None:
+        return model
+    model = apply_peft(model, recipe)
+    if uses_layerwise(recipe):
+        parameter_depths(model, recipe)
+    logging.getLogger("ftrecipes.modeling").info("trainable parameters: %d of %d", *trainable_parameters(model))
     return model

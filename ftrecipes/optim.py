@@ -12,6 +12,8 @@ from torch import nn
 from transformers.trainer_pt_utils import get_parameter_names
 
 
+from .layerwise import layerwise_parameter_groups, uses_layerwise
+
 # The name patterns of Trainer.get_decay_parameter_names (transformers 5.x): that method is an instance
 # method of a Trainer, so the rule is restated here on the public helper it calls.
 NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
@@ -38,7 +40,9 @@ def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = Non
     ``args`` (TrainingArguments after ``apply_recipe``) weight decay, betas and epsilon are the args'."""
     lr = recipe.learning_rate if learning_rate is None else learning_rate
     source = args if args is not None else recipe
-    groups = parameter_groups(model, source.weight_decay)
+    # Layer-wise / head / embedding peaks when the recipe asks for them (ftrecipes.layerwise).
+    groups = (layerwise_parameter_groups(model, recipe, lr) if uses_layerwise(recipe)
+              else parameter_groups(model, source.weight_decay))
     if recipe.optimizer == "adamw":
         kwargs = dict(lr=lr, betas=(source.adam_beta1, source.adam_beta2), eps=source.adam_epsilon)
         try:

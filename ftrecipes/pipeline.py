@@ -55,6 +55,7 @@ class ScriptArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."})
     plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
     cpu_threads: Optional[int] = field(default=None, metadata={"help": "torch threads per process when training on CPU (default: the cores this process may use, divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1, which leaves cores idle)."})
+    merge_adapter: bool = field(default=False, metadata={"help": "With peft: also save the adapters merged into the base weights, in output_dir/merged."})
     on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
     replan: bool = field(default=False, metadata={"help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."})
 
@@ -221,6 +222,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     _set_cpu_threads(script.cpu_threads)
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
+    load_kwargs = _peft_load_kwargs(recipe, script)  # peft / QLoRA prerequisites, before anything is loaded
 
     has_files = any((script.train_file, script.validation_file, script.test_file))
     raw = load_raw_datasets(
@@ -253,9 +255,8 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     # Eager attention for bf16 on a CPU: torch's CPU flash-attention backward is slow in bf16.
     model = build_model(task, prepared, recipe.model_name_or_path, config_name=script.config_name, cache_dir=script.cache_dir,
                         ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe,
-                        attn_implementation=attention_implementation(args_precision(args), args.device.type))
-    job = config if recipe is config.recipe else dataclasses.replace(config, recipe=recipe,
-                        attn_implementation=attention_implementation(args_precision(args), args.device.type))
+                        attn_implementation=attention_implementation(args_precision(args), args.device.type), load_kwargs=load_kwargs)
+    job = config if recipe is config.recipe else dataclasses.replace(config, recipe=recipe)
     components = TrainingComponents(job, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict())
     if config.learning_rate_auto:
         _choose_learning_rate(components)
@@ -334,6 +335,14 @@ def _with_task_metric(recipe: Recipe, task) -> Recipe:
                       f"use one of {', '.join(reported)} (default: {task.metric_for_best_model})")
 
 
+def _peft_load_kwargs(recipe: Recipe, script: ScriptArguments) -> dict:
+    from .peft_lora import peft_load_kwargs
+
+    if script.merge_adapter and recipe.peft == "none":
+        raise ConfigError("--merge_adapter", True, "there is no adapter to merge (peft: none)", "drop --merge_adapter or pass --peft lora")
+    return peft_load_kwargs(recipe)
+
+
 def _set_cpu_threads(requested: Optional[int]) -> None:
     """On CPU, use the cores that are ours: launchers set OMP_NUM_THREADS=1 for every process, which
     on a single-process run leaves all cores but one idle (about 2x slower on 2 cores)."""
@@ -404,6 +413,10 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
     if preemption.received:
         return stop_after_preemption(trainer, preemption)
     trainer.save_model()
+    if config.script.merge_adapter and trainer.is_world_process_zero():
+        from .peft_lora import save_merged
+
+        logger.info("merged weights: %s", save_merged(trainer.model, args.output_dir, c.tokenizer))
     metrics = dict(train_result.metrics)
     metrics["train_samples"] = len(c.prepared.datasets["train"])
     trainer.log_metrics("train", metrics)

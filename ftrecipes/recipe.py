@@ -49,6 +49,7 @@ from .timeline import Timeline
 
 TASKS = task_names()  # the task registry (ftrecipes/tasks/) is the one list of tasks
 OPTIMIZERS = ("adamw", "sgd")  # built by ftrecipes.optim.create_optimizer
+PEFT_METHODS = ("none", "lora", "qlora")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 EVAL_STRATEGIES = ("no", "steps", "epoch")
 
@@ -113,6 +114,16 @@ class Recipe:
     max_seq_length: int = _help("Truncate inputs to this many tokens.", default=128)
     seed: int = _help("Random seed.", default=42)
 
+    # --- adaptation: LoRA / QLoRA (ftrecipes.peft_lora) and layer-wise LRs (ftrecipes.layerwise) ----
+    peft: str = _help(f"Parameter-efficient fine-tuning: one of {PEFT_METHODS} ('qlora': 4-bit NF4 base, needs CUDA).", default="none")
+    lora_r: int = _help("LoRA rank r of the update B @ A.", default=8)
+    lora_alpha: int = _help("LoRA scaling: the update is multiplied by lora_alpha / lora_r.", default=16)
+    lora_dropout: float = _help("Dropout on the LoRA branch's input.", default=0.0)
+    lora_target_modules: str = _help("'auto' (the attention projections of the architecture), 'all-linear', or comma-separated module names, e.g. 'query,value'.", default="auto")
+    layerwise_lr_decay: float = _help("LLRD factor xi in (0, 1]: layer l of L at peak * xi^(L-l), embeddings at peak * xi^(L+1); 1.0 is off.", default=1.0)
+    head_lr_multiplier: float = _help("The task head (and pooler / final norm) trains at peak * this.", default=1.0)
+    embedding_lr_multiplier: float = _help("The embeddings train at their (decayed) LR * this.", default=1.0)
+
     def __post_init__(self):
         _coerce_fields(self)
         self.validate()
@@ -163,6 +174,7 @@ class Recipe:
             raise ConfigError("eval_steps", self.eval_steps, "eval_strategy='steps' needs an interval", "set eval_steps, e.g. 100 or '10%'")
         if self.eval_steps is not None:
             training_interval(self.eval_steps, "eval_steps")
+        _check_adaptation(self)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -371,6 +383,22 @@ def _yaml_scalar(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _check_adaptation(recipe: Recipe) -> None:
+    """The LoRA / layer-wise LR fields (no torch or peft import: the config layer stays light)."""
+    _one_of("peft", recipe.peft, PEFT_METHODS)
+    if recipe.lora_r < 1:
+        raise ConfigError("lora_r", recipe.lora_r, "the LoRA rank must be a positive integer", "use e.g. 8 (LoRA paper) or 64 (QLoRA)")
+    _positive("lora_alpha", recipe.lora_alpha, "use e.g. 16")
+    if not 0 <= recipe.lora_dropout < 1:
+        raise ConfigError("lora_dropout", recipe.lora_dropout, "must lie in [0, 1)", "use 0.0 to 0.1")
+    if not recipe.lora_target_modules.strip() or any(not m.strip() for m in recipe.lora_target_modules.split(",")):
+        raise ConfigError("lora_target_modules", recipe.lora_target_modules, "names no module", "use 'auto', 'all-linear' or e.g. 'query,value'")
+    if not 0 < recipe.layerwise_lr_decay <= 1:
+        raise ConfigError("layerwise_lr_decay", recipe.layerwise_lr_decay, "must lie in (0, 1]", "use e.g. 0.95 (Sun et al. 2019), or 1.0 for no decay")
+    _positive("head_lr_multiplier", recipe.head_lr_multiplier, "use 1.0 (the peak) or e.g. 10 for a faster head")
+    _positive("embedding_lr_multiplier", recipe.embedding_lr_multiplier, "use 1.0, or e.g. 0.1 for slower embeddings")
 
 
 def _warmup_fix(recipe: "Recipe", timeline: Timeline, warmup: int) -> str:

@@ -433,6 +433,10 @@ class RecipeTrainer(Trainer):
         args = apply_recipe(recipe, args if args is not None else TrainingArguments(output_dir="trainer_output"), argv)
         log_sources(args)
         self.recipe = _effective_recipe(recipe, args)
+        if model is not None and self.recipe.peft != "none" and not hasattr(model, "peft_config"):
+            from .peft_lora import apply_peft
+
+            model = apply_peft(model, self.recipe)  # a LoRA recipe adapts the user's model as finetune.py does
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(PlateauMetricCallback())
         if self.recipe.early_stopping_patience > 0:
@@ -512,6 +516,7 @@ class RecipeTrainer(Trainer):
             "sources": record["sources"],
             "ignored_flags": record["ignored"],
             "transitions": [dataclasses.asdict(t) for t in (schedule.transitions if schedule else [])],
+            "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             **self.run_info,
         }
         (out / PLAN_FILE).write_text(json.dumps(plan, indent=2, default=str))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Apply a recipe to *your own* Trainer script: the two lines that matter are marked (1) and (2).
+"""Apply a recipe to *your own* Trainer script: the lines that matter are marked (0), (1) and (2).
 
     python scripts/trainer_integration.py                          # bundled MiniLM + BBC News, 60 steps
     python scripts/trainer_integration.py --recipe one-cycle --max_steps 100 --output_dir runs/mine
@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from ftrecipes import ConfigError, get_recipe
 from ftrecipes.data import load_raw_datasets, resolve_model_name_or_path
+from ftrecipes.peft_lora import apply_peft, peft_load_kwargs, trainable_parameters
 from ftrecipes.trainer import apply_recipe, recipe_optimizers
 
 
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
     cli = parser.parse_args(argv)
     try:
         recipe = get_recipe(cli.recipe, max_steps=cli.max_steps, max_seq_length=64)
+        load_kwargs = peft_load_kwargs(recipe)  # QLoRA's 4-bit config; peft / CUDA checked before loading
     except ConfigError as err:
         print(f"trainer_integration.py: error: {err}", file=sys.stderr)
         return 2
@@ -42,7 +44,10 @@ def main(argv=None) -> int:
     path = resolve_model_name_or_path(cli.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenized = raw.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=recipe.max_seq_length), batched=True, remove_columns=["text"])
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels), **load_kwargs)
+    # (0) LoRA / QLoRA adapters when the recipe asks for them (lora-cls); the model as-is otherwise.
+    model = apply_peft(model, recipe)
+    print("trainable parameters: {:,} of {:,}".format(*trainable_parameters(model)))
 
     def compute_metrics(eval_pred):
         logits, gold = eval_pred

@@ -28,7 +28,7 @@ from ftrecipes.baselines import (
 )
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest on the shared cores
-OFFLINE_CARDS = {"bbc-minilm", "tweets-minilm", "ner-minilm", "digits-cnn"}
+OFFLINE_CARDS = {"bbc-minilm", "tweets-minilm", "ner-minilm", "digits-cnn", "bbc-minilm-llrd", "bbc-minilm-lora", "tweets-minilm-llrd", "tweets-minilm-lora"}
 
 
 def _script(name):

@@ -1,0 +1,167 @@
+"""Layer-wise LR decay: group peaks follow xi^(L - l), every family maps, weight decay stays off
+biases and norms in every group, and a real Trainer run (1 process and 2 via torchrun) trains every
+group at exactly its peak x schedule(step)."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FINETUNE, PYTHON
+from ftrecipes import Timeline, get_recipe
+from ftrecipes.errors import ConfigError
+from ftrecipes.layerwise import group_peaks, layerwise_parameter_groups, parameter_depths
+from ftrecipes.optim import create_optimizer, decay_parameter_names
+from ftrecipes.pipeline import main
+from ftrecipes.trainer import expected_lr
+
+N_TRAIN = 96
+XI = 0.8
+
+
+def _tiny(config_cls, model_cls, **kwargs):
+    import transformers
+
+    config = getattr(transformers, config_cls)(**kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return getattr(transformers, model_cls)(config)
+
+
+ENC = dict(vocab_size=64, hidden_size=16, num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+DEC = dict(vocab_size=64, hidden_size=16, num_attention_heads=2, num_key_value_heads=2, intermediate_size=32, max_position_embeddings=32)
+FAMILIES = {
+    "bert": ("BertConfig", "BertForSequenceClassification", dict(ENC, num_hidden_layers=3)),
+    "roberta": ("RobertaConfig", "RobertaForSequenceClassification", dict(ENC, num_hidden_layers=3, pad_token_id=1)),
+    "deberta-v2": ("DebertaV2Config", "DebertaV2ForSequenceClassification",
+                   dict(ENC, num_hidden_layers=3, relative_attention=True, position_buckets=8, conv_kernel_size=3, norm_rel_ebd="layer_norm")),
+    "electra": ("ElectraConfig", "ElectraForSequenceClassification", dict(ENC, num_hidden_layers=3, embedding_size=8)),
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(DEC, num_hidden_layers=3)),
+    "mistral": ("MistralConfig", "MistralForSequenceClassification", dict(DEC, num_hidden_layers=3, pad_token_id=0)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(DEC, num_hidden_layers=3)),
+    "gpt2": ("GPT2Config", "GPT2ForSequenceClassification", dict(vocab_size=64, n_embd=16, n_head=2, n_layer=3, n_positions=32, pad_token_id=0)),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_maps_to_head_layers_and_embeddings(family):
+    model = _tiny(*FAMILIES[family][:2], **FAMILIES[family][2])
+    recipe = get_recipe("llrd-cls", layerwise_lr_decay=XI, head_lr_multiplier=3.0, embedding_lr_multiplier=0.5, weight_decay=0.05)
+    groups = layerwise_parameter_groups(model, recipe, 1e-3)
+    peaks = group_peaks(groups)
+    L = 3
+    # head first (group 0: the Trainer's own `learning_rate` log), then layers top-down, then embeddings
+    assert list(peaks) == ["head", "layer_2", "layer_1", "layer_0", "embeddings"], family
+    assert peaks["head"] == pytest.approx(3e-3)
+    for layer in range(L):
+        assert peaks[f"layer_{layer}"] == pytest.approx(1e-3 * XI ** (L - layer)), (family, layer)
+    assert peaks["embeddings"] == pytest.approx(1e-3 * XI ** (L + 1) * 0.5)
+    # every trainable parameter in exactly one group; weight decay only on what the Trainer decays
+    grouped = [p for g in groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == sum(1 for p in model.parameters() if p.requires_grad)
+    decay = {id(p) for n, p in model.named_parameters() if n in decay_parameter_names(model)}
+    for group in groups:
+        assert all((id(p) in decay) == (group["weight_decay"] == 0.05) for p in group["params"]), (family, group["name"])
+    names = {n: depth for n, (depth, _) in parameter_depths(model).items()}
+    assert any("bias" in n or "norm" in n.lower() for n in names if names[n] == "layer_1")  # norms/biases sit inside layers
+    assert any(g["weight_decay"] == 0.0 and g["name"] == "layer_1" for g in groups)
+
+
+def test_unmappable_architecture_names_the_module():
+    from ftrecipes.models import SmallCNNConfig, SmallCNNForImageClassification
+
+    with pytest.raises(ConfigError, match=r"layerwise_lr_decay=0.95: cannot place module 'features.0'.*set layerwise_lr_decay"):
+        create_optimizer(get_recipe("llrd-cls"), SmallCNNForImageClassification(SmallCNNConfig(num_labels=3)))
+
+
+def test_no_llrd_keeps_the_two_trainer_groups():
+    from ftrecipes.testing import tiny_model
+
+    optimizer = create_optimizer(get_recipe("cls"), tiny_model("cls"), learning_rate=1e-4)
+    assert len(optimizer.param_groups) == 2 and "name" not in optimizer.param_groups[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# A real Trainer run through scripts/finetune.py
+
+
+def _args(tiny_base, cls_files, output_dir, *extra):
+    return ["--recipe", "llrd-cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
+            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "1",
+            "--warmup", "20%", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
+            "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no",
+            "--layerwise_lr_decay", str(XI), "--head_lr_multiplier", "2.0", *extra]
+
+
+def _check_every_group_follows_the_schedule(output_dir, processes, batch):
+    recipe = get_recipe("llrd-cls", warmup="20%", num_train_epochs=1)
+    plan = recipe.plan(Timeline(N_TRAIN, batch, processes, 1, num_train_epochs=1))
+    peak = plan.learning_rate  # sqrt-scaled from batch 16 to 8: every group scales with it
+    peaks = {"learning_rate": 2.0 * peak, "learning_rate/layer_1": peak * XI, "learning_rate/layer_0": peak * XI**2,
+             "learning_rate/embeddings": peak * XI**3}
+    history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
+    logs = [e for e in history if "loss" in e]
+    assert [e["step"] for e in logs] == list(range(1, plan.total_steps + 1))
+    for entry in logs:
+        for key, group_peak in peaks.items():
+            assert entry[key] == pytest.approx(expected_lr(group_peak, plan.schedule, entry["step"]), rel=1e-9), (key, entry["step"])
+    return logs
+
+
+def test_every_group_lr_at_every_step_is_its_peak_times_the_schedule(tiny_base, cls_files, tmp_path):
+    out = tmp_path / "llrd"
+    assert main(_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "8")) == 0
+    _check_every_group_follows_the_schedule(out, processes=1, batch=8)
+    assert (out / "training_curves.png").is_file()
+
+
+@pytest.mark.multiprocess
+def test_two_processes_give_the_same_group_traces(tiny_base, cls_files, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541", FINETUNE,
+           *_args(tiny_base, cls_files, tmp_path / "ddp", "--per_device_train_batch_size", "4", "--plots", "false")]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # global batch 2 x 4 = 8: the same plan (and sqrt-scaled peak) as one process at batch 8
+    _check_every_group_follows_the_schedule(tmp_path / "ddp", processes=2, batch=4)
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.9"])
+def test_decay_outside_0_1_exits_2(tiny_base, cls_files, tmp_path, value, capsys):
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    code = main(_args(tiny_base, cls_files, out, "--layerwise_lr_decay", value))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith(f"finetune.py: error: layerwise_lr_decay={float(value)!r}: must lie in (0, 1]")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_unmappable_model_in_the_job_exits_2_before_output_dir(tmp_path, capsys):
+    out = tmp_path / "cnn"
+    code = main(["--recipe", "cnn-step", "--layerwise_lr_decay", "0.9", "--max_train_samples", "64", "--output_dir", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("finetune.py: error: layerwise_lr_decay=0.9: cannot place module 'features.0' of a 'ftrecipes-small-cnn' model")
+    assert not out.exists()
+
+
+def test_llrd_with_lora_puts_adapters_in_their_layers_and_the_head_first():
+    from ftrecipes.peft_lora import apply_peft
+    from ftrecipes.testing import tiny_model
+
+    recipe = get_recipe("lora-cls", layerwise_lr_decay=XI)
+    model = apply_peft(tiny_model("cls"), recipe)
+    groups = layerwise_parameter_groups(model, recipe, 1.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_group = {}
+    for group in groups:
+        by_group.setdefault(group["name"], []).extend(names[id(p)] for p in group["params"])
+    assert list(by_group) == ["head", "layer_1", "layer_0"]  # frozen embeddings: no group
+    assert all(".modules_to_save." in n for n in by_group["head"])
+    for layer in (0, 1):
+        assert by_group[f"layer_{layer}"] and all(f"layer.{layer}." in n and ".lora_" in n for n in by_group[f"layer_{layer}"])
+    assert group_peaks(groups) == pytest.approx({"head": 1.0, "layer_1": XI, "layer_0": XI**2})
