@@ -84,7 +84,7 @@ class BaselineCard:
 
     def hub_names(self) -> list[str]:
         """The model / data names this card would fetch from the Hub (empty: runs offline)."""
-        from .data import canonical_dataset_name
+        from .bundled import canonical_dataset_name
 
         names = []
         if self.model.strip().lower() not in LOCAL_MODELS and not os.path.exists(self.model):
@@ -138,8 +138,10 @@ def card_path(name_or_path: str) -> Path:
     return path
 
 
-def load_card(name_or_path: str) -> BaselineCard:
-    """Load and validate a card by name (``recipes/baselines/<name>.yaml``) or path."""
+def load_card(name_or_path: str, *, check_flags: bool = True) -> BaselineCard:
+    """Load and validate a card by name (``recipes/baselines/<name>.yaml``) or path. ``check_flags=False``
+    skips checking ``overrides`` against finetune.py's flags (that loads transformers; listing cards
+    does not need it — running one does)."""
     path = card_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -147,10 +149,10 @@ def load_card(name_or_path: str) -> BaselineCard:
         raise ConfigError("--card", str(path), "is not valid YAML", "fix the syntax") from None
     if not isinstance(data, dict):
         raise ConfigError("--card", str(path), "must hold a mapping of card fields", "write `key: value` lines")
-    return card_from_dict(data, name=path.stem, source=str(path))
+    return card_from_dict(data, name=path.stem, source=str(path), check_flags=check_flags)
 
 
-def card_from_dict(data: dict, name: str = "card", source: str = "card") -> BaselineCard:
+def card_from_dict(data: dict, name: str = "card", source: str = "card", *, check_flags: bool = True) -> BaselineCard:
     """A :class:`BaselineCard` from a mapping; every problem is a :class:`ConfigError` naming the field."""
     known = REQUIRED + OPTIONAL
     for key in data:
@@ -186,7 +188,8 @@ def card_from_dict(data: dict, name: str = "card", source: str = "card") -> Base
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise ConfigError("overrides", overrides, "must be a mapping of finetune.py flags to values", "write e.g. {max_seq_length: 64}")
-    _check_overrides(overrides)
+    if check_flags:
+        _check_overrides(overrides)
 
     from .registry import get_recipe
 

@@ -29,6 +29,7 @@ from typing import Callable
 import datasets
 from datasets import ClassLabel, DatasetDict, Features, Sequence, Value
 
+from .bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, canonical_dataset_name  # noqa: F401 (re-exported)
 from .errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -185,19 +186,10 @@ BUNDLED_DATASETS: dict[str, BundledDataset] = {
         BundledDataset("digits", "scikit-learn", "image", "8x8 handwritten digits, 10 classes, 1,797 images", _load_digits),
     )
 }
-DATASET_ALIASES = {"ner": "wnut_ner", "bbc": "bbc_news", "tweets": "tweet_sentiment"}
-
-
+assert tuple(BUNDLED_DATASETS) == BUNDLED_DATASET_NAMES  # the light name list and the loaders agree
 def list_bundled_datasets() -> list[str]:
     """Names of the bundled offline data sets (aliases excluded)."""
     return sorted(BUNDLED_DATASETS)
-
-
-def canonical_dataset_name(name: str) -> str | None:
-    """The bundled data set behind ``name`` (an alias or a name), or ``None``."""
-    key = name.strip().lower()
-    key = DATASET_ALIASES.get(key, key)
-    return key if key in BUNDLED_DATASETS else None
 
 
 def load_bundled_dataset(name: str) -> DatasetDict:

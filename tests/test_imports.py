@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 CONFIG_LAYER = ["ftrecipes", "ftrecipes.errors", "ftrecipes.durations", "ftrecipes.timeline", "ftrecipes.schedules",
                 "ftrecipes.schedule_types", "ftrecipes.scaling", "ftrecipes.priors", "ftrecipes.recipe", "ftrecipes.tasks",
-                "ftrecipes.registry", "ftrecipes.explain", "ftrecipes.plotting", "ftrecipes.outputs", "ftrecipes.curves", "ftrecipes.cli"]
+                "ftrecipes.registry", "ftrecipes.explain", "ftrecipes.plotting", "ftrecipes.outputs", "ftrecipes.curves", "ftrecipes.cli",
+                "ftrecipes.bundled", "ftrecipes.baselines"]
 HEAVY = ("torch", "transformers", "accelerate", "datasets")
 
 
@@ -43,6 +44,13 @@ def test_config_layer_and_inspection_commands_load_no_torch_or_transformers(tmp_
             with contextlib.redirect_stdout(io.StringIO()):
                 assert main(argv) == 0, argv
             loaded("ftrecipes " + " ".join(argv))
+
+        sys.path.insert(0, {str(REPO / "scripts")!r})
+        import reproduce
+        with contextlib.redirect_stdout(io.StringIO()) as table:
+            assert reproduce.main(["--list"]) == 0
+        assert "| bbc-minilm |" in table.getvalue()
+        loaded("reproduce.py --list")
         print("ok")
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
