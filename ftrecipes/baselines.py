@@ -223,6 +223,17 @@ def _check_source(src: Any, where: str) -> None:
             raise ConfigError(f"source.{key}", src.get(key), f"is required for a {kind} source", f"in {where}")
 
 
+def parse_overrides(items: Sequence[str]) -> dict:
+    """``--override FLAG=VALUE`` items (reproduce.py, study.py, adaptation_study.py) as ``{flag: value}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--override", item, "must be FLAG=VALUE", "e.g. --override max_steps=5")
+        out[key.strip().lstrip("-")] = value
+    return out
+
+
 def _check_overrides(overrides: dict) -> None:
     from .pipeline import build_parser
 

@@ -88,7 +88,7 @@ def markdown(summary: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ftrecipes.baselines import judge, load_card, machine_info, record_expected, unreachable_reason
+    from ftrecipes.baselines import judge, load_card, machine_info, parse_overrides, record_expected, unreachable_reason
     from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -112,12 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 return USAGE_EXIT_CODE
         if args.seeds < 1:
             raise ConfigError("--seeds", args.seeds, "must be a positive integer", "e.g. --seeds 3")
-        extra = {}
-        for item in args.override:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError("--override", item, "must be FLAG=VALUE", "e.g. --override max_steps=5")
-            extra[key.strip().lstrip("-")] = value
+        extra = parse_overrides(args.override)
         if args.record and extra:
             raise ConfigError("--record", True, "cannot record runs made with --override", "record the cards as written")
         record_cards = {(card.name, arm): load_card(f"{card.name}-{arm}") for card in cards for arm in args.arms if args.record and arm != "cls"}

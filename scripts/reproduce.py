@@ -21,7 +21,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ftrecipes.baselines import card_result, judge, list_cards, load_card, record_expected, run_seed, unreachable_reason
+from ftrecipes.baselines import card_result, judge, list_cards, load_card, parse_overrides, record_expected, run_seed, unreachable_reason
 from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
 
 
@@ -51,16 +51,6 @@ def list_table() -> str:
         expected = "not recorded" if c.expected is None else (f"{c.expected:.4f} ± {c.tolerance:.4f}" if c.check == "within" else f"≥ {c.expected - c.tolerance:.4f}")
         rows.append(f"| {name} | {c.task} | {c.recipe} | {c.metric} | {expected} | {c.seeds} | {'no (Hub)' if c.hub_names() else 'yes'} | {c.source['kind']} |")
     return "\n".join(rows)
-
-
-def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError("--override", item, "must be FLAG=VALUE", "e.g. --override max_steps=5")
-        out[key.strip().lstrip("-")] = value
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

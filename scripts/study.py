@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from ftrecipes.baselines import STUDY_ARMS, load_card, machine_info, run_seed, study_markdown, summarize_study, unreachable_reason
+from ftrecipes.baselines import STUDY_ARMS, load_card, machine_info, parse_overrides, run_seed, study_markdown, summarize_study, unreachable_reason
 from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
 
 DEFAULT_CARDS = ("bbc-minilm", "tweets-minilm")
@@ -55,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 return USAGE_EXIT_CODE
         if args.seeds < 1:
             raise ConfigError("--seeds", args.seeds, "must be a positive integer", "e.g. --seeds 3")
-        extra = {}
-        for item in args.override:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError("--override", item, "must be FLAG=VALUE", "e.g. --override max_steps=5")
-            extra[key.strip().lstrip("-")] = value
+        extra = parse_overrides(args.override)
         if args.threads is not None:
             import torch
 
