@@ -1,6 +1,7 @@
 """Shared fixtures: tiny saved checkpoints and small labelled data files (all offline, seconds)."""
 
 import csv
+import gc
 import os
 import random
 import sys
@@ -12,16 +13,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from ftrecipes.testing import TOPIC_WORDS  # noqa: E402  (after the offline variables)
+
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = str(REPO / "scripts" / "finetune.py")
 LOOP = str(REPO / "scripts" / "accelerate_loop.py")
 PYTHON = sys.executable
 
-WORDS = {
-    "sport": "match goal team player coach season league cup score win".split(),
-    "tech": "software chip computer phone network data cloud code app robot".split(),
-    "money": "bank market stock price profit trade shares economy tax fund".split(),
-}
+WORDS = TOPIC_WORDS
 
 
 def write_cls_csv(path: Path, n: int, seed: int = 0) -> Path:
@@ -38,7 +37,7 @@ def write_cls_csv(path: Path, n: int, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> str:
-    """A tiny base BERT checkpoint (no head) with the MiniLM tokenizer."""
+    """A tiny base BERT checkpoint (no head) with the tiny WordPiece tokenizer (see ftrecipes.testing)."""
     from ftrecipes.testing import save_tiny_base
 
     return save_tiny_base(tmp_path_factory.mktemp("tiny-base"))
@@ -51,3 +50,11 @@ def cls_files(tmp_path_factory) -> dict:
         "train": str(write_cls_csv(folder / "train.csv", 96, seed=1)),
         "validation": str(write_cls_csv(folder / "validation.csv", 24, seed=2)),
     }
+
+
+def pytest_collection_finish(session):
+    """Move what collection imported (torch, transformers: about half a million objects) out of the
+    cyclic garbage collector's reach. Trainer ends every run with accelerate's ``free_memory()``, whose
+    ``gc.collect()`` otherwise walks all of them: a quarter of a second per in-process run here."""
+    gc.collect()
+    gc.freeze()
