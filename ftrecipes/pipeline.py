@@ -217,7 +217,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     from .preflight import check_before_loading
     from .launch import check_launch, check_world_size
     from .scaling import recipe_lr_scaling
-    from .streaming import check_unknown_length, has_length
+    from .streaming import check_stream_sharding, check_unknown_length, has_length, read_per_process
     from .tasks import get_task, prepare_task
     from .timeline import Timeline
 
@@ -229,6 +229,8 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     config = dataclasses.replace(config, recipe=recipe, training_overrides=check_launch(config.training_overrides))
     args = check_before_loading(config)  # everything that needs no model or data, first
     check_world_size(args)
+    if script.streaming:
+        read_per_process(args)  # each process reads the stream (ftrecipes.streaming)
     _set_cpu_threads(script.cpu_threads)
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
@@ -266,6 +268,8 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     # milestones...), before output_dir exists. RecipeTrainer rebuilds it from Trainer's own count.
     # A streamed split has no size: its plan is max_steps long (checked before loading, too).
     plan = recipe.plan(Timeline.from_training_args(args, len(train))) if has_length(train) else check_unknown_length(recipe, args, train)
+    if script.streaming:
+        check_stream_sharding(args, train)
     scaling = recipe_lr_scaling(recipe, plan.timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
 

@@ -100,10 +100,42 @@ def check_streaming_job(config: Any, args: Any) -> RecipePlan:
     return plan
 
 
+def read_per_process(args: Any) -> None:
+    """Under several processes, let each process read the stream itself (``dispatch_batches=False``).
+
+    Accelerate's default for an iterable data set is to read every batch on the main process and
+    send each process its part (``dispatch_batches=True``), which concatenates the processes'
+    batches first: with dynamic padding (cls, ner, regression) their lengths differ and the first
+    step fails (accelerate#348, transformers#26548). Without dispatching, Accelerate gives each
+    process its own files of the stream when it has at least as many as processes, else every
+    process reads the stream and keeps its slice of each global batch (``IterableDatasetShard``):
+    the global batch stays per-device batch x processes either way. A value the user set in
+    ``--accelerator_config`` is kept.
+    """
+    if args.accelerator_config.dispatch_batches is None:
+        args.accelerator_config.dispatch_batches = False
+
+
+def check_stream_sharding(args: Any, stream: Any) -> None:
+    """Passes over a stream split by files end at different steps on different processes (their
+    files differ in length); an evaluation or a checkpoint at the end of each pass (``epoch``) would
+    then start on one process and wait forever for the others. One line, before training."""
+    processes = max(1, int(getattr(args, "world_size", 1)))
+    shards = getattr(stream, "num_shards", 1)
+    if processes < 2 or shards < processes or args.accelerator_config.dispatch_batches:
+        return
+    for flag in ("eval_strategy", "save_strategy"):
+        value = getattr(getattr(args, flag), "value", getattr(args, flag))
+        if value == "epoch":
+            raise ConfigError(f"--{flag}", value, f"with --streaming on {processes} processes each process reads its own files of the stream "
+                              f"({shards} files), so their passes end at different steps",
+                              f"use --{flag} steps with --{flag.split('_')[0]}_steps (e.g. 10%)")
+
+
 def _streaming_tasks() -> list[str]:
     from .tasks import REGISTRY
 
     return [t.short for t in REGISTRY.values() if t.supports_streaming]
 
 
-__all__ = ["has_length", "plan_unknown_length", "check_unknown_length", "check_streaming_job"]
+__all__ = ["has_length", "plan_unknown_length", "check_unknown_length", "check_streaming_job", "read_per_process", "check_stream_sharding"]
