@@ -103,7 +103,7 @@ def test_finetune_streams_a_text_file_for_causal_lm(tmp_path):
     assert sorted(log_history_lrs(json.loads((out / "trainer_state.json").read_text())["log_history"])) == [1, 2, 3]
 
 
-def test_label_set_without_a_source_is_one_line_before_loading(tiny_base, cls_files, tmp_path, capsys):
+def test_no_label_source_and_no_validation_split_are_one_line_before_loading(tiny_base, cls_files, tmp_path, capsys):
     from test_bad_input import Case, assert_one_line, snapshot
 
     from ftrecipes.pipeline import main
@@ -115,6 +115,9 @@ def test_label_set_without_a_source_is_one_line_before_loading(tiny_base, cls_fi
     capsys.readouterr()
     assert main(streaming_args(tiny_base, cls_files["train"], out, "--max_steps", "4")) == 2
     assert_one_line(capsys.readouterr().err, "finetune.py", Case([], "--label_list", r"cannot be scanned for its classes.*; pass every class in id order"))
+    # nothing is carved from a stream for evaluation either
+    assert main(streaming_args(tiny_base, cls_files["train"], out, "--max_steps", "4", "--label_list", "a", "b", "--eval_strategy", "epoch")) == 2
+    assert_one_line(capsys.readouterr().err, "finetune.py", Case([], "--validation_file", r"no length to carve a validation split from; pass --validation_file PATH, or --eval_strategy no"))
     assert snapshot(out) == before
 
 
@@ -124,7 +127,7 @@ def test_label_rule_classlabel_then_validation_then_label_list(cls_files, tmp_pa
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
     from ftrecipes.data import load_streamed_datasets
-    from ftrecipes.tasks._common import class_label_list, label_ids
+    from ftrecipes.tasks._common import class_label_list, given_label_list, label_ids
 
     names = ["sport", "tech", "money"]  # declared order, not sorted: the ids follow the declaration
     folder = tmp_path / "hub-like"
@@ -142,6 +145,8 @@ def test_label_rule_classlabel_then_validation_then_label_list(cls_files, tmp_pa
         class_label_list(DatasetDict({"train": csv["train"]}), "label", "--label_column_name", sequence=False)
     with pytest.raises(ConfigError, match=r"^--label_column_name='label': the streamed 'train' split has label 'tech', which is not in the label set"):
         label_ids(["sport", "tech"], {"sport": 0, "money": 1}, flag="--label_column_name", column="label", split="train", streamed=True)
+    with pytest.raises(ConfigError, match=r"^--label_list=\['a', 'b', 'a'\]: names a more than once"):
+        given_label_list(["a", "b", "a"])
 
 
 def test_several_processes_read_the_stream_themselves():

@@ -78,6 +78,16 @@ def map_split(ds, function: Callable, *, desc: str, **kwargs):
     return ds.map(function, desc=desc, **kwargs)
 
 
+def given_label_list(label_list: Sequence[Any], flag: str = "--label_list") -> list[str]:
+    """An explicit label list (``--label_list``) as label names, in id order; repeated names would give
+    two ids to one class."""
+    names = [str(name) for name in label_list]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(flag, names, f"names {', '.join(repeated)} more than once", "give each class once, in id order")
+    return names
+
+
 def label_ids(names: Sequence[str | None], label2id: Mapping[str, int], *, flag: str, column: str, split: str, streamed: bool) -> list[int]:
     """Label names -> ids (``None`` -> ``IGNORE_INDEX``). A split in memory was checked whole before
     (:func:`_check_label_values`); a streamed one is checked here, row by row as it is read, so an

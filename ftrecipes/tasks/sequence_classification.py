@@ -17,6 +17,7 @@ from ._common import (
     check_columns,
     class_label_list,
     encode_texts,
+    given_label_list,
     is_streamed,
     label_ids,
     map_split,
@@ -57,6 +58,8 @@ def preprocess_sequence_classification(
 
     if label_list is None:
         label_list = class_label_list(raw, label_column_name, "--label_column_name", sequence=False)
+    else:
+        label_list = given_label_list(label_list)
     label_list = list(label_list)
     if len(label_list) < 2:
         raise ConfigError("--label_column_name", label_column_name, f"has {len(label_list)} distinct label(s) in train", "classification needs at least 2 classes")

@@ -17,6 +17,7 @@ from ._common import (
     _value_to_name,
     check_columns,
     class_label_list,
+    given_label_list,
     is_streamed,
     label_ids,
     map_split,
@@ -98,6 +99,8 @@ def preprocess_token_classification(
 
     if label_list is None:
         label_list = class_label_list(raw, label_column_name, "--label_column_name", sequence=True)
+    else:
+        label_list = given_label_list(label_list)
     label_list = list(label_list)
     label2id = {name: i for i, name in enumerate(label_list)}
     _check_label_values(raw, label_column_name, "--label_column_name", label2id, sequence=True, required=("train", "validation"))
