@@ -262,18 +262,27 @@ def load_local_files(
     # One split at a time, so a read error or an empty file is blamed on the flag that named it.
     raw = DatasetDict()
     for split, (flag, path) in given.items():
-        try:
-            raw[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, cache_dir=cache_dir, **kwargs)
-        except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
-            cause = err.__cause__ or err
-            if "corresponds to no data" in str(err) or type(cause).__name__ == "EmptyDataError":
-                raise ConfigError(flag, path, f"the {split!r} split is empty", "give a file with at least one row") from err
-            # Malformed csv/json surfaces here as a parser error deep inside datasets.
-            raise ConfigError(
-                flag, path, f"could not be read as {builder}: {type(cause).__name__}: {cause}",
-                "check the file is well-formed",
-            ) from err
+        raw[split] = _read_file_split(builder, kwargs, split, flag, path, cache_dir)
     return raw
+
+
+def _read_file_split(builder: str, kwargs: dict, split: str, flag: str, path: str, cache_dir: str | None, streaming: bool = False):
+    """One local file as one split (a ``datasets.IterableDataset`` with ``streaming``); read errors
+    name ``flag``. A streamed file is read lazily, so its first row is read here to find them now."""
+    try:
+        ds = datasets.load_dataset(builder, data_files={split: path}, split=split, cache_dir=cache_dir, streaming=streaming, **kwargs)
+        if streaming and next(iter(ds.take(1)), None) is None:
+            raise ValueError("corresponds to no data")
+        return ds
+    except (ValueError, datasets.exceptions.DatasetGenerationError) as err:
+        cause = err.__cause__ or err
+        if "corresponds to no data" in str(err) or type(cause).__name__ == "EmptyDataError":
+            raise ConfigError(flag, path, f"the {split!r} split is empty", "give a file with at least one row") from err
+        # Malformed csv/json surfaces here as a parser error deep inside datasets.
+        raise ConfigError(
+            flag, path, f"could not be read as {builder}: {type(cause).__name__}: {cause}",
+            "check the file is well-formed",
+        ) from err
 
 
 # -----------------------------------------------------------------------------------------------
@@ -387,6 +396,81 @@ def load_raw_datasets(
         if split in splits:
             splits[split] = _subsample(splits[split], max_eval_samples, "--max_eval_samples", seed)
     return DatasetDict(splits)
+
+
+def load_streamed_datasets(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    test_file: str | None = None,
+    seed: int = 42,
+    shuffle_buffer_size: int = 10_000,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    cache_dir: str | None = None,
+) -> DatasetDict:
+    """``--streaming``: the ``train`` split streamed (``datasets.load_dataset(..., streaming=True)``: a
+    ``datasets.IterableDataset`` read row by row, never downloaded or counted whole), the
+    ``validation`` and ``test`` splits loaded in memory as usual.
+
+    * The training split comes from ``--train_file`` (csv, tsv, json, jsonl, parquet, txt) or from a
+      Hub ``--dataset_name`` (its ``train`` split); its ``validation`` / ``test`` splits, where the Hub
+      set has them, are loaded whole. No validation split is carved from a stream.
+    * ``max_train_samples`` keeps the stream's first rows (``IterableDataset.take``).
+    * Rows are shuffled through a buffer of ``shuffle_buffer_size`` rows (``IterableDataset.shuffle``,
+      seeded; 0 keeps the file order). Trainer calls the stream's ``set_epoch`` at every pass, which
+      reseeds the buffer with ``seed + pass``, so a second pass over a short stream is reshuffled.
+    """
+    has_files = any(f is not None for f in (train_file, validation_file, test_file))
+    if dataset_name is not None and has_files:
+        raise ConfigError("--dataset_name", dataset_name, "was given together with data files", "pass either --dataset_name or --train_file, not both")
+    if has_files:
+        if train_file is None:
+            raise ConfigError("--train_file", None, "is required when --validation_file or --test_file is given", "pass --train_file PATH")
+        builder, kwargs = _file_builder(train_file, "--train_file")
+        splits = {"train": _read_file_split(builder, kwargs, "train", "--train_file", train_file, cache_dir, streaming=True)}
+        for split, flag, path in (("validation", "--validation_file", validation_file), ("test", "--test_file", test_file)):
+            if path is not None:
+                other, other_kwargs = _file_builder(path, flag)
+                splits[split] = _read_file_split(other, other_kwargs, split, flag, path, cache_dir)
+    else:
+        if dataset_name is None:
+            raise ConfigError("--dataset_name", None, "no data given", "pass a Hub --dataset_name or --train_file PATH to stream")
+        splits = {"train": _load_hub_split(dataset_name, dataset_config_name, "train", cache_dir, streaming=True)}
+        for split in ("validation", "test"):
+            try:
+                splits[split] = _load_hub_split(dataset_name, dataset_config_name, split, cache_dir)
+            except ConfigError:
+                logger.info("--dataset_name %s: no %r split", dataset_name, split)
+
+    if max_train_samples is not None:
+        if isinstance(max_train_samples, bool) or not isinstance(max_train_samples, int) or max_train_samples < 1:
+            raise ConfigError("--max_train_samples", max_train_samples, "must be a positive integer", "pass e.g. --max_train_samples 1000 or leave it unset")
+        splits["train"] = splits["train"].take(max_train_samples)
+    if shuffle_buffer_size < 0:
+        raise ConfigError("--shuffle_buffer_size", shuffle_buffer_size, "cannot be negative", "pass 0 to keep the stream's order, or e.g. 10000")
+    if shuffle_buffer_size > 0:
+        splits["train"] = splits["train"].shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+    for split in ("validation", "test"):
+        if split in splits:
+            splits[split] = _subsample(splits[split], max_eval_samples, "--max_eval_samples", seed)
+    return DatasetDict(splits)
+
+
+def _load_hub_split(name: str, config_name: str | None, split: str, cache_dir: str | None, streaming: bool = False):
+    """One split of a Hub data set (streamed with ``streaming``); a missing set or split is one line."""
+    try:
+        ds = datasets.load_dataset(name, config_name, split=split, cache_dir=cache_dir, streaming=streaming)
+    except (FileNotFoundError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
+        raise ConfigError("--dataset_name", name, f"could not be loaded from the Hub or disk ({type(err).__name__})",
+                          "check the name (and --dataset_config_name), or stream a --train_file PATH") from err
+    except ValueError as err:  # datasets: 'Unknown split "train". Should be one of [...]'
+        raise ConfigError("--dataset_name", name, f"has no {split!r} split ({' '.join(str(err).split())[:200]})",
+                          "pick a data set with a train split, or stream a --train_file PATH") from err
+    if streaming and next(iter(ds.take(1)), None) is None:
+        raise ConfigError("--dataset_name", name, f"the {split!r} split is empty", "pick a data set with training rows")
+    return ds
 
 
 def _load_hub_dataset(name: str, config_name: str | None, cache_dir: str | None) -> DatasetDict:

@@ -58,6 +58,9 @@ class ScriptArguments:
     merge_adapter: bool = field(default=False, metadata={"help": "With peft: also save the adapters merged into the base weights, in output_dir/merged."})
     on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
     replan: bool = field(default=False, metadata={"help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the training split (datasets' streaming=True) from --train_file or a Hub --dataset_name instead of loading it whole: needs --max_steps, and every duration of the recipe resolves against it (no epochs)."})
+    shuffle_buffer_size: int = field(default=10_000, metadata={"help": "With --streaming: rows in the shuffle buffer of the stream (0: keep the stream's order)."})
+    label_list: Optional[list[str]] = field(default=None, metadata={"help": "The classes in id order (cls, ner), e.g. --label_list negative neutral positive; with --streaming needed when neither a ClassLabel feature nor the validation split names them."})
 
 
 # TrainingArguments' warmup flags, accepted as aliases of the recipe's `warmup` (users know them).
@@ -174,8 +177,14 @@ class TrainingComponents:
         import torch
         from torch.utils.data import DataLoader
 
-        return DataLoader(self.prepared.datasets["train"], batch_size=self.args.per_device_train_batch_size, shuffle=True,
-                          collate_fn=self.prepared.data_collator, generator=torch.Generator().manual_seed(self.args.seed))
+        from .streaming import has_length
+
+        train = self.prepared.datasets["train"]
+        # A stream cannot be sampled (torch's DataLoader refuses shuffle for an IterableDataset); it
+        # comes shuffled through its own buffer (ftrecipes.data.load_streamed_datasets).
+        shuffle = has_length(train)
+        return DataLoader(train, batch_size=self.args.per_device_train_batch_size, shuffle=shuffle,
+                          collate_fn=self.prepared.data_collator, generator=torch.Generator().manual_seed(self.args.seed) if shuffle else None)
 
 
 def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -> Optional[str]:
@@ -203,11 +212,12 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     """
     from transformers import AutoTokenizer, set_seed
 
-    from .data import load_raw_datasets, resolve_model_name_or_path
+    from .data import load_raw_datasets, load_streamed_datasets, resolve_model_name_or_path
     from .modeling import build_model
     from .preflight import check_before_loading
     from .launch import check_launch, check_world_size
     from .scaling import recipe_lr_scaling
+    from .streaming import check_stream_sharding, check_unknown_length, has_length, read_per_process
     from .tasks import get_task, prepare_task
     from .timeline import Timeline
 
@@ -219,19 +229,29 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     config = dataclasses.replace(config, recipe=recipe, training_overrides=check_launch(config.training_overrides))
     args = check_before_loading(config)  # everything that needs no model or data, first
     check_world_size(args)
+    if script.streaming:
+        read_per_process(args)  # each process reads the stream (ftrecipes.streaming)
     _set_cpu_threads(script.cpu_threads)
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
     load_kwargs = _peft_load_kwargs(recipe, script)  # peft / QLoRA prerequisites, before anything is loaded
 
     has_files = any((script.train_file, script.validation_file, script.test_file))
-    raw = load_raw_datasets(
-        dataset_name=None if has_files else recipe.dataset_name,
-        dataset_config_name=script.dataset_config_name,
-        train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
-        validation_split_percentage=script.validation_split_percentage, seed=args.seed if script.split_seed is None else script.split_seed,
-        max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
-    )
+    if script.streaming:  # the train split as a datasets.IterableDataset (ftrecipes.streaming)
+        raw = load_streamed_datasets(
+            dataset_name=None if has_files else recipe.dataset_name, dataset_config_name=script.dataset_config_name,
+            train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
+            seed=args.data_seed if args.data_seed is not None else args.seed, shuffle_buffer_size=script.shuffle_buffer_size,
+            max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
+        )
+    else:
+        raw = load_raw_datasets(
+            dataset_name=None if has_files else recipe.dataset_name,
+            dataset_config_name=script.dataset_config_name,
+            train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
+            validation_split_percentage=script.validation_split_percentage, seed=args.seed if script.split_seed is None else script.split_seed,
+            max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
+        )
     tokenizer = None
     if task.uses_tokenizer:
         tokenizer_path = resolve_model_name_or_path(script.tokenizer_name or recipe.model_name_or_path)
@@ -240,14 +260,17 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
                    for flag, keyword in task.flags.items()}
     with args.main_process_first(desc="dataset map pre-processing"):
         prepared = prepare_task(task, raw, tokenizer, **task_kwargs)
-    if len(prepared.datasets["train"]) == 0:
+    train = prepared.datasets["train"]
+    if has_length(train) and len(train) == 0:
         raise ConfigError("--train_file" if has_files else "--dataset_name", script.train_file or recipe.dataset_name, "has no training rows after preprocessing", "give more data or a smaller --max_seq_length for clm")
 
     # The schedule is checked against the run's real sizes now (warmup longer than training, bad
     # milestones...), before output_dir exists. RecipeTrainer rebuilds it from Trainer's own count.
-    timeline = Timeline.from_training_args(args, len(prepared.datasets["train"]))
-    plan = recipe.plan(timeline)
-    scaling = recipe_lr_scaling(recipe, timeline.global_batch_size)
+    # A streamed split has no size: its plan is max_steps long (checked before loading, too).
+    plan = recipe.plan(Timeline.from_training_args(args, len(train))) if has_length(train) else check_unknown_length(recipe, args, train)
+    if script.streaming:
+        check_stream_sharding(args, train)
+    scaling = recipe_lr_scaling(recipe, plan.timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
 
     from .precision import args_precision, attention_implementation
@@ -390,6 +413,8 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
         preprocess_logits_for_metrics=task.preprocess_logits_for_metrics(),
     )
     trainer.run_info["learning_rate_source"] = c.learning_rate_source  # recipe.yaml + plan.json come with save_model()
+    if config.script.streaming:
+        trainer.run_info["train_data"] = "streamed (length unknown): total_steps is --max_steps"
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
     preemption = PreemptionCallback()  # SIGTERM/SIGINT: finish the step, save, exit 128+signal
     trainer.add_callback(preemption)
@@ -418,7 +443,8 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
 
         logger.info("merged weights: %s", save_merged(trainer.model, args.output_dir, c.tokenizer))
     metrics = dict(train_result.metrics)
-    metrics["train_samples"] = len(c.prepared.datasets["train"])
+    if not config.script.streaming:  # a stream is never counted
+        metrics["train_samples"] = len(c.prepared.datasets["train"])
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
@@ -464,9 +490,10 @@ def _plot_curves(output_dir: str) -> None:
 
 def _log_plan(c: TrainingComponents) -> None:
     t = c.plan.timeline
+    per_epoch = f"{t.steps_per_epoch}/epoch" if t.steps_per_epoch is not None else "streamed: --max_steps, no epochs"
     logger.info(
-        "recipe %s: %d optimizer steps (%d/epoch), warmup %d, global batch %d = %d x %d processes x %d accumulation, peak LR %.3g (%s scaling from %.3g at batch %d)",
-        c.recipe.name, c.plan.total_steps, t.steps_per_epoch, c.plan.warmup_steps, t.global_batch_size, t.per_device_train_batch_size,
+        "recipe %s: %d optimizer steps (%s), warmup %d, global batch %d = %d x %d processes x %d accumulation, peak LR %.3g (%s scaling from %.3g at batch %d)",
+        c.recipe.name, c.plan.total_steps, per_epoch, c.plan.warmup_steps, t.global_batch_size, t.per_device_train_batch_size,
         t.num_processes, t.gradient_accumulation_steps, c.args.learning_rate, c.recipe.lr_scaling, c.recipe.learning_rate, c.recipe.reference_global_batch_size,
     )
 

@@ -14,7 +14,8 @@ does, so every entry point that trains or loads (``scripts/finetune.py``, ``scri
 5. ``--output_dir`` is a folder that can be written, or created (probed by creating and removing an
    empty folder next to where it would go — ``os.access`` says yes for root even on ``/proc`` or a
    read-only mount);
-6. data files exist and have a supported extension;
+6. data files exist and have a supported extension; with ``--streaming``, the run has ``--max_steps``,
+   no duration in epochs and a way to know its classes (:func:`ftrecipes.streaming.check_streaming_job`);
 7. model, config and tokenizer names resolve to a local folder holding the right files, or to a Hub
    id that is cached, or (online) that the Hub has (:mod:`ftrecipes.model_source`).
 
@@ -65,6 +66,10 @@ def check_before_loading(config: "JobConfig") -> "TrainingArguments":
     check_output_dir(args.output_dir, suggestion=os.path.join("runs", recipe.name))
     for field in ("train_file", "validation_file", "test_file"):
         check_data_file(f"--{field}", getattr(script, field))
+    if script.streaming:
+        from .streaming import check_streaming_job
+
+        check_streaming_job(config, args)  # max_steps, no epochs, a label set it can know, a validation split
     check_models(config)
     return args
 

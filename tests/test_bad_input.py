@@ -58,6 +58,8 @@ CASE_NAMES = [
     "WORLD_SIZE without a launcher", "RANK beyond WORLD_SIZE", "cpu threads 0", "unsupported data file",
     # the task registry's checks
     "flag of another task", "metric the task does not report", "prior upside down",
+    # --streaming (data of unknown length)
+    "streaming without max_steps", "streaming with an epoch warmup", "streaming a task read in memory",
 ]
 
 
@@ -144,6 +146,11 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
         "metric the task does not report": Case(["--metric_for_best_model", "pearson", "--eval_strategy", "epoch"], "metric_for_best_model",
                                                 r"is not a metric of task 'sequence-classification'; use one of loss, accuracy"),
         "prior upside down": Case(["--lr_prior", "5e-5,1e-5"], "lr_prior", r"must be \[low, high\]", given="[5e-05, 1e-05]"),
+        "streaming without max_steps": Case(["--streaming", "true"], "--max_steps", r"data of unknown length .* has no epochs to count; set --max_steps"),
+        "streaming with an epoch warmup": Case(["--streaming", "true", "--max_steps", "4", "--warmup", "1ep"], "warmup",
+                                               r"is in epochs, but data of unknown length .*; give optimizer steps or a fraction of --max_steps=4", given="1ep"),
+        "streaming a task read in memory": Case(["--recipe", "cnn-step", "--streaming", "true", "--max_steps", "4"], "--streaming",
+                                                r"task 'image-classification' reads its data in memory; drop --streaming"),
     }
 
 

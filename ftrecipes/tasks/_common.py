@@ -33,7 +33,7 @@ def check_columns(raw: DatasetDict, columns: Mapping[str, str | None], splits: S
     for split in splits if splits is not None else list(raw):
         if split not in raw:
             continue
-        available = raw[split].column_names
+        available = split_columns(raw[split])
         for flag, column in columns.items():
             if column is not None and column not in available:
                 hint = did_you_mean(column, available)
@@ -44,8 +44,66 @@ def check_columns(raw: DatasetDict, columns: Mapping[str, str | None], splits: S
 
 
 def _first_present(raw: DatasetDict, candidates: Sequence[str]) -> str | None:
-    columns = raw["train" if "train" in raw else next(iter(raw))].column_names
+    columns = split_columns(raw["train" if "train" in raw else next(iter(raw))])
     return next((c for c in candidates if c in columns), None)
+
+
+# -----------------------------------------------------------------------------------------------
+# Streamed splits (``datasets.IterableDataset``, ``--streaming``): read lazily, never scanned
+# -----------------------------------------------------------------------------------------------
+
+
+def is_streamed(ds) -> bool:
+    """Whether a split is streamed (a ``datasets.IterableDataset``: no length, read row by row)."""
+    from datasets import IterableDataset
+
+    return isinstance(ds, IterableDataset)
+
+
+def split_columns(ds) -> list[str]:
+    """The column names of a split. A streamed file (csv/json/txt) does not know its features until
+    it is read, so its first row is read for them (one row, never a scan; datasets' own feature
+    resolution, ``IterableDataset._resolve_features``, does the same but is private)."""
+    if ds.column_names is not None:
+        return list(ds.column_names)
+    first = next(iter(ds.take(1)), None)
+    return list(first) if first is not None else []
+
+
+def map_split(ds, function: Callable, *, desc: str, **kwargs):
+    """``ds.map(function, **kwargs)`` for either kind of split: a streamed one maps lazily, as its rows
+    are read (``IterableDataset.map`` takes no progress-bar ``desc``)."""
+    if is_streamed(ds):
+        return ds.map(function, **kwargs)
+    return ds.map(function, desc=desc, **kwargs)
+
+
+def given_label_list(label_list: Sequence[Any], flag: str = "--label_list") -> list[str]:
+    """An explicit label list (``--label_list``) as label names, in id order; repeated names would give
+    two ids to one class."""
+    names = [str(name) for name in label_list]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(flag, names, f"names {', '.join(repeated)} more than once", "give each class once, in id order")
+    return names
+
+
+def label_ids(names: Sequence[str | None], label2id: Mapping[str, int], *, flag: str, column: str, split: str, streamed: bool) -> list[int]:
+    """Label names -> ids (``None`` -> ``IGNORE_INDEX``). A split in memory was checked whole before
+    (:func:`_check_label_values`); a streamed one is checked here, row by row as it is read, so an
+    unknown or missing label there stops the run with one line when that row arrives."""
+    ids = []
+    for name in names:
+        if name is None:
+            if streamed:
+                raise ConfigError(flag, column, f"a row of the streamed {split!r} split has no label", "fill in every label of the training data")
+            ids.append(IGNORE_INDEX)
+        elif name in label2id:
+            ids.append(label2id[name])
+        else:
+            raise ConfigError(flag, column, f"the {'streamed ' if streamed else ''}{split!r} split has label {name!r}, which is not in the label set ({', '.join(label2id)})",
+                              "pass every class with --label_list (the order gives the ids)")
+    return ids
 
 
 def _clamp_length(tokenizer: PreTrainedTokenizerBase, length: int | None, flag: str, default: int) -> int:
@@ -62,7 +120,7 @@ def _clamp_length(tokenizer: PreTrainedTokenizerBase, length: int | None, flag: 
 
 
 def _label_feature(raw: DatasetDict, column: str, sequence: bool):
-    feature = raw["train"].features[column]
+    feature = (raw["train"].features or {}).get(column)  # a streamed file has no features until read
     if sequence:
         feature = getattr(feature, "feature", None)
     return feature
@@ -157,12 +215,27 @@ def with_head_size(config, num_labels: int, head_suffixes: Sequence[str]):
 
 def class_label_list(raw: DatasetDict, column: str, flag: str, sequence: bool) -> list[str]:
     """The label names of a classification column, from the train split: a ``ClassLabel``'s names in
-    order, else the sorted distinct values (integers numerically) of the column (or its sequences)."""
-    from datasets import ClassLabel
+    order, else the sorted distinct values (integers numerically) of the column (or its sequences).
+
+    A **streamed** train split cannot be scanned for its values, so its labels come from, in order:
+    its ``ClassLabel`` feature (a Hub data set declares it), else the labels of the validation split
+    (in memory: its sorted distinct values), else nowhere: one line asking for ``--label_list``. A
+    streamed row whose label is not in that set stops the run when it is read (:func:`label_ids`).
+    """
+    from datasets import ClassLabel, DatasetDict
 
     feature = _label_feature(raw, column, sequence=sequence)
     if isinstance(feature, ClassLabel):
         return list(feature.names)
+    if is_streamed(raw["train"]):
+        validation = raw.get("validation")
+        if validation is None or is_streamed(validation) or column not in validation.column_names:
+            raise ConfigError("--label_list", None, f"the streamed train split cannot be scanned for its classes, and neither a ClassLabel "
+                              f"feature of {column!r} nor a validation split names them",
+                              "pass every class in id order, e.g. --label_list negative neutral positive (or give a --validation_file)")
+        names = class_label_list(DatasetDict({"train": validation}), column, flag, sequence)
+        logger.info("labels of the streamed train split, from the validation split: %s (a train row with another label stops the run)", names)
+        return names
     values = raw["train"][column]
     if sequence:
         values = [v for row in values for v in row]
@@ -174,8 +247,8 @@ def _check_label_values(raw: DatasetDict, column: str, flag: str, label2id: Mapp
     from datasets import DatasetDict
 
     for split, ds in raw.items():
-        if column not in ds.column_names:
-            continue
+        if is_streamed(ds) or column not in ds.column_names:
+            continue  # a streamed split is checked row by row as it is read (label_ids)
         to_name = _value_to_name(_label_feature(DatasetDict({"train": ds}), column, sequence))
         values = ds[column]
         flat = [v for row in values for v in row] if sequence else values
@@ -202,10 +275,10 @@ def text_columns(raw: DatasetDict, text_column_name: str | None, text_pair_colum
         text_column_name = _first_present(raw, ("text", "sentence", "sentence1"))
         if text_column_name is None:
             raise ConfigError(
-                "--text_column_name", None, f"no text column found (columns: {', '.join(raw['train'].column_names)})",
+                "--text_column_name", None, f"no text column found (columns: {', '.join(split_columns(raw['train']))})",
                 "pass --text_column_name",
             )
-        if text_column_name == "sentence1" and text_pair_column_name is None and "sentence2" in raw["train"].column_names:
+        if text_column_name == "sentence1" and text_pair_column_name is None and "sentence2" in split_columns(raw["train"]):
             text_pair_column_name = "sentence2"
     check_columns(raw, {"--text_column_name": text_column_name, "--text_pair_column_name": text_pair_column_name})
     return text_column_name, text_pair_column_name

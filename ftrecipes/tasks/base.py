@@ -60,6 +60,9 @@ class Task:
     metric_for_best_model: ClassVar[str] = "loss"
     greater_is_better: ClassVar[bool] = False
     uses_tokenizer: ClassVar[bool] = True
+    # Whether preprocess() takes a streamed train split (``--streaming``: a datasets.IterableDataset,
+    # read lazily and never scanned; see ftrecipes.streaming).
+    supports_streaming: ClassVar[bool] = False
     # Architectures (config.architectures suffixes) that carry this task's head; the head check
     # treats a checkpoint with any registered task's head as fine-tuned.
     head_suffixes: ClassVar[tuple[str, ...]] = ()

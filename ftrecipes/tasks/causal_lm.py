@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING, Mapping
 
 from ..errors import ConfigError
-from ._common import _clamp_length, _first_present, check_columns
+from ._common import _clamp_length, _first_present, check_columns, is_streamed, map_split, split_columns
 from .base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,9 +68,9 @@ def preprocess_causal_lm(
 
     tokenized = DatasetDict()
     for split, ds in raw.items():
-        tokens = ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc=f"Tokenizing {split}")
-        blocks = tokens.map(group_texts, batched=True, fn_kwargs={"block_size": block_size}, desc=f"Grouping {split} into blocks of {block_size}")
-        if len(blocks) == 0:
+        tokens = map_split(ds, tokenize, batched=True, remove_columns=split_columns(ds), desc=f"Tokenizing {split}")
+        blocks = map_split(tokens, group_texts, batched=True, fn_kwargs={"block_size": block_size}, desc=f"Grouping {split} into blocks of {block_size}")
+        if not is_streamed(blocks) and len(blocks) == 0:  # a stream is never counted; it yields what it holds
             n_tokens = sum(len(ids) for ids in tokens["input_ids"])
             raise ConfigError(
                 "--block_size", block_size, f"the {split!r} split has {n_tokens} tokens, fewer than one block",
@@ -90,6 +90,7 @@ class CausalLM(Task):
     metric_names = ("perplexity", "mean_nll")
     metric_for_best_model = "perplexity"
     greater_is_better = False
+    supports_streaming = True
 
     preprocess = staticmethod(preprocess_causal_lm)
 

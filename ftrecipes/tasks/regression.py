@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ._common import _clamp_length, _first_present, check_columns, encode_texts, text_columns
+from ._common import _clamp_length, _first_present, check_columns, encode_texts, is_streamed, map_split, split_columns, text_columns
 from .base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,8 +73,11 @@ def preprocess_regression(
 
     labelled = {}
     for split, ds in raw.items():
-        if label_column_name not in ds.column_names:
+        if label_column_name not in split_columns(ds):
             labelled[split] = False
+            continue
+        if is_streamed(ds):  # never scanned: each row's target is checked as it is read (tokenize)
+            labelled[split] = True
             continue
         targets = _targets(ds[label_column_name], label_column_name, split)
         if split in ("train", "validation"):
@@ -85,20 +88,23 @@ def preprocess_regression(
             labelled[split] = None not in targets and len(set(targets)) > 1
             if not labelled[split]:
                 logger.info("regression: the %r split has no usable targets; it is predicted, not scored", split)
-    if len(set(raw["train"][label_column_name])) < 2:
+    if not is_streamed(raw["train"]) and len(set(raw["train"][label_column_name])) < 2:
         raise ConfigError("--label_column_name", label_column_name, "has a single value in train", "regression needs varying targets")
 
-    def tokenize(batch, with_labels):
+    def tokenize(batch, with_labels, split, streamed):
         encoded = encode_texts(tokenizer, batch, text_column_name, text_pair_column_name, max_length)
         if with_labels:
-            encoded["labels"] = [float(v) for v in batch[label_column_name]]
+            targets = _targets(batch[label_column_name], label_column_name, split) if streamed else batch[label_column_name]
+            if streamed and None in targets:
+                raise ConfigError("--label_column_name", label_column_name, f"a row of the streamed {split!r} split has no target", "fill in every target of the training data")
+            encoded["labels"] = [float(v) for v in targets]
         return encoded
 
     tokenized = DatasetDict()
     for split, ds in raw.items():
-        tokenized[split] = ds.map(
-            tokenize, batched=True, fn_kwargs={"with_labels": labelled[split]}, remove_columns=ds.column_names,
-            desc=f"Tokenizing {split}",
+        tokenized[split] = map_split(
+            ds, tokenize, batched=True, fn_kwargs={"with_labels": labelled[split], "split": split, "streamed": is_streamed(ds)},
+            remove_columns=split_columns(ds), desc=f"Tokenizing {split}",
         )
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return PreparedTask(TASK.short, tokenized, collator, None)
@@ -125,6 +131,7 @@ class Regression(Task):
     metric_for_best_model = "pearson"
     greater_is_better = True
     head_suffixes = ("ForSequenceClassification",)
+    supports_streaming = True
 
     preprocess = staticmethod(preprocess_regression)
 

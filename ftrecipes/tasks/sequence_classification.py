@@ -17,6 +17,11 @@ from ._common import (
     check_columns,
     class_label_list,
     encode_texts,
+    given_label_list,
+    is_streamed,
+    label_ids,
+    map_split,
+    split_columns,
     text_columns,
 )
 from .base import PreparedTask, Task
@@ -53,25 +58,27 @@ def preprocess_sequence_classification(
 
     if label_list is None:
         label_list = class_label_list(raw, label_column_name, "--label_column_name", sequence=False)
+    else:
+        label_list = given_label_list(label_list)
     label_list = list(label_list)
     if len(label_list) < 2:
         raise ConfigError("--label_column_name", label_column_name, f"has {len(label_list)} distinct label(s) in train", "classification needs at least 2 classes")
     label2id = {name: i for i, name in enumerate(label_list)}
     _check_label_values(raw, label_column_name, "--label_column_name", label2id, sequence=False, required=("train", "validation"))
 
-    def tokenize(batch, to_name):
+    def tokenize(batch, to_name, split, streamed):
         encoded = encode_texts(tokenizer, batch, text_column_name, text_pair_column_name, max_length)
         if label_column_name in batch:
             names = [to_name(v) for v in batch[label_column_name]]
-            encoded["labels"] = [IGNORE_INDEX if n is None else label2id[n] for n in names]
+            encoded["labels"] = label_ids(names, label2id, flag="--label_column_name", column=label_column_name, split=split, streamed=streamed)
         return encoded
 
     tokenized = DatasetDict()
     for split, ds in raw.items():
-        to_name = _value_to_name(ds.features.get(label_column_name))
-        tokenized[split] = ds.map(
-            tokenize, batched=True, fn_kwargs={"to_name": to_name}, remove_columns=ds.column_names,
-            desc=f"Tokenizing {split}",
+        to_name = _value_to_name((ds.features or {}).get(label_column_name))
+        tokenized[split] = map_split(
+            ds, tokenize, batched=True, fn_kwargs={"to_name": to_name, "split": split, "streamed": is_streamed(ds)},
+            remove_columns=split_columns(ds), desc=f"Tokenizing {split}",
         )
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return PreparedTask(TASK.short, tokenized, collator, label_list)
@@ -83,7 +90,8 @@ class SequenceClassification(Task):
     aliases = ("text-classification",)
     auto_model = "AutoModelForSequenceClassification"
     flags = {"text_column_name": "text_column_name", "text_pair_column_name": "text_pair_column_name",
-             "label_column_name": "label_column_name", "max_seq_length": "max_seq_length"}
+             "label_column_name": "label_column_name", "max_seq_length": "max_seq_length", "label_list": "label_list"}
+    supports_streaming = True
     metric_names = ("accuracy", "f1", "precision", "recall")
     metric_for_best_model = "accuracy"
     greater_is_better = True

@@ -17,6 +17,11 @@ from ._common import (
     _value_to_name,
     check_columns,
     class_label_list,
+    given_label_list,
+    is_streamed,
+    label_ids,
+    map_split,
+    split_columns,
 )
 from .base import PreparedTask, Task
 
@@ -94,12 +99,14 @@ def preprocess_token_classification(
 
     if label_list is None:
         label_list = class_label_list(raw, label_column_name, "--label_column_name", sequence=True)
+    else:
+        label_list = given_label_list(label_list)
     label_list = list(label_list)
     label2id = {name: i for i, name in enumerate(label_list)}
     _check_label_values(raw, label_column_name, "--label_column_name", label2id, sequence=True, required=("train", "validation"))
     b_to_i = _b_to_i(label_list)
 
-    def tokenize(batch, to_name):
+    def tokenize(batch, to_name, split, streamed):
         words = batch[text_column_name]
         encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
         if label_column_name in batch:
@@ -110,17 +117,17 @@ def preprocess_token_classification(
                         "--label_column_name", label_column_name,
                         f"row has {len(words[i])} tokens but {len(tags)} tags", "give one tag per token",
                     )
-                word_labels = [label2id[to_name(t)] for t in tags]
+                word_labels = label_ids([to_name(t) for t in tags], label2id, flag="--label_column_name", column=label_column_name, split=split, streamed=streamed)
                 all_labels.append(align_labels_with_tokens(encoded.word_ids(i), word_labels, label_all_tokens, b_to_i))
             encoded["labels"] = all_labels
         return encoded
 
     tokenized = DatasetDict()
     for split, ds in raw.items():
-        to_name = _value_to_name(getattr(ds.features.get(label_column_name), "feature", None))
-        tokenized[split] = ds.map(
-            tokenize, batched=True, fn_kwargs={"to_name": to_name}, remove_columns=ds.column_names,
-            desc=f"Tokenizing {split}",
+        to_name = _value_to_name(getattr((ds.features or {}).get(label_column_name), "feature", None))
+        tokenized[split] = map_split(
+            ds, tokenize, batched=True, fn_kwargs={"to_name": to_name, "split": split, "streamed": is_streamed(ds)},
+            remove_columns=split_columns(ds), desc=f"Tokenizing {split}",
         )
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return PreparedTask(TASK.short, tokenized, collator, label_list)
@@ -137,7 +144,8 @@ class TokenClassification(Task):
     aliases = ()
     auto_model = "AutoModelForTokenClassification"
     flags = {"text_column_name": "text_column_name", "label_column_name": "label_column_name",
-             "max_seq_length": "max_seq_length", "label_all_tokens": "label_all_tokens"}
+             "max_seq_length": "max_seq_length", "label_all_tokens": "label_all_tokens", "label_list": "label_list"}
+    supports_streaming = True
     metric_names = ("precision", "recall", "f1", "accuracy")
     metric_for_best_model = "f1"
     greater_is_better = True
