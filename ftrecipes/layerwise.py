@@ -146,11 +146,14 @@ def layerwise_parameter_groups(model: nn.Module, recipe, learning_rate: float, w
     groups = []
     for group in order:
         members = [n for n, (g, _) in depths.items() if g == group]
-        lr = learning_rate * lr_scale(group, total, recipe)
+        scale = lr_scale(group, total, recipe)
         for decayed in (True, False):
             params = [named[n] for n in members if (n in decay) == decayed]
             if params:
-                groups.append({"params": params, "weight_decay": weight_decay if decayed else 0.0, "lr": lr, "name": group})
+                # "lr_scale" travels with the optimizer state, so a resumed run can tell the run's peak
+                # from a group's (lr = peak * lr_scale).
+                groups.append({"params": params, "weight_decay": weight_decay if decayed else 0.0, "lr": learning_rate * scale,
+                               "lr_scale": scale, "name": group})
     return groups
 
 

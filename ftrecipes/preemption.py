@@ -148,7 +148,7 @@ class PlanRecordCallback(TrainerCallback):
     def __init__(self, replanned: Optional[dict] = None):
         self.replanned = replanned
 
-    def on_save(self, args, state, control, lr_scheduler=None, **kwargs):
+    def on_save(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
         if not state.is_world_process_zero:
             return
         schedule = getattr(lr_scheduler, "built_schedule", None)
@@ -159,8 +159,10 @@ class PlanRecordCallback(TrainerCallback):
             return
         record = run_plan(args, schedule.total_steps, schedule.warmup_steps)
         if getattr(lr_scheduler, "base_lrs", None):
-            # The peak the schedule really multiplies: restored from the checkpoint on a resume.
-            record["learning_rate"] = float(max(lr_scheduler.base_lrs))
+            # The peak the schedule really multiplies, restored from the checkpoint on a resume: a group's
+            # base LR over its layer-wise scale (1 without layer-wise LRs).
+            group = getattr(optimizer, "param_groups", [{}])[0]
+            record["learning_rate"] = float(lr_scheduler.base_lrs[0]) / float(group.get("lr_scale", 1.0))
         if self.replanned:
             record["replanned"] = self.replanned
         (folder / PLAN_FILE).write_text(json.dumps(record, indent=2) + "\n")

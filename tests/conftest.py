@@ -4,6 +4,7 @@ import csv
 import gc
 import os
 import random
+import socket
 import sys
 from pathlib import Path
 
@@ -21,6 +22,13 @@ LOOP = str(REPO / "scripts" / "accelerate_loop.py")
 PYTHON = sys.executable
 
 WORDS = TOPIC_WORDS
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a torchrun rendezvous; fixed ports collide across xdist workers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_cls_csv(path: Path, n: int, seed: int = 0) -> Path:

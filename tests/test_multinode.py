@@ -1,34 +1,35 @@
-"""Past one process, under real launchers (torchrun + gloo on CPU):
+"""Past one process, under real launchers (torchrun + gloo on CPU), with the layer-wise recipe so that
+every parameter group's LR is checked, not only the head's:
 
 * two nodes simulated on this machine (two ``torchrun --nnodes 2 --node_rank 0/1`` agents meeting on
-  127.0.0.1): the LR at every optimizer step equals a one-process run with the same global batch;
-* a two-process job signalled with SIGTERM mid-run finishes its step, checkpoints, writes
-  ``preempted.json`` and exits 143; the same command resumes it, with the LR at every later step and
-  the final weights equal to an uninterrupted run.
+  127.0.0.1): every group's LR at every optimizer step equals a one-process run with the same global
+  batch, and equals its peak x the recipe's schedule;
+* a two-process job (one node) signalled with SIGTERM mid-run finishes its step, checkpoints, writes
+  ``preempted.json`` and exits 143; its steps so far trained at the one-process LRs; the same command
+  resumes it, with the LR at every later step and the final weights equal to an uninterrupted run.
+
+The LR trace of two Trainer processes (test_finetune's trace identity) is the one proven here; the
+launches are few because each costs seconds of imports per process on this machine.
 """
 
 import json
 import os
 import signal
-import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import FINETUNE, PYTHON
+from conftest import FINETUNE, PYTHON, free_port
 from ftrecipes.pipeline import main
 from ftrecipes.preemption import PLAN_FILE, PREEMPTION_FILE
-from test_finetune import base_args, logged_lrs
+from test_layerwise import _args, _check_every_group_follows_the_schedule
 
 ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+EPOCHS = 2  # 96 examples at global batch 8: 24 optimizer steps
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(*args, nnodes=1, node_rank=0, nproc=2, port):
@@ -36,34 +37,52 @@ def torchrun(*args, nnodes=1, node_rank=0, nproc=2, port):
             "--master_addr", "127.0.0.1", "--master_port", str(port), FINETUNE, *args]
 
 
+def group_lrs(output_dir) -> dict[int, dict[str, float]]:
+    """``{step: {"learning_rate": head, "learning_rate/layer_1": ..., ...}}`` from the run's log history."""
+    history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
+    return {e["step"]: {k: v for k, v in e.items() if k.startswith("learning_rate")} for e in history if "loss" in e}
+
+
+def assert_same_lrs(trace, reference, steps):
+    for step in steps:
+        assert trace[step].keys() == reference[step].keys() and len(trace[step]) == 4, step
+        for key, lr in reference[step].items():
+            assert trace[step][key] == pytest.approx(lr, rel=1e-12), (step, key)
+
+
 @pytest.mark.multiprocess
 def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_base, cls_files, tmp_path):
-    """Two torchrun launches and one two-agent launch, kept few because they are CPU-heavy here:
-
-    1. two simulated nodes (2 agents x 1 process x batch 4) log the LR of one process x batch 8 at every
-       optimizer step; their weights are the uninterrupted reference for 2-3 (same 2 ranks, same data);
-    2. one node x 2 processes, signalled with SIGTERM mid-run (launcher and workers, as a cluster does):
+    """1. one process x batch 8 (in-process): the reference trace of every group;
+    2. two simulated nodes (2 agents x 1 process x batch 4): the same trace at every step; their weights
+       are the uninterrupted reference for 3-4 (same 2 ranks, same data);
+    3. one node x 2 processes, signalled with SIGTERM mid-run (launcher and workers, as a cluster does):
        it finishes the step, checkpoints, writes preempted.json and stops;
-    3. the same command again resumes: the LR at every later step and the final weights equal run 1.
+    4. the same command again resumes: the LR at every later step and the final weights equal run 2.
     """
-    extra = ("--per_device_train_batch_size", "4", "--max_steps", "30", "--save_strategy", "no", "--plots", "false")
-    assert main(base_args(tiny_base, cls_files, tmp_path / "single", *extra[2:], "--per_device_train_batch_size", "8")) == 0
+    extra = ("--num_train_epochs", str(EPOCHS), "--plots", "false")
+    assert main(_args(tiny_base, cls_files, tmp_path / "single", *extra, "--per_device_train_batch_size", "8")) == 0
+    single = group_lrs(tmp_path / "single")
+    total = len(single)
+    assert sorted(single) == list(range(1, total + 1)) and total == 24
+    _check_every_group_follows_the_schedule(tmp_path / "single", processes=1, batch=8, epochs=EPOCHS)
+
+    extra += ("--per_device_train_batch_size", "4")
     port = free_port()
     nodes = tmp_path / "nodes"
-    agents = [subprocess.Popen(torchrun(*base_args(tiny_base, cls_files, nodes, *extra), nnodes=2, node_rank=rank, nproc=1, port=port),
+    agents = [subprocess.Popen(torchrun(*_args(tiny_base, cls_files, nodes, *extra), nnodes=2, node_rank=rank, nproc=1, port=port),
                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
     outputs = [agent.communicate(timeout=300)[0] for agent in agents]
     for agent, output in zip(agents, outputs):
         assert agent.returncode == 0, output[-3000:]
     plan = json.loads((nodes / "plan.json").read_text())
-    assert (plan["num_processes"], plan["global_batch_size"], plan["total_steps"]) == (2, 8, 30)
-    single, reference = logged_lrs(tmp_path / "single"), logged_lrs(nodes)
-    assert sorted(reference) == sorted(single) == list(range(1, 31))
-    for step, lr in single.items():
-        assert reference[step] == pytest.approx(lr, rel=1e-12), step
+    assert (plan["num_processes"], plan["global_batch_size"], plan["total_steps"]) == (2, 8, total)
+    reference = group_lrs(nodes)
+    assert sorted(reference) == list(range(1, total + 1))
+    assert_same_lrs(reference, single, range(1, total + 1))
+    _check_every_group_follows_the_schedule(nodes, processes=2, batch=4, epochs=EPOCHS)
 
     out = tmp_path / "preempted"
-    command = torchrun(*base_args(tiny_base, cls_files, out, *extra), port=free_port())
+    command = torchrun(*_args(tiny_base, cls_files, out, *extra), port=free_port())
     job = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen, lines = 0, []
     for line in job.stdout:  # PrinterCallback prints one dict per logged optimizer step (main process)
@@ -78,18 +97,19 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
     assert job.returncode != 0 and "SIGKILL" not in output, output[-3000:]
     report = json.loads((out / PREEMPTION_FILE).read_text())
     stopped = report["global_step"]
-    assert report["signal"] == "SIGTERM" and report["exit_code"] == 143 and 3 <= stopped < 30, report
-    assert f"finetune.py: stopped by SIGTERM after optimizer step {stopped} of 30" in output
+    assert report["signal"] == "SIGTERM" and report["exit_code"] == 143 and 3 <= stopped < total, report
+    assert f"finetune.py: stopped by SIGTERM after optimizer step {stopped} of {total}" in output
     checkpoint = out / f"checkpoint-{stopped}"
     assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "scheduler.pt", PLAN_FILE} <= {p.name for p in checkpoint.iterdir()}
     assert not (out / "model.safetensors").exists()  # nothing pretends the run finished
+    before = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    assert [e["step"] for e in before if "loss" in e] == list(range(1, stopped + 1))
 
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)  # the same command
     assert result.returncode == 0, result.stderr[-3000:]
-    lrs = logged_lrs(out)
-    assert sorted(s for s in lrs if s > stopped) == list(range(stopped + 1, 31))
-    for step in range(stopped + 1, 31):
-        assert lrs[step] == pytest.approx(reference[step], rel=1e-12), step
-    final, resumed = load_file(nodes / "model.safetensors"), load_file(out / "model.safetensors")
+    resumed = group_lrs(out)  # steps 1..stopped come from the checkpoint, the rest from the resumed run
+    assert sorted(resumed) == list(range(1, total + 1))
+    assert_same_lrs(resumed, reference, range(1, total + 1))
+    final, weights = load_file(nodes / "model.safetensors"), load_file(out / "model.safetensors")
     for name, tensor in final.items():
-        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-5, atol=1e-7)
