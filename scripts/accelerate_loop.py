@@ -73,6 +73,12 @@ def train(argv=None) -> dict[int, float]:
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "lr_trace.json").write_text(json.dumps(trace, indent=1))
+    # end_training() destroys the process group: first every rank arrives, and the DDP wrapper (which
+    # holds the group) and everything else Accelerate prepared are released, so nothing outlives the
+    # group it was built on.
+    accelerator.wait_for_everyone()
+    model = optimizer = loader = scheduler = None
+    accelerator.free_memory()
     accelerator.end_training()
     return trace
 

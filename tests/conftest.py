@@ -13,6 +13,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One intra-op thread per xdist worker: with -n 2 on two cores, two threads each oversubscribe the
+    # cores and OpenMP's spinning burns the difference (the tiny models gain nothing from a second thread).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from ftrecipes.testing import TOPIC_WORDS  # noqa: E402  (after the offline variables)
 
@@ -66,3 +70,4 @@ def pytest_collection_finish(session):
     ``gc.collect()`` otherwise walks all of them: a quarter of a second per in-process run here."""
     gc.collect()
     gc.freeze()
+

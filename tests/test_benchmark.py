@@ -1,7 +1,9 @@
 """scripts/benchmark.py with a tiny budget: it runs every configuration and prints its table; the
 spread and the paired per-step ratio are computed as documented; bf16 where it does not run is exit 2."""
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -22,13 +24,24 @@ def bench():
     return module
 
 
-def test_benchmark_tiny_prints_the_table(tmp_path):
+def test_benchmark_tiny_prints_the_table(bench, tmp_path, monkeypatch, capsys):
+    """The whole script with its workers run in this process: the script starts one interpreter per
+    measurement (fresh memory for the peak-RSS column), four interpreter starts for a model that takes
+    milliseconds; here each worker's command line goes through the same main() in-process."""
+
+    def worker_in_this_process(cmd, capture_output, text, env):
+        assert cmd[1] == BENCH and "--worker" in cmd
+        threads = torch.get_num_threads()
+        with contextlib.redirect_stdout(io.StringIO()) as stdout:
+            code = bench.main(cmd[2:])
+        torch.set_num_threads(threads)  # the worker set --threads for its own process
+        return subprocess.CompletedProcess(cmd, code, stdout.getvalue(), "")
+
+    monkeypatch.setattr(bench.subprocess, "run", worker_in_this_process)
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [PYTHON, BENCH, "--tiny", "--steps", "1", "--warmup_steps", "1", "--repeats", "1", "--batch_size", "4",
-         "--datasets", "tweet_sentiment", "--precisions", "fp32", "--threads", "1", "--output", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    code = bench.main(["--tiny", "--steps", "1", "--warmup_steps", "1", "--repeats", "1", "--batch_size", "4",
+                       "--datasets", "tweet_sentiment", "--precisions", "fp32", "--threads", "1", "--output", str(out)])
+    result = subprocess.CompletedProcess([], code, capsys.readouterr().out, "")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     header = next(l for l in lines if l.startswith("| data |"))

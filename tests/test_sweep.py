@@ -65,13 +65,16 @@ def test_four_trial_sweep_writes_table_plot_and_runnable_best_recipe(tiny_base, 
 
 
 def test_two_workers_share_one_sqlite_study_and_run_each_point_once(tiny_base, cls_files, tmp_path):
+    """A worker process (scripts/sweep.py) and this process run the same command on one SQLite study."""
     out = tmp_path / "shared"
-    cmd = [PYTHON, SWEEP, "--recipe", "cls", "--lr", "1e-4,2e-4,5e-4,1e-3", "--output_dir", str(out), "--heartbeat", "2",
-           *trial_flags(tiny_base, cls_files)]
+    argv = ["--recipe", "cls", "--lr", "1e-4,2e-4,5e-4,1e-3", "--output_dir", str(out), "--heartbeat", "2", *trial_flags(tiny_base, cls_files)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True) for _ in range(2)]
-    logs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    worker = subprocess.Popen([PYTHON, SWEEP, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        assert S.main(argv) == 0
+    finally:
+        log = worker.communicate(timeout=600)[0]
+    assert worker.returncode == 0, log[-3000:]
     ran = [t for t in trials_of(out) if t.user_attrs.get("status") == "complete"]
     assert sorted(t.params["learning_rate"] for t in ran) == [1e-4, 2e-4, 5e-4, 1e-3]  # each exactly once
     folders = sorted(p.name for p in (out / "trials").iterdir())
