@@ -443,6 +443,23 @@ class RecipeTrainer(Trainer):
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.recipe.early_stopping_patience))
         super().__init__(model, args, *positional, callbacks=callbacks, **kwargs)
         self.run_info: dict[str, Any] = {}  # extra entries for plan.json (finetune.py adds the LR's source)
+        self._loss_kwargs_checked = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Trainer's loss, after checking once (on the first batch with labels) that the model's loss
+        really divides by ``num_items_in_batch`` before Trainer relies on it: a head that drops it trains
+        with the per-batch mean divided by the accumulation steps, as on one process without
+        accumulation (see :mod:`ftrecipes.loss_scaling`)."""
+        if not self._loss_kwargs_checked and "labels" in inputs:
+            self._loss_kwargs_checked = True
+            if self.model_accepts_loss_kwargs and self.compute_loss_func is None and self.label_smoother is None:
+                from .loss_scaling import loss_uses_num_items
+
+                if not loss_uses_num_items(self.accelerator.unwrap_model(model), inputs):
+                    self.model_accepts_loss_kwargs = False
+                    logger.info("%s's loss ignores num_items_in_batch: scaling it per batch and accumulation step "
+                                "instead (transformers#47688)", type(self.accelerator.unwrap_model(model)).__name__)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:

@@ -85,6 +85,12 @@ def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files,
     assert result.returncode == 0, result.stderr[-3000:]
     loop_trace = {int(k): v for k, v in json.loads((tmp_path / "loop" / "lr_trace.json").read_text()).items()}
 
+    # The loss of the same global batch has the same scale with accumulation (a head that drops
+    # num_items_in_batch would otherwise log, and train on, twice the loss: transformers#47688).
+    losses = [[e["loss"] for e in json.loads((tmp_path / name / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+              for name in ("single", "accum")]
+    assert 0.9 < sum(losses[1]) / sum(losses[0]) < 1.1
+
     traces = [logged_lrs(tmp_path / name) for name in ("single", "accum")] + [loop_trace]
     assert len(traces[0]) == planned(8).total_steps
     for trace in traces[1:]:

@@ -185,7 +185,7 @@ def test_users_own_trainer_applies_a_lora_recipe(tmp_path):
 def test_lr_range_test_uses_the_lora_prior():
     prior = prior_for_recipe(get_recipe("lora-cls"))
     assert (prior.low, prior.high) == (1e-4, 5e-4) and "lr_prior" in prior.source
-    assert (prior_for_recipe(get_recipe("cls")).low, prior_for_recipe(get_recipe("cls")).high) == (2e-5, 5e-5)
+    assert (prior_for_recipe(get_recipe("cls")).low, prior_for_recipe(get_recipe("cls")).high) == (2e-5, 2e-4)
 
 
 # ------------------------------------------------------------------------------------------------

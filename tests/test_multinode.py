@@ -80,6 +80,9 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
     assert sorted(reference) == list(range(1, total + 1))
     assert_same_lrs(reference, single, range(1, total + 1))
     _check_every_group_follows_the_schedule(nodes, processes=2, batch=4, epochs=EPOCHS)
+    losses = [sum(e["loss"] for e in json.loads((Path(d) / "trainer_state.json").read_text())["log_history"] if "loss" in e)
+              for d in (tmp_path / "single", nodes)]
+    assert 0.9 < losses[1] / losses[0] < 1.1  # one loss scale on 1 and 2 processes (transformers#47688)
 
     out = tmp_path / "preempted"
     command = torchrun(*_args(tiny_base, cls_files, out, *extra), port=free_port())
