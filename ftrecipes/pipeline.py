@@ -507,3 +507,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"finetune.py: error: {err}", file=sys.stderr)
         return USAGE_EXIT_CODE
+    finally:
+        _destroy_process_group()
+
+
+def _destroy_process_group() -> None:
+    """Tear the process group down before the interpreter does: PyTorch asks for an explicit
+    ``destroy_process_group()``, and a gloo group left to interpreter shutdown sometimes aborted a rank
+    ("terminate called without an active exception", exit -6) after the run had finished."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()

@@ -32,6 +32,7 @@ from .data import default_model_path
 from .errors import ConfigError
 from .tasks import get_task, label_config_kwargs
 from .tasks.base import PreparedTask
+from .topic_words import TOPIC_WORDS
 
 TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 # Long enough for the tokenizer's model_max_length (512), so any --max_seq_length it allows fits.
@@ -41,14 +42,6 @@ TINY_MAX_POSITIONS = 512
 def tiny_tokenizer() -> PreTrainedTokenizerBase:
     """A fresh copy of the bundled MiniLM (uncased WordPiece, 30,522 tokens) fast tokenizer."""
     return AutoTokenizer.from_pretrained(default_model_path())
-
-
-# The words of the synthetic topic data the tests write (three classes a tiny model separates).
-TOPIC_WORDS = {
-    "sport": "match goal team player coach season league cup score win".split(),
-    "tech": "software chip computer phone network data cloud code app robot".split(),
-    "money": "bank market stock price profit trade shares economy tax fund".split(),
-}
 
 
 def tiny_wordpiece_tokenizer() -> PreTrainedTokenizerBase:

@@ -18,7 +18,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # cores and OpenMP's spinning burns the difference (the tiny models gain nothing from a second thread).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from ftrecipes.testing import TOPIC_WORDS  # noqa: E402  (after the offline variables)
+from ftrecipes.topic_words import TOPIC_WORDS  # noqa: E402  (light: no torch, no transformers)
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = str(REPO / "scripts" / "finetune.py")
