@@ -78,6 +78,20 @@ def map_split(ds, function: Callable, *, desc: str, **kwargs):
     return ds.map(function, desc=desc, **kwargs)
 
 
+def tokenize_splits(raw, tokenize: Callable, split_kwargs: Callable[[str, Any], dict]):
+    """Every split of ``raw`` through ``tokenize`` (batched, the raw columns dropped): a ``DatasetDict``
+    of the same splits. ``tokenize(batch, split=..., streamed=..., **split_kwargs(split, ds))``."""
+    from datasets import DatasetDict
+
+    tokenized = DatasetDict()
+    for split, ds in raw.items():
+        tokenized[split] = map_split(
+            ds, tokenize, batched=True, fn_kwargs={"split": split, "streamed": is_streamed(ds), **split_kwargs(split, ds)},
+            remove_columns=split_columns(ds), desc=f"Tokenizing {split}",
+        )
+    return tokenized
+
+
 def given_label_list(label_list: Sequence[Any], flag: str = "--label_list") -> list[str]:
     """An explicit label list (``--label_list``) as label names, in id order; repeated names would give
     two ids to one class."""

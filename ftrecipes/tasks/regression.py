@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ._common import _clamp_length, _first_present, check_columns, encode_texts, is_streamed, map_split, split_columns, text_columns
+from ._common import _clamp_length, _first_present, check_columns, encode_texts, is_streamed, split_columns, text_columns, tokenize_splits
 from .base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +62,6 @@ def preprocess_regression(
     with one constant value (GLUE's test splits mark every row -1), is kept without ``labels``: it
     can be predicted, not scored.
     """
-    from datasets import DatasetDict
     from transformers import DataCollatorWithPadding
 
     text_column_name, text_pair_column_name = text_columns(raw, text_column_name, text_pair_column_name)
@@ -100,12 +99,7 @@ def preprocess_regression(
             encoded["labels"] = [float(v) for v in targets]
         return encoded
 
-    tokenized = DatasetDict()
-    for split, ds in raw.items():
-        tokenized[split] = map_split(
-            ds, tokenize, batched=True, fn_kwargs={"with_labels": labelled[split], "split": split, "streamed": is_streamed(ds)},
-            remove_columns=split_columns(ds), desc=f"Tokenizing {split}",
-        )
+    tokenized = tokenize_splits(raw, tokenize, lambda split, ds: {"with_labels": labelled[split]})
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return PreparedTask(TASK.short, tokenized, collator, None)
 

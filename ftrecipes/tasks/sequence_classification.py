@@ -18,11 +18,9 @@ from ._common import (
     class_label_list,
     encode_texts,
     given_label_list,
-    is_streamed,
     label_ids,
-    map_split,
-    split_columns,
     text_columns,
+    tokenize_splits,
 )
 from .base import PreparedTask, Task
 
@@ -49,7 +47,6 @@ def preprocess_sequence_classification(
     ``ClassLabel`` (its names, in order), strings (sorted) or integers (sorted numerically); the
     label list is taken from ``train``. Rows of a ``test`` split without labels get ``-100``.
     """
-    from datasets import DatasetDict
     from transformers import DataCollatorWithPadding
 
     text_column_name, text_pair_column_name = text_columns(raw, text_column_name, text_pair_column_name)
@@ -73,13 +70,7 @@ def preprocess_sequence_classification(
             encoded["labels"] = label_ids(names, label2id, flag="--label_column_name", column=label_column_name, split=split, streamed=streamed)
         return encoded
 
-    tokenized = DatasetDict()
-    for split, ds in raw.items():
-        to_name = _value_to_name((ds.features or {}).get(label_column_name))
-        tokenized[split] = map_split(
-            ds, tokenize, batched=True, fn_kwargs={"to_name": to_name, "split": split, "streamed": is_streamed(ds)},
-            remove_columns=split_columns(ds), desc=f"Tokenizing {split}",
-        )
+    tokenized = tokenize_splits(raw, tokenize, lambda split, ds: {"to_name": _value_to_name((ds.features or {}).get(label_column_name))})
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return PreparedTask(TASK.short, tokenized, collator, label_list)
 

@@ -18,10 +18,8 @@ from ._common import (
     check_columns,
     class_label_list,
     given_label_list,
-    is_streamed,
     label_ids,
-    map_split,
-    split_columns,
+    tokenize_splits,
 )
 from .base import PreparedTask, Task
 
@@ -81,7 +79,6 @@ def preprocess_token_classification(
     tokenizer (for ``word_ids``). Tags may be ``Sequence(ClassLabel)`` or strings; the label list
     comes from ``train``.
     """
-    from datasets import DatasetDict
     from transformers import DataCollatorForTokenClassification
 
     if text_column_name is None:
@@ -122,13 +119,8 @@ def preprocess_token_classification(
             encoded["labels"] = all_labels
         return encoded
 
-    tokenized = DatasetDict()
-    for split, ds in raw.items():
-        to_name = _value_to_name(getattr((ds.features or {}).get(label_column_name), "feature", None))
-        tokenized[split] = map_split(
-            ds, tokenize, batched=True, fn_kwargs={"to_name": to_name, "split": split, "streamed": is_streamed(ds)},
-            remove_columns=split_columns(ds), desc=f"Tokenizing {split}",
-        )
+    tokenized = tokenize_splits(
+        raw, tokenize, lambda split, ds: {"to_name": _value_to_name(getattr((ds.features or {}).get(label_column_name), "feature", None))})
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return PreparedTask(TASK.short, tokenized, collator, label_list)
 
