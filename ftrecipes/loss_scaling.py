@@ -27,11 +27,15 @@ def loss_uses_num_items(model: torch.nn.Module, inputs: Mapping[str, Any]) -> bo
     Two forward passes without gradients, in eval mode (no dropout, so no random numbers are drawn and a
     resumed run stays identical to an uninterrupted one); the model's train/eval mode is restored.
     """
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            losses = [model(**inputs, num_items_in_batch=n).loss for n in (1, 2)]
+            # a tensor, as Trainer passes it (some heads move it to the loss's device)
+            losses = [model(**inputs, num_items_in_batch=torch.tensor(n, device=device)).loss for n in (1, 2)]
+    except (TypeError, AttributeError, ValueError):
+        return True  # a forward that cannot take it here: keep Trainer's own assumption
     finally:
         model.train(training)
     if any(loss is None for loss in losses):
