@@ -3,6 +3,7 @@ biases and norms in every group, and a real Trainer run (1 process and 2 via tor
 group at exactly its peak x schedule(step) (the two-process runs are in test_multinode.py)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,22 @@ def test_every_group_lr_at_every_step_is_its_peak_times_the_schedule(tiny_base, 
     assert main(_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "8")) == 0
     _check_every_group_follows_the_schedule(out, processes=1, batch=8)
     assert (out / "training_curves.png").is_file()
+
+
+def test_a_layerwise_run_resumes_from_its_checkpoint(tiny_base, cls_files, tmp_path):
+    """The plan kept with a checkpoint records the run's peak, not the head group's (2x here): the same
+    command resumes, and every group's LR after the resume is the uninterrupted run's."""
+    extra = ("--per_device_train_batch_size", "8", "--plots", "false", "--save_strategy", "steps", "--save_steps", "4", "--save_total_limit", "10")
+    full = tmp_path / "full"
+    assert main(_args(tiny_base, cls_files, full, *extra)) == 0
+    resumed = tmp_path / "resumed"
+    shutil.copytree(full / "checkpoint-4", resumed / "checkpoint-4")
+    assert main(_args(tiny_base, cls_files, resumed, *extra)) == 0
+    logs = _check_every_group_follows_the_schedule(resumed, processes=1, batch=8)
+    reference = {e["step"]: e for e in _check_every_group_follows_the_schedule(full, processes=1, batch=8)}
+    for entry in logs:
+        assert {k: v for k, v in entry.items() if k.startswith("learning_rate")} == pytest.approx(
+            {k: v for k, v in reference[entry["step"]].items() if k.startswith("learning_rate")}, rel=1e-12)
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.9"])
