@@ -3,7 +3,7 @@
 The models are built from a config (no download, no checkpoint). In-memory models and tokenizers
 (:func:`tiny_tokenizer`) use the bundled MiniLM vocabulary, so that real text tokenizes exactly as in
 the demo; the checkpoints that scripts load (:func:`save_tiny_base`, :func:`save_tiny_pretrained`) use
-a ~130-piece WordPiece vocabulary (:func:`tiny_wordpiece_tokenizer`), which makes a whole main-job
+a ~140-piece WordPiece vocabulary (:func:`tiny_wordpiece_tokenizer`), which makes a whole main-job
 smoke run several times cheaper (a 30,522-row embedding is 97% of the tiny BERT's parameters, and
 ``datasets`` fingerprints every ``map`` by pickling the tokenizer's vocabulary). Sizes: 2 layers, hidden 32, 4 heads,
 intermediate 64 — a forward/backward pass on a small batch takes milliseconds on CPU. Weights are
@@ -45,7 +45,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
 
 
 def tiny_wordpiece_tokenizer() -> PreTrainedTokenizerBase:
-    """An uncased BERT WordPiece tokenizer over ~130 pieces: the five special tokens, lowercase letters,
+    """An uncased BERT WordPiece tokenizer over ~140 pieces (139): the five special tokens, lowercase letters,
     digits and ASCII punctuation, their ``##`` continuations, and the :data:`TOPIC_WORDS`. Any text
     tokenizes without ``[UNK]`` for ASCII (a word outside the list becomes characters), like a real
     WordPiece vocabulary does for rare words."""
