@@ -20,7 +20,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from .durations import FRACTION, parse_duration, training_interval
 from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
@@ -54,7 +54,7 @@ class ScriptArguments:
     label_all_tokens: bool = field(default=False, metadata={"help": "NER: label every sub-word, not only the first."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."})
     plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
-    cpu_threads: Optional[int] = field(default=None, metadata={"help": "torch threads per process when training on CPU (default: the cores this process may use, divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1, which leaves cores idle)."})
+    cpu_threads: Optional[int] = field(default=None, metadata={"help": "torch threads per process when training on CPU (default: OMP_NUM_THREADS if you set it outside a launcher, else the cores this process may use divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1 themselves, which would leave cores idle)."})
     merge_adapter: bool = field(default=False, metadata={"help": "With peft: also save the adapters merged into the base weights, in output_dir/merged."})
     on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
     replan: bool = field(default=False, metadata={"help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."})
@@ -366,21 +366,35 @@ def _peft_load_kwargs(recipe: Recipe, script: ScriptArguments) -> dict:
     return peft_load_kwargs(recipe)
 
 
+def cpu_threads_for(requested: Optional[int], environ: Mapping[str, str], cores: int) -> Optional[int]:
+    """The torch threads of one CPU process, or None to keep what torch took from ``OMP_NUM_THREADS``.
+
+    ``--cpu_threads`` wins; else an ``OMP_NUM_THREADS`` the user set is kept; else cores / local
+    processes. Launchers put OMP_NUM_THREADS=1 in every process's environment whether or not the user
+    asked (``torchrun`` marks its processes with ``LOCAL_WORLD_SIZE``, ``accelerate launch`` with
+    ``ACCELERATE_MIXED_PRECISION``), which on a single-process launch leaves all cores but one idle
+    (about 2x slower on 2 cores), so under a launcher the value is not taken as the user's. Outside
+    one it is: two jobs (or test workers) sharing a machine each ask for their share that way.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ConfigError("--cpu_threads", requested, "must be at least 1", "omit it to use every available core")
+        return requested
+    launched = "LOCAL_WORLD_SIZE" in environ or "ACCELERATE_MIXED_PRECISION" in environ
+    if "OMP_NUM_THREADS" in environ and not launched:
+        return None
+    return max(1, cores // max(1, int(environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
 def _set_cpu_threads(requested: Optional[int]) -> None:
-    """On CPU, use the cores that are ours: launchers set OMP_NUM_THREADS=1 for every process, which
-    on a single-process run leaves all cores but one idle (about 2x slower on 2 cores)."""
     import torch
 
     if torch.cuda.is_available():
         return
-    if requested is not None:
-        if requested < 1:
-            raise ConfigError("--cpu_threads", requested, "must be at least 1", "omit it to use every available core")
-        torch.set_num_threads(requested)
-        return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    torch.set_num_threads(max(1, cores // max(1, local_processes)))
+    threads = cpu_threads_for(requested, os.environ, cores)
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -198,3 +198,17 @@ def test_finetune_refuses_bad_launches_before_anything_is_written(tiny_base, cls
     assert main(base) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("finetune.py: error: ACCELERATE_USE_FSDP='true': FSDP cannot engage")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("environ, requested, expected", [
+    ({}, None, 8),  # python finetune.py: every core
+    ({"OMP_NUM_THREADS": "1"}, None, None),  # set by the user outside a launcher: kept
+    ({"OMP_NUM_THREADS": "1", "ACCELERATE_MIXED_PRECISION": "no"}, None, 8),  # accelerate launch's own default
+    ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}, None, 4),  # torchrun, 2 processes on this machine
+    ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "16"}, None, 1),
+    ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}, 3, 3),  # --cpu_threads wins
+])
+def test_cpu_threads_keep_the_users_omp_setting_but_not_a_launchers(environ, requested, expected):
+    from ftrecipes.pipeline import cpu_threads_for
+
+    assert cpu_threads_for(requested, environ, cores=8) == expected

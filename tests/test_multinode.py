@@ -115,7 +115,8 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
     total = len(single)
 
     out, port = tmp_path / "nodes", free_port()
-    extra += ("--per_device_train_batch_size", "4")
+    # Two nodes of one process each would each take every core of this one machine: one thread each.
+    extra += ("--per_device_train_batch_size", "4", "--cpu_threads", "1")
     commands = [torchrun(*_args(tiny_base, cls_files, out, *extra), nnodes=2, node_rank=rank, nproc=1, port=port) for rank in (0, 1)]
     _preempt(commands, out, total)
 
@@ -137,7 +138,7 @@ def test_a_preempted_two_process_job_ends_with_the_uninterrupted_weights(tiny_ba
     """One node x 2 processes: uninterrupted, then preempted by SIGTERM and resumed by the same command;
     the LR at every step and the final weights agree (same 2 ranks, same data, RNG states restored).
     ``python -m pytest -m slow -k uninterrupted_weights`` (about 30 s here)."""
-    extra = ("--num_train_epochs", str(EPOCHS), "--plots", "false", "--per_device_train_batch_size", "4")
+    extra = ("--num_train_epochs", str(EPOCHS), "--plots", "false", "--per_device_train_batch_size", "4", "--cpu_threads", "1")
     reference = tmp_path / "uninterrupted"
     _finish(_launch([torchrun(*_args(tiny_base, cls_files, reference, *extra), port=free_port())]))
     out = tmp_path / "preempted"
