@@ -6,13 +6,11 @@ every parameter group's LR is checked, not only the head's:
   does), finishes its step, checkpoints, writes ``preempted.json`` and exits 143; the same commands
   resume it; every group's LR at every optimizer step, before and after the preemption, equals a
   one-process run with the same global batch, and its peak x the recipe's schedule;
-* (``-m slow``) a two-process job preempted and resumed the same way ends with the weights of an
+* a two-process job preempted and resumed the same way ends with the weights of an
   uninterrupted two-process run.
 
 The LR trace of two Trainer processes (test_finetune's trace identity) is the one proven here. The
-launches are few because each process costs about 6 s of CPU in imports on this machine; the weights
-check costs one more launch and sits behind ``-m slow`` (the one-process preempted run ends with the
-uninterrupted weights in test_preemption.py, in the default suite).
+launches are few because each process costs about 6 s of CPU in imports on this machine.
 """
 
 import json
@@ -132,12 +130,10 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
     assert 0.9 < losses[1] / losses[0] < 1.1  # one loss scale on 1 and 2 processes (transformers#47688)
 
 
-@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_a_preempted_two_process_job_ends_with_the_uninterrupted_weights(tiny_base, cls_files, tmp_path):
     """One node x 2 processes: uninterrupted, then preempted by SIGTERM and resumed by the same command;
-    the LR at every step and the final weights agree (same 2 ranks, same data, RNG states restored).
-    ``python -m pytest -m slow -k uninterrupted_weights`` (about 30 s here)."""
+    the LR at every step and the final weights agree (same 2 ranks, same data, RNG states restored)."""
     extra = ("--num_train_epochs", str(EPOCHS), "--plots", "false", "--per_device_train_batch_size", "4", "--cpu_threads", "1")
     reference = tmp_path / "uninterrupted"
     _finish(_launch([torchrun(*_args(tiny_base, cls_files, reference, *extra), port=free_port())]))
