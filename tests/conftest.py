@@ -71,3 +71,17 @@ def pytest_collection_finish(session):
     gc.collect()
     gc.freeze()
 
+
+
+@pytest.fixture(autouse=True)
+def _torch_keeps_one_thread_per_worker():
+    """Under xdist, a test that leaves torch on more threads than OMP_NUM_THREADS fails here: every later
+    test in that worker would run two workers' threads on two cores, where OpenMP's spinning made the
+    whole suite a third slower before the main job learned to keep the setting."""
+    yield
+    torch = sys.modules.get("torch")
+    wanted = os.environ.get("OMP_NUM_THREADS")
+    if torch is not None and os.environ.get("PYTEST_XDIST_WORKER") and wanted and torch.get_num_threads() != int(wanted):
+        left = torch.get_num_threads()
+        torch.set_num_threads(int(wanted))
+        pytest.fail(f"the test left torch on {left} threads (OMP_NUM_THREADS={wanted}); restore torch.set_num_threads")
