@@ -63,13 +63,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.card:
             raise ConfigError("--card", None, "is required", "pass --card NAME (see --list)")
-        card = load_card(args.card)
+        # The card's fields, then whether it can run here, before its overrides are checked against
+        # finetune.py's flags: that check loads transformers (about 5 s), which a refusal does not need.
+        card = load_card(args.card, check_flags=False)
         if args.seeds is not None and args.seeds < 1:
             raise ConfigError("--seeds", args.seeds, "must be a positive integer", "e.g. --seeds 3")
         reason = unreachable_reason(card)
         if reason is not None:
             print(f"reproduce.py: {reason}", file=sys.stderr)
             return USAGE_EXIT_CODE
+        card = load_card(args.card)
         extra = parse_overrides(args.override)
         if args.record and extra:
             raise ConfigError("--record", True, "cannot record a run with --override", "record the card as written")

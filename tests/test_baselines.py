@@ -186,6 +186,18 @@ def test_hub_card_exits_2_from_the_command_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_card_whose_override_is_not_a_flag_exits_2_before_any_run(tmp_path, capsys):
+    """The Hub check comes first (it needs no transformers); the overrides are still checked before a run."""
+    card = yaml.safe_load((REPO / "recipes" / "baselines" / "digits-cnn.yaml").read_text())
+    card["overrides"] = {"learnig_rate": 0.1}
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(card))
+    assert reproduce.main(["--card", str(path), "--output_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "overrides.learnig_rate" in err and "learning_rate" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_list_shows_every_card(capsys):
     assert reproduce.main(["--list"]) == 0
     out = capsys.readouterr().out
