@@ -205,7 +205,27 @@ def check_optimizers_path(args, environ: Mapping[str, str] | None = None) -> Non
                           "use ftrecipes.RecipeTrainer(recipe=..., args=..., model=...) instead of Trainer(optimizers=recipe_optimizers(...))")
 
 
+def cpu_threads_for(requested: Optional[int], environ: Mapping[str, str], cores: int) -> Optional[int]:
+    """The torch threads of one CPU process, or None to keep what torch took from ``OMP_NUM_THREADS``.
+
+    ``--cpu_threads`` wins; else an ``OMP_NUM_THREADS`` the user set is kept; else cores / local
+    processes. Launchers put OMP_NUM_THREADS=1 in every process's environment whether or not the user
+    asked (``torchrun`` marks its processes with ``LOCAL_WORLD_SIZE``, ``accelerate launch`` with
+    ``ACCELERATE_MIXED_PRECISION``), which on a single-process launch leaves all cores but one idle
+    (about 2x slower on 2 cores), so under a launcher the value is not taken as the user's. Outside
+    one it is: two jobs (or test workers) sharing a machine each ask for their share that way.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ConfigError("--cpu_threads", requested, "must be at least 1", "omit it to use every available core")
+        return requested
+    launched = "LOCAL_WORLD_SIZE" in environ or "ACCELERATE_MIXED_PRECISION" in environ
+    if "OMP_NUM_THREADS" in environ and not launched:
+        return None
+    return max(1, cores // max(1, int(environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
 __all__ = [
     "Launch", "read_launch", "check_launch", "check_world_size", "check_deepspeed_config", "load_deepspeed_config",
-    "check_optimizers_path", "is_sharded_engine", "has_accelerator", "CPU_LAUNCH_CONFIG",
+    "check_optimizers_path", "is_sharded_engine", "has_accelerator", "CPU_LAUNCH_CONFIG", "cpu_threads_for",
 ]

@@ -20,7 +20,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .durations import FRACTION, parse_duration, training_interval
 from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
@@ -366,32 +366,14 @@ def _peft_load_kwargs(recipe: Recipe, script: ScriptArguments) -> dict:
     return peft_load_kwargs(recipe)
 
 
-def cpu_threads_for(requested: Optional[int], environ: Mapping[str, str], cores: int) -> Optional[int]:
-    """The torch threads of one CPU process, or None to keep what torch took from ``OMP_NUM_THREADS``.
-
-    ``--cpu_threads`` wins; else an ``OMP_NUM_THREADS`` the user set is kept; else cores / local
-    processes. Launchers put OMP_NUM_THREADS=1 in every process's environment whether or not the user
-    asked (``torchrun`` marks its processes with ``LOCAL_WORLD_SIZE``, ``accelerate launch`` with
-    ``ACCELERATE_MIXED_PRECISION``), which on a single-process launch leaves all cores but one idle
-    (about 2x slower on 2 cores), so under a launcher the value is not taken as the user's. Outside
-    one it is: two jobs (or test workers) sharing a machine each ask for their share that way.
-    """
-    if requested is not None:
-        if requested < 1:
-            raise ConfigError("--cpu_threads", requested, "must be at least 1", "omit it to use every available core")
-        return requested
-    launched = "LOCAL_WORLD_SIZE" in environ or "ACCELERATE_MIXED_PRECISION" in environ
-    if "OMP_NUM_THREADS" in environ and not launched:
-        return None
-    return max(1, cores // max(1, int(environ.get("LOCAL_WORLD_SIZE", "1"))))
-
-
 def _set_cpu_threads(requested: Optional[int]) -> None:
     import torch
 
     if torch.cuda.is_available():
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from .launch import cpu_threads_for
+
     threads = cpu_threads_for(requested, os.environ, cores)
     if threads is not None:
         torch.set_num_threads(threads)

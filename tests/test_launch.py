@@ -20,6 +20,7 @@ from ftrecipes.launch import (
     check_launch,
     check_optimizers_path,
     check_world_size,
+    cpu_threads_for,
     read_launch,
 )
 
@@ -209,6 +210,4 @@ def test_finetune_refuses_bad_launches_before_anything_is_written(tiny_base, cls
     ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}, 3, 3),  # --cpu_threads wins
 ])
 def test_cpu_threads_keep_the_users_omp_setting_but_not_a_launchers(environ, requested, expected):
-    from ftrecipes.pipeline import cpu_threads_for
-
     assert cpu_threads_for(requested, environ, cores=8) == expected
