@@ -449,6 +449,42 @@ def _set_line(text: str, key: str, value: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# Seed studies (scripts/study.py, scripts/adaptation_study.py): arms x classification cards x seeds
+
+STUDY_CARDS = ("bbc-minilm", "tweets-minilm")
+
+
+def add_study_arguments(parser, arms: Sequence[str], output_dir: str) -> None:
+    """The flags every seed study takes (an ``argparse.ArgumentParser``; the study adds its own)."""
+    parser.add_argument("--cards", nargs="+", default=list(STUDY_CARDS), help="Classification cards to study.")
+    parser.add_argument("--arms", nargs="+", default=list(arms), choices=list(arms), help="Which arms to run.")
+    parser.add_argument("--seeds", type=int, default=3, help="Seeds per (card, arm), from the card's first seed.")
+    parser.add_argument("--output_dir", default=output_dir)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: finetune.py's --cpu_threads rule).")
+    parser.add_argument("--override", action="append", default=[], metavar="FLAG=VALUE",
+                        help="Extra finetune.py flag for every run (e.g. max_steps=5 for a smoke run).")
+
+
+def study_cards(names: Sequence[str]) -> tuple[list[BaselineCard], Optional[str]]:
+    """The classification cards a study compares (accuracy and macro-F1), and why one of them cannot
+    run here (``None`` when all can: the study then runs; else it stops before any run)."""
+    cards = [load_card(name) for name in names]
+    for card in cards:
+        if card.task != "sequence-classification":
+            raise ConfigError("--cards", card.name, f"has task {card.task!r}", "the study compares sequence-classification cards (accuracy and macro-F1)")
+    return cards, next((reason for reason in map(unreachable_reason, cards) if reason is not None), None)
+
+
+def study_overrides(args) -> dict:
+    """The finetune.py flags every run of a study takes: ``--override`` items, and ``--threads`` as ``cpu_threads``."""
+    if args.seeds < 1:
+        raise ConfigError("--seeds", args.seeds, "must be a positive integer", "e.g. --seeds 3")
+    extra = parse_overrides(args.override)
+    if args.threads is not None:
+        extra["cpu_threads"] = str(args.threads)  # the pipeline sets torch threads from this flag
+    return extra
+
+
 # The recipe study: the cls recipe against plain Trainer defaults and a constant LR
 
 STUDY_ARMS: dict[str, dict] = {

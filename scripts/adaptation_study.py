@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 ARMS = {"cls": "cls", "llrd": "llrd-cls", "lora": "lora-cls"}
-DEFAULT_CARDS = ("bbc-minilm", "tweets-minilm")
 
 
-def _one_run(card_name: str, seed: int, run_dir: str, overrides: dict, threads: int | None) -> dict:
+def _one_run(card_file: str, seed: int, run_dir: str, overrides: dict, threads: int | None) -> dict:
     """One seed in this (spawned) process: metrics, steps, trainable parameters and peak RSS."""
     import logging
     import resource
@@ -41,7 +40,7 @@ def _one_run(card_name: str, seed: int, run_dir: str, overrides: dict, threads: 
         import torch
 
         torch.set_num_threads(threads)
-    result = run_seed(load_card(card_name), seed, run_dir, overrides)
+    result = run_seed(load_card(card_file), seed, run_dir, overrides)
     plan = json.loads((Path(run_dir) / "plan.json").read_text()) if (Path(run_dir) / "plan.json").is_file() else {}
     steps = plan.get("total_steps")
     runtime = result.metrics.get("train_runtime")
@@ -88,36 +87,23 @@ def markdown(summary: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ftrecipes.baselines import judge, load_card, machine_info, parse_overrides, record_expected, unreachable_reason
+    from ftrecipes.baselines import add_study_arguments, judge, load_card, machine_info, record_expected, study_cards, study_overrides
     from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cards", nargs="+", default=list(DEFAULT_CARDS), help="Classification cards to study.")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="Which recipes to run.")
-    parser.add_argument("--seeds", type=int, default=3, help="Seeds per (card, arm), from the card's first seed.")
-    parser.add_argument("--output_dir", default="runs/adaptation-study")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: torch's).")
-    parser.add_argument("--override", action="append", default=[], metavar="FLAG=VALUE", help="Extra finetune.py flag for every run.")
+    add_study_arguments(parser, ARMS, "runs/adaptation-study")
     parser.add_argument("--record", action="store_true", help="Write each llrd / lora arm's mean into its baseline card (<card>-llrd, <card>-lora).")
     args = parser.parse_args(argv)
     try:
-        cards = [load_card(name) for name in args.cards]
-        for card in cards:
-            if card.task != "sequence-classification":
-                raise ConfigError("--cards", card.name, f"is a {card.task} card", "the study compares classification cards (accuracy and macro-F1)")
-            reason = unreachable_reason(card)
-            if reason is not None:
-                print(f"adaptation_study.py: {reason}", file=sys.stderr)
-                return USAGE_EXIT_CODE
-        if args.seeds < 1:
-            raise ConfigError("--seeds", args.seeds, "must be a positive integer", "e.g. --seeds 3")
-        extra = parse_overrides(args.override)
-        if args.record and extra:
+        cards, unreachable = study_cards(args.cards)
+        if unreachable is not None:
+            print(f"adaptation_study.py: {unreachable}", file=sys.stderr)
+            return USAGE_EXIT_CODE
+        extra = study_overrides(args)
+        if args.record and args.override:
             raise ConfigError("--record", True, "cannot record runs made with --override", "record the cards as written")
         record_cards = {(card.name, arm): load_card(f"{card.name}-{arm}") for card in cards for arm in args.arms if args.record and arm != "cls"}
-        if args.threads is not None:
-            extra["cpu_threads"] = str(args.threads)
     except ConfigError as err:
         print(f"adaptation_study.py: error: {err}", file=sys.stderr)
         return USAGE_EXIT_CODE
@@ -135,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = out / card.name / arm / f"seed-{seed}"
                 overrides = {"recipe": ARMS[arm], "save_strategy": "no", **extra}
                 with context.Pool(1) as pool:
-                    result = pool.apply(_one_run, (card.name, seed, str(run_dir), overrides, args.threads))
+                    result = pool.apply(_one_run, (card.path, seed, str(run_dir), overrides, args.threads))  # a card given as a path too
                 row = {"card": card.name, "arm": arm, "seed": seed, **result, "argv": card.argv(seed, str(run_dir), overrides)}
                 rows.append(row)
                 print(f"[{card.name} / {ARMS[arm]} / seed {seed}] exit {row['exit_code']}  accuracy {row['eval_accuracy']}  "

@@ -26,41 +26,23 @@ import sys
 import time
 from pathlib import Path
 
-from ftrecipes.baselines import STUDY_ARMS, load_card, machine_info, parse_overrides, run_seed, study_markdown, summarize_study, unreachable_reason
+from ftrecipes.baselines import STUDY_ARMS, add_study_arguments, machine_info, run_seed, study_cards, study_markdown, study_overrides, summarize_study
 from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
-
-DEFAULT_CARDS = ("bbc-minilm", "tweets-minilm")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cards", nargs="+", default=list(DEFAULT_CARDS), help="Classification cards to study.")
-    parser.add_argument("--arms", nargs="+", default=list(STUDY_ARMS), choices=list(STUDY_ARMS), help="Which arms to run.")
-    parser.add_argument("--seeds", type=int, default=3, help="Seeds per (card, arm).")
-    parser.add_argument("--output_dir", default="runs/study")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
-    parser.add_argument("--override", action="append", default=[], metavar="FLAG=VALUE", help="Extra finetune.py flag for every run (smoke tests).")
+    add_study_arguments(parser, STUDY_ARMS, "runs/study")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
-        cards = [load_card(name) for name in args.cards]
-        for card in cards:
-            if card.task != "sequence-classification":
-                raise ConfigError("--cards", card.name, f"is a {card.task} card", "the study compares classification cards (accuracy and macro-F1)")
-            reason = unreachable_reason(card)
-            if reason is not None:
-                print(f"study.py: {reason}", file=sys.stderr)
-                return USAGE_EXIT_CODE
-        if args.seeds < 1:
-            raise ConfigError("--seeds", args.seeds, "must be a positive integer", "e.g. --seeds 3")
-        extra = parse_overrides(args.override)
-        if args.threads is not None:
-            import torch
-
-            torch.set_num_threads(args.threads)
-            extra["cpu_threads"] = str(args.threads)  # the pipeline sets torch threads from this flag
+        cards, unreachable = study_cards(args.cards)
+        if unreachable is not None:
+            print(f"study.py: {unreachable}", file=sys.stderr)
+            return USAGE_EXIT_CODE
+        extra = study_overrides(args)
         if not args.verbose:
             import transformers
 

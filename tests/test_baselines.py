@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -288,6 +289,45 @@ def test_study_smoke_on_a_tiny_model(tiny_base, tmp_path, capsys):
     assert lr == {"trainer-defaults": "linear", "constant": "constant"}
 
 
-def test_study_rejects_non_classification_cards(capsys):
-    assert study.main(["--cards", "digits-cnn"]) == 2
-    assert "study.py: error: --cards='digits-cnn'" in capsys.readouterr().err
+def test_adaptation_study_smoke_with_a_card_given_as_a_path(tiny_base, tmp_path, monkeypatch, capsys):
+    """The whole study, its spawned per-run processes run in this one (each costs an interpreter start);
+    each run reloads the card from its file, so a card outside recipes/baselines works too (by name it
+    failed with 'is not a known card')."""
+    card = tmp_path / "bbc-tiny.yaml"
+    card.write_text(yaml.safe_dump(good_card(task="sequence-classification", recipe="cls", model=tiny_base, data="bbc_news", seeds=1,
+                                             overrides={"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 2, "max_seq_length": 32,
+                                                        "split_seed": 42, "eval_strategy": "no", "plots": False})))
+    adaptation = _script("adaptation_study")
+
+    class InProcessPool:  # what the study uses of multiprocessing's Pool
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def apply(self, fn, args):
+            return fn(*args)
+
+    monkeypatch.setattr(adaptation.multiprocessing, "get_context", lambda method: SimpleNamespace(Pool=lambda n: InProcessPool()))
+    out = tmp_path / "study"
+    assert adaptation.main(["--cards", str(card), "--arms", "lora", "--seeds", "1", "--output_dir", str(out)]) == 0
+    assert "| bbc-tiny | `lora-cls` |" in capsys.readouterr().out
+    (row,) = json.loads((out / "adaptation_study.json").read_text())["runs"]
+    assert row["exit_code"] == 0 and row["steps"] == 2 and 0 < row["trainable_parameters"] < 10_000  # the adapters and the head
+
+
+@pytest.mark.parametrize("name", ["study", "adaptation_study"])
+def test_studies_refuse_bad_cards_seeds_and_hub_cards_before_any_run(name, tmp_path, capsys):
+    script = study if name == "study" else _script(name)
+    out = tmp_path / "out"
+    cases = {  # argv -> what the one line says
+        ("--cards", "digits-cnn"): f"{name}.py: error: --cards='digits-cnn': has task 'image-classification'",
+        ("--cards", "bbc-minilm", "--seeds", "0"): f"{name}.py: error: --seeds=0",
+        ("--cards", "rte-bert-base-cased"): f"{name}.py: card 'rte-bert-base-cased' needs the Hugging Face Hub",
+    }
+    for argv, line in cases.items():
+        assert script.main([*argv, "--output_dir", str(out)]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(line) and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not out.exists()
