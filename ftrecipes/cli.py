@@ -22,18 +22,11 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
+from .errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError, did_you_mean
 
 ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples nor max_steps sizes the run
 
 
-class _UsageError(Exception):
-    """argparse's complaint, turned into one line instead of usage + message."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: D401 - argparse's hook
-        raise _UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -41,8 +34,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ftrecipes", description="Fine-tuning recipes: inspect, plot, validate, find the peak LR.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = ArgumentParser(prog="ftrecipes", description="Fine-tuning recipes: inspect, plot, validate, find the peak LR.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
 
     sub.add_parser("list", help="table of the shipped recipes with their purpose")
@@ -339,7 +332,7 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
         args = parser.parse_args(argv)
         handlers = {"list": cmd_list, "show": cmd_show, "plot": cmd_plot, "validate": cmd_validate}
         return handlers[args.command](args)
-    except (ConfigError, _UsageError) as err:
+    except ConfigError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return USAGE_EXIT_CODE
     except BrokenPipeError:  # `ftrecipes show cls | head`: the reader left, nothing to report

@@ -24,7 +24,6 @@ Command line (registered by :mod:`ftrecipes.cli` as ``ftrecipes plot-run``)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -32,7 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .errors import USAGE_EXIT_CODE, ConfigError
+from .errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 from .outputs import CURVES_FILE, DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE, TRAINER_STATE_FILE
 # Evaluation keys that are bookkeeping, not metrics.
 _NOT_METRICS = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
@@ -221,18 +220,18 @@ def plot_run(output_dir: str, output: str | None = None) -> str:
 
 def main_plot_run(argv: Sequence[str] | None = None) -> int:
     """``ftrecipes plot-run OUTPUT_DIR [--output PNG]``: 0 on success, 2 (one line on stderr) on bad input."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="ftrecipes plot-run",
         description="Plot LR, loss, grad norm and validation metrics of a run against optimizer steps, "
         "with schedule transitions and loss spikes marked.",
     )
     parser.add_argument("output_dir", help="the run's output_dir (holds trainer_state.json)")
     parser.add_argument("--output", default=None, help=f"PNG to write (default: OUTPUT_DIR/{CURVES_FILE})")
-    options = parser.parse_args(argv)
     try:
+        options = parser.parse_args(argv)
         path = plot_run(options.output_dir, options.output)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"ftrecipes plot-run: error: {err}", file=sys.stderr)
         return USAGE_EXIT_CODE
     print(path)
     return 0

@@ -16,14 +16,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .durations import FRACTION, parse_duration, training_interval
-from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean
+from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean, raise_usage_errors
 from .recipe import Recipe
 
 logger = logging.getLogger("ftrecipes.finetune")
@@ -89,14 +88,7 @@ def build_parser():
     for name in _INTERVAL_FLAGS:
         group.add_argument(f"--{name}", type=str, default=None, help=f"TrainingArguments' {name}: optimizer steps (500) or a fraction of training (0.1 / 10%%).")
 
-    def error(message: str):  # argparse's own errors: one line naming the flag, exit 2
-        match = re.match(r"argument ([^:]+): (.*)", message)
-        if match:
-            raise ConfigError(match.group(1).split("/")[0], None, match.group(2), "see --help")
-        raise ConfigError("arguments", None, message, "see --help")
-
-    parser.error = error  # type: ignore[method-assign]
-    return parser
+    return raise_usage_errors(parser)  # argparse's own errors: one line naming the flag, exit 2
 
 
 @dataclass

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import USAGE_EXIT_CODE, ConfigError
+from .errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 logger = logging.getLogger("ftrecipes.sweep")
 
@@ -110,7 +110,7 @@ def parse_warmup_grid(text: str | None, recipe) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="ftrecipes sweep", allow_abbrev=False,
         description="Tune the peak LR, then the warmup, with Optuna. Other flags are finetune.py's and go to every trial.",
     )
@@ -131,10 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=int, default=30, help="seconds between a worker's heartbeats; a trial silent for 4x this is retried")
     p.add_argument("--report_only", action="store_true", help="only rewrite the tables and plot from the study")
 
-    def error(message: str):
-        raise ConfigError("ftrecipes sweep", None, message, "see `ftrecipes sweep --help`")
-
-    p.error = error  # type: ignore[method-assign]
     return p
 
 

@@ -14,7 +14,6 @@ accuracy and macro-F1 mean ± std, trainable parameters, seconds per optimizer s
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import shlex
@@ -88,14 +87,14 @@ def markdown(summary: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from ftrecipes.baselines import add_study_arguments, judge, load_card, machine_info, record_expected, study_cards, study_overrides
-    from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
+    from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     add_study_arguments(parser, ARMS, "runs/adaptation-study")
     parser.add_argument("--record", action="store_true", help="Write each llrd / lora arm's mean into its baseline card (<card>-llrd, <card>-lora).")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         cards, unreachable = study_cards(args.cards)
         if unreachable is not None:
             print(f"adaptation_study.py: {unreachable}", file=sys.stderr)

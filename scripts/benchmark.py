@@ -258,7 +258,9 @@ def _default_precisions(device: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ftrecipes.errors import ArgumentParser, ConfigError
+
+    parser = ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
@@ -278,8 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--config", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
-    opts = parser.parse_args(argv)
-
+    try:
+        opts = parser.parse_args(argv)
+    except ConfigError as err:
+        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        return 2
     if opts.worker:
         print("BENCH " + json.dumps(worker(opts)), flush=True)
         return 0

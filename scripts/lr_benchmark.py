@@ -12,7 +12,6 @@ recipe run on the whole data set (its optimizer steps times the measured seconds
 Writes ``lr_benchmark.json`` to ``--output_dir``.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 from ftrecipes import Timeline, get_recipe
-from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
+from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 from ftrecipes.pipeline import build_training_components, main as finetune, parse_args
 
 
@@ -77,7 +76,7 @@ def full_run_steps(dataset_name: str) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--model_name_or_path", default="minilm")
     parser.add_argument("--dataset_name", default="tweet_sentiment")
     parser.add_argument("--grid", type=float, nargs="+", default=[1e-5, 2e-5, 3e-5, 5e-5, 1e-4, 2e-4])
@@ -89,10 +88,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every available core)")
     parser.add_argument("--output_dir", default="runs/lr_benchmark")
-    cli = parser.parse_args(argv)
-    out = Path(cli.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        cli = parser.parse_args(argv)
+        out = Path(cli.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
         grid = [grid_run(lr, cli, out) for lr in cli.grid]
         finder = finder_run(cli, out)
         rows, steps = full_run_steps(cli.dataset_name)

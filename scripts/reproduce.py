@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 
 from ftrecipes.baselines import card_result, judge, list_cards, load_card, parse_overrides, record_expected, run_seed, unreachable_reason
-from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
+from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--card", help="A card name (see --list) or a path to a card YAML file.")
     parser.add_argument("--list", action="store_true", help="List the shipped cards and exit.")
     parser.add_argument("--seeds", type=int, default=None, help="Number of training seeds (default: the card's).")
@@ -35,12 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record", action="store_true", help="Write the measured mean (and a tolerance of at least 3 std) into the card file.")
     parser.add_argument("--override", action="append", default=[], metavar="FLAG=VALUE", help="Extra finetune.py flag for every seed (e.g. max_steps=5); repeatable.")
     parser.add_argument("--verbose", action="store_true", help="Show the training logs.")
-
-    def error(message: str):  # argparse's complaint as one line naming the flag, exit 2, like every other user error
-        flag, sep, problem = message.removeprefix("argument ").partition(": ")
-        raise ConfigError(flag.split("/")[0], None, problem, "see --help") if sep else ConfigError("arguments", None, message, "see --help")
-
-    parser.error = error  # type: ignore[method-assign]
     return parser
 
 

@@ -18,7 +18,6 @@ and writes ``study.json`` (every run and the summary) to ``--output_dir``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shlex
@@ -27,17 +26,17 @@ import time
 from pathlib import Path
 
 from ftrecipes.baselines import STUDY_ARMS, add_study_arguments, machine_info, run_seed, study_cards, study_markdown, study_overrides, summarize_study
-from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
+from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     add_study_arguments(parser, STUDY_ARMS, "runs/study")
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
         cards, unreachable = study_cards(args.cards)
         if unreachable is not None:
             print(f"study.py: {unreachable}", file=sys.stderr)

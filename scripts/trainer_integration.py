@@ -11,27 +11,27 @@ is shorter: see scripts/hf_style_example.py). The recipe supplies the TrainingAr
 the optimizer + scheduler pair, sized to the optimizer-step count the Trainer will compute.
 """
 
-import argparse
 import sys
 
 import numpy as np
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
 from ftrecipes import ConfigError, get_recipe
+from ftrecipes.errors import ArgumentParser
 from ftrecipes.data import load_raw_datasets, resolve_model_name_or_path
 from ftrecipes.peft_lora import apply_peft, peft_load_kwargs, trainable_parameters
 from ftrecipes.trainer import apply_recipe, recipe_optimizers
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--recipe", default="cls")
     parser.add_argument("--model_name_or_path", default="minilm")
     parser.add_argument("--max_steps", type=int, default=60)
     parser.add_argument("--max_train_samples", type=int, default=480)
     parser.add_argument("--output_dir", default="runs/trainer-integration")
-    cli = parser.parse_args(argv)
     try:
+        cli = parser.parse_args(argv)
         recipe = get_recipe(cli.recipe, max_steps=cli.max_steps, max_seq_length=64)
         load_kwargs = peft_load_kwargs(recipe)  # QLoRA's 4-bit config; peft / CUDA checked before loading
     except ConfigError as err:

@@ -357,3 +357,38 @@ def test_a_bug_is_not_hidden_as_bad_input(monkeypatch, tiny_base, cls_files, exi
     monkeypatch.setattr(ftrecipes.preflight, "check_before_loading", broken)
     with pytest.raises(KeyError, match="a bug in the checks"):
         pipeline.main(base_args(tiny_base, cls_files, existing_output))
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("entry, argv, field", [
+    ("finetune", ["--recipe"], "--recipe"),  # the rest of finetune.py's flags: the catalogue above
+    ("ftrecipes", ["show"], "NAME"),
+    ("ftrecipes", ["plot", "cls", "--total_steps"], "--total_steps"),
+    ("ftrecipes", ["list", "--nope"], "--nope"),
+    ("sweep", ["--lr", "2e-5", "--n_trials", "many"], "--n_trials"),
+    ("reproduce", ["--card", "digits-cnn", "--seeds", "x"], "--seeds"),
+    ("study", ["--arms", "best"], "--arms"),
+    ("adaptation_study", ["--seeds"], "--seeds"),
+    ("benchmark", ["--steps", "x"], "--steps"),
+    ("lr_benchmark", ["--grid"], "--grid"),
+    ("ftrecipes", ["plot-run"], "output_dir"),
+])
+def test_argparse_complaints_are_one_line_naming_the_flag(entry, argv, field, tmp_path, capsys):
+    """What argparse itself rejects (a value of the wrong type, a choice not offered, a missing value or
+    argument, an unknown flag) is reported like every other bad input: one line naming the flag, exit 2."""
+    from ftrecipes import sweep
+
+    mains = {"finetune": pipeline.main, "ftrecipes": cli.main, "sweep": sweep.main}
+    main = mains[entry] if entry in mains else _script(entry).main
+    out = tmp_path / "out"
+    code = main(["--output_dir", str(out), *argv] if entry in ("finetune", "sweep") else argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert re.match(rf"[\w. -]+: error: {re.escape(field)}\b", err), err
+    assert "--help" in err and not out.exists()
