@@ -311,7 +311,13 @@ def test_adaptation_study_smoke_with_a_card_given_as_a_path(tiny_base, tmp_path,
 
     monkeypatch.setattr(adaptation.multiprocessing, "get_context", lambda method: SimpleNamespace(Pool=lambda n: InProcessPool()))
     out = tmp_path / "study"
-    assert adaptation.main(["--cards", str(card), "--arms", "lora", "--seeds", "1", "--output_dir", str(out)]) == 0
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    try:
+        assert adaptation.main(["--cards", str(card), "--arms", "lora", "--seeds", "1", "--output_dir", str(out)]) == 0
+    finally:
+        transformers.logging.set_verbosity(verbosity)  # a spawned run silences transformers for its own process
     assert "| bbc-tiny | `lora-cls` |" in capsys.readouterr().out
     (row,) = json.loads((out / "adaptation_study.json").read_text())["runs"]
     assert row["exit_code"] == 0 and row["steps"] == 2 and 0 < row["trainable_parameters"] < 10_000  # the adapters and the head
