@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 import shlex
 import sys
 import time
@@ -119,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             for arm in args.arms:
                 run_dir = out / card.name / arm / f"seed-{seed}"
                 overrides = {"recipe": ARMS[arm], "save_strategy": "no", **extra}
-                with context.Pool(1) as pool:
-                    result = pool.apply(_one_run, (card.path, seed, str(run_dir), overrides, args.threads))  # a card given as a path too
+                # One fresh process per run, shut down cleanly (a terminated Pool leaks a semaphore warning).
+                with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                    result = pool.submit(_one_run, card.path, seed, str(run_dir), overrides, args.threads).result()  # a card given as a path too
                 row = {"card": card.name, "arm": arm, "seed": seed, **result, "argv": card.argv(seed, str(run_dir), overrides)}
                 rows.append(row)
                 print(f"[{card.name} / {ARMS[arm]} / seed {seed}] exit {row['exit_code']}  accuracy {row['eval_accuracy']}  "

@@ -6,8 +6,8 @@ import math
 import os
 import shutil
 import subprocess
+from concurrent.futures import Future
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -299,17 +299,22 @@ def test_adaptation_study_smoke_with_a_card_given_as_a_path(tiny_base, tmp_path,
                                                         "split_seed": 42, "eval_strategy": "no", "plots": False})))
     adaptation = _script("adaptation_study")
 
-    class InProcessPool:  # what the study uses of multiprocessing's Pool
+    class InProcessExecutor:  # what the study uses of concurrent.futures.ProcessPoolExecutor
+        def __init__(self, max_workers, mp_context):
+            assert max_workers == 1 and mp_context.get_start_method() == "spawn"
+
         def __enter__(self):
             return self
 
         def __exit__(self, *exc):
             return False
 
-        def apply(self, fn, args):
-            return fn(*args)
+        def submit(self, fn, *args):
+            future = Future()
+            future.set_result(fn(*args))
+            return future
 
-    monkeypatch.setattr(adaptation.multiprocessing, "get_context", lambda method: SimpleNamespace(Pool=lambda n: InProcessPool()))
+    monkeypatch.setattr(adaptation, "ProcessPoolExecutor", InProcessExecutor)
     out = tmp_path / "study"
     import transformers
 
