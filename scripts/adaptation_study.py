@@ -54,20 +54,11 @@ def _one_run(card_file: str, seed: int, run_dir: str, overrides: dict, threads: 
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    from ftrecipes.baselines import mean_std
+    """Mean ± std per (card, arm) of the study's columns (``baselines.summarize_study``), with each arm's recipe."""
+    from ftrecipes.baselines import summarize_study
 
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["card"], row["arm"]), []).append(row)
-    out = []
-    for (card, arm), items in groups.items():
-        entry = {"card": card, "arm": arm, "recipe": ARMS[arm], "n": len(items), "seeds": [r["seed"] for r in items]}
-        for key in ("eval_accuracy", "eval_f1", "s_per_step", "peak_rss_mb", "trainable_parameters"):
-            values = [float(r[key]) for r in items if r.get(key) is not None]
-            if values:
-                entry[key] = dict(zip(("mean", "std"), mean_std(values)))
-        out.append(entry)
-    return out
+    summary = summarize_study(rows, metrics=("eval_accuracy", "eval_f1", "s_per_step", "peak_rss_mb", "trainable_parameters"))
+    return [{**entry, "recipe": ARMS[entry["arm"]]} for entry in summary]
 
 
 def markdown(summary: list[dict]) -> str:
