@@ -27,8 +27,6 @@ from .errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError, did_you_mean
 ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples nor max_steps sizes the run
 
 
-
-
 # ------------------------------------------------------------------------------------------------
 # Parser
 
