@@ -30,12 +30,14 @@ def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[d
     return vars(namespace), unknown
 
 
-def given_training_arguments(argv: Sequence[str]) -> dict:
-    """The ``TrainingArguments`` fields given in ``argv`` (a script's full command line; the program name
-    and the script's own flags are ignored), parsed as ``HfArgumentParser`` parses them."""
+def given_training_arguments(argv: Sequence[str], args_class: type | None = None) -> dict:
+    """The fields of ``args_class`` (default ``TrainingArguments``; a subclass such as TRL's ``SFTConfig``) given
+    in ``argv`` (a script's full command line; the program name and the script's own flags are ignored),
+    parsed as ``HfArgumentParser`` parses them — prefix abbreviations included (``--per_device_train 8``):
+    a script's parser accepted the line, so a prefix it resolved is unique among these options too."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    parser = HfArgumentParser(TrainingArguments, allow_abbrev=False)
+    parser = HfArgumentParser(args_class or TrainingArguments)
     parser.error = _no_exit  # type: ignore[method-assign] # a value the script already accepted must not exit here
     try:
         given, _ = given_flags(parser, argv)
@@ -59,6 +61,10 @@ def _given_by_name(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict
     given = {}
     for token in argv:
         name = token.split("=", 1)[0]
-        if name in by_option:
-            given[by_option[name]] = None
+        if not name.startswith("--"):
+            continue
+        matches = {dest for option, dest in by_option.items() if option == name} or \
+            {dest for option, dest in by_option.items() if option.startswith(name)}
+        if len(matches) == 1:
+            given[matches.pop()] = None
     return given

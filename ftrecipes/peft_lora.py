@@ -131,24 +131,59 @@ def head_modules(model, task_type: str | None = None) -> list[str]:
     return heads
 
 
-def apply_peft(model, recipe, task: str | None = None):
-    """``model`` wrapped for the recipe's ``peft`` method (unchanged for ``peft: none``).
+def is_peft_model(model) -> bool:
+    """Whether ``model`` already carries a peft adapter (a ``PeftModel``, or adapters added in place)."""
+    return model is not None and not isinstance(model, (str, os.PathLike)) and hasattr(model, "peft_config")
+
+
+def lora_summary(recipe) -> str:
+    """The recipe's adapter settings in one phrase, for the lines that say whose settings won."""
+    return f"r={recipe.lora_r}, lora_alpha={recipe.lora_alpha}, lora_dropout={recipe.lora_dropout}, target_modules={recipe.lora_target_modules!r}"
+
+
+def _target_modules_for_name(name: str, spec: str) -> list[str] | str:
+    """``lora_target_modules`` for a model given by name or path (a trainer loads it later): ``auto`` is
+    looked up from the model type in its config; a list goes to peft as written (peft names a missing one)."""
+    spec = spec.strip()
+    if spec != "auto":
+        return spec if spec == "all-linear" else [m.strip() for m in spec.split(",")]
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAPPING
+    from transformers import AutoConfig
+
+    model_type = AutoConfig.from_pretrained(name).model_type
+    if model_type not in MAPPING:
+        raise ConfigError("lora_target_modules", "auto", f"knows no attention projections for model type {model_type!r}",
+                          "name them, e.g. --lora_target_modules q_proj,v_proj, or use 'all-linear'")
+    return list(MAPPING[model_type])
+
+
+def lora_config(recipe, model, task: str | None = None):
+    """The recipe's ``peft.LoraConfig`` for ``model`` (a model object, or a name/path a trainer will load).
 
     ``task``: a recipe task (``sequence-classification``...) or the pipeline's short name (``cls``...);
-    defaults to ``recipe.task``. Under LoRA only the adapters and the head require gradients.
-    """
-    if not uses_peft(recipe):
-        return model
+    defaults to ``recipe.task``. The task head (:func:`head_modules`) is trained in full."""
     check_peft_environment(recipe)
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig
 
     task = task or recipe.task
     task_type = _TASK_TYPES.get(task)
-    heads = head_modules(model, task_type) if task_type != "CAUSAL_LM" else []
-    config = LoraConfig(
-        task_type=task_type, r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-        target_modules=resolve_target_modules(model, recipe.lora_target_modules), modules_to_save=heads or None,
-    )
+    by_name = isinstance(model, (str, os.PathLike))
+    heads = head_modules(model, task_type) if task_type != "CAUSAL_LM" and not by_name else []
+    targets = _target_modules_for_name(str(model), recipe.lora_target_modules) if by_name else resolve_target_modules(model, recipe.lora_target_modules)
+    return LoraConfig(task_type=task_type, r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+                      target_modules=targets, modules_to_save=heads or None)
+
+
+def apply_peft(model, recipe, task: str | None = None):
+    """``model`` wrapped for the recipe's ``peft`` method (unchanged for ``peft: none``).
+
+    ``task`` as for :func:`lora_config`. Under LoRA only the adapters and the head require gradients.
+    """
+    if not uses_peft(recipe):
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    config = lora_config(recipe, model, task)
     if recipe.peft == "qlora":
         # Casts norms to fp32, enables input gradients and gradient checkpointing (the QLoRA setup).
         model = prepare_model_for_kbit_training(model)

@@ -31,7 +31,9 @@ update (unless ``split_batches``), which :func:`accelerate_scheduler` divides ba
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -45,13 +47,14 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from .errors import ConfigError
 from .flags import given_training_arguments
 from .durations import normalize_duration, training_interval
+from .hf_schedule import stock_trainer_name, transformers_spelling, warmup_as_hf
 from .lr_scheduler import ScheduleLR
 from .outputs import PLAN_FILE, RECIPE_FILE
-from .optim import create_optimizer
+from .optim import check_every_parameter_optimised, create_optimizer, parameters_left_out
 from .precision import training_args_precision
 from .recipe import Recipe
 from .scaling import recipe_lr_scaling
-from .schedule_types import SCHEDULE_TYPES, BuiltSchedule
+from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, is_metric_driven
 from .timeline import Timeline
 
 logger = logging.getLogger(__name__)
@@ -74,32 +77,38 @@ _RECORD = "_ftrecipes_record"  # attribute of applied TrainingArguments: plain d
 # Merging a recipe into TrainingArguments
 
 
-def _warmup_as_hf(value: Any) -> Any:
-    """A recipe warmup as ``TrainingArguments.warmup_steps`` states one (int steps or a ratio below 1);
-    epochs have no such spelling, so they are left to the description."""
-    value = normalize_duration(value, "warmup")
-    if isinstance(value, str) and value.strip().endswith("%"):
-        return float(value.strip()[:-1]) / 100.0
-    return value
-
-
-def _hf_default(name: str) -> Any:
-    f = TrainingArguments.__dataclass_fields__[name]
+def _class_default(args: TrainingArguments, name: str) -> Any:
+    """``name``'s default in the arguments class the script uses (``SFTConfig``, ``Seq2SeqTrainingArguments``,
+    ``SentenceTransformerTrainingArguments``...): a subclass's own default is not a user's choice."""
+    f = type(args).__dataclass_fields__.get(name)
+    if f is None:
+        return dataclasses.MISSING
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _user_gave(args: TrainingArguments, name: str, flags: dict) -> str | None:
     """``"flag"`` when ``--name`` is in the command line, ``"script"`` when the value differs from the
-    TrainingArguments default (set in code or a config file), else ``None`` (the recipe may fill it)."""
+    default of ``args``' own class (set in code or a config file), else ``None`` (the recipe may fill it)."""
     if name in flags:
         return "flag"
     if not hasattr(args, name):
         return None
-    value, default = getattr(args, name), _hf_default(name)
+    value, default = getattr(args, name), _class_default(args, name)
+    if default is dataclasses.MISSING:
+        return None
     value = getattr(value, "value", value)  # enums (lr_scheduler_type, eval_strategy) compare by value
+    default = getattr(default, "value", default)
     if name == "lr_scheduler_kwargs" and not value:
         return None
     return "script" if value != default else None
+
+
+def _replaced_default(args: TrainingArguments, name: str, recipe_value: Any) -> str:
+    """The line's note on the default a recipe value replaces, e.g. ``replaces SFTConfig's default 2e-05``."""
+    default = _class_default(args, name)
+    if default is dataclasses.MISSING or default == recipe_value:
+        return ""
+    return f"replaces {type(args).__name__}'s default {getattr(default, 'value', default)!r}"
 
 
 def is_applied(args: TrainingArguments) -> bool:
@@ -133,7 +142,7 @@ def apply_recipe(
     if is_applied(args):
         return args
     if explicit is None:
-        flags = given_training_arguments(sys.argv if argv is None else argv)
+        flags = given_training_arguments(sys.argv if argv is None else argv, type(args))
         gave = lambda name: _user_gave(args, name, flags)  # noqa: E731
     else:
         chosen = set(explicit)
@@ -147,7 +156,8 @@ def apply_recipe(
             sources[name] = {"value": getattr(args, name), "source": source, "detail": detail}
         else:
             changes[name] = recipe_value
-            sources[name] = {"value": recipe_value, "source": "recipe", "detail": detail}
+            note = "; ".join(part for part in (detail, _replaced_default(args, name, recipe_value)) if part)
+            sources[name] = {"value": recipe_value, "source": "recipe", "detail": note}
 
     for name in ("weight_decay", "max_grad_norm", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         take(name, getattr(recipe, name))
@@ -206,7 +216,7 @@ def apply_recipe(
         flag = from_flag.get(name)
         sources[name] = {"value": getattr(effective, name), "source": gave(flag) if flag else "recipe", "flag": flag or name,
                          "detail": f"recipe field {name!r} set from --{flag}" if flag else ""}
-    if effective.early_stopping_patience > 0 or effective.lr_scheduler_type == "plateau":
+    if effective.early_stopping_patience > 0 or is_metric_driven(effective.lr_scheduler_type):
         hf_values = {"eval_strategy": effective.eval_strategy, "eval_steps": training_interval(effective.eval_steps, "eval_steps") if effective.eval_steps is not None else None,
                      "metric_for_best_model": effective.metric_for_best_model, "greater_is_better": effective.greater_is_better}
         for name in EVAL_OWNED:
@@ -223,7 +233,8 @@ def apply_recipe(
         sources["learning_rate"] = {"value": new.learning_rate, "source": lr_source, "detail": "used as given (no batch scaling)"}
     else:
         new.learning_rate = scaling.learning_rate_after
-        sources["learning_rate"] = {"value": new.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe", "detail": scaling.message()}
+        note = "; ".join(part for part in (scaling.message(), _replaced_default(args, "learning_rate", new.learning_rate)) if part)
+        sources["learning_rate"] = {"value": new.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe", "detail": note}
     if effective.optimizer == "sgd":
         sources["momentum"] = {"value": effective.momentum, "source": "recipe", "detail": f"nesterov={effective.nesterov}"}
 
@@ -243,12 +254,27 @@ def log_sources(args: TrainingArguments) -> None:
     record = getattr(args, _RECORD, None)
     if record is None or record.get("logged"):
         return
+    _follow_transformers_verbosity()
+    if not logger.isEnabledFor(logging.INFO) and not record["ignored"]:
+        return  # nothing would show yet: the trainer logs them when it is built, after the script set up logging
     record["logged"] = True
     if args.should_log:
         for name, entry in record["sources"].items():
             logger.info("%s", _source_line(record["recipe"], name, entry))
         for line in record["ignored"]:
             logger.warning("recipe %r: %s", record["recipe"], line)
+
+
+def _follow_transformers_verbosity() -> None:
+    """ftrecipes' loggers show what transformers' do (the Trainer sets that from ``args.log_level``; scripts such
+    as ``run_classification.py`` set it), unless the application configured the ``ftrecipes`` logger itself."""
+    package = logging.getLogger("ftrecipes")
+    if package.level == logging.NOTSET:
+        from transformers.utils import logging as hf_logging
+
+        wanted = min(hf_logging.get_verbosity(), logging.getLogger().getEffectiveLevel())
+        if wanted < logging.WARNING:
+            package.setLevel(wanted)
 
 
 def _source_line(recipe_name: str, name: str, entry: dict) -> str:
@@ -269,20 +295,28 @@ class ScheduleName(str):
     """
 
     description: str = ""
+    label: str = ""  # the recipe's type name, where the string itself is the spelling a stock Trainer refuses
 
     @property
     def value(self) -> str:
-        return f"{self} ({self.description})" if self.description else str(self)
+        label = self.label or str(self)
+        return f"{label} ({self.description})" if self.description else label
 
     def __reduce__(self):
         return (str, (str(self),))
 
 
 def describe_schedule(args: TrainingArguments, recipe: Recipe, schedule: BuiltSchedule | None = None) -> None:
-    """Make ``args``' schedule fields state the recipe's schedule (``lr_scheduler_type``,
-    ``warmup_steps``, ``lr_scheduler_kwargs``): before training with the warmup as the recipe writes
-    it, once the schedule is built with its resolved step counts."""
-    name = ScheduleName(recipe.lr_scheduler_type)
+    """Make ``args``' schedule fields (``lr_scheduler_type``, ``warmup_steps``, ``lr_scheduler_kwargs``) state
+    the recipe's schedule: before training with the warmup as the recipe writes it, once the schedule is
+    built with its resolved step counts.
+
+    Where ``transformers.get_scheduler`` has a schedule equal to the recipe's at every step
+    (:func:`ftrecipes.hf_schedule.transformers_spelling`), the fields are that spelling, so a stock
+    ``Trainer`` given these args (or ``training_args.bin``) trains on the recipe's schedule. Otherwise the
+    type is named so that ``transformers.SchedulerType`` refuses it with a message naming
+    :class:`RecipeTrainer`, and the kwargs are the recipe type's own. Either way the model card reads the
+    one-line description (``args.lr_scheduler_type.value``)."""
     parts = [f"ftrecipes recipe {recipe.name!r}"]
     if schedule is not None:
         warmup_text = f"{recipe.warmup_type} warmup {schedule.warmup_steps} steps" if schedule.warmup_steps else "no warmup"
@@ -293,15 +327,19 @@ def describe_schedule(args: TrainingArguments, recipe: Recipe, schedule: BuiltSc
                      else f"last step at {schedule.lr(schedule.total_steps - 1):.3g} x peak")
     else:
         parts.append(f"{recipe.warmup_type} warmup {recipe.warmup}")
+    spelling = transformers_spelling(recipe, args.learning_rate)
+    if spelling is not None:
+        name = ScheduleName(spelling.lr_scheduler_type)
+        kwargs = dict(spelling.lr_scheduler_kwargs)
+        warmup = schedule.warmup_steps if schedule is not None else spelling.warmup_steps
+    else:
+        name = ScheduleName(stock_trainer_name(recipe.lr_scheduler_type))
+        kwargs = dict(recipe.lr_scheduler_kwargs)
+        warmup = schedule.warmup_steps if schedule is not None else warmup_as_hf(recipe.warmup)
     name.description = "; ".join(parts)
+    name.label = recipe.lr_scheduler_type if spelling is None else str(name)
     args.lr_scheduler_type = name
-    warmup = schedule.warmup_steps if schedule is not None else _warmup_as_hf(recipe.warmup)
     args.warmup_steps = warmup if isinstance(warmup, (int, float)) and not isinstance(warmup, bool) else 0
-    kwargs = {"schedule_by": f"ftrecipes recipe {recipe.name!r}", "warmup": recipe.warmup, "warmup_type": recipe.warmup_type,
-              "warmup_start": recipe.warmup_start, "min_lr_rate": recipe.floor, **recipe.lr_scheduler_kwargs}
-    if schedule is not None:
-        kwargs.update(total_steps=schedule.total_steps, warmup_steps=schedule.warmup_steps,
-                      transitions=[t.label for t in schedule.transitions])
     args.lr_scheduler_kwargs = kwargs
 
 
@@ -363,9 +401,9 @@ def recipe_schedule(recipe: Recipe, args: TrainingArguments, num_training_steps:
     return shape.plan(timeline).schedule
 
 
-def _optimizer_for(recipe: Recipe, model: torch.nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
+def _optimizer_for(recipe: Recipe, model: torch.nn.Module, args: TrainingArguments, **groups) -> torch.optim.Optimizer:
     """The recipe's optimizer kind (and SGD momentum) with the numbers the args hold after apply_recipe."""
-    optimizer = create_optimizer(recipe, model, learning_rate=args.learning_rate, args=args)
+    optimizer = create_optimizer(recipe, model, learning_rate=args.learning_rate, args=args, **groups)
     # Say in the args which optimizer runs, so training_args.bin and the model card state it.
     if recipe.optimizer == "sgd":
         args.optim, args.optim_args = "sgd", f"momentum={recipe.momentum},nesterov={recipe.nesterov}"
@@ -396,6 +434,7 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
         args = apply_recipe(recipe, args, argv)
     recipe = _effective_recipe(recipe, args)
     optimizer = _optimizer_for(recipe, model, args)
+    _refuse_parameters_added_later(optimizer, model)
     if args.max_steps > 0 or (train_dataset is not None and _has_len(train_dataset)):
         total = args.max_steps if args.max_steps > 0 else Timeline.from_training_args(args, len(train_dataset)).total_steps
         schedule = recipe_schedule(recipe, args, total, train_dataset)
@@ -408,6 +447,25 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
 
     optimizer.register_step_pre_hook(unsized)
     return optimizer, ScheduleLR(optimizer, lambda step: 1.0)
+
+
+def _refuse_parameters_added_later(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> None:
+    """Before the first step, check that ``model``'s trainable parameters are all in ``optimizer``: a trainer
+    that adds adapters after the optimizer was built (TRL's ``peft_config`` injects LoRA layers into this very
+    model) would otherwise train only the frozen base, leaving every adapter at its initial value."""
+
+    checked = []
+
+    def check(*_):
+        if checked:
+            return
+        checked.append(True)
+        check_every_parameter_optimised(
+            optimizer, model.named_parameters(),
+            "the trainer added them after recipe_optimizers() built the optimizer (e.g. TRL's peft_config): wrap the "
+            "model with peft before calling recipe_optimizers(), or use RecipeTrainer (class MyTrainer(RecipeTrainer, SFTTrainer))")
+
+    optimizer.register_step_pre_hook(check)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -431,19 +489,69 @@ class RecipeTrainer(Trainer):
 
     def __init__(self, model=None, args: TrainingArguments | None = None, *positional, recipe: Recipe, argv: Sequence[str] | None = None, **kwargs):
         args = apply_recipe(recipe, args if args is not None else TrainingArguments(output_dir="trainer_output"), argv)
-        log_sources(args)
+        record = recipe_record(args)
         self.recipe = _effective_recipe(recipe, args)
-        if model is not None and self.recipe.peft != "none" and not hasattr(model, "peft_config"):
-            from .peft_lora import apply_peft
-
-            model = apply_peft(model, self.recipe)  # a LoRA recipe adapts the user's model as finetune.py does
+        model, kwargs = self._with_recipe_adapter(model, kwargs)
+        if kwargs.get("optimizer_cls_and_kwargs") is not None:
+            record["ignored"].append("optimizer_cls_and_kwargs is replaced by the recipe's optimizer "
+                                     f"{self.recipe.optimizer!r}; to change it set the recipe field `optimizer`")
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(PlateauMetricCallback())
         if self.recipe.early_stopping_patience > 0:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.recipe.early_stopping_patience))
-        super().__init__(model, args, *positional, callbacks=callbacks, **kwargs)
+        # The base class sees a neutral schedule name: subclasses that rebuild their own arguments class from
+        # these args (TRL's SFTConfig(**args.to_dict())) validate it, and this class builds the real one.
+        neutral = copy.copy(args)
+        neutral.lr_scheduler_type, neutral.lr_scheduler_kwargs = "constant", {}
+        super().__init__(model, neutral, *positional, callbacks=callbacks, **kwargs)
+        self._adopt_args(args, record)
+        log_sources(self.args)
         self.run_info: dict[str, Any] = {}  # extra entries for plan.json (finetune.py adds the LR's source)
         self._loss_kwargs_checked = False
+
+    def _adopt_args(self, applied: TrainingArguments, record: dict) -> None:
+        """Keep the recipe's record and schedule description on the args the base class ended up with,
+        which a subclass may have rebuilt as its own class; an owned value it changed gets one line."""
+        if self.args is not applied:
+            for name in OWNED:
+                if hasattr(self.args, name) and getattr(self.args, name) != getattr(applied, name):
+                    record["ignored"].append(f"{type(self).__name__}'s base changed {name} from {getattr(applied, name)!r} to "
+                                             f"{getattr(self.args, name)!r} after the recipe set it; it trains with the latter")
+                    record["sources"][name] = {"value": getattr(self.args, name), "source": "trainer", "detail": "set by the trainer class"}
+            setattr(self.args, _RECORD, record)
+        describe_schedule(self.args, self.recipe)
+
+    def _with_recipe_adapter(self, model, kwargs: dict) -> tuple[Any, dict]:
+        """The recipe's LoRA applied once: handed to a base class that takes ``peft_config`` (TRL's trainers,
+        which also load a model given by name), else wrapped here. A ``peft_config`` the caller gave, or a model
+        already wrapped, wins over the recipe's adapter settings, with one line saying so."""
+        if self.recipe.peft == "none":
+            return model, kwargs
+        from .peft_lora import is_peft_model, lora_config, lora_summary
+
+        takes_peft_config = "peft_config" in inspect.signature(super().__init__).parameters
+        given = kwargs.get("peft_config")
+        if is_peft_model(model):
+            logger.warning("recipe %r: the model is already a PeftModel, so its adapter trains and the recipe's LoRA "
+                           "settings (%s) are not applied; the recipe's optimizer and schedule are", self.recipe.name,
+                           lora_summary(self.recipe))
+        elif given is not None and takes_peft_config:
+            logger.warning("recipe %r: the trainer's peft_config (r=%s, lora_alpha=%s, target_modules=%s) is the adapter; "
+                           "the recipe's LoRA settings (%s) are not applied, its optimizer and schedule are", self.recipe.name,
+                           getattr(given, "r", "?"), getattr(given, "lora_alpha", "?"), getattr(given, "target_modules", "?"),
+                           lora_summary(self.recipe))
+        elif takes_peft_config:
+            kwargs = {**kwargs, "peft_config": lora_config(self.recipe, model)}
+            logger.info("recipe %r: LoRA (%s) passed to %s as its peft_config", self.recipe.name, lora_summary(self.recipe),
+                        type(self).__mro__[type(self).__mro__.index(RecipeTrainer) + 1].__name__)
+        elif isinstance(model, (str, os.PathLike)):
+            raise ConfigError("model", str(model), "a LoRA recipe adapts a model object, and this trainer takes no peft_config",
+                              "load the model first (e.g. AutoModelForSequenceClassification.from_pretrained(name))")
+        elif model is not None:
+            from .peft_lora import apply_peft
+
+            model = apply_peft(model, self.recipe)  # a LoRA recipe adapts the user's model as finetune.py does
+        return model, kwargs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Trainer's loss, after checking once (on the first batch with labels) that the model's loss
@@ -462,9 +570,44 @@ class RecipeTrainer(Trainer):
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """The recipe's optimizer over everything this trainer trains: the model, plus what a subclass's
+        ``get_optimizer_cls_and_kwargs`` adds (sentence-transformers: the loss modules), at the peaks that
+        hook sets (its ``learning_rate_mapping``). Refuses, before the first step, to leave a trainable
+        parameter out."""
         if self.optimizer is None:
-            self.optimizer = _optimizer_for(self.recipe, model if model is not None else self.model, self.args)
+            model = model if model is not None else self.model
+            extra_modules, lr_overrides = self._subclass_parameters(model)
+            self.optimizer = _optimizer_for(self.recipe, model, self.args, extra_modules=extra_modules, lr_overrides=lr_overrides)
+            named = list(model.named_parameters()) + [(f"{prefix}.{n}", p) for prefix, m in extra_modules.items() for n, p in m.named_parameters()]
+            check_every_parameter_optimised(self.optimizer, named, "report it as an ftrecipes bug with the trainer class and model")
         return self.optimizer
+
+    def _subclass_parameters(self, model) -> tuple[dict[str, torch.nn.Module], dict[int, float]]:
+        """What a subclass's ``get_optimizer_cls_and_kwargs`` says it trains beyond ``model``, as named modules
+        (found among the trainer's attributes), and the peaks it gives single parameters."""
+        hook = getattr(type(self), "get_optimizer_cls_and_kwargs")
+        if hook is Trainer.get_optimizer_cls_and_kwargs:
+            return {}, {}
+        _, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        groups = next((optimizer_kwargs[k] for k in ("optimizer_dict", "params") if k in optimizer_kwargs), None)
+        if not groups or not isinstance(groups, (list, tuple)) or not isinstance(groups[0], dict):
+            return {}, {}
+        params = {id(p): p for g in groups for p in g["params"]}
+        lr_overrides = {id(p): float(g["lr"]) for g in groups if "lr" in g for p in g["params"]}
+        in_model = {id(p) for p in model.parameters()}
+        extra_ids = {i for i in params if i not in in_model}
+        modules: dict[str, torch.nn.Module] = {}
+        for name, value in vars(self).items():
+            candidates = value.items() if isinstance(value, dict) else [("", value)]
+            for key, module in candidates:
+                if isinstance(module, torch.nn.Module) and module is not model and extra_ids & {id(p) for p in module.parameters()}:
+                    modules[f"{name}.{key}" if key else name] = module
+        if lr_overrides:
+            pattern = getattr(self.args, "learning_rate_mapping", None)
+            logger.info("recipe %r: %d parameters at the peaks %s sets (%s), on the recipe's schedule", self.recipe.name,
+                        len(lr_overrides), type(self).__mro__[type(self).__mro__.index(RecipeTrainer) + 1].__name__,
+                        pattern or sorted(set(lr_overrides.values())))
+        return modules, lr_overrides
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> ScheduleLR:
         if self.lr_scheduler is None:
