@@ -94,8 +94,8 @@ def _user_gave(args: TrainingArguments, name: str, flags: dict) -> str | None:
     if not hasattr(args, name):
         return None
     value, default = getattr(args, name), _class_default(args, name)
-    if default is dataclasses.MISSING:
-        return None
+    if default is dataclasses.MISSING or (default is None and name in ("bf16", "fp16")):
+        return None  # bf16=None: the class resolves precision itself (TRL's configs), so the value is no choice
     value = getattr(value, "value", value)  # enums (lr_scheduler_type, eval_strategy) compare by value
     default = getattr(default, "value", default)
     if name == "lr_scheduler_kwargs" and not value:
