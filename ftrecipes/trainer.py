@@ -192,6 +192,8 @@ def apply_recipe(
             continue
         value = getattr(args, flag)
         value = getattr(value, "value", value)
+        if flag == "warmup_ratio" and value is None:
+            value = args.warmup_steps  # a subclass keeping the transformers-4 field moved the ratio there
         if flag == "lr_scheduler_type":
             if value not in SCHEDULE_TYPES:
                 ignored.append(
