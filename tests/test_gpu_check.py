@@ -164,3 +164,13 @@ def test_mfu_verdict_from_the_two_sides(gpu_check, monkeypatch, tmp_path):
         monkeypatch.setattr(gpu_check, "_worker_result", sides(**broken))
         result = gpu_check.check_mfu(opts, gpu_check.Paths(tmp_path), gpu_check.Budget(60))
         assert not result.passed and reason in result.figure, (broken, result.figure)
+
+    def trainer_side_fails(cmd, log, timeout):
+        if "trainer" in cmd:
+            raise RuntimeError("worker exited 1: CUDA out of memory")
+        return sides()(cmd, log, timeout)
+
+    monkeypatch.setattr(gpu_check, "_worker_result", trainer_side_fails)
+    result = gpu_check.check_mfu(opts, gpu_check.Paths(tmp_path), gpu_check.Budget(60))
+    assert not result.passed and "trainer side failed: RuntimeError: worker exited 1: CUDA out of memory" in result.figure
+    assert "recipe: 300.0 samples/s" in result.figure  # the side that ran keeps its figures

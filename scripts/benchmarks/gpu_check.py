@@ -262,9 +262,9 @@ def printable(cmd: list[str]) -> str:
     shown = ["python" if i == 0 and c == sys.executable else c for i, c in enumerate(cmd)]
     if shown[:3] == ["python", "-m", "accelerate.commands.launch"]:
         shown = ["accelerate", "launch", *shown[3:]]
-    for i, c in enumerate(shown):
-        if c == str(SCRIPT):
-            shown[i] = str(SCRIPT.relative_to(REPO))
+    # Sub-runs start in the repository root, so paths inside it are shown (exactly) relative to it.
+    root = str(REPO) + os.sep
+    shown = [c[len(root):] if c.startswith(root) else c for c in shown]
     return shlex.join(shown)
 
 
@@ -405,7 +405,11 @@ def _check_wrap_units() -> str | tuple[str, str]:
     if not names:
         return "note", (f"{type(model).__name__} lists no _no_split_modules, so TRANSFORMER_BASED_WRAP finds no block to wrap and "
                         "FSDP2 shards the whole model as one unit (the schedule check is unaffected)")
-    return f"{type(model).__name__} wraps {names} as FSDP units"
+    classes = {type(m).__name__ for m in model.modules()}
+    unknown = [n for n in names if n not in classes]
+    if unknown:  # accelerate stops with "Could not find the transformer layer class" on these
+        raise ValueError(f"_no_split_modules names {unknown}, which are not modules of {type(model).__name__}")
+    return f"{type(model).__name__} lists {names} in _no_split_modules, all modules of the model: one FSDP unit each"
 
 
 def _check_tiny_checkpoint(task: str) -> str:
@@ -620,9 +624,17 @@ def _free_port() -> int:
 
 
 def check_mfu(opts, paths: Paths, budget: Budget) -> CheckResult:
-    sides = {}
-    for side in ("recipe", "trainer"):
-        sides[side] = _worker_result(mfu_worker_command(side, opts), paths.run(f"mfu-{side}.log"), budget.limit(TIMEOUTS[f"mfu-{side}"]))
+    sides, failed = {}, {}
+    for side in ("recipe", "trainer"):  # the second side runs even when the first failed: its figures still count
+        try:
+            sides[side] = _worker_result(mfu_worker_command(side, opts), paths.run(f"mfu-{side}.log"), budget.limit(TIMEOUTS[f"mfu-{side}"]))
+        except Exception as err:  # noqa: BLE001 - reported as this check's failure, with the other side's figures
+            failed[side] = f"{type(err).__name__}: {' '.join(str(err).split())}"
+    if failed:
+        measured = "; ".join(f"{side}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_memory_mb']:,.0f} MB"
+                             for side, r in sides.items())
+        reasons = "; ".join(f"{side} side failed: {why}" for side, why in failed.items())
+        return CheckResult("mfu", False, f"{reasons}{'; ' + measured if measured else ''}", {"sides": sides, "failed": failed})
     recipe, trainer = sides["recipe"], sides["trainer"]
     device = recipe["device"]
     peak, source = (opts.peak_tflops, "--peak_tflops") if opts.peak_tflops else peak_bf16_tflops(device)
@@ -643,7 +655,7 @@ def check_mfu(opts, paths: Paths, budget: Budget) -> CheckResult:
     if ratio < opts.min_ratio:
         problems.append(f"the recipe's trainer runs at {ratio:.3f}x the plain Trainer, below --min_ratio {opts.min_ratio}")
     figure = (f"{recipe['samples_per_s']:.1f} samples/s, {recipe['tokens_per_s']:,.0f} tokens/s, peak {recipe['peak_memory_mb']:,.0f} MB, {mfu_text}; "
-              f"plain Trainer {trainer['samples_per_s']:.1f} samples/s, ratio {ratio:.3f}x")
+              f"plain Trainer {trainer['samples_per_s']:.1f} samples/s, peak {trainer['peak_memory_mb']:,.0f} MB; ratio {ratio:.3f}x")
     if problems:
         figure += "; " + "; ".join(problems)
     return CheckResult("mfu", not problems, figure, details)
@@ -767,10 +779,23 @@ def real_run(opts, command: str) -> int:
     info = _versions()
     print(f"{PROG}: {info['device']}, torch {info['torch']}, CUDA {info['cuda']}; checks: {', '.join(opts.checks)}", flush=True)
     budget = Budget(opts.budget_s)
-    _prepare_models(paths)
-    runners = {"mfu": lambda: check_mfu(opts, paths, budget), "qlora": lambda: check_qlora(opts, paths, budget),
-               "fsdp2": lambda: check_engine("fsdp2", opts, paths, budget),
-               "deepspeed-zero2": lambda: check_engine("deepspeed-zero2", opts, paths, budget)}
+    try:
+        _prepare_models(paths)
+        prepared = None
+    except Exception as err:  # noqa: BLE001 - only the checks that need the tiny models fail on it
+        prepared = f"the tiny models could not be written: {type(err).__name__}: {err}"
+
+    def needs_models(run: Callable[[], CheckResult]) -> Callable[[], CheckResult]:
+        def guarded() -> CheckResult:
+            if prepared:
+                raise RuntimeError(prepared)
+            return run()
+
+        return guarded
+
+    runners = {"mfu": lambda: check_mfu(opts, paths, budget), "qlora": needs_models(lambda: check_qlora(opts, paths, budget)),
+               "fsdp2": needs_models(lambda: check_engine("fsdp2", opts, paths, budget)),
+               "deepspeed-zero2": needs_models(lambda: check_engine("deepspeed-zero2", opts, paths, budget))}
     results = []
     for name in opts.checks:
         start = time.monotonic()
@@ -936,6 +961,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    # Sub-runs start in the repository root; the models and outputs they share must be found from there.
+    opts.work_dir = str(Path(opts.work_dir).resolve())
     if opts.worker:
         worker = mfu_worker if opts.worker == "mfu" else qlora_reload_worker
         print(RESULT_PREFIX + json.dumps(worker(opts)), flush=True)
