@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .durations import FRACTION, parse_duration, training_interval
-from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean, raise_usage_errors
+from .errors import ConfigError, did_you_mean, raise_usage_errors
+from .launch import refuse
 from .recipe import Recipe
 
 logger = logging.getLogger("ftrecipes.finetune")
@@ -493,8 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_args(argv)
         return run(config)
     except ConfigError as err:
-        print(f"finetune.py: error: {err}", file=sys.stderr)
-        return USAGE_EXIT_CODE
+        return refuse("finetune.py", err)  # once, under a launcher too
     finally:
         _destroy_process_group()
 
