@@ -30,11 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .errors import ConfigError
+from .errors import USAGE_EXIT_CODE, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,42 @@ _DEEPSPEED_BLOCKS = {
 
 def _true(value: Optional[str]) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+# Each launcher names a process's rank on its machine: torchrun (and accelerate launch, which starts
+# torchrun) LOCAL_RANK, MPI launchers their own; the list is accelerate's (utils/environment.py).
+_LOCAL_RANK_VARIABLES = ("LOCAL_RANK", "MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK")
+
+
+def is_local_main_process(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process is the first on its machine: true without a launcher, and under one for
+    local rank 0 only."""
+    env = os.environ if environ is None else environ
+    for name in _LOCAL_RANK_VARIABLES:
+        value = env.get(name, "").strip()
+        if value:
+            try:
+                return int(value) <= 0  # torch writes -1 for "not launched"
+            except ValueError:
+                return True  # an unreadable rank must not hide the reason for the exit
+    return True
+
+
+def refuse(program: str, error: ConfigError, environ: Mapping[str, str] | None = None, wait_s: float = 60.0) -> int:
+    """Print ``<program>: error: <error>`` on stderr and return the exit code of bad input, once per
+    machine under a launcher.
+
+    Every process of a launch meets the same bad input, so the first process on each machine prints
+    the line (each machine's terminal shows its own processes, as Trainer logs once per node). The
+    others wait for the launcher to stop them: torchrun (which accelerate launch starts) stops the rest
+    as soon as one process exits, so a silent process that exited first would get the one with the
+    line killed before it printed it. One still running after ``wait_s`` (the refusal was its own, or
+    its launcher lets processes run on) prints its line too.
+    """
+    if not is_local_main_process(environ):
+        time.sleep(wait_s)
+    print(f"{program}: error: {error}", file=sys.stderr, flush=True)
+    return USAGE_EXIT_CODE
 
 
 def has_accelerator() -> bool:
@@ -228,4 +266,5 @@ def cpu_threads_for(requested: Optional[int], environ: Mapping[str, str], cores:
 __all__ = [
     "Launch", "read_launch", "check_launch", "check_world_size", "check_deepspeed_config", "load_deepspeed_config",
     "check_optimizers_path", "is_sharded_engine", "has_accelerator", "CPU_LAUNCH_CONFIG", "cpu_threads_for",
+    "is_local_main_process", "refuse",
 ]

@@ -14,6 +14,7 @@ all inputs have been checked.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import sys
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .durations import FRACTION, parse_duration, training_interval
-from .errors import USAGE_EXIT_CODE, ConfigError, did_you_mean, raise_usage_errors
+from .errors import ConfigError, did_you_mean, raise_usage_errors
+from .launch import refuse
 from .recipe import Recipe
 
 logger = logging.getLogger("ftrecipes.finetune")
@@ -493,16 +495,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_args(argv)
         return run(config)
     except ConfigError as err:
-        print(f"finetune.py: error: {err}", file=sys.stderr)
-        return USAGE_EXIT_CODE
+        return refuse("finetune.py", err)  # once, under a launcher too
     finally:
         _destroy_process_group()
 
 
 def _destroy_process_group() -> None:
-    """Tear the process group down before the interpreter does: PyTorch asks for an explicit
-    ``destroy_process_group()``, and a gloo group left to interpreter shutdown sometimes aborted a rank
-    ("terminate called without an active exception", exit -6) after the run had finished."""
+    """Tear the process group down here, on the main thread, before the interpreter shuts down.
+
+    ``destroy_process_group()`` only unregisters the group; its gloo sockets and threads go with the
+    last reference to it, held by the DDP wrapper, which is cyclic garbage once :func:`run` returns.
+    Collected first, it goes with the group now. Left to the collector, the group went on whichever
+    thread ran the next collection. torch releases the GIL while a group is destroyed; on a daemon
+    thread the main thread could start interpreter shutdown meanwhile, and Python then ends the daemon
+    thread as it takes the GIL back, inside a C++ destructor: the process aborts after a finished run
+    ("terminate called without an active exception", exit -6; pytorch#38228)."""
     distributed = sys.modules.get("torch.distributed")
     if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        gc.collect()
         distributed.destroy_process_group()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
+from ftrecipes.errors import ConfigError
+from ftrecipes.launch import refuse
 from ftrecipes.optim import create_optimizer
 from ftrecipes.pipeline import build_training_components, parse_args
 from ftrecipes.timeline import Timeline
@@ -87,8 +88,7 @@ def main(argv=None) -> int:
     try:
         train(argv)
     except ConfigError as err:
-        print(f"accelerate_loop.py: error: {err}", file=sys.stderr)
-        return USAGE_EXIT_CODE
+        return refuse("accelerate_loop.py", err)  # once, under a launcher too
     return 0
 
 

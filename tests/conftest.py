@@ -1,18 +1,29 @@
 """Shared fixtures: tiny saved checkpoints and small labelled data files (all offline, seconds)."""
 
+import atexit
 import csv
 import gc
 import os
 import random
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Hermetic to the Hugging Face environment of whoever runs the suite: huggingface_hub, datasets,
+# transformers and accelerate read these variables (several at import time, so this runs before any
+# of them is imported), and a user's TRANSFORMERS_OFFLINE, HF_HOME or ACCELERATE_USE_CPU would
+# otherwise change what the tests see. The Hub and its caches are replaced by an empty cache folder
+# with the Hub switched off; tests that need another setting set it themselves (monkeypatch, env=).
+_USER_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "ACCELERATE_")
+for _name in [n for n in os.environ if n.startswith(_USER_PREFIXES)]:
+    del os.environ[_name]
+_HF_HOME = tempfile.mkdtemp(prefix="ftrecipes-tests-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ.update(HF_HOME=_HF_HOME, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One intra-op thread per xdist worker: with -n 2 on two cores, two threads each oversubscribe the
     # cores and OpenMP's spinning burns the difference (the tiny models gain nothing from a second thread).

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import FINETUNE, LOOP, PYTHON, REPO, free_port
+from conftest import LOOP, PYTHON, REPO, free_port
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.pipeline import main
 from ftrecipes.trainer import expected_lr, log_history_lrs
@@ -99,18 +99,47 @@ def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files,
             assert trace[step] == pytest.approx(traces[0][step], rel=1e-12)
 
 
+# scripts/finetune.py, reporting (on Linux, one /proc entry per thread) the gloo threads still alive
+# when main() has returned.
+FINETUNE_REPORTING_GLOO_THREADS = """
+import os, sys
+from ftrecipes.pipeline import main
+code = main()
+if os.path.isdir("/proc/self/task"):
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            names.append(open(f"/proc/self/task/{task}/comm").read().strip())
+        except OSError:  # a thread that has just ended
+            pass
+    print(f"process {os.environ['RANK']} leaves main() with gloo threads: {sorted(n for n in names if 'gloo' in n)}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
 @pytest.mark.multiprocess
 def test_learning_rate_auto_runs_once_and_every_rank_trains_at_its_choice(tiny_base, cls_files, tmp_path):
     """``--learning_rate auto`` under torchrun (2 gloo processes): the range test runs once, on process 0,
     at the run's global batch; both processes train at the peak it chose (broadcast, not recomputed per
-    rank); the choice, bounded by the recipe's prior, is recorded with its reason and its plots."""
+    rank); the choice, bounded by the recipe's prior, is recorded with its reason and its plots.
+
+    And the process group is gone, gloo threads included, when ``main()`` returns: left to the garbage
+    collector, it went on whichever thread collected it, and on a daemon thread at interpreter shutdown
+    that aborted the process ("terminate called without an active exception")."""
     out = tmp_path / "auto-ddp"
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), FINETUNE,
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])  # the script below is not in scripts/
+    on_linux = Path("/proc/self/task").is_dir()
+    script = tmp_path / "finetune_reporting_gloo_threads.py"
+    script.write_text(FINETUNE_REPORTING_GLOO_THREADS)
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), str(script),
            *base_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "4", "--max_steps", "2",
                       "--learning_rate", "auto", "--save_strategy", "no")]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    if on_linux:
+        for rank in (0, 1):
+            assert f"process {rank} leaves main() with gloo threads: []" in result.stderr, result.stderr[-3000:]
     assert result.stderr.count("--learning_rate auto: LR range test:") == 1  # one test, on process 0
     chosen = dict(re.findall(r"process (\d) of 2 trains at peak ([0-9.e+-]+) \(range test on process 0, cpu(?::\d+)?\)", result.stderr))
     assert sorted(chosen) == ["0", "1"] and chosen["0"] == chosen["1"], result.stderr[-3000:]

@@ -7,13 +7,15 @@ launch silently goes wrong (DeepSpeed owning the schedule, FSDP/DeepSpeed on CPU
 """
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import REPO
+from conftest import FINETUNE, PYTHON, REPO, free_port
 from ftrecipes.errors import ConfigError
 from ftrecipes.launch import (
     check_deepspeed_config,
@@ -21,7 +23,9 @@ from ftrecipes.launch import (
     check_optimizers_path,
     check_world_size,
     cpu_threads_for,
+    is_local_main_process,
     read_launch,
+    refuse,
 )
 
 LAUNCH = REPO / "recipes" / "launch"
@@ -211,3 +215,37 @@ def test_finetune_refuses_bad_launches_before_anything_is_written(tiny_base, cls
 ])
 def test_cpu_threads_keep_the_users_omp_setting_but_not_a_launchers(environ, requested, expected):
     assert cpu_threads_for(requested, environ, cores=8) == expected
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, True),  # no launcher
+    ({"LOCAL_RANK": "0", "RANK": "2"}, True),  # the first process of the second machine
+    ({"LOCAL_RANK": "1", "RANK": "1"}, False),
+    ({"LOCAL_RANK": "-1"}, True),  # torch's "not launched"
+    ({"OMPI_COMM_WORLD_LOCAL_RANK": "3"}, False),  # mpirun
+    ({"LOCAL_RANK": "one"}, True),  # unreadable: say why rather than stay silent
+])
+def test_the_first_process_on_each_machine_is_the_one_that_refuses_aloud(environ, expected):
+    assert is_local_main_process(environ) is expected
+
+
+def test_another_process_waits_for_its_launcher_then_still_says_why(capsys):
+    error = ConfigError("--recipe", "clss", "is not a known recipe", "did you mean 'cls'?")
+    assert refuse("finetune.py", error, {"LOCAL_RANK": "0"}) == 2
+    assert refuse("finetune.py", error, {"LOCAL_RANK": "1"}, wait_s=0.01) == 2  # not stopped by a launcher
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["finetune.py: error: --recipe='clss': is not a known recipe; did you mean 'cls'?"] * 2
+
+
+@pytest.mark.multiprocess
+def test_under_torchrun_a_refusal_is_printed_once(tmp_path):
+    """Two processes meet the same bad input: one line in all, and nothing written."""
+    out = tmp_path / "out"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), FINETUNE,
+           "--recipe", "clss", "--output_dir", str(out)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    refusals = [line for line in result.stderr.splitlines() if line.startswith("finetune.py: error:")]
+    assert len(refusals) == 1 and refusals[0].startswith("finetune.py: error: --recipe='clss': is not a known recipe"), result.stderr[-3000:]
+    assert not out.exists()
