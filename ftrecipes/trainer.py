@@ -224,6 +224,9 @@ def apply_recipe(
     else:
         new.learning_rate = scaling.learning_rate_after
         sources["learning_rate"] = {"value": new.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe", "detail": scaling.message()}
+        if effective.lr_rule != "none":  # the rule needs the model: RecipeTrainer and finetune.py resolve it first
+            sources["learning_rate"]["detail"] += (f"; the stated peak, not lr_rule {effective.lr_rule!r}: apply_recipe has no model "
+                                                   "(RecipeTrainer applies the rule, or ftrecipes.peak_rule.resolve_peak_rule_for_model)")
     if effective.optimizer == "sgd":
         sources["momentum"] = {"value": effective.momentum, "source": "recipe", "detail": f"nesterov={effective.nesterov}"}
 
@@ -430,6 +433,10 @@ class RecipeTrainer(Trainer):
     """
 
     def __init__(self, model=None, args: TrainingArguments | None = None, *positional, recipe: Recipe, argv: Sequence[str] | None = None, **kwargs):
+        from .peak_rule import peak_record, resolve_peak_rule_for_model
+
+        # The recipe's peak-LR rule reads the width of the model it is given (no-op without lr_rule).
+        recipe, peak = resolve_peak_rule_for_model(recipe, model)
         args = apply_recipe(recipe, args if args is not None else TrainingArguments(output_dir="trainer_output"), argv)
         log_sources(args)
         self.recipe = _effective_recipe(recipe, args)
@@ -443,6 +450,10 @@ class RecipeTrainer(Trainer):
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=self.recipe.early_stopping_patience))
         super().__init__(model, args, *positional, callbacks=callbacks, **kwargs)
         self.run_info: dict[str, Any] = {}  # extra entries for plan.json (finetune.py adds the LR's source)
+        if peak is not None:
+            self.run_info["peak_rule"] = peak_record(peak, recipe_record(args), args.learning_rate)
+            if args.should_log:
+                logger.info("recipe %r: %s", recipe.name, self.run_info["peak_rule"]["message"])
         self._loss_kwargs_checked = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
