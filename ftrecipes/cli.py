@@ -280,6 +280,7 @@ def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune
     """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
     from .lr_finder import check_finder_args, choose_learning_rate
     from .outputs import LR_FINDER_JSON, LR_FINDER_PNG
+    from .peak_rule import resolve_peak_rule_for_model
     from .preflight import check_output_dir
     from .registry import get_recipe
 
@@ -301,6 +302,8 @@ def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune
         model, dataloader, _ = _unpack_components(build_components(recipe))
     if recipe is None:
         recipe = get_recipe(args.recipe)
+    # A recipe with the width rule: the peak and prior for this model (a no-op for the pipeline's, already resolved).
+    recipe = resolve_peak_rule_for_model(recipe, model)[0]
     _, result = choose_learning_rate(
         recipe, model, dataloader, output_dir=output_dir, num_steps=args.num_steps, min_lr=args.min_lr,
         max_lr=args.max_lr, accumulation_steps=args.accumulation_steps, precision=recipe.precision, rule=args.rule,

@@ -281,8 +281,7 @@ def peak_record(choice: PeakChoice, record: dict, learning_rate: float) -> dict:
     if source not in ("recipe", "scaled"):
         choice = choice.not_used(f"learning_rate {learning_rate!r} was given ({source}) and is used as given")
     elif choice.applied and not math.isclose(record.get("lr_scaling", {}).get("learning_rate_before", choice.learning_rate), choice.learning_rate, rel_tol=1e-9):
-        choice = choice.not_used("the TrainingArguments went through apply_recipe before the rule was applied (apply_recipe has no model); "
-                                 "pass them to RecipeTrainer un-applied")
+        choice = choice.not_used("the TrainingArguments' peak was not set from it")
     batch = record.get("lr_scaling", {}).get("global_batch_size")
     return {**choice.to_dict(), "message": choice.line(batch, learning_rate)}
 

@@ -220,7 +220,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     recipe = _with_task_metric(config.recipe, task)
     # The peak-LR rule reads the model's width from its config.json before anything is built, so that
     # the TrainingArguments carry the rule's peak; the loaded model's config is checked against it below.
-    recipe, peak = _resolve_peak_rule(recipe, script)
+    recipe, peak = peak_rule_for_job(recipe, script)
     # DeepSpeed blocks, engines on CPU, N processes seen as 1: before anything else is built.
     config = dataclasses.replace(config, recipe=recipe, training_overrides=check_launch(config.training_overrides))
     args = check_before_loading(config)  # everything that needs no model or data, first
@@ -284,7 +284,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     return components
 
 
-def _resolve_peak_rule(recipe: Recipe, script: ScriptArguments):
+def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
     """``(recipe, choice)``: the recipe with its peak-LR rule applied for the model the job will build
     (its ``--config_name`` when given, as the model's config comes from there); see :mod:`ftrecipes.peak_rule`."""
     from .peak_rule import resolve_peak_rule

@@ -225,8 +225,8 @@ def apply_recipe(
         new.learning_rate = scaling.learning_rate_after
         sources["learning_rate"] = {"value": new.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe", "detail": scaling.message()}
         if effective.lr_rule != "none":  # the rule needs the model: RecipeTrainer and finetune.py resolve it first
-            sources["learning_rate"]["detail"] += (f"; the stated peak, not lr_rule {effective.lr_rule!r}: apply_recipe has no model "
-                                                   "(RecipeTrainer applies the rule, or ftrecipes.peak_rule.resolve_peak_rule_for_model)")
+            sources["learning_rate"]["detail"] += (f"; the stated peak until lr_rule {effective.lr_rule!r} sees the model "
+                                                   "(RecipeTrainer and recipe_optimizers set the rule's peak then)")
     if effective.optimizer == "sgd":
         sources["momentum"] = {"value": effective.momentum, "source": "recipe", "detail": f"nesterov={effective.nesterov}"}
 
@@ -339,6 +339,28 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
     return apply_recipe(recipe, TrainingArguments(**job), explicit=list(overrides), num_processes=num_processes, log=False)
 
 
+def adopt_rule_peak(args: TrainingArguments, recipe: Recipe) -> None:
+    """Give ``args`` that went through :func:`apply_recipe` before the model was known (the usual order in
+    a Hugging Face script) the peak of ``recipe``, the recipe with its peak-LR rule applied for that model
+    (:func:`ftrecipes.peak_rule.resolve_peak_rule_for_model`), rescaled for the same global batch by the
+    same batch rule. A ``learning_rate`` the user gave is left as it is; so are args not from apply_recipe."""
+    if not is_applied(args):
+        return
+    record = recipe_record(args)
+    if record["sources"].get("learning_rate", {}).get("source") not in ("recipe", "scaled"):
+        return
+    before = record["lr_scaling"]
+    scaling = recipe_lr_scaling(recipe, before["global_batch_size"], rule=before["rule"] if before["overridden"] else None)
+    if scaling.learning_rate_after == args.learning_rate:
+        return
+    args.learning_rate = scaling.learning_rate_after
+    record["lr_scaling"] = scaling.to_dict()
+    record["sources"]["learning_rate"] = {
+        "value": args.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe",
+        "detail": f"{scaling.message()}; the peak-LR rule's peak for the model, set when the model was known",
+    }
+
+
 def _effective_recipe(recipe: Recipe, args: TrainingArguments) -> Recipe:
     """The recipe with the schedule overrides the script's flags made (``--lr_scheduler_type`` ...)."""
     overrides = recipe_record(args)["recipe_overrides"]
@@ -393,10 +415,17 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
     from .launch import check_optimizers_path
 
     check_optimizers_path(args)  # FSDP / DeepSpeed: one line naming RecipeTrainer
+    from .peak_rule import peak_record, resolve_peak_rule_for_model
+
+    recipe, peak = resolve_peak_rule_for_model(recipe, model)  # the peak-LR rule reads the model's width
+    if peak is not None:
+        adopt_rule_peak(args, recipe)
     if not is_applied(args):
         logger.warning("recipe_optimizers: the TrainingArguments did not go through apply_recipe(), so the Trainer "
                        "clips, batches and counts steps with the script's values; use `args = apply_recipe(recipe, args)`")
         args = apply_recipe(recipe, args, argv)
+    if peak is not None and args.should_log:
+        logger.info("recipe %r: %s", recipe.name, peak_record(peak, recipe_record(args), args.learning_rate)["message"])
     recipe = _effective_recipe(recipe, args)
     optimizer = _optimizer_for(recipe, model, args)
     if args.max_steps > 0 or (train_dataset is not None and _has_len(train_dataset)):
@@ -437,6 +466,8 @@ class RecipeTrainer(Trainer):
 
         # The recipe's peak-LR rule reads the width of the model it is given (no-op without lr_rule).
         recipe, peak = resolve_peak_rule_for_model(recipe, model)
+        if args is not None and peak is not None:
+            adopt_rule_peak(args, recipe)  # args applied before the model was known
         args = apply_recipe(recipe, args if args is not None else TrainingArguments(output_dir="trainer_output"), argv)
         log_sources(args)
         self.recipe = _effective_recipe(recipe, args)
@@ -619,6 +650,7 @@ __all__ = [
     "recipe_training_args",
     "recipe_optimizers",
     "recipe_schedule",
+    "adopt_rule_peak",
     "accelerate_scheduler",
     "log_history_lrs",
     "expected_lr",

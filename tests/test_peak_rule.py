@@ -302,3 +302,29 @@ def test_recipe_trainer_applies_the_rule_from_the_models_config(tmp_path, caplog
     recipe, choice = resolve_peak_rule_for_model(get_recipe("cls"), cnn)
     assert not choice.applied and recipe.learning_rate == 5e-5
     assert choice.line().startswith("peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of the SmallCNNForImageClassification")
+
+
+def test_args_applied_before_the_model_get_the_rules_peak_when_the_model_is_known(tmp_path):
+    """The Hugging Face script order: apply_recipe on the parsed TrainingArguments first (no model yet,
+    so the stated peak), then RecipeTrainer or recipe_optimizers with the model, which set the rule's."""
+    from transformers import TrainingArguments
+
+    from ftrecipes.testing import tiny_model
+    from ftrecipes.trainer import RecipeTrainer, apply_recipe, recipe_optimizers, recipe_record
+
+    args = apply_recipe(get_recipe("cls"), TrainingArguments(output_dir=str(tmp_path / "a"), report_to="none"), [])
+    assert args.learning_rate == 5e-5 and "the stated peak until lr_rule 'width' sees the model" in recipe_record(args)["sources"]["learning_rate"]["detail"]
+    trainer = RecipeTrainer(model=tiny_model("cls"), args=args, recipe=get_recipe("cls"), argv=[])
+    assert trainer.args.learning_rate == pytest.approx(1.2e-3) and trainer.run_info["peak_rule"]["applied"]
+    assert recipe_record(trainer.args)["lr_scaling"]["learning_rate_before"] == pytest.approx(1.2e-3)
+
+    args = apply_recipe(get_recipe("cls"), TrainingArguments(output_dir=str(tmp_path / "b"), report_to="none", max_steps=4,
+                                                             per_device_train_batch_size=4), ["--per_device_train_batch_size", "4"])
+    optimizer, scheduler = recipe_optimizers(get_recipe("cls"), tiny_model("cls"), args)
+    assert scheduler.base_lrs[0] == pytest.approx(1.2e-3 * 0.5)  # the rule's peak, sqrt-scaled from batch 16 to 4
+    assert args.learning_rate == pytest.approx(1.2e-3 * 0.5)
+
+    # a learning_rate on the command line stays as given
+    given = apply_recipe(get_recipe("cls"), TrainingArguments(output_dir=str(tmp_path / "c"), report_to="none", learning_rate=3e-4),
+                         ["--learning_rate", "3e-4"])
+    assert RecipeTrainer(model=tiny_model("cls"), args=given, recipe=get_recipe("cls"), argv=[]).args.learning_rate == 3e-4
