@@ -447,9 +447,16 @@ def _lr_group(name: str, entry: Any) -> dict:
         re.compile(pattern)
     except re.error as err:
         raise ConfigError(name, pattern, f"is not a valid regular expression ({err})", "escape special characters, e.g. 'layer\\.0\\.'") from None
-    multiplier = _coerce(f"{name}[{pattern!r}].multiplier", entry["multiplier"], float)
-    _positive(f"{name}[{pattern!r}].multiplier", multiplier, "use e.g. 10 for a faster head, 0.1 for a slower module")
-    return {"pattern": pattern, "multiplier": multiplier}
+    multiplier = entry["multiplier"]
+    if isinstance(multiplier, str):
+        try:
+            multiplier = float(multiplier)
+        except ValueError:
+            pass
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not 0 < multiplier < math.inf:
+        raise ConfigError(name, entry, f"the multiplier of pattern {pattern!r} must be a positive finite number",
+                          "use e.g. 10 for a faster head, 0.1 for a slower module")
+    return {"pattern": pattern, "multiplier": float(multiplier)}
 
 
 def _check_lr_rule(recipe: Recipe) -> None:

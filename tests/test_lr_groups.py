@@ -123,8 +123,8 @@ def test_loraplus_needs_lora_b_matrices():
 @pytest.mark.parametrize("value, pattern", [
     ("[{pattern: classifier}]", r"lr_groups=.*each entry needs exactly the keys pattern and multiplier"),
     ("[{pattern: '(', multiplier: 2}]", r"lr_groups='\(': is not a valid regular expression"),
-    ("[{pattern: classifier, multiplier: 0}]", r"lr_groups\['classifier'\].multiplier=0.0: must be a positive finite number"),
-    ("[{pattern: classifier, multiplier: fast}]", r"lr_groups\['classifier'\].multiplier='fast': must be a number"),
+    ("[{pattern: classifier, multiplier: 0}]", r"lr_groups=\{'pattern': 'classifier', 'multiplier': 0\}: the multiplier of pattern 'classifier' must be a positive finite number"),
+    ("[{pattern: classifier, multiplier: fast}]", r"lr_groups=.*the multiplier of pattern 'classifier' must be a positive finite number"),
     ("classifier", r"lr_groups='classifier': must be a list"),
     ("[{pattern: '', multiplier: 2}]", r"pattern must be a non-empty string"),
 ])
