@@ -136,6 +136,20 @@ def test_width_from_folders_files_aliases_and_objects(tmp_path, tiny_base):
     assert model_width(None).width is None
 
 
+def test_width_of_a_hub_id_from_the_cache_offline(tmp_path):
+    """A Hub id is read from the Hugging Face cache (laid out as huggingface_hub caches it), no network."""
+    repo = tmp_path / "models--someone--roberta-large-ish"
+    snap = repo / "snapshots" / ("b" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(json.dumps({"model_type": "roberta", "hidden_size": 1024}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("b" * 40)
+    width = read_model_width("someone/roberta-large-ish", cache_dir=str(tmp_path))
+    assert width.width == 1024 and "(Hugging Face cache)" in width.source
+    recipe, choice = resolve_peak_rule(get_recipe("cls"), "someone/roberta-large-ish", cache_dir=str(tmp_path))
+    assert recipe.learning_rate == pytest.approx(3.75e-5) and choice.line().startswith("peak 3.75e-5: cls rule for hidden 1024")
+
+
 def test_a_model_without_a_width_falls_back_to_the_stated_peak_in_one_line(tmp_path):
     cnn = _config_folder(tmp_path, "cnn", {"model_type": "ftrecipes-small-cnn", "hidden_sizes": [16, 32]})
     recipe, choice = resolve_peak_rule(get_recipe("cls"), cnn)
