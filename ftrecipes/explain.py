@@ -28,13 +28,13 @@ FIELD_REASONS: dict[str, str] = {
     "lr_rule": "the best fine-tuning peak falls as the model widens: ELECTRA fine-tunes hidden 256 / 768 / 1024 at "
                "3e-4 / 1e-4 / 5e-5, and muP puts Adam's best LR at ~1/width, so the peak is derived from the model's "
                "hidden size before training; LoRA trains at ~10x full fine-tuning [Clark et al. 2020, Table 7; "
-               "Yang et al. 2022, Tensor Programs V; Hu et al. 2021; Thinking Machines 2025, LoRA Without Regret]",
+               "Yang et al. 2022, Tensor Programs V; Hu et al. 2021; Schulman et al. 2025, LoRA Without Regret]",
     "lr_rule_reference_peak": "the anchor of the width rule: a fine-tuning peak known to work at lr_rule_reference_width "
                               "[Devlin et al. 2019, app. A.3: 2e-5..5e-5 for BERT-base]",
     "lr_rule_width_exponent": "1 is muP's Adam scaling (LR ~ 1/width) and matches ELECTRA small -> base (3x wider, 1/3 "
                               "the peak) [Yang et al. 2022; Clark et al. 2020, Table 7]",
     "lr_rule_lora_multiplier": "only the low-rank adapters move, from B = 0, so LoRA needs larger steps: ~10x the full "
-                               "fine-tuning peak, nearly independent of the rank [Hu et al. 2021; Thinking Machines 2025, "
+                               "fine-tuning peak, nearly independent of the rank [Hu et al. 2021; Schulman et al. 2025, "
                                "LoRA Without Regret]",
     "lr_rule_prior_factor": "the range test overshoots for fine-tuning, so its pick is kept near the rule's peak "
                             "[transformers#16013]",

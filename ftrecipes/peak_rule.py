@@ -21,8 +21,9 @@ Why this form, and the shipped constants (reference peak 5e-5 at width 768, expo
 * This project's sweeps of MiniLM-L6 (hidden 384) put the best peak at 1e-4 (BBC News) and 2e-4 (tweets,
   1e-4 within 0.4 point); the rule gives 1e-4.
 * LoRA trains best at about 10x the full fine-tuning peak (Hu et al. 2021, RoBERTa-base GLUE at
-  4e-4..5e-4; Thinking Machines 2025, "LoRA Without Regret", who also find that optimum nearly
-  independent of the rank), so the rank is reported but does not enter the formula.
+  4e-4..5e-4; Schulman et al. 2025, "LoRA Without Regret", who also find that optimum nearly
+  independent of the rank at a fixed lora_alpha, i.e. with peft's alpha / r scaling), so the rank is
+  reported but does not enter the formula.
 
 The constants are recipe fields, to be re-tuned by editing YAML. The rule is for AdamW (muP's result is
 Adam's); a recipe with ``optimizer: sgd`` states its peak. A ``learning_rate`` given on top of a recipe
