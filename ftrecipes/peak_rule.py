@@ -190,8 +190,8 @@ def _adaptation(recipe) -> str:
 class PeakChoice:
     """What the rule made of one model: the peak at ``reference_global_batch_size`` and why.
 
-    ``applied`` is False when the run trains at the stated ``learning_rate`` instead (the model names
-    no width, or a given ``learning_rate`` won); ``note`` then says why."""
+    ``applied`` is False when the run trains at another peak: the stated ``learning_rate`` (the model
+    names no width) or one the user gave (``given``); ``note`` then says why."""
 
     recipe: str
     applied: bool
@@ -204,6 +204,7 @@ class PeakChoice:
     reference_global_batch_size: int
     lr_prior: tuple[float, float]
     note: str = ""
+    given: bool = False
 
     def line(self, global_batch_size: int | None = None, learning_rate: float | None = None) -> str:
         """One line for logs, ``ftrecipes show`` and ``plan.json``, e.g. ``peak 1e-4: cls rule for hidden
@@ -211,6 +212,8 @@ class PeakChoice:
         global batch and its peak after batch scaling (default: the reference batch and this peak)."""
         batch = self.reference_global_batch_size if global_batch_size is None else global_batch_size
         peak = self.learning_rate if learning_rate is None else learning_rate
+        if self.given:
+            return f"peak {format_lr(peak)}: as given, not from the width rule of recipe {self.recipe!r} ({self.note})"
         if not self.applied:
             return f"peak {format_lr(peak)}: the stated learning_rate of recipe {self.recipe!r}, not its width rule ({self.note})"
         scaled = "" if math.isclose(peak, self.learning_rate, rel_tol=1e-9) else f", batch-scaled from {format_lr(self.learning_rate)}"
@@ -219,8 +222,8 @@ class PeakChoice:
                 f"lr_prior {format_lr(self.lr_prior[0])}..{format_lr(self.lr_prior[1])})")
 
     def not_used(self, why: str) -> "PeakChoice":
-        """This choice set aside (e.g. a ``learning_rate`` the user gave to TrainingArguments)."""
-        return PeakChoice(**{**asdict(self), "applied": False, "note": why})
+        """This choice set aside for a peak from elsewhere (e.g. a ``learning_rate`` the user gave to TrainingArguments)."""
+        return PeakChoice(**{**asdict(self), "applied": False, "given": True, "note": why})
 
     def to_dict(self) -> dict:
         return {**asdict(self), "lr_prior": list(self.lr_prior), "message": self.line()}
@@ -280,9 +283,9 @@ def peak_record(choice: PeakChoice, record: dict, learning_rate: float) -> dict:
     is ``record`` and whose peak is ``learning_rate``: the choice, set aside when the user gave the LR."""
     source = record["sources"].get("learning_rate", {}).get("source")
     if source not in ("recipe", "scaled"):
-        choice = choice.not_used(f"learning_rate {learning_rate!r} was given ({source}) and is used as given")
+        choice = choice.not_used(f"learning_rate {learning_rate!r} came from the {source} and is used unchanged")
     elif choice.applied and not math.isclose(record.get("lr_scaling", {}).get("learning_rate_before", choice.learning_rate), choice.learning_rate, rel_tol=1e-9):
-        choice = choice.not_used("the TrainingArguments' peak was not set from it")
+        choice = choice.not_used("the TrainingArguments' learning_rate was set before the rule was applied")
     batch = record.get("lr_scaling", {}).get("global_batch_size")
     return {**choice.to_dict(), "message": choice.line(batch, learning_rate)}
 

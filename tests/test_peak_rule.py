@@ -309,7 +309,9 @@ def test_recipe_trainer_applies_the_rule_from_the_models_config(tmp_path, caplog
     given = RecipeTrainer(model=tiny_model("cls"), args=TrainingArguments(output_dir=str(tmp_path / "b"), learning_rate=2e-5, report_to="none"),
                           recipe=get_recipe("cls"), argv=[])
     assert given.args.learning_rate == 2e-5
-    assert not given.run_info["peak_rule"]["applied"] and "used as given" in given.run_info["peak_rule"]["message"]
+    assert not given.run_info["peak_rule"]["applied"]
+    assert given.run_info["peak_rule"]["message"] == ("peak 2e-5: as given, not from the width rule of recipe 'cls' "
+                                                      "(learning_rate 2e-05 came from the script and is used unchanged)")
 
     # no width in the config: the stated peak, in one line
     cnn = SmallCNNForImageClassification(SmallCNNConfig(num_labels=3))
