@@ -281,6 +281,9 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
                                     peak_rule=None if peak is None else {**peak.to_dict(), "message": peak.line(scaling.global_batch_size, scaling.learning_rate_after)})
     if config.learning_rate_auto:
         _choose_learning_rate(components)
+        if components.peak_rule is not None:  # the range test's pick replaces the rule's, inside the rule's prior
+            components.peak_rule["message"] += (f"; --learning_rate auto: the run trains at the range test's "
+                                                f"{components.args.learning_rate:.3g} instead")
     return components
 
 

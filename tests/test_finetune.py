@@ -124,6 +124,10 @@ def test_learning_rate_auto_runs_once_and_every_rank_trains_at_its_choice(tiny_b
     assert recorded["source"] == "lr-find" and recorded["reason"] and recorded["learning_rate"] == finder["recommended"]
     low, high = finder["prior"]["low"], finder["prior"]["high"]
     assert low <= recorded["learning_rate"] <= high  # a suggestion outside the fine-tuning prior is pulled back into it
+    # the prior is the one around cls's width-rule pick for hidden 32 (1.2e-3), sqrt-scaled from batch 16 to 8
+    assert (low, high) == pytest.approx((1.2e-3 / 2.5 * 0.5**0.5, 1.2e-3 * 2.5 * 0.5**0.5))
+    rule = json.loads((out / "plan.json").read_text())["peak_rule"]["message"]
+    assert rule.startswith("peak 8.49e-4: cls rule for hidden 32") and f"--learning_rate auto: the run trains at the range test's {recorded['learning_rate']:.3g}" in rule
     lrs = logged_lrs(out)
     assert max(lrs.values()) == pytest.approx(recorded["learning_rate"])  # the run trained with what the finder chose
 
