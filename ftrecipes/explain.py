@@ -25,6 +25,23 @@ FIELD_REASONS: dict[str, str] = {
     "learning_rate": "the peak matters more than the schedule's shape: no schedule rescues a peak that is far off. "
                      "Fine-tuning pretrained encoders works at 2e-5..5e-5; tune the peak first "
                      "[Devlin et al. 2019, app. A.3; Mosbach et al. 2021]",
+    "lr_rule": "the best fine-tuning peak falls as the model widens: ELECTRA fine-tunes hidden 256 / 768 / 1024 at "
+               "3e-4 / 1e-4 / 5e-5, and muP puts Adam's best LR at ~1/width, so the peak is derived from the model's "
+               "hidden size before training; LoRA trains at ~10x full fine-tuning [Clark et al. 2020, Table 7; "
+               "Yang et al. 2022, Tensor Programs V; Hu et al. 2021; Schulman et al. 2025, LoRA Without Regret]",
+    "lr_rule_reference_peak": "the anchor of the width rule: a fine-tuning peak known to work at lr_rule_reference_width "
+                              "[Devlin et al. 2019, app. A.3: 2e-5..5e-5 for BERT-base]",
+    "lr_rule_width_exponent": "1 is muP's Adam scaling (LR ~ 1/width) and matches ELECTRA small -> base (3x wider, 1/3 "
+                              "the peak) [Yang et al. 2022; Clark et al. 2020, Table 7]",
+    "lr_rule_lora_multiplier": "only the low-rank adapters move, from B = 0, so LoRA needs larger steps: ~10x the full "
+                               "fine-tuning peak, nearly independent of the rank [Hu et al. 2021; Schulman et al. 2025, "
+                               "LoRA Without Regret]",
+    "lr_rule_prior_factor": "the range test overshoots for fine-tuning, so its pick is kept near the rule's peak "
+                            "[transformers#16013]",
+    "loraplus_lr_ratio": "with A and B at one LR, LoRA learns inefficiently in wide models; a larger LR for B (ratio "
+                         "~16) trains faster at the same cost [Hayou et al. 2024, LoRA+]",
+    "lr_groups": "a new head or a module that should move faster or slower than the backbone gets its own "
+                 "multiplier, on the same schedule [axolotl lr_groups]",
     "weight_decay": "decoupled from the gradient step in AdamW, but its effective strength still scales with the "
                     "LR and the number of steps [Loshchilov & Hutter 2019]",
     "max_grad_norm": "clipping the global gradient norm bounds the damage of a rare huge gradient; 1.0 is the "
@@ -128,8 +145,13 @@ def _spelled(duration) -> str:
     return repr(duration)
 
 
-def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed: list[str] | None = None) -> str:
-    """A human-readable account of a :class:`~ftrecipes.recipe.RecipePlan` (``ftrecipes show``)."""
+def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed: list[str] | None = None,
+                  peak=None, written=None) -> str:
+    """A human-readable account of a :class:`~ftrecipes.recipe.RecipePlan` (``ftrecipes show``).
+
+    ``peak``: the :class:`~ftrecipes.peak_rule.PeakChoice` the plan's recipe was resolved with, and
+    ``written`` the recipe before that (whose fields and reasons are listed); see
+    :func:`ftrecipes.peak_rule.resolve_peak_rule`."""
     recipe, timeline, schedule = plan.recipe, plan.timeline, plan.schedule
     comments = yaml_comments(recipe_file) if recipe_file and Path(recipe_file).is_file() else {}
     scaling = plan.scaling
@@ -146,7 +168,9 @@ def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed
         f"  total steps           {schedule.total_steps} optimizer steps"
         + (f" ({recipe.num_train_epochs:g} epochs)" if recipe.max_steps <= 0 else " (max_steps)"),
         f"  warmup steps          {schedule.warmup_steps} ({_spelled(recipe.warmup)}, {recipe.warmup_type})",
+        *([f"  peak-LR rule          {peak.line(timeline.global_batch_size, plan.learning_rate)}"] if peak is not None else []),
         f"  peak learning rate    {scaling.message()}",
+        f"  lr_prior              {recipe.lr_prior[0]:.3g}..{recipe.lr_prior[1]:.3g} (bounds --learning_rate auto at batch {recipe.reference_global_batch_size})",
         f"  LR at step 0 / end of warmup / last step   {plan.lr_at(0):.4g} / {plan.lr_at(schedule.warmup_steps):.4g} / "
         f"{plan.lr_at(schedule.total_steps - 1):.4g}",
     ]
@@ -162,6 +186,7 @@ def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed
     if assumed:
         lines.append(f"  assumed               {'; '.join(assumed)}")
     lines += ["", "defaults and why"]
+    recipe = written if written is not None else recipe
     width = max(len(f.name) for f in dataclasses.fields(recipe))
     for f in dataclasses.fields(recipe):
         if f.name in ("name", "description"):

@@ -42,9 +42,11 @@ with ``sigma`` the spread of the raw losses around the smoothed curve.
 The result is then checked against the recipe's **prior** (:class:`LRPrior`): the recipe's own
 ``lr_prior: [low, high]`` (peak LRs known to work for it at ``reference_global_batch_size``: AdamW
 fine-tuning 2e-5..5e-5 by default, SGD on a CNN 0.01..0.1 in ``cnn-step``, pretraining 1e-4..1e-3 in
-``pretrain``), rescaled to the batch the finder ran at by the recipe's batch-size rule. A suggestion
+``pretrain``; with a recipe's width rule on, the range around the rule's peak, see
+:mod:`ftrecipes.peak_rule`), rescaled to the batch the finder ran at by the recipe's batch-size rule. A suggestion
 outside it comes with a warning that says why and what to try, and ``recommended`` is the suggestion
-clipped into the prior (range tests overshoot for fine-tuning, transformers#16013: bound and explain).
+clipped into the prior (range tests overshoot for fine-tuning, transformers#16013: bound and explain;
+:func:`ftrecipes.priors.recommend` is that step).
 
 Model weights, optimizer state, param-group LRs, gradients, train/eval mode and the torch RNG are
 restored exactly afterwards (deep copies held in memory).
@@ -67,7 +69,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .outputs import LR_FINDER_JSON, LR_FINDER_PNG
-from .priors import LRPrior, parse_prior, prior_for_recipe, recipe_prior  # noqa: F401 (re-exported: the priors live in ftrecipes.priors)
+from .priors import LRPrior, parse_prior, prior_for_recipe, recipe_prior, recommend  # noqa: F401 (re-exported: the priors live in ftrecipes.priors)
 from .scaling import recipe_lr_scaling
 
 RULES = ("steepest", "minimum/10")
@@ -390,7 +392,7 @@ def find_lr(
         recommended = (recipe_lr_scaling(recipe, global_batch).learning_rate_after if recipe is not None and global_batch else
                        (recipe.learning_rate if recipe is not None else None))
     else:
-        recommended = prior.clip(suggestion) if prior is not None else suggestion
+        recommended = recommend(suggestion, prior)
     return LRFinderResult(
         lrs=lrs, losses=losses, smoothed=smoothed, suggestion=suggestion,
         recommended=recommended, prior=prior, warning=prior_warning(suggestion, prior), rule=rule, reason=reason,

@@ -13,6 +13,7 @@ from transformers.trainer_pt_utils import get_parameter_names
 
 
 from .layerwise import layerwise_parameter_groups, uses_layerwise
+from .lr_groups import split_lr_groups, uses_lr_groups
 
 # The name patterns of Trainer.get_decay_parameter_names (transformers 5.x): that method is an instance
 # method of a Trainer, so the rule is restated here on the public helper it calls.
@@ -74,6 +75,8 @@ def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = Non
     # Layer-wise / head / embedding peaks when the recipe asks for them (ftrecipes.layerwise).
     groups = (layerwise_parameter_groups(model, recipe, lr) if uses_layerwise(recipe)
               else parameter_groups(model, source.weight_decay))
+    if uses_lr_groups(recipe):  # LoRA+ and lr_groups multiply within those groups (ftrecipes.lr_groups)
+        groups = split_lr_groups(model, recipe, groups, lr)
     if extra_modules:
         groups += _extra_groups(extra_modules, source.weight_decay, {id(p) for g in groups for p in g["params"]})
     if lr_overrides:

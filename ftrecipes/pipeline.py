@@ -164,6 +164,7 @@ class TrainingComponents:
     last_checkpoint: Optional[str]
     lr_scaling: dict = field(default_factory=dict)  # before/after of the batch-size rule
     learning_rate_source: dict = field(default_factory=lambda: {"source": "recipe"})
+    peak_rule: Optional[dict] = None  # what the recipe's peak-LR rule chose (ftrecipes.peak_rule), when it has one
 
     def train_dataloader(self):
         """A shuffled, seeded loader of the training split at the per-device batch, with the task's
@@ -219,6 +220,9 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     task = get_task(config.recipe.task, field="task")
     _check_task_flags(script, task)
     recipe = _with_task_metric(config.recipe, task)
+    # The peak-LR rule reads the model's width from its config.json before anything is built, so that
+    # the TrainingArguments carry the rule's peak; the loaded model's config is checked against it below.
+    recipe, peak = peak_rule_for_job(recipe, script)
     # DeepSpeed blocks, engines on CPU, N processes seen as 1: before anything else is built.
     config = dataclasses.replace(config, recipe=recipe, training_overrides=check_launch(config.training_overrides))
     args = check_before_loading(config)  # everything that needs no model or data, first
@@ -273,11 +277,37 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     model = build_model(task, prepared, recipe.model_name_or_path, config_name=script.config_name, cache_dir=script.cache_dir,
                         ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe,
                         attn_implementation=attention_implementation(args_precision(args), args.device.type), load_kwargs=load_kwargs)
+    _check_model_lrs(model, recipe, peak)
     job = config if recipe is config.recipe else dataclasses.replace(config, recipe=recipe)
-    components = TrainingComponents(job, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict())
+    components = TrainingComponents(job, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict(),
+                                    peak_rule=None if peak is None else {**peak.to_dict(), "message": peak.line(scaling.global_batch_size, scaling.learning_rate_after)})
     if config.learning_rate_auto:
         _choose_learning_rate(components)
+        if components.peak_rule is not None:  # the range test's pick replaces the rule's, inside the rule's prior
+            components.peak_rule["message"] += (f"; --learning_rate auto: the run trains at the range test's "
+                                                f"{components.args.learning_rate:.3g} instead")
     return components
+
+
+def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
+    """``(recipe, choice)``: the recipe with its peak-LR rule applied for the model the job will build
+    (its ``--config_name`` when given, as the model's config comes from there); see :mod:`ftrecipes.peak_rule`."""
+    from .peak_rule import resolve_peak_rule
+
+    return resolve_peak_rule(recipe, config_name=script.config_name, cache_dir=script.cache_dir)
+
+
+def _check_model_lrs(model, recipe: Recipe, peak) -> None:
+    """The loaded model agrees with the width the rule read from config.json, and every ``lr_groups``
+    pattern (and LoRA+) finds its parameters: before anything is written to ``output_dir``."""
+    from .lr_groups import check_lr_groups
+    from .peak_rule import model_width
+
+    if peak is not None and peak.applied and model_width(model).width != peak.width:
+        raise ConfigError("--model_name_or_path", recipe.model_name_or_path,
+                          f"the peak-LR rule read hidden {peak.width} ({peak.width_source}) but the loaded model's config says {model_width(model).width}",
+                          "give a model folder whose config.json describes its weights, or --lr_rule none with a --learning_rate")
+    check_lr_groups(model, recipe)
 
 
 def _choose_learning_rate(c: "TrainingComponents") -> None:
@@ -403,6 +433,8 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
         preprocess_logits_for_metrics=task.preprocess_logits_for_metrics(),
     )
     trainer.run_info["learning_rate_source"] = c.learning_rate_source  # recipe.yaml + plan.json come with save_model()
+    if c.peak_rule is not None:
+        trainer.run_info["peak_rule"] = c.peak_rule
     if config.script.streaming:
         trainer.run_info["train_data"] = "streamed (length unknown): total_steps is --max_steps"
     monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
@@ -486,6 +518,8 @@ def _log_plan(c: TrainingComponents) -> None:
         c.recipe.name, c.plan.total_steps, per_epoch, c.plan.warmup_steps, t.global_batch_size, t.per_device_train_batch_size,
         t.num_processes, t.gradient_accumulation_steps, c.args.learning_rate, c.recipe.lr_scaling, c.recipe.learning_rate, c.recipe.reference_global_batch_size,
     )
+    if c.peak_rule is not None:  # the recipe's peak-LR rule: what it picked and why, or why it did not
+        logger.info("recipe %s: %s", c.recipe.name, c.peak_rule["message"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,6 +67,15 @@ def prior_for_recipe(recipe, global_batch_size: int | None = None) -> LRPrior:
     return prior.scaled(factor, global_batch_size)
 
 
+def recommend(suggestion: float, prior: LRPrior | None) -> float:
+    """The peak to train at for a range test's ``suggestion``: the suggestion clipped into ``prior``.
+
+    The one place where a finder's raw pick becomes the recommended peak (``--learning_rate auto``,
+    ``ftrecipes lr-find``), so that a correction measured against a grid of fixed peaks (e.g. a factor
+    on the raw pick) changes here and nowhere else."""
+    return prior.clip(suggestion) if prior is not None else suggestion
+
+
 def parse_prior(value: Any) -> LRPrior | None:
     """An :class:`LRPrior` from ``None``, an ``LRPrior``, a ``(low, high)`` pair or ``"low,high"``."""
     if value is None or isinstance(value, LRPrior):

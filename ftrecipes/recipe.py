@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import yaml
 
 from .durations import Duration, check_duration, normalize_duration, resolve_duration, training_interval
 from .errors import ConfigError, did_you_mean
+from .peak_rule import LR_RULES
 from .scaling import SCALING_RULES, LRScaling, recipe_lr_scaling
 from .schedule_types import (
     SCHEDULE_TYPES,
@@ -79,6 +81,17 @@ class Recipe:
     lr_prior: list[float] = _help("[low, high]: peak LRs known to work for this recipe at reference_global_batch_size; "
                                   "bounds `--learning_rate auto` and `ftrecipes lr-find` (default: AdamW fine-tuning, BERT's grid).",
                                   default_factory=lambda: [2e-5, 5e-5])
+    # The peak-LR rule (ftrecipes.peak_rule): the peak derived from the model's width before training.
+    lr_rule: str = _help("'width': the peak follows the model's width, peak = lr_rule_reference_peak x (lr_rule_reference_width / width) "
+                         "** lr_rule_width_exponent (x lr_rule_lora_multiplier under LoRA), then the batch rule; learning_rate is the "
+                         "fallback for a model whose config names no width. 'none': learning_rate as stated. A learning_rate given "
+                         "on top of the recipe (flag, code) turns the rule off.", default="none")
+    lr_rule_reference_peak: float = _help("Width rule: the full fine-tuning peak for a model of width lr_rule_reference_width, "
+                                          "at reference_global_batch_size.", default=5e-5)
+    lr_rule_reference_width: int = _help("Width rule: the width (hidden_size / d_model / n_embd) that lr_rule_reference_peak is for.", default=768)
+    lr_rule_width_exponent: float = _help("Width rule: the peak goes as width ** -exponent (1: Adam's LR ~ 1/width, muP; 0: no width dependence).", default=1.0)
+    lr_rule_lora_multiplier: float = _help("Width rule: LoRA and QLoRA train at this x the full fine-tuning peak.", default=10.0)
+    lr_rule_prior_factor: float = _help("Width rule: lr_prior becomes [peak / factor, peak x factor] around the rule's peak.", default=2.5)
 
     # --- schedule --------------------------------------------------------------------------------
     lr_scheduler_type: str = _help(f"One of {sorted(SCHEDULE_TYPES)}.", default="cosine")
@@ -123,6 +136,11 @@ class Recipe:
     layerwise_lr_decay: float = _help("LLRD factor xi in (0, 1]: layer l of L at peak * xi^(L-l), embeddings at peak * xi^(L+1); 1.0 is off.", default=1.0)
     head_lr_multiplier: float = _help("The task head (and pooler / final norm) trains at peak * this.", default=1.0)
     embedding_lr_multiplier: float = _help("The embeddings train at their (decayed) LR * this.", default=1.0)
+    loraplus_lr_ratio: typing.Optional[float] = _help("LoRA+ (Hayou et al. 2024): the LoRA B matrices train at their LR x this ratio "
+                                                      "(the paper suggests ~16); unset: B trains at the LR of A.", default=None)
+    lr_groups: list[dict] = _help("LR multipliers by parameter name, e.g. [{pattern: classifier, multiplier: 10}]: a trainable parameter "
+                                  "whose name the regex pattern matches (re.search) trains at its LR x multiplier; the first matching "
+                                  "entry counts; composes with layer-wise LRs and LoRA+.", default_factory=list)
 
     def __post_init__(self):
         _coerce_fields(self)
@@ -175,6 +193,7 @@ class Recipe:
         if self.eval_steps is not None:
             training_interval(self.eval_steps, "eval_steps")
         _check_adaptation(self)
+        _check_lr_rule(self)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -219,7 +238,13 @@ class Recipe:
 
     # ------------------------------------------------------------------------------------------
     def replace(self, **overrides) -> "Recipe":
-        """A copy with ``overrides`` applied (strict: unknown keys and wrong types are errors)."""
+        """A copy with ``overrides`` applied (strict: unknown keys and wrong types are errors).
+
+        A ``learning_rate`` among the overrides turns the peak-LR rule off (``lr_rule: none``) unless
+        ``lr_rule`` is among them too: a peak given on top of a recipe is used as given.
+        """
+        if "learning_rate" in overrides and "lr_rule" not in overrides:
+            overrides = {**overrides, "lr_rule": "none"}
         return Recipe.from_dict({**self.to_dict(), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -317,10 +342,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-        raise ConfigError(name, value, "must be true or false")
+        raise ConfigError(name, value, "must be true or false", "write true or false")
     if hint is int:
         if isinstance(value, bool):
-            raise ConfigError(name, value, "must be an integer")
+            raise ConfigError(name, value, "must be an integer", "write a whole number")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -330,7 +355,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
                 return int(value)
             except ValueError:
                 pass
-        raise ConfigError(name, value, "must be an integer")
+        raise ConfigError(name, value, "must be an integer", "write a whole number")
     if hint is float:
         if isinstance(value, bool):
             raise ConfigError(name, value, "must be a number")
@@ -345,7 +370,16 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(name, value, "must be a string")
+        raise ConfigError(name, value, "must be a string", "quote it")
+    if origin is list and args and args[0] is dict:  # lr_groups: YAML/JSON text on the command line, a list in YAML
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value.strip() else []
+            except yaml.YAMLError:
+                raise ConfigError(name, value, "is not a YAML list", "write e.g. '[{pattern: classifier, multiplier: 10}]'") from None
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, value, "must be a list of {pattern, multiplier} entries", "write e.g. '[{pattern: classifier, multiplier: 10}]'")
+        return [_lr_group(name, entry) for entry in value]
     if origin is list:  # a list of numbers, e.g. lr_prior: "2e-5,5e-5" on the command line, [2e-5, 5e-5] in YAML
         if isinstance(value, str):
             value = [v for v in value.strip().strip("[]").split(",") if v.strip()]
@@ -399,6 +433,53 @@ def _check_adaptation(recipe: Recipe) -> None:
         raise ConfigError("layerwise_lr_decay", recipe.layerwise_lr_decay, "must lie in (0, 1]", "use e.g. 0.95 (Sun et al. 2019), or 1.0 for no decay")
     _positive("head_lr_multiplier", recipe.head_lr_multiplier, "use 1.0 (the peak) or e.g. 10 for a faster head")
     _positive("embedding_lr_multiplier", recipe.embedding_lr_multiplier, "use 1.0, or e.g. 0.1 for slower embeddings")
+
+
+def _lr_group(name: str, entry: Any) -> dict:
+    """One ``lr_groups`` entry as ``{"pattern": str, "multiplier": float}``, checked."""
+    example = "write e.g. {pattern: classifier, multiplier: 10}"
+    if not isinstance(entry, dict) or set(entry) != {"pattern", "multiplier"}:
+        raise ConfigError(name, entry, "each entry needs exactly the keys pattern and multiplier", example)
+    pattern = entry["pattern"]
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise ConfigError(name, entry, "pattern must be a non-empty string (a regex searched in parameter names)", example)
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ConfigError(name, pattern, f"is not a valid regular expression ({err})", "escape special characters, e.g. 'layer\\.0\\.'") from None
+    multiplier = entry["multiplier"]
+    if isinstance(multiplier, str):
+        try:
+            multiplier = float(multiplier)
+        except ValueError:
+            pass
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not 0 < multiplier < math.inf:
+        raise ConfigError(name, entry, f"the multiplier of pattern {pattern!r} must be a positive finite number",
+                          "use e.g. 10 for a faster head, 0.1 for a slower module")
+    return {"pattern": pattern, "multiplier": float(multiplier)}
+
+
+def _check_lr_rule(recipe: Recipe) -> None:
+    """The peak-LR rule's fields (ftrecipes.peak_rule)."""
+    if recipe.lr_rule not in LR_RULES:
+        raise ConfigError("lr_rule", recipe.lr_rule, f"is not one of {list(LR_RULES)}",
+                          did_you_mean(recipe.lr_rule, LR_RULES) or "use 'width' (the peak follows the model's width) or 'none' (learning_rate as stated)")
+    _positive("lr_rule_reference_peak", recipe.lr_rule_reference_peak, "use e.g. 5e-5 (a BERT-base fine-tuning peak)")
+    if recipe.lr_rule_reference_width < 1:
+        raise ConfigError("lr_rule_reference_width", recipe.lr_rule_reference_width, "must be a positive integer (a hidden size)", "use e.g. 768 (BERT-base)")
+    if not 0 <= recipe.lr_rule_width_exponent <= 3:
+        raise ConfigError("lr_rule_width_exponent", recipe.lr_rule_width_exponent, "must lie in [0, 3]", "use 1.0 (Adam's LR ~ 1/width) or 0 for no width dependence")
+    _positive("lr_rule_lora_multiplier", recipe.lr_rule_lora_multiplier, "use e.g. 10 (LoRA at ~10x the full fine-tuning peak)")
+    if not 1 <= recipe.lr_rule_prior_factor < math.inf:
+        raise ConfigError("lr_rule_prior_factor", recipe.lr_rule_prior_factor, "must be a finite number >= 1", "use e.g. 2.5 (lr_prior from peak / 2.5 to peak x 2.5)")
+    if recipe.lr_rule != "none" and recipe.optimizer != "adamw":
+        raise ConfigError("lr_rule", recipe.lr_rule, f"the width rule is for AdamW (Adam's LR ~ 1/width) but optimizer is {recipe.optimizer!r}",
+                          "set lr_rule none and give the peak as learning_rate (e.g. 0.1 for SGD on a CNN)")
+    if recipe.loraplus_lr_ratio is not None:
+        _positive("loraplus_lr_ratio", recipe.loraplus_lr_ratio, "use e.g. 16 (Hayou et al. 2024), or leave it unset for plain LoRA")
+        if recipe.peft == "none":
+            raise ConfigError("loraplus_lr_ratio", recipe.loraplus_lr_ratio, "scales LoRA's B matrices but peft is 'none'",
+                              "set peft lora, or leave loraplus_lr_ratio unset")
 
 
 def _warmup_fix(recipe: "Recipe", timeline: Timeline, warmup: int) -> str:

@@ -171,7 +171,7 @@ def _flag_names(argv: Sequence[str]) -> list[str]:
 
 def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
     """Sweep flags + finetune flags; everything is checked here, before anything is written."""
-    from .pipeline import parse_args
+    from .pipeline import peak_rule_for_job, parse_args
 
     args, finetune_argv = build_parser().parse_known_args(list(argv))
     if args.card is not None:
@@ -231,7 +231,8 @@ def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
         fixed_warmup=fixed_warmup, seeds=[first_seed + i for i in range(args.seeds)], metric=metric,
         greater_is_better=recipe.greater_is_better, pruner=args.pruner, storage=storage,
         study_name=args.study_name or f"sweep-{recipe.name}", backend=args.backend, output_dir=output_dir,
-        finetune_argv=list(finetune_argv), default_lr=recipe.learning_rate, lr_finder=args.lr_finder,
+        # The recipe's default peak for this model: its width rule's pick when it has one (ftrecipes.peak_rule).
+        finetune_argv=list(finetune_argv), default_lr=peak_rule_for_job(recipe, base.script)[0].learning_rate, lr_finder=args.lr_finder,
         heartbeat=args.heartbeat, report_only=args.report_only,
         split_seed_given="split_seed" in _flag_names(finetune_argv), recipe=recipe,
     )

@@ -237,6 +237,9 @@ def apply_recipe(
         new.learning_rate = scaling.learning_rate_after
         note = "; ".join(part for part in (scaling.message(), _replaced_default(args, "learning_rate", new.learning_rate)) if part)
         sources["learning_rate"] = {"value": new.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe", "detail": note}
+        if effective.lr_rule != "none":  # the rule needs the model: RecipeTrainer and finetune.py resolve it first
+            sources["learning_rate"]["detail"] += (f"; the stated peak until lr_rule {effective.lr_rule!r} sees the model "
+                                                   "(RecipeTrainer and recipe_optimizers set the rule's peak then)")
     if effective.optimizer == "sgd":
         sources["momentum"] = {"value": effective.momentum, "source": "recipe", "detail": f"nesterov={effective.nesterov}"}
 
@@ -376,6 +379,28 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
     return apply_recipe(recipe, TrainingArguments(**job), explicit=list(overrides), num_processes=num_processes, log=False)
 
 
+def adopt_rule_peak(args: TrainingArguments, recipe: Recipe) -> None:
+    """Give ``args`` that went through :func:`apply_recipe` before the model was known (the usual order in
+    a Hugging Face script) the peak of ``recipe``, the recipe with its peak-LR rule applied for that model
+    (:func:`ftrecipes.peak_rule.resolve_peak_rule_for_model`), rescaled for the same global batch by the
+    same batch rule. A ``learning_rate`` the user gave is left as it is; so are args not from apply_recipe."""
+    if not is_applied(args):
+        return
+    record = recipe_record(args)
+    if record["sources"].get("learning_rate", {}).get("source") not in ("recipe", "scaled"):
+        return
+    before = record["lr_scaling"]
+    scaling = recipe_lr_scaling(recipe, before["global_batch_size"], rule=before["rule"] if before["overridden"] else None)
+    if scaling.learning_rate_after == args.learning_rate:
+        return
+    args.learning_rate = scaling.learning_rate_after
+    record["lr_scaling"] = scaling.to_dict()
+    record["sources"]["learning_rate"] = {
+        "value": args.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe",
+        "detail": f"{scaling.message()}; the peak-LR rule's peak for the model, set when the model was known",
+    }
+
+
 def _effective_recipe(recipe: Recipe, args: TrainingArguments) -> Recipe:
     """The recipe with the schedule overrides the script's flags made (``--lr_scheduler_type`` ...)."""
     overrides = recipe_record(args)["recipe_overrides"]
@@ -430,10 +455,17 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
     from .launch import check_optimizers_path
 
     check_optimizers_path(args)  # FSDP / DeepSpeed: one line naming RecipeTrainer
+    from .peak_rule import peak_record, resolve_peak_rule_for_model
+
+    recipe, peak = resolve_peak_rule_for_model(recipe, model)  # the peak-LR rule reads the model's width
+    if peak is not None:
+        adopt_rule_peak(args, recipe)
     if not is_applied(args):
         logger.warning("recipe_optimizers: the TrainingArguments did not go through apply_recipe(), so the Trainer "
                        "clips, batches and counts steps with the script's values; use `args = apply_recipe(recipe, args)`")
         args = apply_recipe(recipe, args, argv)
+    if peak is not None and args.should_log:
+        logger.info("recipe %r: %s", recipe.name, peak_record(peak, recipe_record(args), args.learning_rate)["message"])
     recipe = _effective_recipe(recipe, args)
     optimizer = _optimizer_for(recipe, model, args)
     _refuse_parameters_added_later(optimizer, model)
@@ -490,6 +522,12 @@ class RecipeTrainer(Trainer):
     """
 
     def __init__(self, model=None, args: TrainingArguments | None = None, *positional, recipe: Recipe, argv: Sequence[str] | None = None, **kwargs):
+        from .peak_rule import peak_record, resolve_peak_rule_for_model
+
+        # The recipe's peak-LR rule reads the width of the model it is given (no-op without lr_rule).
+        recipe, peak = resolve_peak_rule_for_model(recipe, model)
+        if args is not None and peak is not None:
+            adopt_rule_peak(args, recipe)  # args applied before the model was known
         args = apply_recipe(recipe, args if args is not None else TrainingArguments(output_dir="trainer_output"), argv)
         record = recipe_record(args)
         self.recipe = _effective_recipe(recipe, args)
@@ -509,6 +547,10 @@ class RecipeTrainer(Trainer):
         self._adopt_args(args, record)
         log_sources(self.args)
         self.run_info: dict[str, Any] = {}  # extra entries for plan.json (finetune.py adds the LR's source)
+        if peak is not None:
+            self.run_info["peak_rule"] = peak_record(peak, recipe_record(args), args.learning_rate)
+            if args.should_log:
+                logger.info("recipe %r: %s", recipe.name, self.run_info["peak_rule"]["message"])
         self._loss_kwargs_checked = False
 
     def _adopt_args(self, applied: TrainingArguments, record: dict) -> None:
@@ -753,6 +795,7 @@ __all__ = [
     "recipe_training_args",
     "recipe_optimizers",
     "recipe_schedule",
+    "adopt_rule_peak",
     "accelerate_scheduler",
     "log_history_lrs",
     "expected_lr",

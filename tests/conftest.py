@@ -39,6 +39,16 @@ PYTHON = sys.executable
 WORDS = TOPIC_WORDS
 
 
+TINY_WIDTH = 32  # hidden size of ftrecipes.testing's tiny models (TINY_SIZES)
+
+
+def on_tiny(recipe):
+    """``recipe`` as a run on the tiny models trains it: its peak-LR rule (if any) applied for their width."""
+    from ftrecipes.peak_rule import ModelWidth, apply_choice, choose_peak
+
+    return apply_choice(recipe, choose_peak(recipe, ModelWidth(TINY_WIDTH, "the tiny test model")))
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (for a torchrun rendezvous; fixed ports collide across xdist workers)."""
     with socket.socket() as s:

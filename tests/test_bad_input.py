@@ -60,6 +60,9 @@ CASE_NAMES = [
     "flag of another task", "metric the task does not report", "prior upside down",
     # --streaming (data of unknown length)
     "streaming without max_steps", "streaming with an epoch warmup", "streaming a task read in memory",
+    # the peak-LR rule, LoRA+ and LR groups
+    "rule field of the wrong type", "rule field out of range", "width rule with SGD", "LoRA+ ratio not positive",
+    "LoRA+ without LoRA", "LR-group pattern that matches nothing", "LR-group entry without a multiplier",
 ]
 
 
@@ -151,6 +154,14 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
                                                r"is in epochs, but data of unknown length .*; give optimizer steps or a fraction of --max_steps=4", given="1ep"),
         "streaming a task read in memory": Case(["--recipe", "cnn-step", "--streaming", "true", "--max_steps", "4"], "--streaming",
                                                 r"task 'image-classification' reads its data in memory; drop --streaming"),
+        "rule field of the wrong type": Case(["--lr_rule_reference_width", "wide"], "lr_rule_reference_width", r"must be an integer", given="wide"),
+        "rule field out of range": Case(["--lr_rule_width_exponent", "7"], "lr_rule_width_exponent", r"must lie in \[0, 3\]", given="7.0"),
+        "width rule with SGD": Case(["--optimizer", "sgd"], "lr_rule", r"the width rule is for AdamW .* optimizer is 'sgd'; set lr_rule none"),
+        "LoRA+ ratio not positive": Case(["--recipe", "lora-cls", "--loraplus_lr_ratio", "0"], "loraplus_lr_ratio", r"must be a positive finite number", given="0.0"),
+        "LoRA+ without LoRA": Case(["--loraplus_lr_ratio", "16"], "loraplus_lr_ratio", r"scales LoRA's B matrices but peft is 'none'", given="16.0"),
+        "LR-group pattern that matches nothing": Case(["--lr_groups", "[{pattern: decoder, multiplier: 2}]"], "lr_groups",
+                                                      r"matches no parameter name; trainable parameters are e.g. 'bert\.embeddings\.", given="decoder"),
+        "LR-group entry without a multiplier": Case(["--lr_groups", "[{pattern: classifier}]"], "lr_groups", r"each entry needs exactly the keys pattern and multiplier"),
     }
 
 
@@ -168,12 +179,16 @@ def existing_output(tmp_path):
 
 @pytest.fixture()
 def quiet_progress():
-    """datasets' map progress bars write to stderr; the one-line promise is about the error."""
+    """datasets' map and transformers' weight-loading progress bars write to stderr; the one-line promise
+    is about the error."""
     import datasets
+    from transformers.utils import logging as hf_logging
 
     datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
     yield
     datasets.enable_progress_bars()
+    hf_logging.enable_progress_bar()
 
 
 def _no_precision(monkeypatch):

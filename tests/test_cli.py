@@ -54,8 +54,10 @@ def test_show_resolves_sizes_and_explains_defaults(capsys):
     assert "global batch          64 = 16 per device x 2 processes x 2 accumulation" in out
     assert "steps per epoch       32" in out and "total steps           96" in out
     assert "warmup steps          5" in out  # ceil(5% of 96)
-    assert "peak LR 5e-05 -> 0.0001 (sqrt rule" in out
-    assert "top of that range" in out  # the recipe file's own comment
+    # the width rule's peak for the bundled MiniLM (hidden 384), then the sqrt batch rule from 16 to 64
+    assert "peak-LR rule          peak 2e-4: cls rule for hidden 384, full fine-tuning, batch 64 (5e-5 x (768/384)^1 at batch 16, batch-scaled from 1e-4" in out
+    assert "peak LR 0.0001 -> 0.0002 (sqrt rule" in out
+    assert "the top of BERT's grid" in out  # the recipe file's own comment
     assert "why: Adam's second-moment estimate is unreliable" in out and "[Liu et al. 2020, RAdam" in out  # FIELD_REASONS
     assert "┤" in out  # the terminal chart
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import LOOP, PYTHON, REPO, free_port
+from conftest import FINETUNE, LOOP, PYTHON, REPO, free_port, on_tiny
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.pipeline import main
 from ftrecipes.trainer import expected_lr, log_history_lrs
@@ -41,7 +41,7 @@ def logged_lrs(output_dir) -> dict[int, float]:
 
 
 def planned(batch, processes=1, accumulation=1, **overrides):
-    recipe = get_recipe("cls", warmup="20%", num_train_epochs=2, **overrides)
+    recipe = on_tiny(get_recipe("cls", warmup="20%", num_train_epochs=2, **overrides))  # cls's width rule at hidden 32
     timeline = Timeline(N_TRAIN, batch, processes, accumulation, num_train_epochs=2)
     return recipe.plan(timeline)
 
@@ -66,8 +66,10 @@ def test_lr_at_every_step_equals_the_recipe_schedule(tiny_base, cls_files, tmp_p
     assert resolved.reference_global_batch_size == 8  # rerunning the file at batch 8 trains at the same peak
     assert resolved.plan(Timeline(N_TRAIN, 8, num_train_epochs=2)).learning_rate == pytest.approx(plan.learning_rate)
     recorded = json.loads((out / "plan.json").read_text())
-    assert recorded["lr_scaling"]["learning_rate_before"] == 5e-5 and recorded["lr_scaling"]["rule"] == "sqrt"
-    assert recorded["learning_rate"] == pytest.approx(5e-5 * 0.5**0.5)
+    pick = 5e-5 * 768 / 32  # cls's width rule for the tiny BERT (hidden 32), at the reference batch 16
+    assert recorded["lr_scaling"]["learning_rate_before"] == pytest.approx(pick) and recorded["lr_scaling"]["rule"] == "sqrt"
+    assert recorded["learning_rate"] == pytest.approx(pick * 0.5**0.5)
+    assert recorded["peak_rule"]["message"].startswith("peak 8.49e-4: cls rule for hidden 32, full fine-tuning, batch 8")
 
 
 @pytest.mark.multiprocess
@@ -151,6 +153,10 @@ def test_learning_rate_auto_runs_once_and_every_rank_trains_at_its_choice(tiny_b
     assert recorded["source"] == "lr-find" and recorded["reason"] and recorded["learning_rate"] == finder["recommended"]
     low, high = finder["prior"]["low"], finder["prior"]["high"]
     assert low <= recorded["learning_rate"] <= high  # a suggestion outside the fine-tuning prior is pulled back into it
+    # the prior is the one around cls's width-rule pick for hidden 32 (1.2e-3), sqrt-scaled from batch 16 to 8
+    assert (low, high) == pytest.approx((1.2e-3 / 2.5 * 0.5**0.5, 1.2e-3 * 2.5 * 0.5**0.5))
+    rule = json.loads((out / "plan.json").read_text())["peak_rule"]["message"]
+    assert rule.startswith("peak 8.49e-4: cls rule for hidden 32") and f"--learning_rate auto: the run trains at the range test's {recorded['learning_rate']:.3g}" in rule
     lrs = logged_lrs(out)
     assert max(lrs.values()) == pytest.approx(recorded["learning_rate"])  # the run trained with what the finder chose
 

@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 CONFIG_LAYER = ["ftrecipes", "ftrecipes.errors", "ftrecipes.durations", "ftrecipes.timeline", "ftrecipes.schedules",
-                "ftrecipes.schedule_types", "ftrecipes.scaling", "ftrecipes.priors", "ftrecipes.recipe", "ftrecipes.tasks",
+                "ftrecipes.schedule_types", "ftrecipes.scaling", "ftrecipes.priors", "ftrecipes.peak_rule", "ftrecipes.recipe", "ftrecipes.tasks",
                 "ftrecipes.registry", "ftrecipes.explain", "ftrecipes.plotting", "ftrecipes.outputs", "ftrecipes.curves", "ftrecipes.cli",
                 "ftrecipes.bundled", "ftrecipes.baselines"]
 HEAVY = ("torch", "transformers", "accelerate", "datasets")

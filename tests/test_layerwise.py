@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import on_tiny
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.errors import ConfigError
 from ftrecipes.layerwise import group_peaks, layerwise_parameter_groups, parameter_depths
@@ -95,7 +96,7 @@ def _args(tiny_base, cls_files, output_dir, *extra):
 
 
 def _check_every_group_follows_the_schedule(output_dir, processes, batch, epochs=1):
-    recipe = get_recipe("llrd-cls", warmup="20%", num_train_epochs=epochs)
+    recipe = on_tiny(get_recipe("llrd-cls", warmup="20%", num_train_epochs=epochs))  # the width rule at hidden 32
     plan = recipe.plan(Timeline(N_TRAIN, batch, processes, 1, num_train_epochs=epochs))
     peak = plan.learning_rate  # sqrt-scaled from batch 16 to 8: every group scales with it
     peaks = {"learning_rate": 2.0 * peak, "learning_rate/layer_1": peak * XI, "learning_rate/layer_0": peak * XI**2,

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import on_tiny
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.errors import ConfigError
 from ftrecipes.lr_finder import prior_for_recipe
@@ -117,7 +118,7 @@ def test_lora_job_saves_the_adapter_merges_and_resumes_exactly(tiny_base, cls_fi
     assert (full / "adapter_model.safetensors").is_file() and (full / "adapter_config.json").is_file()
     assert not (full / "model.safetensors").exists()  # the frozen base is not copied
     assert (full / "merged" / "model.safetensors").is_file() and (full / "merged" / "config.json").is_file()
-    plan = get_recipe("lora-cls", warmup="20%", num_train_epochs=1).plan(Timeline(96, 8, num_train_epochs=1))
+    plan = on_tiny(get_recipe("lora-cls", warmup="20%", num_train_epochs=1)).plan(Timeline(96, 8, num_train_epochs=1))
     reference = _lrs(full)
     assert sorted(reference) == list(range(1, plan.total_steps + 1))
     for step, lr in reference.items():
@@ -172,7 +173,7 @@ def test_users_own_trainer_applies_a_lora_recipe(tmp_path):
     args = recipe_training_args(recipe, str(tmp_path / "mine"), logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=rows, optimizers=recipe_optimizers(recipe, model, args, rows))
     trainer.train()
-    plan = recipe.plan(Timeline(len(rows), 8, max_steps=6))
+    plan = on_tiny(recipe).plan(Timeline(len(rows), 8, max_steps=6))  # recipe_optimizers applies the width rule
     lrs = log_history_lrs(trainer.state.log_history)
     assert sorted(lrs) == list(range(1, 7))
     for step, lr in lrs.items():

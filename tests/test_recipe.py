@@ -36,7 +36,7 @@ def test_cls_holds_only_its_overrides_of_the_class_defaults():
     data = yaml.safe_load((recipes_dir() / "cls.yaml").read_text())
     defaults = Recipe()
     assert {k for k, v in data.items() if k != "description" and Recipe.from_dict(data).to_dict()[k] == getattr(defaults, k)} == set()
-    assert set(data) == {"description", "learning_rate", "lr_prior", "lr_scaling"}
+    assert set(data) == {"description", "lr_rule", "learning_rate", "lr_prior", "lr_scaling"}
 
 
 def test_cls_is_the_class_defaults_with_a_higher_peak():

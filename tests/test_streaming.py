@@ -3,7 +3,7 @@ against it; epoch durations and a missing max_steps are one line each (ftrecipes
 
 import pytest
 
-from conftest import WORDS
+from conftest import WORDS, on_tiny
 from ftrecipes import get_recipe
 from ftrecipes.errors import ConfigError
 from ftrecipes.streaming import check_unknown_length, has_length, plan_unknown_length
@@ -40,7 +40,7 @@ def test_a_streamed_local_file_follows_the_plan(cls_files, tmp_path):
     recipe = get_recipe("cls", warmup="50%", eval_strategy="no")
     args = recipe_training_args(recipe, str(tmp_path), max_steps=6, per_device_train_batch_size=8, logging_steps=1,
                                 report_to="none", disable_tqdm=True, use_cpu=True, save_strategy="no")
-    plan = check_unknown_length(recipe, args, stream)
+    plan = check_unknown_length(on_tiny(recipe), args, stream)  # RecipeTrainer applies the width rule for the tiny model
     assert (plan.total_steps, plan.warmup_steps) == (6, 3)
     trainer = RecipeTrainer(model=tiny_model("cls", num_labels=len(labels)), args=args, recipe=recipe, train_dataset=stream)
     trainer.train()
@@ -73,7 +73,7 @@ def test_finetune_streams_a_local_csv_with_the_plan_for_max_steps(tiny_base, cls
     out = tmp_path / "stream"
     assert main(streaming_args(tiny_base, cls_files["train"], out, "--validation_file", cls_files["validation"],
                                "--max_train_samples", "24", "--max_steps", "8", "--warmup", "25%")) == 0
-    plan = plan_unknown_length(get_recipe("cls", warmup="25%"), 8, per_device_train_batch_size=8)
+    plan = plan_unknown_length(on_tiny(get_recipe("cls", warmup="25%")), 8, per_device_train_batch_size=8)
     assert (plan.total_steps, plan.warmup_steps) == (8, 2)
     state = json.loads((out / "trainer_state.json").read_text())
     lrs = log_history_lrs(state["log_history"])

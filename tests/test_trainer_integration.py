@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, on_tiny
 from ftrecipes.hf_schedule import stock_trainer_name
 from ftrecipes import ConfigError, Timeline, get_recipe
 from ftrecipes.trainer import OWNED, RecipeTrainer, apply_recipe, expected_lr, log_history_lrs, recipe_optimizers, recipe_record
@@ -75,7 +75,7 @@ def length_flags(name) -> list[str]:
 
 
 def plan_for(name, recipe=None, *, batch=None, accumulation=1):
-    recipe = recipe or get_recipe(name)
+    recipe = on_tiny(recipe or get_recipe(name))  # the width rule (cls) for the tiny model's hidden 32
     batch = batch or recipe.per_device_train_batch_size
     if name == "cls":
         return recipe.plan(Timeline(N_TRAIN_CLS, batch, 1, accumulation, num_train_epochs=1))
