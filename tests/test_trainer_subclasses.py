@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from conftest import on_tiny
 from ftrecipes import ConfigError, get_recipe
 from ftrecipes.flags import given_training_arguments
 from ftrecipes.hf_schedule import transformers_spelling
@@ -232,7 +233,9 @@ def test_sentence_transformers_mnrl_trains_on_the_recipe(tmp_path, st_model):
                                                loss=losses.MultipleNegativesRankingLoss(st_model), recipe=recipe, argv=[])
     trainer.train()
     assert_trace_is_the_recipes(trainer)
-    assert trainer.args.learning_rate == pytest.approx(recipe.learning_rate * (8 / 16) ** 0.5)
+    # The cls peak-LR rule reads the embedding model's width (hidden 32) through sentence-transformers' modules.
+    assert trainer.args.learning_rate == pytest.approx(on_tiny(recipe).learning_rate * (8 / 16) ** 0.5)
+    assert trainer.run_info["peak_rule"]
 
 
 def test_sentence_transformers_softmax_loss_classifier_trains_and_learning_rate_mapping_follows_the_schedule(tmp_path, st_model):
