@@ -170,16 +170,18 @@ def compare_lr_trace(logged: Mapping[int, float], planned: Mapping[int, float], 
 def planned_lr_trace(finetune_argv: list[str], num_processes: int = 1) -> tuple[dict[int, float], Any]:
     """``{global_step: LR}`` the recipe plans for a ``finetune.py`` command line, and the plan.
 
-    The recipe is resolved by the job's own parser (command line > recipe file > defaults) and planned
+    The recipe is resolved by the job's own parser (command line > recipe file > defaults), its peak-LR
+    rule applied for the job's model as the job applies it, and planned
     with :meth:`Recipe.plan` over a timeline of the run's sizes; the LR the Trainer logs at global step
     ``s`` is the one optimizer step ``s`` used (:func:`ftrecipes.trainer.expected_lr`). The commands set
     ``--max_steps``, so the data set's size does not enter.
     """
-    from ftrecipes.pipeline import parse_args
+    from ftrecipes.pipeline import parse_args, peak_rule_for_job
     from ftrecipes.timeline import Timeline
     from ftrecipes.trainer import expected_lr
 
-    recipe = parse_args(finetune_argv).recipe
+    config = parse_args(finetune_argv)
+    recipe, _ = peak_rule_for_job(config.recipe, config.script)  # the peak the job derives from the model's width
     timeline = Timeline(num_examples=None, per_device_train_batch_size=recipe.per_device_train_batch_size, num_processes=num_processes,
                         gradient_accumulation_steps=recipe.gradient_accumulation_steps, max_steps=recipe.max_steps)
     plan = recipe.plan(timeline)
