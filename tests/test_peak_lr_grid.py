@@ -22,10 +22,10 @@ def grid():
     sys.modules.pop("peak_lr_grid", None)
 
 
-def _write_sweep(root, block, seed, points, default_lr=5e-5, metric="eval_accuracy", total_steps=150):
+def _write_sweep(root, block, seed, points, default_lr=5e-5, metric="eval_accuracy", total_steps=150, name=None):
     """One sweep folder as `ftrecipes sweep --seeds 1 --seed SEED` leaves it. ``points``: (peak, final
     metric, [(step, metric), ...] or None for a point still running)."""
-    folder = root / block / f"seed-{seed}"
+    folder = root / block / (name or f"seed-{seed}")
     folder.mkdir(parents=True)
     rows = []
     for i, (peak, final, curve) in enumerate(points):
@@ -47,20 +47,33 @@ def _write_sweep(root, block, seed, points, default_lr=5e-5, metric="eval_accura
         w = csv.writer(f)
         w.writerow(["stage", "trial", "learning_rate", "warmup", f"{metric}_mean", f"{metric}_std", "values", "seconds", "status", "output_dir"])
         w.writerows(rows)
-    (folder / "sweep.json").write_text(json.dumps({"study": "sweep-cls", "metric": metric, "recipe_default_lr": default_lr, "trials": []}))
+    (folder / "sweep.json").write_text(json.dumps({"study": "sweep-cls", "metric": metric, "seeds": [seed], "recipe_default_lr": default_lr, "trials": []}))
 
 
-def test_dry_run_prints_the_sweeps_seed_major(grid, capsys):
+def test_dry_run_prints_one_sweep_per_point_in_priority_order(grid, capsys):
     assert grid.main(["--dry-run", "--only", "tweets-minilm,bbc-minilm,tweets-minilm-hf", "--output_root", "runs/g"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 9  # 2 grids x 3 seeds, then the HF-defaults block x 3 seeds
-    assert lines[0] == ("ftrecipes sweep --card tweets-minilm --lr 1e-5,2e-5,5e-5,1e-4,2e-4,5e-4 --seeds 1 --seed 42 --pruner none "
-                        "--cpu_threads 1 --eval_strategy steps --eval_steps 0.1 --output_dir runs/g/tweets-minilm/seed-42")
-    assert [l.split("--output_dir ")[1] for l in lines[:4]] == [
-        "runs/g/tweets-minilm/seed-42", "runs/g/bbc-minilm/seed-42", "runs/g/tweets-minilm/seed-43", "runs/g/bbc-minilm/seed-43"]
-    hf = lines[6]
+    assert len(lines) == 3 * (6 + 5) + 3  # 2 grids x 3 seeds, then the HF-defaults block x 3 seeds
+    assert lines[0] == ("ftrecipes sweep --card tweets-minilm --lr 2e-4 --seeds 1 --seed 42 --pruner none "
+                        "--cpu_threads 1 --eval_strategy steps --eval_steps 0.1 --output_dir runs/g/tweets-minilm/seed-42-lr-2e-4")
+    first_seed = [l.split("--output_dir runs/g/")[1] for l in lines[:11]]
+    # nearest the earlier sweeps' best first (tweets 2e-4, BBC 1e-4), blocks interleaved, tails last
+    assert first_seed[:5] == ["tweets-minilm/seed-42-lr-2e-4", "bbc-minilm/seed-42-lr-1e-4", "tweets-minilm/seed-42-lr-1e-4",
+                              "bbc-minilm/seed-42-lr-2e-4", "tweets-minilm/seed-42-lr-5e-4"]
+    assert first_seed[-1] == "tweets-minilm/seed-42-lr-1e-5" and "seed-43" in lines[11]
+    hf = lines[-3]
     assert "--lr 5e-5 " in hf and "--warmup 0 " in hf and "--lr_scheduler_type linear --min_lr_rate 0 --weight_decay 0" in hf
     assert all("--eval_strategy steps --eval_steps 0.1" in l for l in lines)
+
+
+def test_a_point_done_in_any_layout_is_skipped(grid, tmp_path):
+    root = tmp_path / "runs"
+    _write_sweep(root, "bbc-minilm", 42, [(1e-5, 0.7, [(12, 0.3), (120, 0.7)]), (2e-5, 0.0, None)])  # a whole-grid sweep
+    _write_sweep(root, "bbc-minilm", 43, [(1e-4, 0.99, [(120, 0.99)])], name="seed-43-lr-1e-4")   # one point per sweep
+    units = {(u.seed, u.peak): u for u in grid.units_in_order([b for b in grid.plan_blocks(root) if b.name == "bbc-minilm"], root)}
+    assert grid.unit_done(units[(42, "1e-5")], root) and grid.unit_done(units[(43, "1e-4")], root)
+    assert not grid.unit_done(units[(42, "2e-5")], root)  # still running there
+    assert not grid.unit_done(units[(44, "1e-4")], root)
 
 
 def test_dry_run_of_the_truncated_model_passes_its_folder(grid, capsys):

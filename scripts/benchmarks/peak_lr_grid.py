@@ -7,12 +7,13 @@ One command runs it and one command writes the results file:
     python scripts/benchmarks/peak_lr_grid.py --dry-run       # print the sweep commands, run nothing
     python scripts/benchmarks/peak_lr_grid.py --summarize [--picks picks.json]
 
-Every (block, seed) is one ``ftrecipes sweep`` (its own folder and sweep.db under --output_root), so
-a stopped grid resumes where it stopped: rerunning the same command skips finished sweeps and the
-sweep itself reruns only its unfinished points. Seeds run seed-major (every block's first seed
-before any block's second) so that a grid cut short still has a whole first-seed grid. --workers
-worker slots (default 2) each take the next sweep; when nothing is left to start, a free slot joins
-a sweep still running as its second worker (sweep workers share the sweep.db).
+Every (block, seed, peak) is one ``ftrecipes sweep`` of one point (its own folder and sweep.db under
+--output_root/BLOCK/), so a stopped grid resumes where it stopped: rerunning the same command skips
+finished points and reruns interrupted ones. The order is chosen for a grid cut short: blocks in
+priority order (a..d), seed-major inside a priority (every block's first seed before any second),
+and within a seed the peaks nearest the best of the earlier sweeps first (README "Sweeps"), the far
+tails last. --workers slots (default 2) each take the next point. --summarize reads every sweep
+folder under a block (any layout: one point or a whole grid per sweep), by peak and seed.
 
 Every run evaluates every 10% of training (--eval_steps 0.1) rather than once per epoch, so that the
 optimizer steps to reach (grid best - 0.5 point) can be read off each run's trainer_state.json.
@@ -63,6 +64,13 @@ class Block:
     extra: list[str] = field(default_factory=list)  # finetune flags after the eval cadence
     warmup: str | None = None         # the sweep's --warmup (one value: fixed for every trial)
     grid_of: str | None = None        # an HF-defaults block: the grid block whose best is the target
+    center: float | None = None       # run order only: peaks nearest this (an earlier sweep's best) first
+
+    def order(self) -> list[str]:
+        if self.center is None:
+            return list(self.peaks)
+        # nearest in log-LR first; on a tie the larger peak (the side the earlier sweeps pointed to)
+        return sorted(self.peaks, key=lambda p: (round(abs(math.log10(float(p) / self.center)), 6), -float(p)))
 
     @property
     def kind(self) -> str:
@@ -77,17 +85,17 @@ def plan_blocks(root: Path) -> list[Block]:
     l3 = str(root / "models" / TRUNCATED)
     tweets = FULL + ["5e-4"]  # 2e-4 was the best on tweets at the old grid's edge: one more peak above it
     return [
-        Block("tweets-minilm", "a", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 (h384, 6 layers)"),
-        Block("bbc-minilm", "a", "bbc-minilm", FULL, SEEDS3, "MiniLM-L6 (h384, 6 layers)"),
-        Block("tweets-minilm-l3", "b", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3),
-        Block("bbc-minilm-l3", "b", "bbc-minilm", FULL, SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3),
+        Block("tweets-minilm", "a", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=2e-4),
+        Block("bbc-minilm", "a", "bbc-minilm", FULL, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=1e-4),
+        Block("tweets-minilm-l3", "b", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, center=2e-4),
+        Block("bbc-minilm-l3", "b", "bbc-minilm", FULL, SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, center=1e-4),
         Block("tweets-minilm-hf", "c", "tweets-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 (h384, 6 layers)", extra=HF_FLAGS, warmup="0", grid_of="tweets-minilm"),
         Block("bbc-minilm-hf", "c", "bbc-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 (h384, 6 layers)", extra=HF_FLAGS, warmup="0", grid_of="bbc-minilm"),
         Block("tweets-minilm-l3-hf", "c2", "tweets-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, extra=HF_FLAGS, warmup="0", grid_of="tweets-minilm-l3"),
         Block("bbc-minilm-l3-hf", "c2", "bbc-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, extra=HF_FLAGS, warmup="0", grid_of="bbc-minilm-l3"),
-        Block("ner-minilm", "d", "ner-minilm", ["2e-5", "5e-5", "1e-4", "2e-4", "5e-4"], [42, 43], "MiniLM-L6 (h384, 6 layers)"),
+        Block("ner-minilm", "d", "ner-minilm", ["2e-5", "5e-5", "1e-4", "2e-4", "5e-4"], [42, 43], "MiniLM-L6 (h384, 6 layers)", center=1e-4),
         # LoRA peaks bracket ~10x the full fine-tuning best; 4e-4 is lora-cls's own default.
-        Block("tweets-minilm-lora", "d", "tweets-minilm-lora", ["2e-4", "4e-4", "1e-3", "2e-3", "5e-3"], [42, 43], "MiniLM-L6 (h384, 6 layers), LoRA r 8"),
+        Block("tweets-minilm-lora", "d", "tweets-minilm-lora", ["2e-4", "4e-4", "1e-3", "2e-3", "5e-3"], [42, 43], "MiniLM-L6 (h384, 6 layers), LoRA r 8", center=1e-3),
     ]
 
 
@@ -103,18 +111,19 @@ class UsageError(Exception):
 class Unit:
     block: Block
     seed: int
+    peak: str
     folder: Path
 
     @property
     def label(self) -> str:
-        return f"{self.block.name} seed {self.seed}"
+        return f"{self.block.name} seed {self.seed} peak {self.peak}"
 
 
 def sweep_argv(unit: Unit, threads: int) -> list[str]:
     """``ftrecipes sweep`` arguments of one unit. The order of the finetune flags is part of the
     study's stored settings, so it must not change between a run and its resume."""
     b = unit.block
-    argv = ["sweep", "--card", b.card, "--lr", ",".join(b.peaks), "--seeds", "1", "--seed", str(unit.seed),
+    argv = ["sweep", "--card", b.card, "--lr", unit.peak, "--seeds", "1", "--seed", str(unit.seed),
             "--pruner", "none"]
     if b.warmup is not None:
         argv += ["--warmup", b.warmup]
@@ -137,26 +146,27 @@ def select(blocks: list[Block], only: str | None) -> list[Block]:
 
 
 def units_in_order(blocks: list[Block], root: Path) -> list[Unit]:
-    """Group by group (a, b, c, d: the priority order), seed-major inside a group."""
+    """Priority group (a, b, c, d), then seed-major, then each block's peak order, blocks interleaved."""
     units = []
     for group in sorted({b.group for b in blocks}):
         members = [b for b in blocks if b.group == group]
         for i in range(max(len(b.seeds) for b in members)):
-            for b in members:
-                if i < len(b.seeds):
-                    units.append(Unit(b, b.seeds[i], root / b.name / f"seed-{b.seeds[i]}"))
+            for j in range(max(len(b.peaks) for b in members)):
+                for b in members:
+                    if i < len(b.seeds) and j < len(b.peaks):
+                        peak = b.order()[j]
+                        units.append(Unit(b, b.seeds[i], peak, root / b.name / f"seed-{b.seeds[i]}-lr-{peak}"))
     return units
 
 
-def finished_runs(folder: Path) -> int:
-    return sum(1 for _ in folder.glob("trials/lr-*/seed-*/eval_results.json")) if folder.is_dir() else 0
+def finished_runs(root: Path, blocks: list[Block]) -> int:
+    return sum(1 for b in blocks for _ in (root / b.name).glob("**/trials/*/seed-*/eval_results.json"))
 
 
-def unit_done(unit: Unit) -> bool:
-    """Every peak has a final status in the sweep's trials.csv (written when a worker runs out of work)."""
-    rows = read_trials_csv(unit.folder)
-    final = {r["learning_rate"] for r in rows if r["status"] in ("complete", "diverged", "pruned")}
-    return all(any(math.isclose(float(p), lr, rel_tol=1e-6) for lr in final) for p in unit.block.peaks)
+def unit_done(unit: Unit, root: Path) -> bool:
+    """The (peak, seed) has a final status in some sweep of its block (this layout or an earlier one)."""
+    return any(math.isclose(r.peak, float(unit.peak), rel_tol=1e-6) and r.seed == unit.seed and r.status in FINAL
+               for r in sweep_rows(root / unit.block.name))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,8 +218,9 @@ def ftrecipes_command() -> list[str]:
 
 
 def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s: float = 20.0) -> int:
-    pending = [u for u in units if not unit_done(u)]
-    total = sum(len(u.block.peaks) for u in units)
+    pending = [u for u in units if not unit_done(u, root)]
+    total = len(units)
+    blocks = list({u.block.name: u.block for u in units}.values())
     if any(u.block.model for u in pending):
         prepare_truncated(root / "models" / TRUNCATED)
     logs = root / "logs"
@@ -228,6 +239,8 @@ def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s:
                     failed.append((unit, proc.returncode))
                     print(f"[grid] {unit.label}: sweep exited with {proc.returncode} (log: {fh.name})", flush=True)
         while len(running) < workers and (pending or running):
+            while pending and unit_done(pending[0], root):  # finished meanwhile by another worker
+                pending.pop(0)
             if pending:
                 unit = pending.pop(0)
             else:
@@ -237,12 +250,12 @@ def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s:
                     break
                 unit = candidates[-1]
                 joined.add(str(unit.folder))
-            fh = open(logs / f"{unit.block.name}-seed-{unit.seed}.{int(time.time())}.log", "w")
+            fh = open(logs / f"{unit.folder.parent.name}-{unit.folder.name}.{int(time.time())}.log", "w")
             argv = ftrecipes_command() + sweep_argv(unit, threads)
             print(f"[grid] start {unit.label}: {' '.join(argv)}", flush=True)
             running.append((subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd()), unit, fh))
             time.sleep(2)  # stagger workers' startup (the sweep's enqueue lock covers the rest)
-        done = sum(min(finished_runs(u.folder), len(u.block.peaks)) for u in units)
+        done = min(finished_runs(root, blocks), total)
         if done != last:
             print(f"[grid] {_dt.datetime.now(_dt.timezone.utc):%H:%M} UTC: {done}/{total} runs finished; "
                   f"running: {', '.join(u.label for _, u, _ in running) or 'none'}", flush=True)
@@ -303,18 +316,39 @@ class Run:
     curve: list[tuple[int, float]]
 
 
-def collect_runs(block: Block, root: Path, metric: str) -> list[Run]:
+FINAL = ("complete", "diverged", "pruned")
+
+
+def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
+    """One Run per (trial, seed) of every sweep folder under ``block_dir`` (trials.csv + sweep.json's
+    seeds; each seed's trainer_state.json for the evaluation curve)."""
     runs = []
-    for seed in block.seeds:
-        folder = root / block.name / f"seed-{seed}"
+    for csv_path in sorted(block_dir.glob("**/trials.csv")):
+        folder = csv_path.parent
+        meta = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").is_file() else {}
+        seeds = meta.get("seeds") or []
         for row in read_trials_csv(folder):
             # The trial folder by name under this sweep's folder: the path in the CSV is relative to
             # where the sweep ran, and the grid may be summarized from elsewhere.
-            run_dir = folder / "trials" / Path(row["output_dir"]).name / f"seed-{seed}" if row["output_dir"] else None
-            value = row["values"][0] if row["values"] else None
-            runs.append(Run(block.name, seed, row["learning_rate"], row["status"], value, float(row["seconds"] or 0),
-                            str(run_dir or ""), eval_curve(run_dir, metric) if run_dir else []))
+            trial_dir = folder / "trials" / Path(row["output_dir"]).name if row["output_dir"] else None
+            row_seeds = seeds or ([int(d.name.split("-")[1]) for d in sorted(trial_dir.glob("seed-*"))] if trial_dir else [])
+            for i, seed in enumerate(row_seeds):
+                value = row["values"][i] if i < len(row["values"]) else None
+                run_dir = trial_dir / f"seed-{seed}" if trial_dir else None
+                status = row["status"] if value is not None or row["status"] != "complete" else "incomplete"
+                runs.append(Run(block_dir.name, seed, row["learning_rate"], status, value, float(row["seconds"] or 0) / max(len(row_seeds), 1),
+                                str(run_dir or ""), eval_curve(run_dir, metric) if run_dir and metric else []))
     return runs
+
+
+def collect_runs(block: Block, root: Path, metric: str) -> list[Run]:
+    """The block's runs; a (peak, seed) run twice (a rerun after a crash) counts once, finished first."""
+    best: dict = {}
+    for r in sweep_rows(root / block.name, metric):
+        key = (round(math.log10(r.peak), 6), r.seed)
+        if key not in best or (best[key].status != "complete" and r.status == "complete"):
+            best[key] = r
+    return sorted(best.values(), key=lambda r: (r.peak, r.seed))
 
 
 def card_metric(card: str) -> str:
@@ -327,10 +361,10 @@ def card_metric(card: str) -> str:
 
 
 def recipe_default_lr(block: Block, root: Path) -> float | None:
-    for seed in block.seeds:
-        path = root / block.name / f"seed-{seed}" / "sweep.json"
-        if path.is_file():
-            return json.loads(path.read_text()).get("recipe_default_lr")
+    for path in sorted((root / block.name).glob("**/sweep.json")):
+        value = json.loads(path.read_text()).get("recipe_default_lr")
+        if value is not None:
+            return value
     return None
 
 
