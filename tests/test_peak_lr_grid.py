@@ -158,3 +158,12 @@ def test_best_and_steps_to_target(grid, tmp_path):
     text = out.read_text()
     assert "| bbc-minilm-hf | bbc-minilm | 0.9830 |" in text and "60 (seeds: 60, 60) (at 1e-4)" in text
     assert "Old default 5e-5: -0.7 points, 0.50x the best LR." in text
+
+
+def test_the_mpnet_blocks_run_only_when_named(grid, capsys):
+    assert grid.main(["--dry-run"]) == 0
+    assert "mpnet" not in capsys.readouterr().out
+    assert grid.main(["--dry-run", "--only", "tweets-mpnet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 15 and "--model_name_or_path runs/grid/models/all-mpnet-base-v2 " in lines[0]
+    assert "--lr 5e-5 " in lines[0]  # nearest BERT-base's published range first

