@@ -167,3 +167,37 @@ def test_the_mpnet_blocks_run_only_when_named(grid, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 15 and "--model_name_or_path runs/grid/models/all-mpnet-base-v2 " in lines[0]
     assert "--lr 5e-5 " in lines[0]  # nearest BERT-base's published range first
+
+
+FAKE_SWEEP = r"""
+import csv, json, sys
+from pathlib import Path
+argv = sys.argv[1:]
+get = lambda flag: argv[argv.index(flag) + 1]
+out, lr, seed = Path(get("--output_dir")), float(get("--lr")), int(get("--seed"))
+run = out / "trials" / "lr-000" / f"seed-{seed}"
+run.mkdir(parents=True)
+(run / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.9}))
+(run / "trainer_state.json").write_text(json.dumps({"log_history": [{"eval_accuracy": 0.9, "step": 12}]}))
+with open(out / "trials.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["stage", "trial", "learning_rate", "warmup", "eval_accuracy_mean", "eval_accuracy_std", "values", "seconds", "status", "output_dir"])
+    w.writerow(["lr", 0, f"{lr:.6g}", "0", 0.9, 0.0, "0.9000", "1.0", "complete", str(out / "trials" / "lr-000")])
+(out / "sweep.json").write_text(json.dumps({"seeds": [seed], "recipe_default_lr": 5e-5}))
+"""
+
+
+def test_the_driver_runs_every_point_once_and_resumes(grid, tmp_path, monkeypatch, capsys):
+    fake = tmp_path / "fake_sweep.py"
+    fake.write_text(FAKE_SWEEP)
+    monkeypatch.setattr(grid, "ftrecipes_command", lambda: [sys.executable, str(fake)])
+    monkeypatch.setattr(grid.time, "sleep", lambda s: None)
+    root = tmp_path / "runs"
+    blocks = [b for b in grid.plan_blocks(root) if b.name == "bbc-minilm-hf"]
+    units = grid.units_in_order(blocks, root)
+    assert grid.run_units(units, workers=2, threads=1, root=root, poll_s=0.01) == 0
+    out = capsys.readouterr().out
+    assert out.count("[grid] start ") == 3 and "3/3 runs finished" in out
+    assert all(grid.unit_done(u, root) for u in units)
+    assert grid.run_units(units, workers=2, threads=1, root=root, poll_s=0.01) == 0  # resume: nothing left
+    assert "[grid] start " not in capsys.readouterr().out

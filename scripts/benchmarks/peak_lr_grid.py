@@ -269,7 +269,6 @@ def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s:
     running: list[tuple[subprocess.Popen, Unit, object]] = []
     failed = []
     last = -1
-    joined: set[str] = set()
     while pending or running:
         for proc, unit, fh in list(running):
             if proc.poll() is not None:
@@ -278,18 +277,12 @@ def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s:
                 if proc.returncode != 0:
                     failed.append((unit, proc.returncode))
                     print(f"[grid] {unit.label}: sweep exited with {proc.returncode} (log: {fh.name})", flush=True)
-        while len(running) < workers and (pending or running):
+        while len(running) < workers:
             while pending and unit_done(pending[0], root):  # finished meanwhile by another worker
                 pending.pop(0)
-            if pending:
-                unit = pending.pop(0)
-            else:
-                # Nothing left to start: a free slot joins a running sweep as its second worker.
-                candidates = [u for _, u, _ in running if str(u.folder) not in joined]
-                if not candidates:
-                    break
-                unit = candidates[-1]
-                joined.add(str(unit.folder))
+            if not pending:
+                break  # a one-point sweep has nothing to share with a second worker
+            unit = pending.pop(0)
             fh = open(logs / f"{unit.folder.parent.name}-{unit.folder.name}.{int(time.time())}.log", "w")
             argv = ftrecipes_command() + sweep_argv(unit, threads)
             print(f"[grid] start {unit.label}: {' '.join(argv)}", flush=True)
