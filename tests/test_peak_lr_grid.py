@@ -73,6 +73,9 @@ def test_a_point_done_in_any_layout_is_skipped(grid, tmp_path):
     units = {(u.seed, u.peak): u for u in grid.units_in_order([b for b in grid.plan_blocks(root) if b.name == "bbc-minilm"], root)}
     assert grid.unit_done(units[(42, "1e-5")], root) and grid.unit_done(units[(43, "1e-4")], root)
     assert not grid.unit_done(units[(42, "2e-5")], root)  # still running there
+    # the worker was stopped after the run's final evaluation but before the sweep recorded it
+    (root / "bbc-minilm" / "seed-42" / "trials" / "lr-001" / "seed-42" / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.9}))
+    assert grid.unit_done(units[(42, "2e-5")], root)
     assert not grid.unit_done(units[(44, "1e-4")], root)
 
 

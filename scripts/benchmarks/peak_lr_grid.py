@@ -175,7 +175,7 @@ def finished_runs(root: Path, blocks: list[Block]) -> int:
 def unit_done(unit: Unit, root: Path) -> bool:
     """The (peak, seed) has a final status in some sweep of its block (this layout or an earlier one)."""
     return any(math.isclose(r.peak, float(unit.peak), rel_tol=1e-6) and r.seed == unit.seed and r.status in FINAL
-               for r in sweep_rows(root / unit.block.name))
+               for r in sweep_rows(root / unit.block.name, card_metric(unit.block.card)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -369,6 +369,13 @@ def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
                 value = row["values"][i] if i < len(row["values"]) else None
                 run_dir = trial_dir / f"seed-{seed}" if trial_dir else None
                 status = row["status"] if value is not None or row["status"] != "complete" else "incomplete"
+                if status in ("running", "interrupted") and metric and run_dir is not None:
+                    # A worker stopped between the run's end and the sweep's bookkeeping: the run
+                    # wrote its final evaluation (eval_results.json comes last), so it finished.
+                    final = run_dir / "eval_results.json"
+                    results = json.loads(final.read_text()) if final.is_file() else {}
+                    if isinstance(results.get(metric), (int, float)):
+                        value, status = float(results[metric]), "complete"
                 runs.append(Run(block_dir.name, seed, row["learning_rate"], status, value, float(row["seconds"] or 0) / max(len(row_seeds), 1),
                                 str(run_dir or ""), eval_curve(run_dir, metric) if run_dir and metric else []))
     return runs
@@ -600,6 +607,9 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
               "Not measured by this grid. They are filled from `--picks FILE` (JSON, keys = block names, fields "
               f"{', '.join(PICK_KEYS)}); a cell without a given value says `not given`.", ""]
 
+    notes = out_md.with_suffix(".notes.md")  # hand-written: how the grid was run, what ran beside it
+    if notes.is_file():
+        lines += ["## Notes", "", notes.read_text().strip(), ""]
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_csv = out_md.with_suffix(".csv")
     with open(out_csv, "w", newline="") as f:
