@@ -376,7 +376,10 @@ def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
                     results = json.loads(final.read_text()) if final.is_file() else {}
                     if isinstance(results.get(metric), (int, float)):
                         value, status = float(results[metric]), "complete"
-                runs.append(Run(block_dir.name, seed, row["learning_rate"], status, value, float(row["seconds"] or 0) / max(len(row_seeds), 1),
+                seconds = float(row["seconds"] or 0) / max(len(row_seeds), 1)
+                if not seconds and run_dir is not None and (run_dir / "train_results.json").is_file():
+                    seconds = float(json.loads((run_dir / "train_results.json").read_text()).get("train_runtime", 0.0))
+                runs.append(Run(block_dir.name, seed, row["learning_rate"], status, value, seconds,
                                 str(run_dir or ""), eval_curve(run_dir, metric) if run_dir and metric else []))
     return runs
 
@@ -544,6 +547,9 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
         s = summaries[b.name]
         best = grid_best(s)
         lines += [f"### {b.name} — {b.size}, card `{b.card}`, metric `{s['metric']}`", ""]
+        if best is None:
+            lines += ["No finished runs yet.", ""]
+            continue
         lines += ["| peak | seeds finished | metric mean ± std | vs best | steps to (best − 0.5 point): seed-mean curve (per seed) | mean run s |",
                   "|---|---|---|---|---|---|"]
         target = best[1] - TARGET_GAP if best else None
@@ -566,14 +572,16 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
         if best:
             d = s["default_lr"]
             dp = next((p for lr, p in s["peaks"].items() if d and math.isclose(lr, d, rel_tol=1e-6) and p["mean_std"]), None)
-            gap = gap_points(dp, best) if dp else "not on the grid"
+            on_grid = d is not None and any(math.isclose(float(x), d, rel_tol=1e-6) for x in b.peaks)
+            gap = gap_points(dp, best) if dp else ("not run yet" if on_grid else "not on the grid")
             lines.append(f"Grid best: **{_fmt_lr(best[0])}** ({best[1]:.4f} ± {best[2]:.4f} over seeds {', '.join(map(str, best[3]))}, "
                          "compared on the seeds finished at every peak with results). "
                          + (f"Old default {_fmt_lr(d)}: {gap}, {d / best[0]:.2f}x the best LR." if d else "Old default: sweep.json not written yet."))
-            if best[0] in (max(float(x) for x in b.peaks), min(float(x) for x in b.peaks)):
+            missing = [_fmt_lr(lr) for lr, p in s["peaks"].items() if not p["done"]]
+            if missing:
+                lines.append(f"Partial grid: no finished run yet at {', '.join(missing)}; the best may move.")
+            elif best[0] in (max(float(x) for x in b.peaks), min(float(x) for x in b.peaks)):
                 lines.append("The best is at the grid's edge: a peak beyond it may be better.")
-        else:
-            lines.append("No finished runs yet.")
         cells = _pick_cells(b.name, picks, s, best)
         lines += ["", "| rule's pick | finder raw pick | finder clipped pick |", "|---|---|---|", "| " + " | ".join(cells) + " |", ""]
 
@@ -656,7 +664,8 @@ def plot(summaries: dict, grid_blocks: list[Block], path: Path) -> bool:
         ax.set_xlabel("peak LR")
         ax.set_ylabel(summaries[next(b.name for b in grid_blocks if b.card == card)]["metric"])
         ax.set_title(card)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
