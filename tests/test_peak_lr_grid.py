@@ -125,7 +125,7 @@ def test_summary_reads_the_sweeps(grid, tmp_path):
     text = out.read_text()
     assert "| tweets-minilm | MiniLM-L6 (h384, 6 layers) | 6 | 42, 43, 44 | 7 / 18 | partial |" in text
     # compared on the seeds every peak with results has (42, 43): 2e-4 is best; seed 44 is still running
-    assert "| 2e-4 | 42, 43 (running) | **0.7150 ± 0.0071** | +0.0 points | 75 (seeds: 75, 75) |" in text
+    assert "| 2e-4 | 42, 43 | **0.7150 ± 0.0071** | +0.0 points | 75 (seeds: 75, 75) |" in text
     assert "over seeds 42, 43, compared on the seeds finished at every peak with results" in text
     assert "Old default 5e-5: -5.0 points, 0.25x the best LR." in text
     assert "The best is at the grid's edge" not in text  # 5e-4 is on the plan's grid

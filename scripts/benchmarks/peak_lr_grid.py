@@ -350,6 +350,9 @@ class Run:
 
 
 FINAL = ("complete", "diverged", "pruned")
+# What a run that did not complete came to, as the summary reports it. Running and interrupted
+# trials are not outcomes (a stopped worker's point runs again) and are not listed.
+OUTCOMES = ("diverged", "pruned", "error", "incomplete")
 
 
 def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
@@ -432,7 +435,7 @@ def summarize_block(block: Block, root: Path, blocks_by_name: dict[str, Block], 
         lr = float(p)
         mine = [r for r in runs if math.isclose(r.peak, lr, rel_tol=1e-6)]
         done = [r for r in mine if r.status == "complete" and r.value is not None]
-        peaks[lr] = {"runs": mine, "done": done, "statuses": sorted({r.status for r in mine if r.status != "complete"}),
+        peaks[lr] = {"runs": mine, "done": done, "statuses": sorted({r.status for r in mine if r.status in OUTCOMES}),
                      "mean_std": _mean_std([r.value for r in done]) if done else None,
                      "seeds": [r.seed for r in done]}
     return {"block": block, "metric": metric, "peaks": peaks, "default_lr": recipe_default_lr(block, root)}
@@ -534,7 +537,7 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
         s = summaries[b.name]
         n_done = sum(len(p["done"]) for p in s["peaks"].values())
         n_plan = len(b.peaks) * len(b.seeds)
-        bad = sum(1 for p in s["peaks"].values() for r in p["runs"] if r.status not in ("complete", "running"))
+        bad = sum(1 for p in s["peaks"].values() for r in p["runs"] if r.status in OUTCOMES)
         state = "finished" if n_done == n_plan else ("not started" if n_done == 0 else "partial")
         if bad:
             state += f" ({bad} run(s) not complete: see the grid)"
