@@ -553,7 +553,7 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
         if best is None:
             lines += ["No finished runs yet.", ""]
             continue
-        lines += ["| peak | seeds finished | metric mean ± std | vs best | steps to (best − 0.5 point): seed-mean curve (per seed) | mean run s |",
+        lines += ["| peak | seeds finished | metric mean ± std (all its finished seeds) | vs best (on the seeds every peak with results has) | steps to (best − 0.5 point): seed-mean curve (per seed) | mean run s |",
                   "|---|---|---|---|---|---|"]
         target = best[1] - TARGET_GAP if best else None
         for lr, p in s["peaks"].items():
