@@ -46,11 +46,11 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 
 from .errors import ConfigError
 from .flags import given_training_arguments
-from .durations import normalize_duration, training_interval
+from .durations import training_interval
 from .hf_schedule import stock_trainer_name, transformers_spelling, warmup_as_hf
 from .lr_scheduler import ScheduleLR
 from .outputs import PLAN_FILE, RECIPE_FILE
-from .optim import check_every_parameter_optimised, create_optimizer, parameters_left_out
+from .optim import check_every_parameter_optimised, create_optimizer
 from .precision import training_args_precision
 from .recipe import Recipe
 from .scaling import recipe_lr_scaling
