@@ -620,22 +620,25 @@ class RecipeTrainer(Trainer):
         parameter out."""
         if self.optimizer is None:
             model = model if model is not None else self.model
-            extra_modules, lr_overrides = self._subclass_parameters(model)
+            extra_modules, lr_overrides, declared = self._subclass_parameters(model)
             self.optimizer = _optimizer_for(self.recipe, model, self.args, extra_modules=extra_modules, lr_overrides=lr_overrides)
             named = list(model.named_parameters()) + [(f"{prefix}.{n}", p) for prefix, m in extra_modules.items() for n, p in m.named_parameters()]
+            # What the subclass declared but no module attribute of the trainer holds is checked too.
+            named += [(f"{type(self).__name__}.get_optimizer_cls_and_kwargs parameter {i}", p) for i, p in enumerate(declared)]
             check_every_parameter_optimised(self.optimizer, named, "report it as an ftrecipes bug with the trainer class and model")
         return self.optimizer
 
-    def _subclass_parameters(self, model) -> tuple[dict[str, torch.nn.Module], dict[int, float]]:
-        """What a subclass's ``get_optimizer_cls_and_kwargs`` says it trains beyond ``model``, as named modules
-        (found among the trainer's attributes), and the peaks it gives single parameters."""
+    def _subclass_parameters(self, model) -> tuple[dict[str, torch.nn.Module], dict[int, float], list]:
+        """What a subclass's ``get_optimizer_cls_and_kwargs`` says it trains beyond ``model``: named modules
+        (found among the trainer's attributes), the peaks it gives single parameters, and every parameter it
+        declared (for the coverage check)."""
         hook = getattr(type(self), "get_optimizer_cls_and_kwargs")
         if hook is Trainer.get_optimizer_cls_and_kwargs:
-            return {}, {}
+            return {}, {}, []
         _, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         groups = next((optimizer_kwargs[k] for k in ("optimizer_dict", "params") if k in optimizer_kwargs), None)
         if not groups or not isinstance(groups, (list, tuple)) or not isinstance(groups[0], dict):
-            return {}, {}
+            return {}, {}, []
         params = {id(p): p for g in groups for p in g["params"]}
         lr_overrides = {id(p): float(g["lr"]) for g in groups if "lr" in g for p in g["params"]}
         in_model = {id(p) for p in model.parameters()}
@@ -651,7 +654,7 @@ class RecipeTrainer(Trainer):
             logger.info("recipe %r: %d parameters at the peaks %s sets (%s), on the recipe's schedule", self.recipe.name,
                         len(lr_overrides), type(self).__mro__[type(self).__mro__.index(RecipeTrainer) + 1].__name__,
                         pattern or sorted(set(lr_overrides.values())))
-        return modules, lr_overrides
+        return modules, lr_overrides, list(params.values())
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> ScheduleLR:
         if self.lr_scheduler is None:
