@@ -565,6 +565,11 @@ class RecipeTrainer(Trainer):
             setattr(self.args, _RECORD, record)
         describe_schedule(self.args, self.recipe)
 
+    def _base_name(self) -> str:
+        """The Trainer class this one composes with (``SFTTrainer`` in ``class X(RecipeTrainer, SFTTrainer)``)."""
+        mro = type(self).__mro__
+        return mro[mro.index(RecipeTrainer) + 1].__name__
+
     def _with_recipe_adapter(self, model, kwargs: dict) -> tuple[Any, dict]:
         """The recipe's LoRA applied once: handed to a base class that takes ``peft_config`` (TRL's trainers,
         which also load a model given by name), else wrapped here. A ``peft_config`` the caller gave, or a model
@@ -587,7 +592,7 @@ class RecipeTrainer(Trainer):
         elif takes_peft_config:
             kwargs = {**kwargs, "peft_config": lora_config(self.recipe, model)}
             logger.info("recipe %r: LoRA (%s) passed to %s as its peft_config", self.recipe.name, lora_summary(self.recipe),
-                        type(self).__mro__[type(self).__mro__.index(RecipeTrainer) + 1].__name__)
+                        self._base_name())
         elif isinstance(model, (str, os.PathLike)):
             raise ConfigError("model", str(model), "a LoRA recipe adapts a model object, and this trainer takes no peft_config",
                               "load the model first (e.g. AutoModelForSequenceClassification.from_pretrained(name))")
@@ -652,7 +657,7 @@ class RecipeTrainer(Trainer):
         if lr_overrides:
             pattern = getattr(self.args, "learning_rate_mapping", None)
             logger.info("recipe %r: %d parameters at the peaks %s sets (%s), on the recipe's schedule", self.recipe.name,
-                        len(lr_overrides), type(self).__mro__[type(self).__mro__.index(RecipeTrainer) + 1].__name__,
+                        len(lr_overrides), self._base_name(),
                         pattern or sorted(set(lr_overrides.values())))
         return modules, lr_overrides, list(params.values())
 
