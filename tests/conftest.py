@@ -49,6 +49,24 @@ def on_tiny(recipe):
     return apply_choice(recipe, choose_peak(recipe, ModelWidth(TINY_WIDTH, "the tiny test model")))
 
 
+def assert_logged_group_lrs(output_dir, peaks: dict, plan) -> list[dict]:
+    """Every training log of the run in ``output_dir`` has each ``peaks`` key (``learning_rate`` or
+    ``learning_rate/<group>``) at that group's peak x ``plan``'s schedule, and there is one log per optimizer
+    step. Returns the training logs."""
+    import json
+
+    import pytest
+    from ftrecipes.trainer import expected_lr
+
+    history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
+    logs = [e for e in history if "loss" in e]
+    assert [e["step"] for e in logs] == list(range(1, plan.total_steps + 1))
+    for entry in logs:
+        for key, group_peak in peaks.items():
+            assert entry[key] == pytest.approx(expected_lr(group_peak, plan.schedule, entry["step"]), rel=1e-9), (key, entry["step"])
+    return logs
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (for a torchrun rendezvous; fixed ports collide across xdist workers)."""
     with socket.socket() as s:

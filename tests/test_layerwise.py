@@ -2,20 +2,17 @@
 biases and norms in every group, and a real Trainer run (1 process and 2 via torchrun) trains every
 group at exactly its peak x schedule(step) (the two-process runs are in test_multinode.py)."""
 
-import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import on_tiny
+from conftest import assert_logged_group_lrs, on_tiny
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.errors import ConfigError
 from ftrecipes.layerwise import group_peaks, layerwise_parameter_groups, parameter_depths
 from ftrecipes.optim import create_optimizer, decay_parameter_names
 from ftrecipes.pipeline import main
-from ftrecipes.trainer import expected_lr
 
 N_TRAIN = 96
 XI = 0.8
@@ -101,13 +98,7 @@ def _check_every_group_follows_the_schedule(output_dir, processes, batch, epochs
     peak = plan.learning_rate  # sqrt-scaled from batch 16 to 8: every group scales with it
     peaks = {"learning_rate": 2.0 * peak, "learning_rate/layer_1": peak * XI, "learning_rate/layer_0": peak * XI**2,
              "learning_rate/embeddings": peak * XI**3}
-    history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
-    logs = [e for e in history if "loss" in e]
-    assert [e["step"] for e in logs] == list(range(1, plan.total_steps + 1))
-    for entry in logs:
-        for key, group_peak in peaks.items():
-            assert entry[key] == pytest.approx(expected_lr(group_peak, plan.schedule, entry["step"]), rel=1e-9), (key, entry["step"])
-    return logs
+    return assert_logged_group_lrs(output_dir, peaks, plan)
 
 
 def test_every_group_lr_at_every_step_is_its_peak_times_the_schedule(tiny_base, cls_files, tmp_path):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import assert_logged_group_lrs
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.errors import ConfigError
 from ftrecipes.optim import create_optimizer, decay_parameter_names
-from ftrecipes.trainer import expected_lr
 
 N_TRAIN = 96
 PEAK = 5e-4
@@ -162,12 +162,7 @@ def test_every_group_follows_the_schedule_at_every_step(tiny_base, cls_files, tm
     plan = get_recipe("lora-cls", warmup="20%", num_train_epochs=1, learning_rate=PEAK).plan(Timeline(N_TRAIN, 8, num_train_epochs=1))
     peak = plan.learning_rate  # the given peak, sqrt-scaled from batch 16 to 8: every group scales with it
     peaks = {"learning_rate": peak, "learning_rate/lora_B": 4 * peak, "learning_rate/classifier": 5 * peak}
-    history = json.loads((Path(out) / "trainer_state.json").read_text())["log_history"]
-    logs = [e for e in history if "loss" in e]
-    assert [e["step"] for e in logs] == list(range(1, plan.total_steps + 1))
-    for entry in logs:
-        for key, group_peak in peaks.items():
-            assert entry[key] == pytest.approx(expected_lr(group_peak, plan.schedule, entry["step"]), rel=1e-9), (key, entry["step"])
+    assert_logged_group_lrs(out, peaks, plan)
     schedule = json.loads((Path(out) / "schedule.json").read_text())
     assert schedule  # the per-group peaks are written for the curves
 
