@@ -52,11 +52,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from .errors import ConfigError
-    from .lr_scheduler import ScheduleLR
-    from .precision import resolve_precision
-    from .recipe import Recipe, RecipePlan
-    from .registry import get_recipe, list_recipes
-    from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
-    from .timeline import Timeline
-    from .trainer import RecipeTrainer, accelerate_scheduler, apply_recipe, recipe_optimizers, recipe_training_args
+    from ftrecipes.errors import ConfigError
+    from ftrecipes.lr_scheduler import ScheduleLR
+    from ftrecipes.precision import resolve_precision
+    from ftrecipes.recipe import Recipe, RecipePlan
+    from ftrecipes.registry import get_recipe, list_recipes
+    from ftrecipes.schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
+    from ftrecipes.timeline import Timeline
+    from ftrecipes.trainer import RecipeTrainer, accelerate_scheduler, apply_recipe, recipe_optimizers, recipe_training_args

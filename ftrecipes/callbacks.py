@@ -56,8 +56,8 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from .outputs import DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE
-from .schedule_types import BuiltSchedule, Transition
+from ftrecipes.outputs import DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE
+from ftrecipes.schedule_types import BuiltSchedule, Transition
 
 DIVERGED_EXIT_CODE = 1
 logger = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
-from .outputs import CURVES_FILE, DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE, TRAINER_STATE_FILE
+from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
+from ftrecipes.outputs import CURVES_FILE, DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE, TRAINER_STATE_FILE
 # Evaluation keys that are bookkeeping, not metrics.
 _NOT_METRICS = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
 

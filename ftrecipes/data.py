@@ -29,8 +29,8 @@ from typing import Callable
 import datasets
 from datasets import ClassLabel, DatasetDict, Features, Sequence, Value
 
-from .bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, MINILM_PACKAGE, MODEL_ALIASES, canonical_dataset_name  # noqa: F401 (re-exported)
-from .errors import ConfigError, did_you_mean
+from ftrecipes.bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, MINILM_PACKAGE, MODEL_ALIASES, canonical_dataset_name  # noqa: F401 (re-exported)
+from ftrecipes.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 

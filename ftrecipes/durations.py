@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 Duration = Union[int, float, str]
 

@@ -17,7 +17,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .durations import FRACTION, STEPS, parse_duration
+from ftrecipes.durations import FRACTION, STEPS, parse_duration
 
 FIELD_REASONS: dict[str, str] = {
     "optimizer": "AdamW (decoupled weight decay) is the standard optimizer for fine-tuning Transformers; SGD + "

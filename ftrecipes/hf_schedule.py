@@ -21,10 +21,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .durations import normalize_duration
-from .errors import ConfigError
-from .schedule_types import HF_TYPES, is_metric_driven
-from .timeline import Timeline
+from ftrecipes.durations import normalize_duration
+from ftrecipes.errors import ConfigError
+from ftrecipes.schedule_types import HF_TYPES, is_metric_driven
+from ftrecipes.timeline import Timeline
 
 # Run lengths the spelling is checked on: tiny, odd, warmup-rounding-sensitive and long.
 CHECK_TOTALS = (1, 2, 7, 33, 101, 400)

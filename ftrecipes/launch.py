@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .errors import USAGE_EXIT_CODE, ConfigError
+from ftrecipes.errors import USAGE_EXIT_CODE, ConfigError
 
 logger = logging.getLogger(__name__)
 

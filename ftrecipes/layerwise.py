@@ -34,7 +34,7 @@ from typing import Iterable
 
 from torch import nn
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 SUPPORTED_FAMILIES = "BERT, MiniLM, RoBERTa, DeBERTa, ELECTRA, Llama, Mistral, Qwen, GPT-2"
 
@@ -132,7 +132,7 @@ def lr_scale(group: str, total_layers: int, recipe) -> float:
 def layerwise_parameter_groups(model: nn.Module, recipe, learning_rate: float, weight_decay: float | None = None) -> list[dict]:
     """Param groups, head first then layers top to bottom then embeddings, each split into decayed
     weights and biases/norms (weight decay 0); every group has ``lr`` (its peak) and ``name``."""
-    from .optim import decay_parameter_names
+    from ftrecipes.optim import decay_parameter_names
 
     weight_decay = recipe.weight_decay if weight_decay is None else weight_decay
     inner = _unwrap(model)

@@ -67,10 +67,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .outputs import LR_FINDER_JSON, LR_FINDER_PNG
-from .priors import LRPrior, parse_prior, prior_for_recipe, recipe_prior, recommend  # noqa: F401 (re-exported: the priors live in ftrecipes.priors)
-from .scaling import recipe_lr_scaling
+from ftrecipes.errors import ConfigError
+from ftrecipes.outputs import LR_FINDER_JSON, LR_FINDER_PNG
+from ftrecipes.priors import LRPrior, parse_prior, prior_for_recipe, recipe_prior, recommend  # noqa: F401 (re-exported: the priors live in ftrecipes.priors)
+from ftrecipes.scaling import recipe_lr_scaling
 
 RULES = ("steepest", "minimum/10")
 ISSUE = "transformers#16013"
@@ -157,7 +157,7 @@ class LRFinderResult:
 
     def plot(self, path: str | os.PathLike, title: str | None = None) -> Path:
         """A PNG of loss vs LR (log x) with the suggestion and the prior band (see :mod:`ftrecipes.plotting`)."""
-        from .plotting import plot_lr_finder
+        from ftrecipes.plotting import plot_lr_finder
 
         return plot_lr_finder(self, path, title=title)
 
@@ -332,9 +332,9 @@ def find_lr(
         device: where to ramp (the run's training device); the model is moved there for the test and
             back afterwards. Default: where the model's parameters are.
     """
-    from .optim import create_optimizer
-    from .precision import precision_supported, resolve_precision
-    from .recipe import Recipe
+    from ftrecipes.optim import create_optimizer
+    from ftrecipes.precision import precision_supported, resolve_precision
+    from ftrecipes.recipe import Recipe
 
     check_finder_args(num_steps=num_steps, min_lr=min_lr, max_lr=max_lr, rule=rule, beta=beta,
                       diverge_factor=diverge_factor, accumulation_steps=accumulation_steps, prior=prior)
@@ -407,7 +407,7 @@ def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accum
           max_grad_norm, beta, diverge_factor, show_progress):
     from tqdm.auto import tqdm
 
-    from .precision import autocast as precision_autocast
+    from ftrecipes.precision import autocast as precision_autocast
 
     autocast = precision_autocast(precision, device.type)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None

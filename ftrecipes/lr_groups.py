@@ -32,7 +32,7 @@ from typing import Iterable
 
 from torch import nn
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 # peft's LoRA layers keep B in ``lora_B.<adapter>`` (linear, conv) and ``lora_embedding_B.<adapter>`` (embedding).
 _LORA_B = re.compile(r"(?:^|\.)lora_(?:embedding_)?B(?:\.|$)")

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from .schedule_types import BuiltSchedule
-from .schedules import Schedule
+from ftrecipes.schedule_types import BuiltSchedule
+from ftrecipes.schedules import Schedule
 
 
 class ScheduleLR(LRScheduler):

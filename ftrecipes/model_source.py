@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 # The files ``from_pretrained`` reads, by part; any one file of a group is enough. The names are the
 # ones transformers itself uses (transformers.utils.*_NAME, tokenization_utils_base.*_FILE); the
@@ -52,7 +52,7 @@ def check_model_source(name: str, *, field: str = "--model_name_or_path", parts:
     """The loadable location of ``name`` (a local folder or a Hub id), checked for the files in ``parts``
     (``config``, ``weights``, ``tokenizer``) without loading anything. Raises :class:`ConfigError`
     naming ``field`` when the load would fail."""
-    from .data import resolve_model_name_or_path
+    from ftrecipes.data import resolve_model_name_or_path
 
     location = resolve_model_name_or_path(str(name))  # the bundled alias 'minilm' -> its folder
     files = _part_files()

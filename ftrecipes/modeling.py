@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .tasks import Task, get_task
-from .tasks.base import PreparedTask
+from ftrecipes.tasks import Task, get_task
+from ftrecipes.tasks.base import PreparedTask
 
 logger = logging.getLogger("ftrecipes.modeling")
 
@@ -48,7 +48,7 @@ def build_model(
     """
     from transformers import AutoConfig
 
-    from .data import resolve_model_name_or_path
+    from ftrecipes.data import resolve_model_name_or_path
 
     task = get_task(task)
     model = task.build_model(model_name_or_path, prepared, config_name=config_name)
@@ -78,8 +78,8 @@ def wrap_model(model, *, task: Task, recipe: Any = None):
     """
     import logging
 
-    from .layerwise import parameter_depths, uses_layerwise
-    from .peft_lora import apply_peft, trainable_parameters
+    from ftrecipes.layerwise import parameter_depths, uses_layerwise
+    from ftrecipes.peft_lora import apply_peft, trainable_parameters
 
     if recipe is None:
         return model

@@ -12,8 +12,8 @@ from torch import nn
 from transformers.trainer_pt_utils import get_parameter_names
 
 
-from .layerwise import layerwise_parameter_groups, uses_layerwise
-from .lr_groups import split_lr_groups, uses_lr_groups
+from ftrecipes.layerwise import layerwise_parameter_groups, uses_layerwise
+from ftrecipes.lr_groups import split_lr_groups, uses_lr_groups
 
 # The name patterns of Trainer.get_decay_parameter_names (transformers 5.x): that method is an instance
 # method of a Trainer, so the rule is restated here on the public helper it calls.
@@ -108,7 +108,7 @@ def parameters_left_out(optimizer: torch.optim.Optimizer, named_parameters) -> l
 
 def check_every_parameter_optimised(optimizer: torch.optim.Optimizer, named_parameters, fix: str) -> None:
     """One :class:`~ftrecipes.errors.ConfigError` when a trainable parameter is in no optimizer group."""
-    from .errors import ConfigError
+    from ftrecipes.errors import ConfigError
 
     missing = parameters_left_out(optimizer, named_parameters)
     if missing:

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundled import MINILM_PACKAGE, MODEL_ALIASES
+from ftrecipes.bundled import MINILM_PACKAGE, MODEL_ALIASES
 
 LR_RULES = ("none", "width")
 WIDTH_KEYS = ("hidden_size", "d_model", "n_embd")

@@ -33,7 +33,7 @@ import importlib.util
 import os
 from typing import Any
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 PEFT_EXTRA = "pip install 'ftrecipes[peft]'"
 _TASK_TYPES = {

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .durations import FRACTION, parse_duration, training_interval
-from .errors import ConfigError, did_you_mean, raise_usage_errors
-from .launch import refuse
-from .recipe import Recipe
+from ftrecipes.durations import FRACTION, parse_duration, training_interval
+from ftrecipes.errors import ConfigError, did_you_mean, raise_usage_errors
+from ftrecipes.launch import refuse
+from ftrecipes.recipe import Recipe
 
 logger = logging.getLogger("ftrecipes.finetune")
 
@@ -107,8 +107,8 @@ def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
     """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults."""
     from transformers import TrainingArguments
 
-    from .flags import given_flags
-    from .registry import get_recipe
+    from ftrecipes.flags import given_flags
+    from ftrecipes.registry import get_recipe
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -172,7 +172,7 @@ class TrainingComponents:
         import torch
         from torch.utils.data import DataLoader
 
-        from .streaming import has_length
+        from ftrecipes.streaming import has_length
 
         train = self.prepared.datasets["train"]
         # A stream cannot be sampled (torch's DataLoader refuses shuffle for an IterableDataset); it
@@ -207,14 +207,14 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     """
     from transformers import AutoTokenizer, set_seed
 
-    from .data import load_raw_datasets, load_streamed_datasets, resolve_model_name_or_path
-    from .modeling import build_model
-    from .preflight import check_before_loading
-    from .launch import check_launch, check_world_size
-    from .scaling import recipe_lr_scaling
-    from .streaming import check_stream_sharding, check_unknown_length, has_length, read_per_process
-    from .tasks import get_task, prepare_task
-    from .timeline import Timeline
+    from ftrecipes.data import load_raw_datasets, load_streamed_datasets, resolve_model_name_or_path
+    from ftrecipes.modeling import build_model
+    from ftrecipes.preflight import check_before_loading
+    from ftrecipes.launch import check_launch, check_world_size
+    from ftrecipes.scaling import recipe_lr_scaling
+    from ftrecipes.streaming import check_stream_sharding, check_unknown_length, has_length, read_per_process
+    from ftrecipes.tasks import get_task, prepare_task
+    from ftrecipes.timeline import Timeline
 
     script = config.script
     task = get_task(config.recipe.task, field="task")
@@ -271,7 +271,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     scaling = recipe_lr_scaling(recipe, plan.timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
 
-    from .precision import args_precision, attention_implementation
+    from ftrecipes.precision import args_precision, attention_implementation
 
     # Eager attention for bf16 on a CPU: torch's CPU flash-attention backward is slow in bf16.
     model = build_model(task, prepared, recipe.model_name_or_path, config_name=script.config_name, cache_dir=script.cache_dir,
@@ -292,7 +292,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
 def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
     """``(recipe, choice)``: the recipe with its peak-LR rule applied for the model the job will build
     (its ``--config_name`` when given, as the model's config comes from there); see :mod:`ftrecipes.peak_rule`."""
-    from .peak_rule import resolve_peak_rule
+    from ftrecipes.peak_rule import resolve_peak_rule
 
     return resolve_peak_rule(recipe, config_name=script.config_name, cache_dir=script.cache_dir)
 
@@ -300,8 +300,8 @@ def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
 def _check_model_lrs(model, recipe: Recipe, peak) -> None:
     """The loaded model agrees with the width the rule read from config.json, and every ``lr_groups``
     pattern (and LoRA+) finds its parameters: before anything is written to ``output_dir``."""
-    from .lr_groups import check_lr_groups
-    from .peak_rule import model_width
+    from ftrecipes.lr_groups import check_lr_groups
+    from ftrecipes.peak_rule import model_width
 
     if peak is not None and peak.applied and model_width(model).width != peak.width:
         raise ConfigError("--model_name_or_path", recipe.model_name_or_path,
@@ -322,8 +322,8 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
     """
     from accelerate.utils import broadcast_object_list
 
-    from .lr_finder import choose_learning_rate
-    from .precision import args_precision
+    from ftrecipes.lr_finder import choose_learning_rate
+    from ftrecipes.precision import args_precision
 
     args = c.args
     payload: list = [None]
@@ -350,7 +350,7 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
 
 def _check_task_flags(script: ScriptArguments, task) -> None:
     """A data flag that only other tasks read is an error naming it (e.g. --text_column_name for images)."""
-    from .tasks import REGISTRY
+    from ftrecipes.tasks import REGISTRY
 
     others = {flag for t in REGISTRY.values() for flag in t.flags} - set(task.flags)
     for flag in sorted(others):
@@ -383,7 +383,7 @@ def _with_task_metric(recipe: Recipe, task) -> Recipe:
 
 
 def _peft_load_kwargs(recipe: Recipe, script: ScriptArguments) -> dict:
-    from .peft_lora import peft_load_kwargs
+    from ftrecipes.peft_lora import peft_load_kwargs
 
     if script.merge_adapter and recipe.peft == "none":
         raise ConfigError("--merge_adapter", True, "there is no adapter to merge (peft: none)", "drop --merge_adapter or pass --peft lora")
@@ -396,7 +396,7 @@ def _set_cpu_threads(requested: Optional[int]) -> None:
     if torch.cuda.is_available():
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    from .launch import cpu_threads_for
+    from ftrecipes.launch import cpu_threads_for
 
     threads = cpu_threads_for(requested, os.environ, cores)
     if threads is not None:
@@ -410,10 +410,10 @@ def _set_cpu_threads(requested: Optional[int]) -> None:
 def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
     """Train, evaluate and save; returns the process exit code. ``callbacks`` are extra
     ``TrainerCallback``s (the sweep's pruning hook)."""
-    from .callbacks import add_monitoring
-    from .tasks import get_task
-    from .preemption import PlanRecordCallback, PreemptionCallback, check_resume_plan, resume_checkpoint, stop_after_preemption
-    from .trainer import RecipeTrainer
+    from ftrecipes.callbacks import add_monitoring
+    from ftrecipes.tasks import get_task
+    from ftrecipes.preemption import PlanRecordCallback, PreemptionCallback, check_resume_plan, resume_checkpoint, stop_after_preemption
+    from ftrecipes.trainer import RecipeTrainer
 
     c = build_training_components(config)
     task = get_task(c.recipe.task)
@@ -461,7 +461,7 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
         return stop_after_preemption(trainer, preemption)
     trainer.save_model()
     if config.script.merge_adapter and trainer.is_world_process_zero():
-        from .peft_lora import save_merged
+        from ftrecipes.peft_lora import save_merged
 
         logger.info("merged weights: %s", save_merged(trainer.model, args.output_dir, c.tokenizer))
     metrics = dict(train_result.metrics)
@@ -502,7 +502,7 @@ def _evaluated_already(trainer) -> Optional[dict]:
 
 def _plot_curves(output_dir: str) -> None:
     """training_curves.png; a missing matplotlib costs the picture, never the finished run."""
-    from .curves import plot_run
+    from ftrecipes.curves import plot_run
 
     try:
         logger.info("training curves: %s", plot_run(output_dir))

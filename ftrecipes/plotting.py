@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 # Eighth-blocks: a column of height h cells shows 8*h levels.
 _BLOCKS = " ▁▂▃▄▅▆▇█"

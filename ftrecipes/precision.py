@@ -33,8 +33,8 @@ import platform
 import subprocess
 from typing import Any, Mapping
 
-from .errors import ConfigError
-from .recipe import PRECISIONS as POLICIES  # the names live with the recipe (no torch there)
+from ftrecipes.errors import ConfigError
+from ftrecipes.recipe import PRECISIONS as POLICIES  # the names live with the recipe (no torch there)
 _X86_BF16 = ("amx_bf16", "avx512_bf16")
 _ARM_BF16 = ("bf16", "sve_bf16")
 

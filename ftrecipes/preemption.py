@@ -40,7 +40,7 @@ from typing import Any, Optional
 
 from transformers import TrainerCallback
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import TrainingArguments
 
-    from .pipeline import JobConfig
+    from ftrecipes.pipeline import JobConfig
 
 MAX_SEED = 2**32 - 1
 
@@ -57,7 +57,7 @@ def check_before_loading(config: "JobConfig") -> "TrainingArguments":
     check_seed("--split_seed", script.split_seed)
     # The precision this machine can run (one line for --bf16 / --fp16 / a policy it cannot), and the
     # use_cpu that bf16 autocast on a CPU needs before TrainingArguments is built.
-    from .precision import training_args_precision
+    from ftrecipes.precision import training_args_precision
 
     if training_args_precision(recipe.precision, overrides).get("use_cpu"):
         overrides.setdefault("use_cpu", True)
@@ -67,7 +67,7 @@ def check_before_loading(config: "JobConfig") -> "TrainingArguments":
     for field in ("train_file", "validation_file", "test_file"):
         check_data_file(f"--{field}", getattr(script, field))
     if script.streaming:
-        from .streaming import check_streaming_job
+        from ftrecipes.streaming import check_streaming_job
 
         check_streaming_job(config, args)  # max_steps, no epochs, a label set it can know, a validation split
     check_models(config)
@@ -148,7 +148,7 @@ def _on_cpu(overrides: Mapping[str, Any]) -> bool:
 def training_arguments(recipe, output_dir: str, overrides: Mapping[str, Any]) -> "TrainingArguments":
     """``recipe_training_args(recipe, output_dir, **overrides)`` with TrainingArguments' own
     validation errors turned into one line naming the flag (see :func:`training_args_errors`)."""
-    from .trainer import recipe_training_args
+    from ftrecipes.trainer import recipe_training_args
 
     with training_args_errors(recipe, overrides):
         return recipe_training_args(recipe, output_dir, **overrides)
@@ -219,7 +219,7 @@ def check_report_to(report_to: Any) -> None:
         try:
             get_reporting_integration_callbacks([name])
         except ValueError:
-            from .errors import did_you_mean
+            from ftrecipes.errors import did_you_mean
 
             raise ConfigError("--report_to", name, "is not an integration transformers reports to",
                               did_you_mean(name, list(dict.fromkeys([*available, "tensorboard", "wandb", "mlflow", "none"]))) or "use --report_to none") from None
@@ -272,16 +272,16 @@ def check_data_file(flag: str, path: Optional[str]) -> None:
     """A data file exists and has an extension the loader reads."""
     if path is None:
         return
-    from .data import _file_builder  # the loader's own check (existence, extension), run early
+    from ftrecipes.data import _file_builder  # the loader's own check (existence, extension), run early
 
     _file_builder(path, flag)
 
 
 def check_models(config: "JobConfig") -> None:
     """Model, config and tokenizer names resolve to loadable files (:func:`~ftrecipes.model_source.check_model_source`)."""
-    from .model_source import check_model_source
-    from .models import is_small_cnn_alias
-    from .tasks import get_task
+    from ftrecipes.model_source import check_model_source
+    from ftrecipes.models import is_small_cnn_alias
+    from ftrecipes.tasks import get_task
 
     recipe, script = config.recipe, config.script
     task = get_task(recipe.task, field="task")

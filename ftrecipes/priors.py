@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .scaling import scaling_factor
+from ftrecipes.errors import ConfigError
+from ftrecipes.scaling import scaling_factor
 
 
 @dataclass(frozen=True)

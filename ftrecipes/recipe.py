@@ -32,11 +32,11 @@ from typing import Any, Union
 
 import yaml
 
-from .durations import Duration, check_duration, normalize_duration, resolve_duration, training_interval
-from .errors import ConfigError, did_you_mean
-from .peak_rule import LR_RULES
-from .scaling import SCALING_RULES, LRScaling, recipe_lr_scaling
-from .schedule_types import (
+from ftrecipes.durations import Duration, check_duration, normalize_duration, resolve_duration, training_interval
+from ftrecipes.errors import ConfigError, did_you_mean
+from ftrecipes.peak_rule import LR_RULES
+from ftrecipes.scaling import SCALING_RULES, LRScaling, recipe_lr_scaling
+from ftrecipes.schedule_types import (
     SCHEDULE_TYPES,
     WARMUP_TYPES,
     BuiltSchedule,
@@ -46,8 +46,8 @@ from .schedule_types import (
     check_schedule_type,
     is_metric_driven,
 )
-from .tasks import task_names
-from .timeline import Timeline
+from ftrecipes.tasks import task_names
+from ftrecipes.timeline import Timeline
 
 TASKS = task_names()  # the task registry (ftrecipes/tasks/) is the one list of tasks
 OPTIMIZERS = ("adamw", "sgd")  # built by ftrecipes.optim.create_optimizer
@@ -510,7 +510,7 @@ def _warmup_fix(recipe: "Recipe", timeline: Timeline, warmup: int) -> str:
 def __getattr__(name: str):
     # resolve_precision moved to ftrecipes.precision (it imports torch; this module must not).
     if name == "resolve_precision":
-        from .precision import resolve_precision
+        from ftrecipes.precision import resolve_precision
 
         return resolve_precision
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

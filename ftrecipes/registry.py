@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConfigError, did_you_mean
-from .recipe import Recipe
+from ftrecipes.errors import ConfigError, did_you_mean
+from ftrecipes.recipe import Recipe
 
 # Shipped recipes sit in ``recipes/`` at the top of the project; inside the package the same folder is
 # reached through the ``ftrecipes/recipes`` link, which packaging turns into real files.

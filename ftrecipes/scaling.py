@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import ConfigError, did_you_mean
+from ftrecipes.errors import ConfigError, did_you_mean
 
 # The rules, and the rule each optimizer family defaults to.
 SCALING_RULES = ("none", "linear", "sqrt")

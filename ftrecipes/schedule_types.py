@@ -24,9 +24,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from . import schedules as S
-from .errors import ConfigError, did_you_mean
-from .timeline import Duration, resolve_duration
+from ftrecipes import schedules as S
+from ftrecipes.errors import ConfigError, did_you_mean
+from ftrecipes.timeline import Duration, resolve_duration
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ConfigError
-from .recipe import Recipe, RecipePlan
-from .durations import EPOCHS, parse_duration
-from .timeline import Timeline
+from ftrecipes.errors import ConfigError
+from ftrecipes.recipe import Recipe, RecipePlan
+from ftrecipes.durations import EPOCHS, parse_duration
+from ftrecipes.timeline import Timeline
 
 
 def has_length(dataset: Any) -> bool:
@@ -76,8 +76,8 @@ def check_streaming_job(config: Any, args: Any) -> RecipePlan:
     ``ClassLabel`` feature can, so that case is decided once the stream is open,
     :func:`ftrecipes.tasks.class_label_list`). Returns the plan.
     """
-    from .bundled import canonical_dataset_name
-    from .tasks import get_task
+    from ftrecipes.bundled import canonical_dataset_name
+    from ftrecipes.tasks import get_task
 
     script, recipe = config.script, config.recipe
     task = get_task(recipe.task, field="task")
@@ -133,7 +133,7 @@ def check_stream_sharding(args: Any, stream: Any) -> None:
 
 
 def _streaming_tasks() -> list[str]:
-    from .tasks import REGISTRY
+    from ftrecipes.tasks import REGISTRY
 
     return [t.short for t in REGISTRY.values() if t.supports_streaming]
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
+from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 logger = logging.getLogger("ftrecipes.sweep")
 
@@ -171,17 +171,17 @@ def _flag_names(argv: Sequence[str]) -> list[str]:
 
 def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
     """Sweep flags + finetune flags; everything is checked here, before anything is written."""
-    from .pipeline import peak_rule_for_job, parse_args
+    from ftrecipes.pipeline import peak_rule_for_job, parse_args
 
     args, finetune_argv = build_parser().parse_known_args(list(argv))
     if args.card is not None:
         finetune_argv = _card_flags(args.card) + finetune_argv  # the user's own flags come last and win
         if args.recipe is None:
-            from .baselines import load_card
+            from ftrecipes.baselines import load_card
 
             args.recipe = load_card(args.card).recipe
         if args.metric is None:
-            from .baselines import load_card
+            from ftrecipes.baselines import load_card
 
             args.metric = load_card(args.card).metric
     args.recipe = args.recipe or "cls"
@@ -240,7 +240,7 @@ def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
 
 def _card_flags(name: str) -> list[str]:
     """A card's finetune flags (model, data, budget), without its seed and output folder."""
-    from .baselines import load_card, unreachable_reason
+    from ftrecipes.baselines import load_card, unreachable_reason
 
     card = load_card(name)
     reason = unreachable_reason(card)
@@ -395,8 +395,8 @@ def _pruning_callback(trial, metric: str):
 
 def run_point(config: SweepConfig, params: dict, folder: Path, trial=None) -> dict:
     """Train the point ``params`` once per seed through the main job; returns per-seed metrics."""
-    from .callbacks import DIVERGED_EXIT_CODE
-    from .pipeline import parse_args, run
+    from ftrecipes.callbacks import DIVERGED_EXIT_CODE
+    from ftrecipes.pipeline import parse_args, run
 
     values, seconds, dirs = [], [], []
     for i, seed in enumerate(config.seeds):
@@ -633,7 +633,7 @@ def _non_recipe_flags(config: SweepConfig) -> list[str]:
     """The finetune flags that are not recipe fields (data, model): the best recipe needs them too."""
     from dataclasses import fields
 
-    from .recipe import Recipe
+    from ftrecipes.recipe import Recipe
 
     recipe_fields = {f.name for f in fields(Recipe)}
     kept, skip = [], False
@@ -744,8 +744,8 @@ def _run_finder(config: SweepConfig, study) -> dict | None:
     stored = study.user_attrs.get("finder")
     if stored:
         return stored
-    from .cli import main as cli_main
-    from .lr_finder import LRFinderResult
+    from ftrecipes.cli import main as cli_main
+    from ftrecipes.lr_finder import LRFinderResult
 
     folder = config.output_dir / "lr_finder"
     argv = ["lr-find", "--recipe", config.recipe_arg, "--output_dir", str(folder), "--no_progress", *config.finetune_argv]
@@ -761,7 +761,7 @@ def _run_finder(config: SweepConfig, study) -> dict | None:
 def sweep(config: SweepConfig) -> dict:
     """Run this worker's share of the sweep and write the report; returns the summary."""
     if config.backend == "ray":
-        from .sweep_ray import run_ray
+        from ftrecipes.sweep_ray import run_ray
 
         return run_ray(config)
     study = open_study(config, STAGE_LR)

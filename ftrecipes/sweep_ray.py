@@ -14,13 +14,13 @@ import os
 import statistics
 from pathlib import Path
 
-from .errors import ConfigError
+from ftrecipes.errors import ConfigError
 
 
 def _tune_point(config, stage: str, params: dict) -> dict:
     from ray import tune
 
-    from .sweep import TrialDiverged, run_point
+    from ftrecipes.sweep import TrialDiverged, run_point
 
     context = tune.get_context()
     folder = Path(config.output_dir).resolve() / "trials" / f"{stage}-ray-{context.get_trial_id()}"
@@ -52,7 +52,7 @@ def _fit(config, stage: str, space: dict, num_samples: int):
 
 
 def _rows(config, stage: str, grid, fixed: dict):
-    from .sweep import PointResult
+    from ftrecipes.sweep import PointResult
 
     rows = []
     for number, result in enumerate(grid):
@@ -67,7 +67,7 @@ def run_ray(config) -> dict:
     """Stage 1 (and stage 2) on Ray Tune; writes the same report as the Optuna backend."""
     from ray import tune
 
-    from .sweep import STAGE_LR, STAGE_WARMUP, _best, write_report
+    from ftrecipes.sweep import STAGE_LR, STAGE_WARMUP, _best, write_report
 
     if config.report_only:
         raise ConfigError("--report_only", True, "reads an Optuna study", "drop --backend ray (Ray keeps its results under <output_dir>/ray)")

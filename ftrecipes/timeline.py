@@ -26,8 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .durations import Duration, resolve_duration
-from .errors import ConfigError
+from ftrecipes.durations import Duration, resolve_duration
+from ftrecipes.errors import ConfigError
 
 
 @dataclass(frozen=True)

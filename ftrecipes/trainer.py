@@ -44,18 +44,18 @@ from typing import Any, Sequence
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from .errors import ConfigError
-from .flags import given_training_arguments
-from .durations import training_interval
-from .hf_schedule import stock_trainer_name, transformers_spelling, warmup_as_hf
-from .lr_scheduler import ScheduleLR
-from .outputs import PLAN_FILE, RECIPE_FILE
-from .optim import check_every_parameter_optimised, create_optimizer
-from .precision import training_args_precision
-from .recipe import Recipe
-from .scaling import recipe_lr_scaling
-from .schedule_types import SCHEDULE_TYPES, BuiltSchedule, is_metric_driven
-from .timeline import Timeline
+from ftrecipes.errors import ConfigError
+from ftrecipes.flags import given_training_arguments
+from ftrecipes.durations import training_interval
+from ftrecipes.hf_schedule import stock_trainer_name, transformers_spelling, warmup_as_hf
+from ftrecipes.lr_scheduler import ScheduleLR
+from ftrecipes.outputs import PLAN_FILE, RECIPE_FILE
+from ftrecipes.optim import check_every_parameter_optimised, create_optimizer
+from ftrecipes.precision import training_args_precision
+from ftrecipes.recipe import Recipe
+from ftrecipes.scaling import recipe_lr_scaling
+from ftrecipes.schedule_types import SCHEDULE_TYPES, BuiltSchedule, is_metric_driven
+from ftrecipes.timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
@@ -452,10 +452,10 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
     work and a training step can never run on an unsized schedule. :class:`RecipeTrainer` needs
     none of this: it builds both when training starts.
     """
-    from .launch import check_optimizers_path
+    from ftrecipes.launch import check_optimizers_path
 
     check_optimizers_path(args)  # FSDP / DeepSpeed: one line naming RecipeTrainer
-    from .peak_rule import peak_record, resolve_peak_rule_for_model
+    from ftrecipes.peak_rule import peak_record, resolve_peak_rule_for_model
 
     recipe, peak = resolve_peak_rule_for_model(recipe, model)  # the peak-LR rule reads the model's width
     if peak is not None:
@@ -522,7 +522,7 @@ class RecipeTrainer(Trainer):
     """
 
     def __init__(self, model=None, args: TrainingArguments | None = None, *positional, recipe: Recipe, argv: Sequence[str] | None = None, **kwargs):
-        from .peak_rule import peak_record, resolve_peak_rule_for_model
+        from ftrecipes.peak_rule import peak_record, resolve_peak_rule_for_model
 
         # The recipe's peak-LR rule reads the width of the model it is given (no-op without lr_rule).
         recipe, peak = resolve_peak_rule_for_model(recipe, model)
@@ -576,7 +576,7 @@ class RecipeTrainer(Trainer):
         already wrapped, wins over the recipe's adapter settings, with one line saying so."""
         if self.recipe.peft == "none":
             return model, kwargs
-        from .peft_lora import is_peft_model, lora_config, lora_summary
+        from ftrecipes.peft_lora import is_peft_model, lora_config, lora_summary
 
         takes_peft_config = "peft_config" in inspect.signature(super().__init__).parameters
         given = kwargs.get("peft_config")
@@ -597,7 +597,7 @@ class RecipeTrainer(Trainer):
             raise ConfigError("model", str(model), "a LoRA recipe adapts a model object, and this trainer takes no peft_config",
                               "load the model first (e.g. AutoModelForSequenceClassification.from_pretrained(name))")
         elif model is not None:
-            from .peft_lora import apply_peft
+            from ftrecipes.peft_lora import apply_peft
 
             model = apply_peft(model, self.recipe)  # a LoRA recipe adapts the user's model as finetune.py does
         return model, kwargs
@@ -610,7 +610,7 @@ class RecipeTrainer(Trainer):
         if not self._loss_kwargs_checked and "labels" in inputs:
             self._loss_kwargs_checked = True
             if self.model_accepts_loss_kwargs and self.compute_loss_func is None and self.label_smoother is None:
-                from .loss_scaling import loss_uses_num_items
+                from ftrecipes.loss_scaling import loss_uses_num_items
 
                 if not loss_uses_num_items(self.accelerator.unwrap_model(model), inputs):
                     self.model_accepts_loss_kwargs = False

@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..errors import ConfigError, did_you_mean
+from ftrecipes.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def perplexity_metrics() -> Callable:
 def compute_metrics_for(task: str, id2label: Mapping[int, str] | None = None, **metric_kwargs) -> Callable | None:
     """The Trainer ``compute_metrics(eval_pred) -> dict`` of a registered task (any name or alias):
     what :meth:`ftrecipes.tasks.base.Task.compute_metrics` returns. ``id2label`` is needed by ``ner``."""
-    from ..tasks import get_task
+    from ftrecipes.tasks import get_task
 
     task = get_task(task)
     if id2label is not None:
@@ -198,7 +198,7 @@ def compute_metrics_for(task: str, id2label: Mapping[int, str] | None = None, **
 def preprocess_logits_for_metrics_for(task: str) -> Callable | None:
     """The Trainer ``preprocess_logits_for_metrics`` hook that goes with :func:`compute_metrics_for`
     (``None`` where the logits are small enough to keep; for ``clm`` per-sequence [summed NLL, tokens])."""
-    from ..tasks import get_task
+    from ftrecipes.tasks import get_task
 
     return get_task(task).preprocess_logits_for_metrics()
 

@@ -19,9 +19,9 @@ import importlib
 import inspect
 import pkgutil
 
-from ..errors import ConfigError, did_you_mean
-from ._common import IGNORE_INDEX, check_columns, check_label_count, label_config_kwargs
-from .base import PreparedTask, Task
+from ftrecipes.errors import ConfigError, did_you_mean
+from ftrecipes.tasks._common import IGNORE_INDEX, check_columns, check_label_count, label_config_kwargs
+from ftrecipes.tasks.base import PreparedTask, Task
 
 
 def _discover() -> dict[str, Task]:

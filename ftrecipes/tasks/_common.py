@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..errors import ConfigError, did_you_mean
+from ftrecipes.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import DatasetDict
@@ -180,7 +180,7 @@ def label_config_kwargs(label_list: Sequence[str]) -> dict[str, Any]:
 
 
 def _all_head_suffixes() -> tuple[str, ...]:
-    from . import REGISTRY
+    from ftrecipes.tasks import REGISTRY
 
     return tuple(suffix for task in REGISTRY.values() for suffix in task.head_suffixes)
 

@@ -84,7 +84,7 @@ class Task:
         """Model-config fields the data decides (``num_labels``, ``id2label``, ``label2id``...)."""
         if prepared.label_list is None:
             return {}
-        from ._common import label_config_kwargs
+        from ftrecipes.tasks._common import label_config_kwargs
 
         return label_config_kwargs(prepared.label_list)
 
@@ -97,7 +97,7 @@ class Task:
         n = self.config_overrides(prepared).get("num_labels")
         if n is None:
             return
-        from ._common import _all_head_suffixes, check_label_count, with_head_size
+        from ftrecipes.tasks._common import _all_head_suffixes, check_label_count, with_head_size
 
         # Any task's head counts (BERT's sequence and token heads share the name `classifier`, so a
         # checkpoint with either clashes with a new head of another size).

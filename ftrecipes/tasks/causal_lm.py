@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Mapping
 
-from ..errors import ConfigError
-from ._common import _clamp_length, _first_present, check_columns, is_streamed, map_split, split_columns
-from .base import PreparedTask, Task
+from ftrecipes.errors import ConfigError
+from ftrecipes.tasks._common import _clamp_length, _first_present, check_columns, is_streamed, map_split, split_columns
+from ftrecipes.tasks.base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import DatasetDict
@@ -95,12 +95,12 @@ class CausalLM(Task):
     preprocess = staticmethod(preprocess_causal_lm)
 
     def compute_metrics(self, prepared=None, **metric_kwargs):
-        from ..metrics import perplexity_metrics
+        from ftrecipes.metrics import perplexity_metrics
 
         return perplexity_metrics()
 
     def preprocess_logits_for_metrics(self):
-        from ..metrics import preprocess_logits_for_metrics_clm
+        from ftrecipes.metrics import preprocess_logits_for_metrics_clm
 
         return preprocess_logits_for_metrics_clm
 

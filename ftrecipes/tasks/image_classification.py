@@ -9,9 +9,9 @@ classification (accuracy, macro F1); best model by accuracy.
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ._common import check_columns
-from .base import PreparedTask, Task
+from ftrecipes.errors import ConfigError
+from ftrecipes.tasks._common import check_columns
+from ftrecipes.tasks.base import PreparedTask, Task
 
 
 def prepare_image_classification(raw, tokenizer=None, *, image_column_name: str | None = None,
@@ -64,14 +64,14 @@ class ImageClassification(Task):
     preprocess = staticmethod(prepare_image_classification)
 
     def build_model(self, model_name_or_path, prepared, *, config_name=None):
-        from ..models import SmallCNNForImageClassification, is_small_cnn_alias, small_cnn_config_for
+        from ftrecipes.models import SmallCNNForImageClassification, is_small_cnn_alias, small_cnn_config_for
 
         if is_small_cnn_alias(model_name_or_path) and config_name is None:
             return SmallCNNForImageClassification(small_cnn_config_for(prepared))
         return None
 
     def compute_metrics(self, prepared=None, **metric_kwargs):
-        from ..metrics import classification_metrics
+        from ftrecipes.metrics import classification_metrics
 
         return classification_metrics()
 

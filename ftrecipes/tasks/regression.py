@@ -15,9 +15,9 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
-from ._common import _clamp_length, _first_present, check_columns, encode_texts, is_streamed, split_columns, text_columns, tokenize_splits
-from .base import PreparedTask, Task
+from ftrecipes.errors import ConfigError
+from ftrecipes.tasks._common import _clamp_length, _first_present, check_columns, encode_texts, is_streamed, split_columns, text_columns, tokenize_splits
+from ftrecipes.tasks.base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import DatasetDict
@@ -105,7 +105,7 @@ def preprocess_regression(
 
 
 def _compute_regression(metric):
-    from ..metrics import unpack_eval_pred
+    from ftrecipes.metrics import unpack_eval_pred
 
     def compute_metrics(eval_pred) -> dict[str, float]:
         predictions, labels = unpack_eval_pred(eval_pred)
@@ -134,7 +134,7 @@ class Regression(Task):
         return {"num_labels": 1, "id2label": {0: "LABEL_0"}, "label2id": {"LABEL_0": 0}, "problem_type": "regression"}
 
     def compute_metrics(self, prepared=None, **metric_kwargs):
-        from ..metrics import load_metric
+        from ftrecipes.metrics import load_metric
 
         return _compute_regression(load_metric("regression"))
 

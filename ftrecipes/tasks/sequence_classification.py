@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import ConfigError
-from ._common import (
+from ftrecipes.errors import ConfigError
+from ftrecipes.tasks._common import (
     IGNORE_INDEX,
     _check_label_values,
     _clamp_length,
@@ -22,7 +22,7 @@ from ._common import (
     text_columns,
     tokenize_splits,
 )
-from .base import PreparedTask, Task
+from ftrecipes.tasks.base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import DatasetDict
@@ -91,7 +91,7 @@ class SequenceClassification(Task):
     preprocess = staticmethod(preprocess_sequence_classification)
 
     def compute_metrics(self, prepared=None, **metric_kwargs):
-        from ..metrics import classification_metrics
+        from ftrecipes.metrics import classification_metrics
 
         return classification_metrics()
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import ConfigError
-from ._common import (
+from ftrecipes.errors import ConfigError
+from ftrecipes.tasks._common import (
     IGNORE_INDEX,
     _check_label_values,
     _clamp_length,
@@ -21,7 +21,7 @@ from ._common import (
     label_ids,
     tokenize_splits,
 )
-from .base import PreparedTask, Task
+from ftrecipes.tasks.base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import DatasetDict
@@ -147,7 +147,7 @@ class TokenClassification(Task):
 
     def compute_metrics(self, prepared=None, *, id2label=None, **metric_kwargs):
         """``metric_kwargs`` (e.g. ``mode="strict", scheme="IOB2"``) go to the metric."""
-        from ..metrics import ner_metrics
+        from ftrecipes.metrics import ner_metrics
 
         return ner_metrics(id2label if id2label is not None else getattr(prepared, "id2label", None), **metric_kwargs)
 
