@@ -17,22 +17,22 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _EXPORTS = {
-    "ConfigError": "errors",
-    "Recipe": "recipe",
-    "RecipePlan": "recipe",
-    "resolve_precision": "precision",
-    "get_recipe": "registry",
-    "list_recipes": "registry",
-    "SCHEDULE_TYPES": "schedule_types",
-    "BuiltSchedule": "schedule_types",
-    "Transition": "schedule_types",
-    "Timeline": "timeline",
-    "ScheduleLR": "lr_scheduler",
-    "RecipeTrainer": "trainer",
-    "apply_recipe": "trainer",
-    "recipe_training_args": "trainer",
-    "recipe_optimizers": "trainer",
-    "accelerate_scheduler": "trainer",
+    "ConfigError": "config.errors",
+    "Recipe": "config.recipe",
+    "RecipePlan": "config.recipe",
+    "resolve_precision": "training.precision",
+    "get_recipe": "config.registry",
+    "list_recipes": "config.registry",
+    "SCHEDULE_TYPES": "config.schedule_types",
+    "BuiltSchedule": "config.schedule_types",
+    "Transition": "config.schedule_types",
+    "Timeline": "config.timeline",
+    "ScheduleLR": "training.lr_scheduler",
+    "RecipeTrainer": "training.trainer",
+    "apply_recipe": "training.trainer",
+    "recipe_training_args": "training.trainer",
+    "recipe_optimizers": "training.trainer",
+    "accelerate_scheduler": "training.trainer",
 }
 
 __all__ = list(_EXPORTS)
@@ -52,11 +52,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from ftrecipes.errors import ConfigError
-    from ftrecipes.lr_scheduler import ScheduleLR
-    from ftrecipes.precision import resolve_precision
-    from ftrecipes.recipe import Recipe, RecipePlan
-    from ftrecipes.registry import get_recipe, list_recipes
-    from ftrecipes.schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
-    from ftrecipes.timeline import Timeline
-    from ftrecipes.trainer import RecipeTrainer, accelerate_scheduler, apply_recipe, recipe_optimizers, recipe_training_args
+    from ftrecipes.config.errors import ConfigError
+    from ftrecipes.training.lr_scheduler import ScheduleLR
+    from ftrecipes.training.precision import resolve_precision
+    from ftrecipes.config.recipe import Recipe, RecipePlan
+    from ftrecipes.config.registry import get_recipe, list_recipes
+    from ftrecipes.config.schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
+    from ftrecipes.config.timeline import Timeline
+    from ftrecipes.training.trainer import RecipeTrainer, accelerate_scheduler, apply_recipe, recipe_optimizers, recipe_training_args

@@ -16,8 +16,8 @@ A card is a small YAML file in ``recipes/baselines/`` naming what to run and wha
     needs_hub: false                     # true: model or data come from the Hugging Face Hub
     source: {kind: recorded, command: "python scripts/reproduce.py --card bbc-minilm --seeds 3 --record"}
 
-Every seed runs the same code path as ``scripts/finetune.py`` (:func:`ftrecipes.pipeline.parse_args` +
-:func:`~ftrecipes.pipeline.run`, in-process) with ``--seed`` set; the verdict compares the mean over
+Every seed runs the same code path as ``scripts/finetune.py`` (:func:`ftrecipes.job.run.parse_args` +
+:func:`~ftrecipes.job.run.run`, in-process) with ``--seed`` set; the verdict compares the mean over
 seeds with ``expected ± tolerance`` (:func:`judge`). Bad cards raise :class:`ConfigError` naming the field.
 """
 
@@ -36,7 +36,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from ftrecipes.errors import ConfigError, did_you_mean
+from ftrecipes.config.errors import ConfigError, did_you_mean
 
 REQUIRED = ("description", "task", "model", "data", "recipe", "metric", "expected", "tolerance", "seeds", "source")
 OPTIONAL = ("data_config", "overrides", "check", "needs_hub", "first_seed", "recorded")
@@ -50,7 +50,7 @@ LOCAL_MODELS = ("minilm", "all-minilm-l6-v2", "small-cnn", "small_cnn", "smallcn
 
 def baselines_dir() -> Path:
     """The folder of shipped cards (``recipes/baselines``, reached through the package's ``recipes`` link)."""
-    from ftrecipes.registry import recipes_dir
+    from ftrecipes.config.registry import recipes_dir
 
     return recipes_dir() / "baselines"
 
@@ -84,7 +84,7 @@ class BaselineCard:
 
     def hub_names(self) -> list[str]:
         """The model / data names this card would fetch from the Hub (empty: runs offline)."""
-        from ftrecipes.bundled import canonical_dataset_name
+        from ftrecipes.config.bundled import canonical_dataset_name
 
         names = []
         if self.model.strip().lower() not in LOCAL_MODELS and not os.path.exists(self.model):
@@ -191,7 +191,7 @@ def card_from_dict(data: dict, name: str = "card", source: str = "card", *, chec
     if check_flags:
         _check_overrides(overrides)
 
-    from ftrecipes.registry import get_recipe
+    from ftrecipes.config.registry import get_recipe
 
     try:
         recipe = get_recipe(data["recipe"])
@@ -235,7 +235,7 @@ def parse_overrides(items: Sequence[str]) -> dict:
 
 
 def _check_overrides(overrides: dict) -> None:
-    from ftrecipes.pipeline import build_parser
+    from ftrecipes.job.run import build_parser
 
     parser = build_parser()
     flags = {o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")}
@@ -368,7 +368,7 @@ def run_seed(card: BaselineCard, seed: int, output_dir: str, extra: dict | None 
     Raises :class:`ConfigError` for bad input (as finetune.py would exit 2)."""
     import gc
 
-    from ftrecipes.pipeline import parse_args, run
+    from ftrecipes.job.run import parse_args, run
 
     argv = card.argv(seed, output_dir, extra)
     start = time.perf_counter()

@@ -22,8 +22,8 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from ftrecipes.bundled import MODEL_ALIASES
-from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError, did_you_mean
+from ftrecipes.config.bundled import MODEL_ALIASES
+from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError, did_you_mean
 
 ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples nor max_steps sizes the run
 
@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", default="lr_find", help="where lr_finder.json and lr_finder.png go")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
 
-    # --- plot-run: its flags belong to ftrecipes.curves, whose own parser handles them.
-    sub.add_parser("sweep", help="tune the peak LR, then the warmup, with Optuna (ftrecipes.sweep)", add_help=False)
-    p = sub.add_parser("plot-run", help="plot a finished run's curves (ftrecipes.curves)", add_help=False)
+    # --- plot-run: its flags belong to ftrecipes.report.curves, whose own parser handles them.
+    sub.add_parser("sweep", help="tune the peak LR, then the warmup, with Optuna (ftrecipes.sweeps.study)", add_help=False)
+    p = sub.add_parser("plot-run", help="plot a finished run's curves (ftrecipes.report.curves)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
@@ -92,9 +92,9 @@ def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args) -> int:
-    from ftrecipes.registry import get_recipe, list_recipes
+    from ftrecipes.config.registry import get_recipe, list_recipes
 
-    from ftrecipes.peak_rule import resolve_peak_rule
+    from ftrecipes.config.peak_rule import resolve_peak_rule
 
     rows = [("recipe", "task", "optimizer", "schedule", "peak LR", "purpose")]
     for name in list_recipes():
@@ -113,10 +113,10 @@ def cmd_list(args) -> int:
 
 def _plan(args):
     """The recipe (with sizing overrides) planned for the sizes on the command line."""
-    from ftrecipes.registry import get_recipe, recipe_path
-    from ftrecipes.timeline import Timeline
+    from ftrecipes.config.registry import get_recipe, recipe_path
+    from ftrecipes.config.timeline import Timeline
 
-    from ftrecipes.peak_rule import resolve_peak_rule
+    from ftrecipes.config.peak_rule import resolve_peak_rule
 
     recipe = get_recipe(args.name)
     overrides = {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling", "learning_rate")
@@ -141,8 +141,8 @@ def _plan(args):
 
 
 def cmd_show(args) -> int:
-    from ftrecipes.explain import describe_plan
-    from ftrecipes.plotting import render_schedule
+    from ftrecipes.config.explain import describe_plan
+    from ftrecipes.report.plotting import render_schedule
 
     plan, path, assumed, peak, written = _plan(args)
     print(describe_plan(plan, recipe_file=path, assumed=assumed, peak=peak, written=written))
@@ -152,7 +152,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from ftrecipes.plotting import plot_schedule, render_schedule
+    from ftrecipes.report.plotting import plot_schedule, render_schedule
 
     plan, _, assumed, peak, _ = _plan(args)
     if args.width < 8:
@@ -181,9 +181,9 @@ def validate_file(path: str) -> tuple[list[str], list[str]]:
     10,000 examples) repeatedly, each time setting aside the key the last error named, so that each
     remaining key is still checked in the context of the others.
     """
-    from ftrecipes.priors import recipe_prior
-    from ftrecipes.recipe import Recipe
-    from ftrecipes.timeline import Timeline
+    from ftrecipes.config.priors import recipe_prior
+    from ftrecipes.config.recipe import Recipe
+    from ftrecipes.config.timeline import Timeline
 
     file = Path(path)
     if not file.is_file():
@@ -256,7 +256,7 @@ def _pipeline_builder(recipe_arg: str, finetune_argv: list[str]):
     preprocessing)."""
     import torch
 
-    from ftrecipes.pipeline import build_training_components, parse_args
+    from ftrecipes.job.run import build_training_components, parse_args
 
     config = parse_args(["--recipe", recipe_arg, *finetune_argv])
     c = build_training_components(config)
@@ -278,11 +278,11 @@ def _unpack_components(components) -> tuple[Any, Any, Any]:
 
 def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune_argv: Sequence[str] = ()) -> int:
     """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
-    from ftrecipes.lr_finder import check_finder_args, choose_learning_rate
-    from ftrecipes.outputs import LR_FINDER_JSON, LR_FINDER_PNG
-    from ftrecipes.peak_rule import resolve_peak_rule_for_model
-    from ftrecipes.preflight import check_output_dir
-    from ftrecipes.registry import get_recipe
+    from ftrecipes.tuning.range_test import check_finder_args, choose_learning_rate
+    from ftrecipes.config.outputs import LR_FINDER_JSON, LR_FINDER_PNG
+    from ftrecipes.config.peak_rule import resolve_peak_rule_for_model
+    from ftrecipes.job.check import check_output_dir
+    from ftrecipes.config.registry import get_recipe
 
     check_finder_args(num_steps=args.num_steps, min_lr=args.min_lr, max_lr=args.max_lr, rule=args.rule,
                       accumulation_steps=args.accumulation_steps, prior=args.prior)
@@ -315,7 +315,7 @@ def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune
 
 
 def cmd_plot_run(args) -> int:
-    from ftrecipes.curves import main_plot_run
+    from ftrecipes.report.curves import main_plot_run
 
     code = main_plot_run(args.rest)
     return 0 if code is None else int(code)
@@ -329,16 +329,16 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
 
     ``build_components(recipe) -> (model, train_dataloader)`` replaces the data pipeline of ``lr-find``
     (tests inject a tiny model this way); without it ``lr-find`` loads data and model exactly as
-    ``finetune.py`` does, through ``ftrecipes.pipeline``, and passes it any flag lr-find does not own.
+    ``finetune.py`` does, through ``ftrecipes.job.run``, and passes it any flag lr-find does not own.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and not argv[0].startswith("-") else ""
     prog = f"ftrecipes {command}".strip()
     try:
-        if command == "plot-run":  # its flags belong to ftrecipes.curves: hand them over untouched
+        if command == "plot-run":  # its flags belong to ftrecipes.report.curves: hand them over untouched
             return cmd_plot_run(argparse.Namespace(rest=argv[1:]))
-        if command == "sweep":  # its flags are finetune.py's plus its own (ftrecipes.sweep)
-            from ftrecipes.sweep import main as sweep_main
+        if command == "sweep":  # its flags are finetune.py's plus its own (ftrecipes.sweeps.study)
+            from ftrecipes.sweeps.study import main as sweep_main
 
             return sweep_main(argv[1:])
         parser = build_parser()

@@ -28,11 +28,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ftrecipes.data import default_model_path
-from ftrecipes.errors import ConfigError
-from ftrecipes.tasks import get_task, label_config_kwargs
-from ftrecipes.tasks.base import PreparedTask
-from ftrecipes.topic_words import TOPIC_WORDS
+from ftrecipes.data.loading import default_model_path
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.data.tasks import get_task, label_config_kwargs
+from ftrecipes.data.tasks.base import PreparedTask
+from ftrecipes.data.topic_words import TOPIC_WORDS
 
 TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 # Long enough for the tokenizer's model_max_length (512), so any --max_seq_length it allows fits.
@@ -121,11 +121,11 @@ def tiny_causal_lm(seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = No
 def tiny_model(task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> PreTrainedModel:
     """The tiny model of any registered text task (name or alias): its ``AutoModelFor...`` class over
     the tiny decoder (causal LM) or the tiny BERT (every other head), with the task's config fields
-    (labels, ``problem_type``) as :meth:`~ftrecipes.tasks.base.Task.config_overrides` sets them for
+    (labels, ``problem_type``) as :meth:`~ftrecipes.data.tasks.base.Task.config_overrides` sets them for
     ``label_list`` (or ``num_labels`` generic labels). ``overrides`` go to the config."""
     spec = get_task(task)
     if not spec.uses_tokenizer:
-        raise ConfigError("task", spec.name, "has no tiny text model", "build ftrecipes.models.SmallCNNForImageClassification for images")
+        raise ConfigError("task", spec.name, "has no tiny text model", "build ftrecipes.models.cnn.SmallCNNForImageClassification for images")
     if spec.auto_model == "AutoModelForCausalLM":
         config = tiny_decoder_config(overrides.pop("tokenizer", None), **overrides)
     else:
@@ -156,7 +156,7 @@ def save_tiny_pretrained(output_dir: str | os.PathLike, task: str, num_labels: i
     """Write a tiny model and its tokenizer to ``output_dir`` so scripts can take it as ``--model_name_or_path``.
 
     The saved config names a head architecture, so give it the data's labels (a later load with a
-    different ``num_labels`` is a head-size mismatch, see :func:`ftrecipes.tasks.check_label_count`).
+    different ``num_labels`` is a head-size mismatch, see :func:`ftrecipes.data.tasks.check_label_count`).
     """
     output_dir = os.fspath(output_dir)
     tokenizer = tiny_wordpiece_tokenizer()

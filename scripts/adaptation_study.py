@@ -79,7 +79,7 @@ def markdown(summary: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from ftrecipes.baselines import add_study_arguments, judge, load_card, machine_info, record_expected, study_cards, study_overrides
-    from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
+    from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = ArgumentParser(description=__doc__.split("\n")[0])

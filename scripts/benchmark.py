@@ -25,7 +25,7 @@ in the same order, the framework's cost is also given **paired per step**: for e
 step ``k``, ``t_finetune[k] / t_bare[k]``; the median over all of them (``step ratio``) shrugs off the
 stalls a shared machine puts into single steps, which a ratio of total times does not. Every
 precision in ``--precisions`` (default: fp32, and bf16 where the device runs it natively, see
-:mod:`ftrecipes.precision`) is measured for every configuration: bf16 is autocast, as in Trainer.
+:mod:`ftrecipes.training.precision`) is measured for every configuration: bf16 is autocast, as in Trainer.
 On CUDA an MFU estimate is printed: ``6 * parameters * real tokens/s / peak FLOP/s`` (real = not
 padding; padding FLOPs are not useful work), with the peak given by ``--peak_tflops``.
 """
@@ -69,8 +69,8 @@ def worker(opts) -> dict:
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator, set_seed
 
-    from ftrecipes.data import default_model_path, load_raw_datasets
-    from ftrecipes.registry import get_recipe
+    from ftrecipes.data.loading import default_model_path, load_raw_datasets
+    from ftrecipes.config.registry import get_recipe
 
     transformers.logging.set_verbosity_error()
     if opts.threads:
@@ -141,8 +141,8 @@ def worker(opts) -> dict:
     common = dict(output_dir=out_dir, per_device_train_batch_size=opts.batch_size, max_steps=steps_total, save_strategy="no",
                   eval_strategy="no", report_to="none", disable_tqdm=True, use_cpu=device == "cpu", **precision_kwargs)
     if opts.config == "finetune":
-        from ftrecipes.callbacks import add_monitoring
-        from ftrecipes.trainer import RecipeTrainer, recipe_training_args
+        from ftrecipes.training.callbacks import add_monitoring
+        from ftrecipes.training.trainer import RecipeTrainer, recipe_training_args
 
         args = recipe_training_args(recipe, out_dir, **{k: v for k, v in common.items() if k != "output_dir"})
         trainer = sequential(RecipeTrainer)(model=model, args=args, recipe=recipe, train_dataset=data, data_collator=collator,
@@ -156,9 +156,9 @@ def worker(opts) -> dict:
         trainer.train()
         optimizer_name = f"Trainer default ({args.optim})"
     else:
-        from ftrecipes.lr_scheduler import ScheduleLR
-        from ftrecipes.optim import create_optimizer
-        from ftrecipes.timeline import Timeline
+        from ftrecipes.training.lr_scheduler import ScheduleLR
+        from ftrecipes.training.optim import create_optimizer
+        from ftrecipes.config.timeline import Timeline
 
         model.to(device)
         model.train()
@@ -252,13 +252,13 @@ def median_table(results: list[dict], device: str) -> str:
 
 
 def _default_precisions(device: str) -> list[str]:
-    from ftrecipes.precision import precision_supported
+    from ftrecipes.training.precision import precision_supported
 
     return ["fp32", "bf16"] if precision_supported("bf16", device) else ["fp32"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ftrecipes.errors import ArgumentParser, ConfigError
+    from ftrecipes.config.errors import ArgumentParser, ConfigError
 
     parser = ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     precisions = ["bf16"] if opts.bf16 else (opts.precisions or _default_precisions(opts.device))
     if "bf16" in precisions:
-        from ftrecipes.precision import precision_supported
+        from ftrecipes.training.precision import precision_supported
 
         if not precision_supported("bf16", opts.device):
             print(f"benchmark.py: error: --precisions bf16: this {opts.device} has no native bf16 (emulated bf16 is slower than fp32); "

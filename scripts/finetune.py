@@ -13,7 +13,7 @@ Precedence: command line > recipe file > Recipe class defaults. Exit codes: 0 do
 
 import sys
 
-from ftrecipes.pipeline import main
+from ftrecipes.job.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

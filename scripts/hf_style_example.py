@@ -26,10 +26,10 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftrecipes import RecipeTrainer, apply_recipe, get_recipe
-from ftrecipes.data import load_raw_datasets, resolve_model_name_or_path
-from ftrecipes.models import SmallCNNForImageClassification, is_small_cnn_alias, small_cnn_config_for
-from ftrecipes.tasks.image_classification import prepare_image_classification
-from ftrecipes.tasks import prepare_task
+from ftrecipes.data.loading import load_raw_datasets, resolve_model_name_or_path
+from ftrecipes.models.cnn import SmallCNNForImageClassification, is_small_cnn_alias, small_cnn_config_for
+from ftrecipes.data.tasks.image_classification import prepare_image_classification
+from ftrecipes.data.tasks import prepare_task
 
 logger = logging.getLogger(__name__)
 

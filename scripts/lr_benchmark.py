@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from ftrecipes import Timeline, get_recipe
-from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
-from ftrecipes.pipeline import build_training_components, main as finetune, parse_args
+from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
+from ftrecipes.job.run import build_training_components, main as finetune, parse_args
 
 
 def _threads(cli) -> list[str]:
@@ -49,7 +49,7 @@ def grid_run(lr: float, cli, out: Path) -> dict:
 
 
 def finder_run(cli, out: Path) -> dict:
-    from ftrecipes.lr_finder import choose_learning_rate
+    from ftrecipes.tuning.range_test import choose_learning_rate
 
     config = parse_args([
         "--recipe", "cls", "--model_name_or_path", cli.model_name_or_path, "--dataset_name", cli.dataset_name,
@@ -68,7 +68,7 @@ def finder_run(cli, out: Path) -> dict:
 
 def full_run_steps(dataset_name: str) -> tuple[int, int]:
     """(training rows, optimizer steps) of the plain `cls` recipe on the whole data set."""
-    from ftrecipes.data import load_raw_datasets
+    from ftrecipes.data.loading import load_raw_datasets
 
     rows = len(load_raw_datasets(dataset_name)["train"])
     recipe = get_recipe("cls")

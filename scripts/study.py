@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ftrecipes.baselines import STUDY_ARMS, add_study_arguments, machine_info, run_seed, study_cards, study_markdown, study_overrides, summarize_study
-from ftrecipes.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
+from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ on several machines with one --storage URL to share the work. Exit codes: 0 done
 
 import sys
 
-from ftrecipes.sweep import main
+from ftrecipes.sweeps.study import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,10 +17,10 @@ import numpy as np
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
 from ftrecipes import ConfigError, get_recipe
-from ftrecipes.errors import ArgumentParser
-from ftrecipes.data import load_raw_datasets, resolve_model_name_or_path
-from ftrecipes.peft_lora import apply_peft, peft_load_kwargs, trainable_parameters
-from ftrecipes.trainer import apply_recipe, recipe_optimizers
+from ftrecipes.config.errors import ArgumentParser
+from ftrecipes.data.loading import load_raw_datasets, resolve_model_name_or_path
+from ftrecipes.models.lora import apply_peft, peft_load_kwargs, trainable_parameters
+from ftrecipes.training.trainer import apply_recipe, recipe_optimizers
 
 
 def main(argv=None) -> int:

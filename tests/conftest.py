@@ -29,7 +29,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # cores and OpenMP's spinning burns the difference (the tiny models gain nothing from a second thread).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from ftrecipes.topic_words import TOPIC_WORDS  # noqa: E402  (light: no torch, no transformers)
+from ftrecipes.data.topic_words import TOPIC_WORDS  # noqa: E402  (light: no torch, no transformers)
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = str(REPO / "scripts" / "finetune.py")
@@ -44,7 +44,7 @@ TINY_WIDTH = 32  # hidden size of ftrecipes.testing's tiny models (TINY_SIZES)
 
 def on_tiny(recipe):
     """``recipe`` as a run on the tiny models trains it: its peak-LR rule (if any) applied for their width."""
-    from ftrecipes.peak_rule import ModelWidth, apply_choice, choose_peak
+    from ftrecipes.config.peak_rule import ModelWidth, apply_choice, choose_peak
 
     return apply_choice(recipe, choose_peak(recipe, ModelWidth(TINY_WIDTH, "the tiny test model")))
 
@@ -56,7 +56,7 @@ def assert_logged_group_lrs(output_dir, peaks: dict, plan) -> list[dict]:
     import json
 
     import pytest
-    from ftrecipes.trainer import expected_lr
+    from ftrecipes.training.trainer import expected_lr
 
     history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
     logs = [e for e in history if "loss" in e]

@@ -7,7 +7,7 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
-from ftrecipes.trainer import RecipeTrainer, apply_recipe
+from ftrecipes.training.trainer import RecipeTrainer, apply_recipe
 
 # A 2-layer, 32-wide model gains nothing from intra-op threads, and on a shared 2-core machine their
 # spin-waiting makes these tests 3-4x slower under load.
@@ -53,7 +53,7 @@ def accuracy(eval_pred) -> dict[str, float]:
 
 
 def make_trainer(output_dir, recipe, *, model=None, optimizer=None, max_steps: int = 20, **arguments) -> Trainer:
-    """A :class:`~ftrecipes.trainer.RecipeTrainer` on the tiny model: the recipe's optimizer (or the one
+    """A :class:`~ftrecipes.training.trainer.RecipeTrainer` on the tiny model: the recipe's optimizer (or the one
     given, e.g. with several param groups) at the recipe's own peak, and its schedule sized by the
     Trainer. ``arguments`` override the TrainingArguments below."""
     model = model if model is not None else tiny_model()

@@ -1,5 +1,5 @@
 """The bad-input catalogue: every mistake the README's "Bad input" paragraph promises to catch, run
-through the real entry points (``ftrecipes.pipeline.main`` = ``scripts/finetune.py``, ``ftrecipes
+through the real entry points (``ftrecipes.job.run.main`` = ``scripts/finetune.py``, ``ftrecipes
 lr-find``, ``scripts/reproduce.py``).
 
 Each case must give exit code 2, exactly one line on stderr that starts by naming the flag or field,
@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from conftest import FINETUNE, PYTHON, REPO
-from ftrecipes import cli, pipeline
-from ftrecipes.errors import ConfigError
+from ftrecipes import cli
+from ftrecipes.job import run as pipeline
+from ftrecipes.config.errors import ConfigError
 
 
 @dataclass
@@ -192,9 +193,9 @@ def quiet_progress():
 
 
 def _no_precision(monkeypatch):
-    import ftrecipes.precision
+    import ftrecipes.training.precision
 
-    monkeypatch.setattr(ftrecipes.precision, "precision_supported", lambda precision, device=None: precision == "fp32")
+    monkeypatch.setattr(ftrecipes.training.precision, "precision_supported", lambda precision, device=None: precision == "fp32")
 
 
 def assert_one_line(err: str, prog: str, case: Case) -> str:
@@ -271,11 +272,11 @@ def test_bf16_where_supported_passes_the_checks(monkeypatch):
     TrainingArguments gets use_cpu=True, which it needs to autocast on the CPU."""
     import torch
 
-    from ftrecipes.preflight import check_before_loading
+    from ftrecipes.job.check import check_before_loading
 
-    import ftrecipes.precision
+    import ftrecipes.training.precision
 
-    monkeypatch.setattr(ftrecipes.precision, "precision_supported", lambda precision, device=None: True)
+    monkeypatch.setattr(ftrecipes.training.precision, "precision_supported", lambda precision, device=None: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     args = check_before_loading(pipeline.parse_args(["--bf16", "--output_dir", "runs/unused", "--model_name_or_path", "minilm"]))
     assert args.bf16 and args.use_cpu
@@ -326,7 +327,7 @@ def test_online_hub_answers_are_one_line(answer, pattern, monkeypatch):
     import huggingface_hub
     from huggingface_hub import errors
 
-    from ftrecipes.model_source import check_model_source
+    from ftrecipes.models.source import check_model_source
 
     httpx = pytest.importorskip("httpx2")  # huggingface_hub's HTTP client: its errors carry a response
     calls = []
@@ -350,7 +351,7 @@ def test_online_hub_answers_are_one_line(answer, pattern, monkeypatch):
 
 def test_cached_hub_id_passes_offline(tmp_path, tiny_base):
     """A Hub id whose files are in the cache is fine offline (laid out as huggingface_hub caches it)."""
-    from ftrecipes.model_source import check_model_source
+    from ftrecipes.models.source import check_model_source
 
     snap = tmp_path / "models--someone--tiny" / "snapshots" / ("a" * 40)
     snap.mkdir(parents=True)
@@ -364,12 +365,12 @@ def test_cached_hub_id_passes_offline(tmp_path, tiny_base):
 
 def test_a_bug_is_not_hidden_as_bad_input(monkeypatch, tiny_base, cls_files, existing_output):
     """Only user errors become one line: an exception from our own code keeps its traceback (exit 1)."""
-    import ftrecipes.preflight
+    import ftrecipes.job.check
 
     def broken(config):
         raise KeyError("a bug in the checks")
 
-    monkeypatch.setattr(ftrecipes.preflight, "check_before_loading", broken)
+    monkeypatch.setattr(ftrecipes.job.check, "check_before_loading", broken)
     with pytest.raises(KeyError, match="a bug in the checks"):
         pipeline.main(base_args(tiny_base, cls_files, existing_output))
 
@@ -397,7 +398,7 @@ def _script(name):
 def test_argparse_complaints_are_one_line_naming_the_flag(entry, argv, field, tmp_path, capsys):
     """What argparse itself rejects (a value of the wrong type, a choice not offered, a missing value or
     argument, an unknown flag) is reported like every other bad input: one line naming the flag, exit 2."""
-    from ftrecipes import sweep
+    from ftrecipes.sweeps import study as sweep
 
     mains = {"finetune": pipeline.main, "ftrecipes": cli.main, "sweep": sweep.main}
     main = mains[entry] if entry in mains else _script(entry).main

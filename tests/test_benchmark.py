@@ -82,7 +82,7 @@ def test_paired_step_ratio_ignores_a_stalled_step(bench):
 
 
 def test_bf16_where_it_does_not_run_exits_2(bench, monkeypatch, capsys):
-    from ftrecipes import precision
+    from ftrecipes.training import precision
 
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
     assert bench._default_precisions("cpu") == ["fp32"]

@@ -15,7 +15,7 @@ from transformers import BertForSequenceClassification
 from transformers.trainer_callback import DefaultFlowCallback, PrinterCallback
 
 from ftrecipes import get_recipe
-from ftrecipes.callbacks import (
+from ftrecipes.training.callbacks import (
     DivergenceGuard,
     RobustWindow,
     ScheduleLogger,
@@ -24,8 +24,8 @@ from ftrecipes.callbacks import (
     align,
     suggested_overrides,
 )
-from ftrecipes.optim import parameter_groups
-from ftrecipes.schedule_types import Transition
+from ftrecipes.training.optim import parameter_groups
+from ftrecipes.config.schedule_types import Transition
 
 # ------------------------------------------------------------------------------------------------
 # Logged fields: one one-cycle run (it cycles beta1) with a head at 10x the body's LR, evaluating
@@ -73,7 +73,7 @@ def test_extra_keys_go_in_through_trainer_log_not_by_editing_log_history(logged_
     out, trainer, _ = logged_run
     stored = [e for e in trainer.state.log_history if "loss" in e]
     assert all("learning_rate/group_1" in e and "momentum" in e for e in stored)
-    import ftrecipes.callbacks as callbacks
+    import ftrecipes.training.callbacks as callbacks
 
     assert not hasattr(callbacks, "_add_to_logs")
 
@@ -83,7 +83,7 @@ def test_plain_trainer_is_told_once_that_extra_keys_need_recipe_trainer(tmp_path
 
     base = make_trainer(tmp_path, get_recipe("cls").replace(learning_rate=1e-3, warmup=2), max_steps=4)
     plain = Trainer(model=base.model, args=base.args, train_dataset=base.train_dataset, optimizers=(parameter_groups_optimizer(base.model), None))
-    with caplog.at_level("WARNING", logger="ftrecipes.callbacks"):
+    with caplog.at_level("WARNING", logger="ftrecipes.training.callbacks"):
         add_monitoring(plain)
     assert len([r for r in caplog.records if "RecipeTrainer" in r.getMessage()]) == 1
 

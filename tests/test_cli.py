@@ -208,9 +208,9 @@ def test_lr_find_bad_input(argv, tmp_path, capsys):
 
 def test_plot_run_is_delegated(monkeypatch, capsys):
     seen = []
-    fake = types.ModuleType("ftrecipes.curves")
+    fake = types.ModuleType("ftrecipes.report.curves")
     fake.main_plot_run = lambda argv: seen.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "ftrecipes.curves", fake)
+    monkeypatch.setitem(sys.modules, "ftrecipes.report.curves", fake)
     code, _, _ = run(["plot-run", "runs/cls", "--output", "x.png"], capsys)
     assert code == 0 and seen == [["runs/cls", "--output", "x.png"]]
 

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 from datasets import ClassLabel  # noqa: E402
 
 from ftrecipes import data  # noqa: E402
-from ftrecipes.errors import ConfigError  # noqa: E402
+from ftrecipes.config.errors import ConfigError  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 import pytest
 
 from ftrecipes import ConfigError, Recipe, Timeline
-from ftrecipes.durations import EPOCHS, FRACTION, STEPS, normalize_duration, parse_duration, resolve_duration, training_interval
+from ftrecipes.config.durations import EPOCHS, FRACTION, STEPS, normalize_duration, parse_duration, resolve_duration, training_interval
 
 
 @pytest.mark.parametrize("value,unit,amount", [
@@ -111,7 +111,7 @@ def test_timeline_from_training_args_reads_attributes():
     (["--warmup_ratio", "1ep"], "--warmup_ratio='1ep': is a ratio of training"),
 ])
 def test_finetune_duration_flags_fail_in_one_line(argv, head, tmp_path, capsys):
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
 
     out = tmp_path / "run"
     assert main(["--output_dir", str(out), *argv]) == 2
@@ -121,8 +121,8 @@ def test_finetune_duration_flags_fail_in_one_line(argv, head, tmp_path, capsys):
 
 
 def test_finetune_interval_flags_reach_trainingarguments_resolved(tmp_path):
-    from ftrecipes.pipeline import parse_args
-    from ftrecipes.trainer import recipe_training_args
+    from ftrecipes.job.run import parse_args
+    from ftrecipes.training.trainer import recipe_training_args
 
     config = parse_args(["--eval_strategy", "steps", "--eval_steps", "10%", "--save_steps", "20%", "--logging_steps", "7",
                          "--warmup_ratio", "0.1"])

@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 
 from conftest import FINETUNE, LOOP, PYTHON, REPO, free_port, on_tiny
 from ftrecipes import Timeline, get_recipe
-from ftrecipes.pipeline import main
-from ftrecipes.trainer import expected_lr, log_history_lrs
+from ftrecipes.job.run import main
+from ftrecipes.training.trainer import expected_lr, log_history_lrs
 
 N_TRAIN = 96
 
@@ -105,7 +105,7 @@ def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files,
 # when main() has returned.
 FINETUNE_REPORTING_GLOO_THREADS = """
 import os, sys
-from ftrecipes.pipeline import main
+from ftrecipes.job.run import main
 code = main()
 if os.path.isdir("/proc/self/task"):
     names = []

@@ -127,7 +127,7 @@ def test_the_engine_job_on_cpu_matches_its_plan_but_shows_no_engine(gpu_check, t
     """The engine check's finetune.py flags, run in-process on CPU without a launcher: the logged trace
     equals the planned one (the comparison passes on a real run), and the checkpoint has no FSDP
     files, so a run that trained without the engine cannot pass the engine check."""
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
     from ftrecipes.testing import save_tiny_pretrained
 
     paths = gpu_check.Paths(tmp_path)

@@ -13,8 +13,8 @@ import torch
 from transformers import SchedulerType, get_scheduler
 
 from ftrecipes import Recipe, ScheduleLR, Timeline
-from ftrecipes.errors import ConfigError
-from ftrecipes.schedule_types import HF_TYPES, SCHEDULE_TYPES
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.schedule_types import HF_TYPES, SCHEDULE_TYPES
 
 pytestmark = pytest.mark.filterwarnings("ignore:Both num_training_steps and num_stable_steps:UserWarning")
 
@@ -112,7 +112,7 @@ def test_hf_names_keep_hf_warmup_and_floor_whatever_the_recipe_defaults(name):
 
 def test_trainer_command_line_flags_run_unchanged():
     """finetune.py's parser: --lr_scheduler_type / --lr_scheduler_kwargs as a Trainer user types them."""
-    from ftrecipes.pipeline import parse_args
+    from ftrecipes.job.run import parse_args
 
     kwargs = {"num_decay_steps": 6, "warmup_type": "1-sqrt", "decay_type": "cosine", "min_lr_ratio": 0.1}
     config = parse_args([
@@ -408,8 +408,8 @@ def test_show_works_with_every_hf_name(name, tmp_path, capsys):
 def test_finetune_job_trains_with_hf_trace(tiny_base, cls_files, tmp_path):
     """End to end: a Trainer user's flags through scripts/finetune.py; the LR logged at every optimizer
     step equals transformers.get_scheduler's for the same warmup, total and kwargs."""
-    from ftrecipes.pipeline import main
-    from ftrecipes.trainer import log_history_lrs
+    from ftrecipes.job.run import main
+    from ftrecipes.training.trainer import log_history_lrs
 
     kwargs = {"num_decay_steps": 4, "warmup_type": "cosine", "decay_type": "1-sqrt", "min_lr_ratio": 0.05}
     out = tmp_path / "run"

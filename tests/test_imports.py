@@ -11,10 +11,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-CONFIG_LAYER = ["ftrecipes", "ftrecipes.errors", "ftrecipes.durations", "ftrecipes.timeline", "ftrecipes.schedules",
-                "ftrecipes.schedule_types", "ftrecipes.scaling", "ftrecipes.priors", "ftrecipes.peak_rule", "ftrecipes.recipe", "ftrecipes.tasks",
-                "ftrecipes.registry", "ftrecipes.explain", "ftrecipes.plotting", "ftrecipes.outputs", "ftrecipes.curves", "ftrecipes.cli",
-                "ftrecipes.bundled", "ftrecipes.baselines"]
+CONFIG_LAYER = ["ftrecipes", "ftrecipes.config.errors", "ftrecipes.config.durations", "ftrecipes.config.timeline", "ftrecipes.config.schedules",
+                "ftrecipes.config.schedule_types", "ftrecipes.config.scaling", "ftrecipes.config.priors", "ftrecipes.config.peak_rule", "ftrecipes.config.recipe", "ftrecipes.data.tasks",
+                "ftrecipes.config.registry", "ftrecipes.config.explain", "ftrecipes.report.plotting", "ftrecipes.config.outputs", "ftrecipes.report.curves", "ftrecipes.cli",
+                "ftrecipes.config.bundled", "ftrecipes.baselines"]
 HEAVY = ("torch", "transformers", "accelerate", "datasets")
 
 
@@ -62,7 +62,7 @@ def test_lazy_namespace():
     import ftrecipes
 
     assert "Recipe" in dir(ftrecipes) and set(ftrecipes.__all__) <= set(dir(ftrecipes))
-    assert ftrecipes.RecipeTrainer.__module__ == "ftrecipes.trainer"  # the Trainer side loads on demand
+    assert ftrecipes.RecipeTrainer.__module__ == "ftrecipes.training.trainer"  # the Trainer side loads on demand
     try:
         ftrecipes.no_such_name
     except AttributeError as err:

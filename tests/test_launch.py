@@ -1,4 +1,4 @@
-"""Launch configurations and launch checks (ftrecipes.launch): cheap, environment-driven.
+"""Launch configurations and launch checks (ftrecipes.training.launch): cheap, environment-driven.
 
 The shipped Accelerate configs load through accelerate's own config classes and use only keys
 `accelerate launch` knows; the DeepSpeed JSONs leave optimizer and schedule to the recipe. Each way a
@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import FINETUNE, PYTHON, REPO, free_port
-from ftrecipes.errors import ConfigError
-from ftrecipes.launch import (
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.training.launch import (
     check_deepspeed_config,
     check_launch,
     check_optimizers_path,
@@ -188,7 +188,7 @@ def test_prebuilt_optimizers_under_fsdp_or_deepspeed_name_recipe_trainer():
 
 
 def test_finetune_refuses_bad_launches_before_anything_is_written(tiny_base, cls_files, tmp_path, monkeypatch, capsys):
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
 
     out = tmp_path / "out"
     base = ["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
@@ -196,7 +196,7 @@ def test_finetune_refuses_bad_launches_before_anything_is_written(tiny_base, cls
     bad = _write(tmp_path, {"scheduler": {"type": "WarmupDecayLR"}})
     assert main(base + ["--deepspeed", bad]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"finetune.py: error: --deepspeed={bad!r}: has \"scheduler\"")
-    monkeypatch.setattr("ftrecipes.launch.has_accelerator", lambda: False)
+    monkeypatch.setattr("ftrecipes.training.launch.has_accelerator", lambda: False)
     for key, value in FSDP_ENV.items():
         if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):  # no process group in-process
             monkeypatch.setenv(key, value)

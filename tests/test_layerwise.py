@@ -9,10 +9,10 @@ import torch
 
 from conftest import assert_logged_group_lrs, on_tiny
 from ftrecipes import Timeline, get_recipe
-from ftrecipes.errors import ConfigError
-from ftrecipes.layerwise import group_peaks, layerwise_parameter_groups, parameter_depths
-from ftrecipes.optim import create_optimizer, decay_parameter_names
-from ftrecipes.pipeline import main
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.training.layerwise import group_peaks, layerwise_parameter_groups, parameter_depths
+from ftrecipes.training.optim import create_optimizer, decay_parameter_names
+from ftrecipes.job.run import main
 
 N_TRAIN = 96
 XI = 0.8
@@ -67,7 +67,7 @@ def test_every_family_maps_to_head_layers_and_embeddings(family):
 
 
 def test_unmappable_architecture_names_the_module():
-    from ftrecipes.models import SmallCNNConfig, SmallCNNForImageClassification
+    from ftrecipes.models.cnn import SmallCNNConfig, SmallCNNForImageClassification
 
     with pytest.raises(ConfigError, match=r"layerwise_lr_decay=0.95: cannot place module 'features.0'.*set layerwise_lr_decay"):
         create_optimizer(get_recipe("llrd-cls"), SmallCNNForImageClassification(SmallCNNConfig(num_labels=3)))
@@ -145,7 +145,7 @@ def test_unmappable_model_in_the_job_exits_2_before_output_dir(tmp_path, capsys)
 
 
 def test_llrd_with_lora_puts_adapters_in_their_layers_and_the_head_first():
-    from ftrecipes.peft_lora import apply_peft
+    from ftrecipes.models.lora import apply_peft
     from ftrecipes.testing import tiny_model
 
     recipe = get_recipe("lora-cls", layerwise_lr_decay=XI)

@@ -12,12 +12,12 @@ from safetensors.torch import load_file
 
 from conftest import on_tiny
 from ftrecipes import Timeline, get_recipe
-from ftrecipes.errors import ConfigError
-from ftrecipes.lr_finder import prior_for_recipe
-from ftrecipes.peft_lora import apply_peft, resolve_target_modules, save_merged
-from ftrecipes.pipeline import main
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.tuning.range_test import prior_for_recipe
+from ftrecipes.models.lora import apply_peft, resolve_target_modules, save_merged
+from ftrecipes.job.run import main
 from ftrecipes.testing import tiny_causal_lm, tiny_model
-from ftrecipes.trainer import expected_lr, log_history_lrs
+from ftrecipes.training.trainer import expected_lr, log_history_lrs
 
 NEW_RECIPES = ("lora-cls", "lora-clm", "qlora-clm", "llrd-cls")
 
@@ -164,7 +164,7 @@ def test_users_own_trainer_applies_a_lora_recipe(tmp_path):
     from ftrecipes.testing import synthetic_batches
     from transformers import Trainer
 
-    from ftrecipes.trainer import recipe_optimizers, recipe_training_args
+    from ftrecipes.training.trainer import recipe_optimizers, recipe_training_args
 
     recipe = get_recipe("lora-cls", max_steps=6, per_device_train_batch_size=8, eval_strategy="no")
     rows = [{k: v[i] for k, v in b.items()} for b in synthetic_batches(4, 12, 8) for i in range(12)]

@@ -2,7 +2,7 @@
 
 import torch
 
-from ftrecipes.loss_scaling import loss_uses_num_items
+from ftrecipes.training.loss_scaling import loss_uses_num_items
 from ftrecipes.testing import tiny_causal_lm, tiny_model_for_sequence_classification
 
 

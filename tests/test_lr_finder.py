@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ftrecipes import ConfigError, get_recipe
-from ftrecipes.lr_finder import (
+from ftrecipes.tuning.range_test import (
     LRFinderResult,
     LRPrior,
     choose_learning_rate,
@@ -23,9 +23,9 @@ from ftrecipes.lr_finder import (
     suggest_lr,
     write_outputs,
 )
-from ftrecipes.optim import create_optimizer
+from ftrecipes.training.optim import create_optimizer
 from ftrecipes.testing import synthetic_batches, tiny_classifier
-from ftrecipes.precision import resolve_precision
+from ftrecipes.training.precision import resolve_precision
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -142,7 +142,7 @@ def test_weights_and_optimizer_state_are_bit_identical_afterwards(warm_optimizer
 
 @pytest.mark.parametrize("requested", ["bf16", "fp16", "auto"])
 def test_ramp_runs_on_the_given_device_and_precision(requested):
-    from ftrecipes.precision import precision_supported
+    from ftrecipes.training.precision import precision_supported
 
     # As the run would train on this CPU: bf16 autocast where it is native, fp16 never (a GPU tool).
     ran = {"bf16": "bf16" if precision_supported("bf16", "cpu") else "fp32", "fp16": "fp32",

@@ -1,4 +1,4 @@
-"""LoRA+ and LR groups by parameter name (ftrecipes.lr_groups): the optimizer groups, the weight-decay
+"""LoRA+ and LR groups by parameter name (ftrecipes.training.lr_groups): the optimizer groups, the weight-decay
 split inside them, composition with layer-wise LRs, bad patterns, and a real run where every group
 trains at exactly its peak x the recipe's schedule at every step."""
 
@@ -11,15 +11,15 @@ import pytest
 
 from conftest import assert_logged_group_lrs
 from ftrecipes import Timeline, get_recipe
-from ftrecipes.errors import ConfigError
-from ftrecipes.optim import create_optimizer, decay_parameter_names
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.training.optim import create_optimizer, decay_parameter_names
 
 N_TRAIN = 96
 PEAK = 5e-4
 
 
 def _lora_model(recipe):
-    from ftrecipes.peft_lora import apply_peft
+    from ftrecipes.models.lora import apply_peft
     from ftrecipes.testing import tiny_model
 
     return apply_peft(tiny_model("cls"), recipe)
@@ -75,7 +75,7 @@ def test_lr_groups_multiply_by_pattern_with_the_weight_decay_split():
 
 
 def test_multipliers_compose_with_layerwise_lrs_and_loraplus():
-    from ftrecipes.layerwise import lr_scale
+    from ftrecipes.training.layerwise import lr_scale
     from ftrecipes.testing import tiny_model
 
     recipe = get_recipe("llrd-cls", layerwise_lr_decay=0.8, lr_groups=[{"pattern": r"layer\.0\.", "multiplier": 2}], learning_rate=PEAK)
@@ -155,7 +155,7 @@ def _args(tiny_base, cls_files, output_dir, *extra):
 
 
 def test_every_group_follows_the_schedule_at_every_step(tiny_base, cls_files, tmp_path):
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
 
     out = tmp_path / "loraplus"
     assert main(_args(tiny_base, cls_files, out, "--loraplus_lr_ratio", "4", "--lr_groups", "[{pattern: classifier, multiplier: 5}]")) == 0
@@ -176,7 +176,7 @@ def test_bad_groups_exit_2_with_one_line_and_leave_output_dir_alone(tiny_base, c
     import datasets
     from transformers.utils import logging as hf_logging
 
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
 
     out = tmp_path / "existing"
     out.mkdir()

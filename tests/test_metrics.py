@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ftrecipes import metrics  # noqa: E402
-from ftrecipes.errors import ConfigError  # noqa: E402
+from ftrecipes.data import metrics  # noqa: E402
+from ftrecipes.config.errors import ConfigError  # noqa: E402
 
 
 # ------------------------------------------------------------------ loading
@@ -219,7 +219,9 @@ def test_trainer_evaluate_clm_perplexity_matches_eval_loss(tmp_path):
     from datasets import Dataset, DatasetDict
     from transformers import Trainer, TrainingArguments
 
-    from ftrecipes import tasks, testing
+    from ftrecipes import testing
+
+    from ftrecipes.data import tasks
 
     tokenizer = testing.tiny_tokenizer()
     raw = DatasetDict({"validation": Dataset.from_dict({"text": ["the quick brown fox jumps over the lazy dog " * 6]})})
@@ -241,7 +243,11 @@ def test_trainer_evaluate_clm_perplexity_matches_eval_loss(tmp_path):
 def test_trainer_evaluate_cls_reports_metrics(tmp_path):
     from transformers import Trainer, TrainingArguments
 
-    from ftrecipes import data, tasks, testing
+    from ftrecipes import testing
+
+    from ftrecipes.data import loading as data
+
+    from ftrecipes.data import tasks
 
     raw = data.load_raw_datasets("bbc_news", max_train_samples=8, max_eval_samples=12)
     prepared = tasks.prepare_task("cls", raw, testing.tiny_tokenizer(), max_seq_length=32)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForImageClassification
 
-from ftrecipes.models import SmallCNNConfig, SmallCNNForImageClassification
-from ftrecipes.pipeline import main
-from ftrecipes.tasks.image_classification import prepare_image_classification
+from ftrecipes.models.cnn import SmallCNNConfig, SmallCNNForImageClassification
+from ftrecipes.job.run import main
+from ftrecipes.data.tasks.image_classification import prepare_image_classification
 
 torch.set_num_threads(1)
 
@@ -36,7 +36,7 @@ def test_save_and_load_through_the_auto_classes(tmp_path):
 
 
 def test_prepare_digits():
-    from ftrecipes.data import load_raw_datasets
+    from ftrecipes.data.loading import load_raw_datasets
 
     prepared = prepare_image_classification(load_raw_datasets("digits", seed=0))
     assert prepared.label_list == [str(i) for i in range(10)]

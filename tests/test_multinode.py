@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import FINETUNE, PYTHON, free_port
-from ftrecipes.pipeline import main
-from ftrecipes.preemption import PLAN_FILE, PREEMPTION_FILE
+from ftrecipes.job.run import main
+from ftrecipes.training.preemption import PLAN_FILE, PREEMPTION_FILE
 from test_layerwise import _args, _check_every_group_follows_the_schedule
 
 ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -1,4 +1,4 @@
-"""The peak-LR rule (ftrecipes.peak_rule): the peak a recipe derives from the model's width, the prior
+"""The peak-LR rule (ftrecipes.config.peak_rule): the peak a recipe derives from the model's width, the prior
 that follows it, what `ftrecipes show` and a run say about it, and that a given learning_rate wins."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import pytest
 
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.cli import main as cli_main
-from ftrecipes.errors import ConfigError
-from ftrecipes.peak_rule import (
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.peak_rule import (
     ModelWidth, choose_peak, format_lr, model_width, read_model_width, resolve_peak_rule, resolve_peak_rule_for_model,
     rule_peak, width_of_config,
 )
-from ftrecipes.priors import prior_for_recipe
+from ftrecipes.config.priors import prior_for_recipe
 
 N_TRAIN = 96
 WIDTHS = {"electra-small": 256, "minilm-l6": 384, "bert-base": 768, "bert-large": 1024}
@@ -127,7 +127,7 @@ def test_width_from_folders_files_aliases_and_objects(tmp_path, tiny_base):
 
     from transformers import GPT2Config
 
-    from ftrecipes.models import SmallCNNConfig, SmallCNNForImageClassification
+    from ftrecipes.models.cnn import SmallCNNConfig, SmallCNNForImageClassification
     from ftrecipes.testing import tiny_model
 
     assert model_width(tiny_model("cls")) == ModelWidth(32, "hidden_size of the model's config")
@@ -202,7 +202,7 @@ def test_show_states_the_rules_pick_and_why(tmp_path, capsys):
     assert "peak-LR rule          peak 1e-4: cls rule for hidden 384, full fine-tuning, batch 16 (5e-5 x (768/384)^1 at batch 16" in out
     assert "peak LR 0.0001 unchanged" in out and "lr_prior              4e-05..0.00025" in out
     assert "lr_rule                      'width'" in out  # the fields listed are the recipe as written
-    assert "why: The peak follows the model (ftrecipes/peak_rule.py)" in out  # the recipe file's comment
+    assert "why: The peak follows the model (ftrecipes/config/peak_rule.py)" in out  # the recipe file's comment
     assert "why: 1 is muP's Adam scaling" in out  # FIELD_REASONS for a field the file does not set
     bert = _config_folder(tmp_path, "bert-base", {"model_type": "bert", "hidden_size": 768})
     out = _show(["show", "cls", "--model_name_or_path", bert, "--num_examples", "2000"], capsys)
@@ -222,7 +222,7 @@ def test_show_states_the_rules_pick_and_why(tmp_path, capsys):
 
 
 def test_show_plans_every_shipped_recipe_with_the_rule(capsys):
-    from ftrecipes.registry import list_recipes
+    from ftrecipes.config.registry import list_recipes
 
     for name in list_recipes():
         if get_recipe(name).lr_rule != "none":
@@ -243,14 +243,14 @@ def _args(tiny_base, cls_files, output_dir, *extra):
 
 
 def _logged(output_dir):
-    from ftrecipes.trainer import log_history_lrs
+    from ftrecipes.training.trainer import log_history_lrs
 
     return log_history_lrs(json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"])
 
 
 def test_a_run_trains_at_the_rules_peak_and_says_why(tiny_base, cls_files, tmp_path, caplog):
-    from ftrecipes.pipeline import main
-    from ftrecipes.trainer import expected_lr
+    from ftrecipes.job.run import main
+    from ftrecipes.training.trainer import expected_lr
 
     out = tmp_path / "rule"
     with caplog.at_level(logging.INFO, logger="ftrecipes"):
@@ -273,8 +273,8 @@ def test_a_run_trains_at_the_rules_peak_and_says_why(tiny_base, cls_files, tmp_p
 
 
 def test_an_explicit_learning_rate_is_used_unchanged(tiny_base, cls_files, tmp_path, caplog):
-    from ftrecipes.pipeline import main
-    from ftrecipes.trainer import expected_lr
+    from ftrecipes.job.run import main
+    from ftrecipes.training.trainer import expected_lr
 
     out = tmp_path / "explicit"
     with caplog.at_level(logging.INFO, logger="ftrecipes"):
@@ -294,9 +294,9 @@ def test_an_explicit_learning_rate_is_used_unchanged(tiny_base, cls_files, tmp_p
 def test_recipe_trainer_applies_the_rule_from_the_models_config(tmp_path, caplog):
     from transformers import TrainingArguments
 
-    from ftrecipes.models import SmallCNNConfig, SmallCNNForImageClassification
+    from ftrecipes.models.cnn import SmallCNNConfig, SmallCNNForImageClassification
     from ftrecipes.testing import tiny_model
-    from ftrecipes.trainer import RecipeTrainer
+    from ftrecipes.training.trainer import RecipeTrainer
 
     model = tiny_model("cls")
     with caplog.at_level(logging.INFO, logger="ftrecipes"):
@@ -326,7 +326,7 @@ def test_args_applied_before_the_model_get_the_rules_peak_when_the_model_is_know
     from transformers import TrainingArguments
 
     from ftrecipes.testing import tiny_model
-    from ftrecipes.trainer import RecipeTrainer, apply_recipe, recipe_optimizers, recipe_record
+    from ftrecipes.training.trainer import RecipeTrainer, apply_recipe, recipe_optimizers, recipe_record
 
     args = apply_recipe(get_recipe("cls"), TrainingArguments(output_dir=str(tmp_path / "a"), report_to="none"), [])
     assert args.learning_rate == 5e-5 and "the stated peak until lr_rule 'width' sees the model" in recipe_record(args)["sources"]["learning_rate"]["detail"]

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from ftrecipes import Timeline, get_recipe
-from ftrecipes.errors import ConfigError
-from ftrecipes.preemption import (
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.training.preemption import (
     PLAN_FILE,
     PREEMPTION_FILE,
     PlanRecordCallback,
@@ -23,7 +23,7 @@ from ftrecipes.preemption import (
     preempted_exit_code,
     write_preemption_report,
 )
-from ftrecipes.trainer import RecipeTrainer, log_history_lrs, recipe_training_args
+from ftrecipes.training.trainer import RecipeTrainer, log_history_lrs, recipe_training_args
 
 
 class SignalAt(TrainerCallback):
@@ -113,7 +113,7 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
     checkpointed at step 6 -> resumed as 1 x 4 x accumulation 2: the same plan, the
     same LR at every later step; resumed at batch 4 it is refused (exit 2, nothing written), and
     --replan continues under the new plan and records it."""
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
 
     def argv(out, *extra):
         return ["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"], "--output_dir", str(out),
@@ -137,7 +137,7 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
 
     preempted = tmp_path / "preempted"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("ftrecipes.preemption.PreemptionCallback", SignalledAt3)
+        patch.setattr("ftrecipes.training.preemption.PreemptionCallback", SignalledAt3)
         capsys.readouterr()
         assert main(argv(preempted, "--per_device_train_batch_size", "8")) == 143
     assert f"finetune.py: stopped by SIGTERM after optimizer step 3 of {total}" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ftrecipes import ConfigError, Recipe, Timeline, get_recipe, list_recipes
-from ftrecipes.registry import recipes_dir
+from ftrecipes.config.registry import recipes_dir
 
 REQUIRED = {"cls", "token-cls", "clm", "pretrain", "pretrain-invsqrt", "cnn-step", "constant", "plateau", "one-cycle", "sgdr"}
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ftrecipes import ConfigError, Timeline, get_recipe, list_recipes
-from ftrecipes.scaling import (
+from ftrecipes.config.scaling import (
     DEFAULT_RULE_FOR_OPTIMIZER,
     SAFE_FACTOR,
     recipe_lr_scaling,

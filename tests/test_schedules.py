@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftrecipes import schedules as S
-from ftrecipes.schedule_types import SCHEDULE_TYPES, Sizes, build_schedule
+from ftrecipes.config import schedules as S
+from ftrecipes.config.schedule_types import SCHEDULE_TYPES, Sizes, build_schedule
 
 # ---------------------------------------------------------------------------------------------
 # The common fine-tuning schedule written two ways: as an absolute LR and as a LambdaLR multiplier.

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from ftrecipes.pipeline import main
-from ftrecipes.trainer import RecipeTrainer
+from ftrecipes.job.run import main
+from ftrecipes.training.trainer import RecipeTrainer
 
 
 @pytest.mark.parametrize("load_best", ["true", "false"])

@@ -1,13 +1,13 @@
 """Data of unknown length: a streamed local file trains for max_steps with every duration resolved
-against it; epoch durations and a missing max_steps are one line each (ftrecipes.streaming)."""
+against it; epoch durations and a missing max_steps are one line each (ftrecipes.data.streaming)."""
 
 import pytest
 
 from conftest import WORDS, on_tiny
 from ftrecipes import get_recipe
-from ftrecipes.errors import ConfigError
-from ftrecipes.streaming import check_unknown_length, has_length, plan_unknown_length
-from ftrecipes.trainer import RecipeTrainer, expected_lr, log_history_lrs, recipe_training_args
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.data.streaming import check_unknown_length, has_length, plan_unknown_length
+from ftrecipes.training.trainer import RecipeTrainer, expected_lr, log_history_lrs, recipe_training_args
 
 
 def test_durations_resolve_against_max_steps():
@@ -54,7 +54,7 @@ def test_a_streamed_local_file_follows_the_plan(cls_files, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# The main job: finetune.py --streaming (ftrecipes.pipeline.main in-process)
+# The main job: finetune.py --streaming (ftrecipes.job.run.main in-process)
 
 
 def streaming_args(tiny_base, train_file, output_dir, *extra):
@@ -68,7 +68,7 @@ def test_finetune_streams_a_local_csv_with_the_plan_for_max_steps(tiny_base, cls
     the LR at every optimizer step is the recipe's plan for max_steps=8 (warmup 25% = 2 steps)."""
     import json
 
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
 
     out = tmp_path / "stream"
     assert main(streaming_args(tiny_base, cls_files["train"], out, "--validation_file", cls_files["validation"],
@@ -88,7 +88,7 @@ def test_finetune_streams_a_local_csv_with_the_plan_for_max_steps(tiny_base, cls
 
 
 def test_finetune_streams_a_text_file_for_causal_lm(tmp_path):
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
     from ftrecipes.testing import save_tiny_pretrained
 
     model = save_tiny_pretrained(tmp_path / "tiny-lm", "clm")
@@ -106,7 +106,7 @@ def test_finetune_streams_a_text_file_for_causal_lm(tmp_path):
 def test_no_label_source_and_no_validation_split_are_one_line_before_loading(tiny_base, cls_files, tmp_path, capsys):
     from test_bad_input import Case, assert_one_line, snapshot
 
-    from ftrecipes.pipeline import main
+    from ftrecipes.job.run import main
 
     out = tmp_path / "existing"
     out.mkdir()
@@ -126,8 +126,8 @@ def test_label_rule_classlabel_then_validation_then_label_list(cls_files, tmp_pa
     read through --dataset_name's path), else the validation split's labels, else one line."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-    from ftrecipes.data import load_streamed_datasets
-    from ftrecipes.tasks._common import class_label_list, given_label_list, label_ids
+    from ftrecipes.data.loading import load_streamed_datasets
+    from ftrecipes.data.tasks._common import class_label_list, given_label_list, label_ids
 
     names = ["sport", "tech", "money"]  # declared order, not sorted: the ids follow the declaration
     folder = tmp_path / "hub-like"
@@ -157,7 +157,7 @@ def test_several_processes_read_the_stream_themselves():
 
     from transformers import TrainingArguments
 
-    from ftrecipes.streaming import check_stream_sharding, read_per_process
+    from ftrecipes.data.streaming import check_stream_sharding, read_per_process
 
     args = TrainingArguments(output_dir="unused", report_to="none")
     read_per_process(args)

@@ -1,4 +1,4 @@
-"""Sweeps (ftrecipes.sweep): the peak-LR grid, then warmup, on an Optuna study in SQLite.
+"""Sweeps (ftrecipes.sweeps.study): the peak-LR grid, then warmup, on an Optuna study in SQLite.
 
 Tiny config-built model and a small generated data set; each trial is a real run of the main job.
 """
@@ -13,8 +13,8 @@ import optuna
 import pytest
 
 from conftest import PYTHON, REPO
-from ftrecipes import sweep as S
-from ftrecipes.errors import ConfigError
+from ftrecipes.sweeps import study as S
+from ftrecipes.config.errors import ConfigError
 
 SWEEP = str(REPO / "scripts" / "sweep.py")
 
@@ -56,7 +56,7 @@ def test_four_trial_sweep_writes_table_plot_and_runnable_best_recipe(tiny_base, 
     assert "| lr |" in (out / "results.md").read_text()
 
     # The best recipe runs through finetune.py's parser as is, with the swept values.
-    from ftrecipes.pipeline import parse_args
+    from ftrecipes.job.run import parse_args
 
     best = parse_args(["--recipe", str(out / "best_recipe.yaml")]).recipe
     assert best.learning_rate == summary["best"]["learning_rate"]

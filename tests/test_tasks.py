@@ -10,9 +10,13 @@ import torch  # noqa: E402
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value  # noqa: E402
 from transformers import BertConfig  # noqa: E402
 
-from ftrecipes import data, tasks, testing  # noqa: E402
-from ftrecipes.errors import ConfigError  # noqa: E402
-from ftrecipes.tasks import IGNORE_INDEX  # noqa: E402
+from ftrecipes import testing  # noqa: E402
+
+from ftrecipes.data import loading as data
+
+from ftrecipes.data import tasks
+from ftrecipes.config.errors import ConfigError  # noqa: E402
+from ftrecipes.data.tasks import IGNORE_INDEX  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +275,7 @@ def test_tiny_regression_model_trains_with_mse():
 
 
 def test_registry_is_the_one_list_of_tasks():
-    from ftrecipes.recipe import TASKS
+    from ftrecipes.config.recipe import TASKS
 
     assert TASKS == tasks.task_names() == tuple(tasks.REGISTRY)
     assert set(TASKS) == {"sequence-classification", "token-classification", "causal-lm", "image-classification", "regression"}
@@ -286,8 +290,8 @@ def test_flags_of_each_task_exist_as_finetune_flags():
     import dataclasses
     import inspect
 
-    from ftrecipes.pipeline import ScriptArguments
-    from ftrecipes.recipe import Recipe
+    from ftrecipes.job.run import ScriptArguments
+    from ftrecipes.config.recipe import Recipe
 
     known = {f.name for f in dataclasses.fields(ScriptArguments)} | {f.name for f in dataclasses.fields(Recipe)}
     for spec in tasks.REGISTRY.values():

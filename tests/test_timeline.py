@@ -6,7 +6,7 @@ from accelerate.data_loader import prepare_data_loader
 from transformers import Trainer, TrainingArguments
 
 from ftrecipes import ConfigError, Timeline
-from ftrecipes.timeline import resolve_duration
+from ftrecipes.config.timeline import resolve_duration
 
 
 class TinyData(torch.utils.data.Dataset):

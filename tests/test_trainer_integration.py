@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from conftest import REPO, on_tiny
-from ftrecipes.hf_schedule import stock_trainer_name
+from ftrecipes.training.hf_schedule import stock_trainer_name
 from ftrecipes import ConfigError, Timeline, get_recipe
-from ftrecipes.trainer import OWNED, RecipeTrainer, apply_recipe, expected_lr, log_history_lrs, recipe_optimizers, recipe_record
+from ftrecipes.training.trainer import OWNED, RecipeTrainer, apply_recipe, expected_lr, log_history_lrs, recipe_optimizers, recipe_record
 
 SCRIPT = REPO / "scripts" / "hf_style_example.py"
 N_TRAIN_CLS, N_TRAIN_DIGITS = 96, 64
@@ -358,7 +358,7 @@ def test_schedule_name_pickles_as_plain_str(tmp_path):
 def test_given_flags_are_read_from_a_full_command_line_and_leave_the_parser_as_it_was():
     from transformers import HfArgumentParser, TrainingArguments
 
-    from ftrecipes.flags import given_flags, given_training_arguments
+    from ftrecipes.training.flags import given_flags, given_training_arguments
 
     argv = ["run.py", "--model_name_or_path", "m", "--weight_decay", "0.0", "--do_train", "--max_grad_norm=1.0"]
     assert set(given_training_arguments(argv)) == {"weight_decay", "do_train", "max_grad_norm"}

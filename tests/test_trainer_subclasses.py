@@ -18,10 +18,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from conftest import on_tiny
 from ftrecipes import ConfigError, get_recipe
-from ftrecipes.flags import given_training_arguments
-from ftrecipes.hf_schedule import transformers_spelling
+from ftrecipes.training.flags import given_training_arguments
+from ftrecipes.training.hf_schedule import transformers_spelling
 from ftrecipes.testing import tiny_causal_lm, tiny_classifier, tiny_wordpiece_tokenizer
-from ftrecipes.trainer import (RecipeTrainer, apply_recipe, expected_lr, log_history_lrs, recipe_optimizers,
+from ftrecipes.training.trainer import (RecipeTrainer, apply_recipe, expected_lr, log_history_lrs, recipe_optimizers,
                                recipe_record)
 
 trl = pytest.importorskip("trl")
@@ -275,7 +275,7 @@ def test_sentence_transformers_subclass_args_with_transformers4_fields(tmp_path,
 
 
 def test_recipe_trainer_refuses_a_trainable_parameter_outside_every_group(tmp_path, monkeypatch):
-    import ftrecipes.trainer as integration
+    import ftrecipes.training.trainer as integration
 
     real = integration.create_optimizer
 

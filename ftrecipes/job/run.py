@@ -1,0 +1,550 @@
+"""The main job: parse, resolve the recipe, load data and model, train with Trainer + Accelerate.
+
+``scripts/finetune.py`` is a thin wrapper around :func:`main`, so the job runs the same under
+``python``, ``accelerate launch`` and ``torchrun``, and tests smoke-run it in-process.
+
+Flags follow Hugging Face conventions: every ``TrainingArguments`` flag, the model/data flags of
+``run_glue.py`` and every :class:`~ftrecipes.config.recipe.Recipe` field. Precedence is
+**command line > recipe file > Recipe class defaults**: a flag given on the command line always wins,
+and a ``TrainingArguments`` default never silently overrides the recipe (only flags that were really
+given count). Every user mistake exits with code 2 and one line; ``output_dir`` is not touched until
+all inputs have been checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ftrecipes.config.durations import FRACTION, parse_duration, training_interval
+from ftrecipes.config.errors import ConfigError, did_you_mean, raise_usage_errors
+from ftrecipes.training.launch import refuse
+from ftrecipes.config.recipe import Recipe
+
+logger = logging.getLogger("ftrecipes.finetune")
+
+
+@dataclass
+class ScriptArguments:
+    """Model and data flags (the recipe supplies ``model_name_or_path``, ``dataset_name`` and
+    ``max_seq_length`` defaults; see the recipe group below)."""
+
+    recipe: str = field(default="cls", metadata={"help": "A shipped recipe name (see `ftrecipes list`) or a path to a recipe YAML file."})
+    config_name: Optional[str] = field(default=None, metadata={"help": "Config name or path if not the same as the model."})
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer name or path if not the same as the model."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models and data sets downloaded from the Hub."})
+    ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a checkpoint's classification head of a different size."})
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "The configuration name of the Hub data set."})
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training data: csv, tsv, json, jsonl, parquet or txt."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data (else carved from train)."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Test data, predicted and scored at the end when labelled."})
+    text_column_name: Optional[str] = field(default=None, metadata={"help": "Text column (cls/regression/clm) or word column (ner)."})
+    text_pair_column_name: Optional[str] = field(default=None, metadata={"help": "Second text column for sentence-pair classification."})
+    label_column_name: Optional[str] = field(default=None, metadata={"help": "Label column (default 'label', or 'ner_tags' for NER)."})
+    image_column_name: Optional[str] = field(default=None, metadata={"help": "Image column of image classification (default 'pixel_values')."})
+    validation_split_percentage: float = field(default=10.0, metadata={"help": "Percent of train held out when there is no validation split."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training set (deterministic subsample)."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation and test sets."})
+    split_seed: Optional[int] = field(default=None, metadata={"help": "Seed of the validation carve and the max_*_samples subsample (default: --seed); fix it to train several seeds on one split."})
+    label_all_tokens: bool = field(default=False, metadata={"help": "NER: label every sub-word, not only the first."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."})
+    plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
+    cpu_threads: Optional[int] = field(default=None, metadata={"help": "torch threads per process when training on CPU (default: OMP_NUM_THREADS if you set it outside a launcher, else the cores this process may use divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1 themselves, which would leave cores idle)."})
+    merge_adapter: bool = field(default=False, metadata={"help": "With peft: also save the adapters merged into the base weights, in output_dir/merged."})
+    on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
+    replan: bool = field(default=False, metadata={"help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the training split (datasets' streaming=True) from --train_file or a Hub --dataset_name instead of loading it whole: needs --max_steps, and every duration of the recipe resolves against it (no epochs)."})
+    shuffle_buffer_size: int = field(default=10_000, metadata={"help": "With --streaming: rows in the shuffle buffer of the stream (0: keep the stream's order)."})
+    label_list: Optional[list[str]] = field(default=None, metadata={"help": "The classes in id order (cls, ner), e.g. --label_list negative neutral positive; with --streaming needed when neither a ClassLabel feature nor the validation split names them."})
+
+
+# TrainingArguments' warmup flags, accepted as aliases of the recipe's `warmup` (users know them).
+_WARMUP_ALIASES = ("warmup_steps", "warmup_ratio")
+# TrainingArguments' intervals that are not recipe fields (eval_steps is one).
+_INTERVAL_FLAGS = ("save_steps", "logging_steps")
+
+
+def build_parser():
+    """The finetune argument parser: ScriptArguments + TrainingArguments + every Recipe field."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    parser = HfArgumentParser((ScriptArguments, TrainingArguments), conflict_handler="resolve", allow_abbrev=False,
+                              description="Fine-tune a Transformers model with an ftrecipes recipe.")
+    group = parser.add_argument_group("recipe (command line > recipe file > Recipe defaults)")
+    defaults = Recipe()
+    for f in dataclasses.fields(Recipe):
+        if f.name in ("name", "description"):
+            continue
+        # Typed as strings here: the Recipe coerces and validates them, naming the field on error.
+        help_text = f"{f.metadata.get('help', '')} (class default: {getattr(defaults, f.name)!r})"
+        group.add_argument(f"--{f.name}", type=str, default=None, help=help_text.replace("%", "%%"))
+    group.add_argument("--warmup_steps", type=str, default=None, help="Alias of --warmup: an integer of steps, or a fraction < 1 (as in transformers 5).")
+    group.add_argument("--warmup_ratio", type=str, default=None, help="Alias of --warmup as a fraction of training (0.05 or 5%%).")
+    # TrainingArguments' intervals read through the one duration parser (steps, fraction or '%').
+    for name in _INTERVAL_FLAGS:
+        group.add_argument(f"--{name}", type=str, default=None, help=f"TrainingArguments' {name}: optimizer steps (500) or a fraction of training (0.1 / 10%%).")
+
+    return raise_usage_errors(parser)  # argparse's own errors: one line naming the flag, exit 2
+
+
+@dataclass
+class JobConfig:
+    """Everything parsed from the command line, before anything is loaded."""
+
+    script: ScriptArguments
+    recipe: Recipe
+    training_overrides: dict[str, Any]
+    learning_rate_auto: bool = False
+
+
+def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
+    """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults."""
+    from transformers import TrainingArguments
+
+    from ftrecipes.training.flags import given_flags
+    from ftrecipes.config.registry import get_recipe
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Only flags that were really given may override the recipe (see ftrecipes.training.flags).
+    given, unknown = given_flags(parser, argv)
+    if unknown:
+        flag = unknown[0].split("=", 1)[0]
+        options = [o for a in parser._actions for o in a.option_strings]
+        raise ConfigError(flag, None, "is not a finetune.py flag", did_you_mean(flag, options) or "see --help")
+
+    script_fields = {f.name for f in dataclasses.fields(ScriptArguments)}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"name", "description"}
+    training_fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+
+    script = ScriptArguments(**{k: v for k, v in given.items() if k in script_fields})
+    recipe_overrides = {k: v for k, v in given.items() if k in recipe_fields}
+    for alias in _WARMUP_ALIASES:
+        if alias in given:
+            if "warmup" in recipe_overrides:
+                raise ConfigError(f"--{alias}", given[alias], "was given together with --warmup", "give one of them")
+            if parse_duration(given[alias], f"--{alias}").unit != FRACTION and alias == "warmup_ratio":
+                raise ConfigError("--warmup_ratio", given[alias], "is a ratio of training", "give a fraction below 1 (0.05 or 5%), or --warmup for steps or epochs")
+            recipe_overrides["warmup"] = given[alias]
+    for name in _INTERVAL_FLAGS:
+        if name in given:
+            given[name] = training_interval(given[name], f"--{name}")
+    learning_rate_auto = str(recipe_overrides.get("learning_rate", "")).lower() == "auto"
+    if learning_rate_auto:
+        del recipe_overrides["learning_rate"]
+
+    recipe = get_recipe(script.recipe, **recipe_overrides)
+    training_overrides = {
+        k: v for k, v in given.items() if k in training_fields and k not in recipe_fields and k not in _WARMUP_ALIASES and k not in script_fields
+    }
+    return JobConfig(script=script, recipe=recipe, training_overrides=training_overrides, learning_rate_auto=learning_rate_auto)
+
+
+# ------------------------------------------------------------------------------------------------
+# Components
+
+
+@dataclass
+class TrainingComponents:
+    """What a Trainer needs, built and checked, before anything is written to ``output_dir``."""
+
+    config: JobConfig
+    recipe: Recipe
+    args: Any  # TrainingArguments
+    tokenizer: Any
+    prepared: Any  # ftrecipes.data.tasks.PreparedTask
+    model: Any
+    plan: Any  # RecipePlan
+    last_checkpoint: Optional[str]
+    lr_scaling: dict = field(default_factory=dict)  # before/after of the batch-size rule
+    learning_rate_source: dict = field(default_factory=lambda: {"source": "recipe"})
+    peak_rule: Optional[dict] = None  # what the recipe's peak-LR rule chose (ftrecipes.config.peak_rule), when it has one
+
+    def train_dataloader(self):
+        """A shuffled, seeded loader of the training split at the per-device batch, with the task's
+        collator: what the LR range test and hand-written loops read (the Trainer builds its own)."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        from ftrecipes.data.streaming import has_length
+
+        train = self.prepared.datasets["train"]
+        # A stream cannot be sampled (torch's DataLoader refuses shuffle for an IterableDataset); it
+        # comes shuffled through its own buffer (ftrecipes.data.loading.load_streamed_datasets).
+        shuffle = has_length(train)
+        return DataLoader(train, batch_size=self.args.per_device_train_batch_size, shuffle=shuffle,
+                          collate_fn=self.prepared.data_collator, generator=torch.Generator().manual_seed(self.args.seed) if shuffle else None)
+
+
+def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -> Optional[str]:
+    """The last checkpoint to resume from (as ``run_glue.py`` detects it), or ``None``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if resume is not None:
+        if resume not in ("True", "true", True) and not os.path.isdir(resume):
+            raise ConfigError("--resume_from_checkpoint", resume, "is not a checkpoint folder", "give a checkpoint-N folder inside output_dir")
+        return None
+    if not os.path.isdir(output_dir) or overwrite:
+        return None
+    last = get_last_checkpoint(output_dir)
+    if last is None and any(Path(output_dir).glob("*.safetensors")):
+        raise ConfigError("--output_dir", output_dir, "already holds a trained model and no checkpoint to resume", "choose a new --output_dir or pass --overwrite_output_dir")
+    return last
+
+
+def build_training_components(config: JobConfig) -> TrainingComponents:
+    """Load data, tokenizer, model and arguments for ``config`` and check them all (no writes).
+
+    Task-agnostic: what differs between tasks (flags, preprocessing, model class, head check) comes
+    from the recipe's task in the registry (:mod:`ftrecipes.data.tasks`); the model from the one build seam
+    (:func:`ftrecipes.models.build.build_model`).
+    """
+    from transformers import AutoTokenizer, set_seed
+
+    from ftrecipes.data.loading import load_raw_datasets, load_streamed_datasets, resolve_model_name_or_path
+    from ftrecipes.models.build import build_model
+    from ftrecipes.job.check import check_before_loading
+    from ftrecipes.training.launch import check_launch, check_world_size
+    from ftrecipes.config.scaling import recipe_lr_scaling
+    from ftrecipes.data.streaming import check_stream_sharding, check_unknown_length, has_length, read_per_process
+    from ftrecipes.data.tasks import get_task, prepare_task
+    from ftrecipes.config.timeline import Timeline
+
+    script = config.script
+    task = get_task(config.recipe.task, field="task")
+    _check_task_flags(script, task)
+    recipe = _with_task_metric(config.recipe, task)
+    # The peak-LR rule reads the model's width from its config.json before anything is built, so that
+    # the TrainingArguments carry the rule's peak; the loaded model's config is checked against it below.
+    recipe, peak = peak_rule_for_job(recipe, script)
+    # DeepSpeed blocks, engines on CPU, N processes seen as 1: before anything else is built.
+    config = dataclasses.replace(config, recipe=recipe, training_overrides=check_launch(config.training_overrides))
+    args = check_before_loading(config)  # everything that needs no model or data, first
+    check_world_size(args)
+    if script.streaming:
+        read_per_process(args)  # each process reads the stream (ftrecipes.data.streaming)
+    _set_cpu_threads(script.cpu_threads)
+    set_seed(args.seed)
+    last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
+    load_kwargs = _peft_load_kwargs(recipe, script)  # peft / QLoRA prerequisites, before anything is loaded
+
+    has_files = any((script.train_file, script.validation_file, script.test_file))
+    if script.streaming:  # the train split as a datasets.IterableDataset (ftrecipes.data.streaming)
+        raw = load_streamed_datasets(
+            dataset_name=None if has_files else recipe.dataset_name, dataset_config_name=script.dataset_config_name,
+            train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
+            seed=args.data_seed if args.data_seed is not None else args.seed, shuffle_buffer_size=script.shuffle_buffer_size,
+            max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
+        )
+    else:
+        raw = load_raw_datasets(
+            dataset_name=None if has_files else recipe.dataset_name,
+            dataset_config_name=script.dataset_config_name,
+            train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
+            validation_split_percentage=script.validation_split_percentage, seed=args.seed if script.split_seed is None else script.split_seed,
+            max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
+        )
+    tokenizer = None
+    if task.uses_tokenizer:
+        tokenizer_path = resolve_model_name_or_path(script.tokenizer_name or recipe.model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, cache_dir=script.cache_dir)
+    task_kwargs = {keyword: getattr(script, flag) if hasattr(script, flag) else getattr(recipe, flag)
+                   for flag, keyword in task.flags.items()}
+    with args.main_process_first(desc="dataset map pre-processing"):
+        prepared = prepare_task(task, raw, tokenizer, **task_kwargs)
+    train = prepared.datasets["train"]
+    if has_length(train) and len(train) == 0:
+        raise ConfigError("--train_file" if has_files else "--dataset_name", script.train_file or recipe.dataset_name, "has no training rows after preprocessing", "give more data or a smaller --max_seq_length for clm")
+
+    # The schedule is checked against the run's real sizes now (warmup longer than training, bad
+    # milestones...), before output_dir exists. RecipeTrainer rebuilds it from Trainer's own count.
+    # A streamed split has no size: its plan is max_steps long (checked before loading, too).
+    plan = recipe.plan(Timeline.from_training_args(args, len(train))) if has_length(train) else check_unknown_length(recipe, args, train)
+    if script.streaming:
+        check_stream_sharding(args, train)
+    scaling = recipe_lr_scaling(recipe, plan.timeline.global_batch_size)
+    logger.info("batch-size scaling: %s", scaling.message())
+
+    from ftrecipes.training.precision import args_precision, attention_implementation
+
+    # Eager attention for bf16 on a CPU: torch's CPU flash-attention backward is slow in bf16.
+    model = build_model(task, prepared, recipe.model_name_or_path, config_name=script.config_name, cache_dir=script.cache_dir,
+                        ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe,
+                        attn_implementation=attention_implementation(args_precision(args), args.device.type), load_kwargs=load_kwargs)
+    _check_model_lrs(model, recipe, peak)
+    job = config if recipe is config.recipe else dataclasses.replace(config, recipe=recipe)
+    components = TrainingComponents(job, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict(),
+                                    peak_rule=None if peak is None else {**peak.to_dict(), "message": peak.line(scaling.global_batch_size, scaling.learning_rate_after)})
+    if config.learning_rate_auto:
+        _choose_learning_rate(components)
+        if components.peak_rule is not None:  # the range test's pick replaces the rule's, inside the rule's prior
+            components.peak_rule["message"] += (f"; --learning_rate auto: the run trains at the range test's "
+                                                f"{components.args.learning_rate:.3g} instead")
+    return components
+
+
+def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
+    """``(recipe, choice)``: the recipe with its peak-LR rule applied for the model the job will build
+    (its ``--config_name`` when given, as the model's config comes from there); see :mod:`ftrecipes.config.peak_rule`."""
+    from ftrecipes.config.peak_rule import resolve_peak_rule
+
+    return resolve_peak_rule(recipe, config_name=script.config_name, cache_dir=script.cache_dir)
+
+
+def _check_model_lrs(model, recipe: Recipe, peak) -> None:
+    """The loaded model agrees with the width the rule read from config.json, and every ``lr_groups``
+    pattern (and LoRA+) finds its parameters: before anything is written to ``output_dir``."""
+    from ftrecipes.training.lr_groups import check_lr_groups
+    from ftrecipes.config.peak_rule import model_width
+
+    if peak is not None and peak.applied and model_width(model).width != peak.width:
+        raise ConfigError("--model_name_or_path", recipe.model_name_or_path,
+                          f"the peak-LR rule read hidden {peak.width} ({peak.width_source}) but the loaded model's config says {model_width(model).width}",
+                          "give a model folder whose config.json describes its weights, or --lr_rule none with a --learning_rate")
+    check_lr_groups(model, recipe)
+
+
+def _choose_learning_rate(c: "TrainingComponents") -> None:
+    """``--learning_rate auto``: an LR range test on the training data, bounded by the recipe's ``lr_prior``.
+
+    The test runs **once**, on the main process, on the run's device (``args.device``) and in its
+    precision (bf16/fp16 autocast as the Trainer will train), at the run's global batch: the main
+    process accumulates ``gradient_accumulation_steps x world_size`` micro-batches per ramp step, so
+    the curve has the gradient noise of the real run. Its choice is then broadcast to every process
+    (``accelerate.utils.broadcast_object_list``), so all ranks train at the same peak. The pick
+    replaces the scaled peak as-is; ``lr_finder.json`` / ``lr_finder.png`` go to ``output_dir``.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    from ftrecipes.tuning.range_test import choose_learning_rate
+    from ftrecipes.training.precision import args_precision
+
+    args = c.args
+    payload: list = [None]
+    if args.process_index == 0:
+        precision = args_precision(args)
+        payload = [choose_learning_rate(
+            c.recipe, c.model, c.train_dataloader(), output_dir=args.output_dir, num_processes=1,
+            accumulation_steps=args.gradient_accumulation_steps * max(1, args.world_size),
+            device=args.device, precision=precision,
+        )]
+    if args.world_size > 1:
+        broadcast_object_list(payload, from_process=0)
+    lr, result = payload[0]
+    if args.process_index == 0:
+        logger.info("--learning_rate auto: %s", result.summary())
+        if result.warning:
+            logger.warning("%s", result.warning)
+    logger.info("--learning_rate auto: process %d of %d trains at peak %r (range test on process 0, %s)",
+                args.process_index, max(1, args.world_size), lr, result.device)
+    args.learning_rate = lr
+    c.learning_rate_source = {"source": "lr-find", "learning_rate": lr, "suggestion": result.suggestion,
+                              "rule": result.rule, "reason": result.reason, "warning": result.warning}
+
+
+def _check_task_flags(script: ScriptArguments, task) -> None:
+    """A data flag that only other tasks read is an error naming it (e.g. --text_column_name for images)."""
+    from ftrecipes.data.tasks import REGISTRY
+
+    others = {flag for t in REGISTRY.values() for flag in t.flags} - set(task.flags)
+    for flag in sorted(others):
+        value = getattr(script, flag, None)
+        if value is not None and value is not False:
+            readers = ", ".join(t.name for t in REGISTRY.values() if flag in t.flags)
+            takes = ", ".join(f"--{f}" for f in task.flags if hasattr(script, f))
+            raise ConfigError(f"--{flag}", value, f"does not apply to task {task.name!r} (it is read by {readers})",
+                              f"remove it; task {task.name!r} takes {takes}")
+
+
+def _with_task_metric(recipe: Recipe, task) -> Recipe:
+    """The recipe with a ``metric_for_best_model`` its task reports.
+
+    A recipe that kept the class default (``accuracy``) for a task without accuracy gets the task's
+    own default (and its direction); a metric the task never reports is an error now rather than a
+    ``KeyError`` at the first checkpoint.
+    """
+    if recipe.eval_strategy == "no":
+        return recipe
+    metric = recipe.metric_for_best_model
+    reported = ("loss", *task.metric_names)
+    if metric.removeprefix("eval_") in reported:
+        return recipe
+    if metric == Recipe.__dataclass_fields__["metric_for_best_model"].default:
+        logger.info("metric_for_best_model: %s (task %s's default; %r is not one of its metrics)", task.metric_for_best_model, task.name, metric)
+        return recipe.replace(metric_for_best_model=task.metric_for_best_model, greater_is_better=task.greater_is_better)
+    raise ConfigError("metric_for_best_model", metric, f"is not a metric of task {task.name!r}",
+                      f"use one of {', '.join(reported)} (default: {task.metric_for_best_model})")
+
+
+def _peft_load_kwargs(recipe: Recipe, script: ScriptArguments) -> dict:
+    from ftrecipes.models.lora import peft_load_kwargs
+
+    if script.merge_adapter and recipe.peft == "none":
+        raise ConfigError("--merge_adapter", True, "there is no adapter to merge (peft: none)", "drop --merge_adapter or pass --peft lora")
+    return peft_load_kwargs(recipe)
+
+
+def _set_cpu_threads(requested: Optional[int]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from ftrecipes.training.launch import cpu_threads_for
+
+    threads = cpu_threads_for(requested, os.environ, cores)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------------
+# The job
+
+
+def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
+    """Train, evaluate and save; returns the process exit code. ``callbacks`` are extra
+    ``TrainerCallback``s (the sweep's pruning hook)."""
+    from ftrecipes.training.callbacks import add_monitoring
+    from ftrecipes.data.tasks import get_task
+    from ftrecipes.training.preemption import PlanRecordCallback, PreemptionCallback, check_resume_plan, resume_checkpoint, stop_after_preemption
+    from ftrecipes.training.trainer import RecipeTrainer
+
+    c = build_training_components(config)
+    task = get_task(c.recipe.task)
+    eval_dataset = c.prepared.datasets.get("validation")
+    args = c.args
+    if eval_dataset is None and args.eval_strategy != "no":
+        raise ConfigError("--validation_file", None, "evaluation needs a validation split", "pass --validation_file or --eval_strategy no")
+
+    _log_plan(c)
+    replanned = check_resume_plan(resume_checkpoint(args, c.last_checkpoint), args, c.plan.total_steps, c.plan.warmup_steps,
+                                  replan=config.script.replan, compare_learning_rate=not config.learning_rate_auto)
+    trainer = RecipeTrainer(
+        model=c.model, args=args, recipe=c.recipe,
+        train_dataset=c.prepared.datasets["train"], eval_dataset=eval_dataset,
+        data_collator=c.prepared.data_collator, processing_class=c.tokenizer,
+        compute_metrics=task.compute_metrics(c.prepared),
+        preprocess_logits_for_metrics=task.preprocess_logits_for_metrics(),
+    )
+    trainer.run_info["learning_rate_source"] = c.learning_rate_source  # recipe.yaml + plan.json come with save_model()
+    if c.peak_rule is not None:
+        trainer.run_info["peak_rule"] = c.peak_rule
+    if config.script.streaming:
+        trainer.run_info["train_data"] = "streamed (length unknown): total_steps is --max_steps"
+    monitoring = add_monitoring(trainer, on_divergence=config.script.on_divergence)
+    preemption = PreemptionCallback()  # SIGTERM/SIGINT: finish the step, save, exit 128+signal
+    trainer.add_callback(preemption)
+    trainer.add_callback(PlanRecordCallback(replanned))  # the plan kept with every checkpoint
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    checkpoint = args.resume_from_checkpoint or c.last_checkpoint
+    if c.last_checkpoint and not args.resume_from_checkpoint:
+        logger.warning("Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).", c.last_checkpoint)
+    if checkpoint in ("True", "true"):
+        checkpoint = True
+
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    if monitoring.exit_code:
+        # Diverged: the guard printed its one line and kept the last good checkpoint; the weights in
+        # memory are not worth saving. The state and curves show what happened.
+        trainer.save_state()
+        if config.script.plots and trainer.is_world_process_zero():
+            _plot_curves(args.output_dir)
+        return monitoring.exit_code
+    if preemption.received:
+        return stop_after_preemption(trainer, preemption)
+    trainer.save_model()
+    if config.script.merge_adapter and trainer.is_world_process_zero():
+        from ftrecipes.models.lora import save_merged
+
+        logger.info("merged weights: %s", save_merged(trainer.model, args.output_dir, c.tokenizer))
+    metrics = dict(train_result.metrics)
+    if not config.script.streaming:  # a stream is never counted
+        metrics["train_samples"] = len(c.prepared.datasets["train"])
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    if eval_dataset is not None:
+        eval_metrics = _evaluated_already(trainer) or trainer.evaluate()
+        eval_metrics["eval_samples"] = len(eval_dataset)
+        eval_metrics = task.final_metrics(eval_metrics, "eval")
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+    test_dataset = c.prepared.datasets.get("test")
+    if test_dataset is not None and "labels" in test_dataset.column_names:
+        test_metrics = trainer.evaluate(test_dataset, metric_key_prefix="test")
+        trainer.log_metrics("test", test_metrics)
+        trainer.save_metrics("test", test_metrics)
+
+    if trainer.is_world_process_zero() and config.script.plots:
+        _plot_curves(args.output_dir)
+    return 0
+
+
+def _evaluated_already(trainer) -> Optional[dict]:
+    """The evaluation Trainer already ran on the weights now in memory, or ``None``: with
+    ``load_best_model_at_end`` those are the best checkpoint's (scored at ``best_global_step``),
+    otherwise the final step's. Evaluating them again gives the same numbers at the cost of a pass."""
+    state = trainer.state
+    step = state.best_global_step if trainer.args.load_best_model_at_end and state.best_model_checkpoint else state.global_step
+    for entry in reversed(state.log_history):
+        if entry.get("step") == step and "eval_loss" in entry:
+            return {k: v for k, v in entry.items() if k != "step"}
+    return None
+
+
+def _plot_curves(output_dir: str) -> None:
+    """training_curves.png; a missing matplotlib costs the picture, never the finished run."""
+    from ftrecipes.report.curves import plot_run
+
+    try:
+        logger.info("training curves: %s", plot_run(output_dir))
+    except ConfigError as err:
+        logger.warning("training curves skipped: %s", err)
+
+
+def _log_plan(c: TrainingComponents) -> None:
+    t = c.plan.timeline
+    per_epoch = f"{t.steps_per_epoch}/epoch" if t.steps_per_epoch is not None else "streamed: --max_steps, no epochs"
+    logger.info(
+        "recipe %s: %d optimizer steps (%s), warmup %d, global batch %d = %d x %d processes x %d accumulation, peak LR %.3g (%s scaling from %.3g at batch %d)",
+        c.recipe.name, c.plan.total_steps, per_epoch, c.plan.warmup_steps, t.global_batch_size, t.per_device_train_batch_size,
+        t.num_processes, t.gradient_accumulation_steps, c.args.learning_rate, c.recipe.lr_scaling, c.recipe.learning_rate, c.recipe.reference_global_batch_size,
+    )
+    if c.peak_rule is not None:  # the recipe's peak-LR rule: what it picked and why, or why it did not
+        logger.info("recipe %s: %s", c.recipe.name, c.peak_rule["message"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``scripts/finetune.py``: returns 0, 2 for bad input, 1 when training diverged."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        config = parse_args(argv)
+        return run(config)
+    except ConfigError as err:
+        return refuse("finetune.py", err)  # once, under a launcher too
+    finally:
+        _destroy_process_group()
+
+
+def _destroy_process_group() -> None:
+    """Tear the process group down here, on the main thread, before the interpreter shuts down.
+
+    ``destroy_process_group()`` only unregisters the group; its gloo sockets and threads go with the
+    last reference to it, held by the DDP wrapper, which is cyclic garbage once :func:`run` returns.
+    Collected first, it goes with the group now. Left to the collector, the group went on whichever
+    thread ran the next collection. torch releases the GIL while a group is destroyed; on a daemon
+    thread the main thread could start interpreter shutdown meanwhile, and Python then ends the daemon
+    thread as it takes the GIL back, inside a C++ destructor: the process aborts after a finished run
+    ("terminate called without an active exception", exit -6; pytorch#38228)."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        gc.collect()
+        distributed.destroy_process_group()
