@@ -94,7 +94,7 @@ def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
 def cmd_list(args) -> int:
     from ftrecipes.config.registry import get_recipe, list_recipes
 
-    from ftrecipes.config.peak_rule import resolve_peak_rule
+    from ftrecipes.models.width import resolve_peak_rule
 
     rows = [("recipe", "task", "optimizer", "schedule", "peak LR", "purpose")]
     for name in list_recipes():
@@ -116,7 +116,7 @@ def _plan(args):
     from ftrecipes.config.registry import get_recipe, recipe_path
     from ftrecipes.config.timeline import Timeline
 
-    from ftrecipes.config.peak_rule import resolve_peak_rule
+    from ftrecipes.models.width import resolve_peak_rule
 
     recipe = get_recipe(args.name)
     overrides = {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling", "learning_rate")
@@ -280,7 +280,7 @@ def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune
     """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
     from ftrecipes.tuning.range_test import check_finder_args, choose_learning_rate
     from ftrecipes.config.outputs import LR_FINDER_JSON, LR_FINDER_PNG
-    from ftrecipes.config.peak_rule import resolve_peak_rule_for_model
+    from ftrecipes.models.width import resolve_peak_rule_for_model
     from ftrecipes.job.check import check_output_dir
     from ftrecipes.config.registry import get_recipe
 

@@ -12,10 +12,8 @@ import pytest
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.cli import main as cli_main
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.config.peak_rule import (
-    ModelWidth, choose_peak, format_lr, model_width, read_model_width, resolve_peak_rule, resolve_peak_rule_for_model,
-    rule_peak, width_of_config,
-)
+from ftrecipes.config.peak_rule import ModelWidth, choose_peak, format_lr, rule_peak, width_of_config
+from ftrecipes.models.width import model_width, read_model_width, resolve_peak_rule, resolve_peak_rule_for_model
 from ftrecipes.config.priors import prior_for_recipe
 
 N_TRAIN = 96

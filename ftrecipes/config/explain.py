@@ -151,7 +151,7 @@ def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed
 
     ``peak``: the :class:`~ftrecipes.config.peak_rule.PeakChoice` the plan's recipe was resolved with, and
     ``written`` the recipe before that (whose fields and reasons are listed); see
-    :func:`ftrecipes.config.peak_rule.resolve_peak_rule`."""
+    :func:`ftrecipes.models.width.resolve_peak_rule`."""
     recipe, timeline, schedule = plan.recipe, plan.timeline, plan.schedule
     comments = yaml_comments(recipe_file) if recipe_file and Path(recipe_file).is_file() else {}
     scaling = plan.scaling

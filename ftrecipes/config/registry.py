@@ -14,7 +14,7 @@ from ftrecipes.config.recipe import Recipe
 
 # Shipped recipes sit in ``recipes/`` at the top of the project; inside the package the same folder is
 # reached through the ``ftrecipes/recipes`` link, which packaging turns into real files.
-_PACKAGE_RECIPES = Path(__file__).resolve().parent / "recipes"
+_PACKAGE_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 _ENV_DIR = "FTRECIPES_RECIPES_DIR"
 
 

@@ -292,7 +292,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
 def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
     """``(recipe, choice)``: the recipe with its peak-LR rule applied for the model the job will build
     (its ``--config_name`` when given, as the model's config comes from there); see :mod:`ftrecipes.config.peak_rule`."""
-    from ftrecipes.config.peak_rule import resolve_peak_rule
+    from ftrecipes.models.width import resolve_peak_rule
 
     return resolve_peak_rule(recipe, config_name=script.config_name, cache_dir=script.cache_dir)
 
@@ -301,7 +301,7 @@ def _check_model_lrs(model, recipe: Recipe, peak) -> None:
     """The loaded model agrees with the width the rule read from config.json, and every ``lr_groups``
     pattern (and LoRA+) finds its parameters: before anything is written to ``output_dir``."""
     from ftrecipes.training.lr_groups import check_lr_groups
-    from ftrecipes.config.peak_rule import model_width
+    from ftrecipes.models.width import model_width
 
     if peak is not None and peak.applied and model_width(model).width != peak.width:
         raise ConfigError("--model_name_or_path", recipe.model_name_or_path,

@@ -382,7 +382,7 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
 def adopt_rule_peak(args: TrainingArguments, recipe: Recipe) -> None:
     """Give ``args`` that went through :func:`apply_recipe` before the model was known (the usual order in
     a Hugging Face script) the peak of ``recipe``, the recipe with its peak-LR rule applied for that model
-    (:func:`ftrecipes.config.peak_rule.resolve_peak_rule_for_model`), rescaled for the same global batch by the
+    (:func:`ftrecipes.models.width.resolve_peak_rule_for_model`), rescaled for the same global batch by the
     same batch rule. A ``learning_rate`` the user gave is left as it is; so are args not from apply_recipe."""
     if not is_applied(args):
         return
@@ -455,7 +455,8 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
     from ftrecipes.training.launch import check_optimizers_path
 
     check_optimizers_path(args)  # FSDP / DeepSpeed: one line naming RecipeTrainer
-    from ftrecipes.config.peak_rule import peak_record, resolve_peak_rule_for_model
+    from ftrecipes.config.peak_rule import peak_record
+    from ftrecipes.models.width import resolve_peak_rule_for_model
 
     recipe, peak = resolve_peak_rule_for_model(recipe, model)  # the peak-LR rule reads the model's width
     if peak is not None:
@@ -522,7 +523,8 @@ class RecipeTrainer(Trainer):
     """
 
     def __init__(self, model=None, args: TrainingArguments | None = None, *positional, recipe: Recipe, argv: Sequence[str] | None = None, **kwargs):
-        from ftrecipes.config.peak_rule import peak_record, resolve_peak_rule_for_model
+        from ftrecipes.config.peak_rule import peak_record
+        from ftrecipes.models.width import resolve_peak_rule_for_model
 
         # The recipe's peak-LR rule reads the width of the model it is given (no-op without lr_rule).
         recipe, peak = resolve_peak_rule_for_model(recipe, model)
