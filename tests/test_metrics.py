@@ -220,12 +220,11 @@ def test_trainer_evaluate_clm_perplexity_matches_eval_loss(tmp_path):
     from transformers import Trainer, TrainingArguments
 
     from ftrecipes import testing
-
-    from ftrecipes.data import tasks
+    from ftrecipes.data.tasks.causal_lm import preprocess_causal_lm
 
     tokenizer = testing.tiny_tokenizer()
     raw = DatasetDict({"validation": Dataset.from_dict({"text": ["the quick brown fox jumps over the lazy dog " * 6]})})
-    prepared = tasks.preprocess_causal_lm(raw, tokenizer, block_size=8)
+    prepared = preprocess_causal_lm(raw, tokenizer, block_size=8)
     n = len(prepared.datasets["validation"]) // 4 * 4  # whole batches: eval_loss is then an exact token mean
     trainer = Trainer(
         model=testing.tiny_causal_lm(seed=0),

@@ -11,6 +11,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value  # noqa: 
 from transformers import BertConfig  # noqa: E402
 
 from ftrecipes import testing  # noqa: E402
+from ftrecipes.data.tasks.causal_lm import preprocess_causal_lm  # noqa: E402
+from ftrecipes.data.tasks.sequence_classification import preprocess_sequence_classification  # noqa: E402
+from ftrecipes.data.tasks.token_classification import preprocess_token_classification  # noqa: E402
 
 from ftrecipes.data import loading as data
 
@@ -50,7 +53,7 @@ def test_cls_pairs_and_string_labels(tokenizer):
         train={"premise": ["a cat", "a dog sat", "hi"], "hypothesis": ["an animal", "x", "hello there"], "gold": ["yes", "no", "yes"]},
         validation={"premise": ["a"], "hypothesis": ["b"], "gold": ["no"]},
     )
-    prepared = tasks.preprocess_sequence_classification(
+    prepared = preprocess_sequence_classification(
         raw, tokenizer, text_column_name="premise", text_pair_column_name="hypothesis", label_column_name="gold"
     )
     assert prepared.label_list == ["no", "yes"]
@@ -66,7 +69,7 @@ def test_cls_pairs_and_string_labels(tokenizer):
 
 def test_cls_integer_labels_sorted_numerically(tokenizer):
     raw = _dd(train={"text": ["a", "b", "c", "d"], "label": [10, 2, 2, 10]}, validation={"text": ["e"], "label": [2]})
-    prepared = tasks.preprocess_sequence_classification(raw, tokenizer)
+    prepared = preprocess_sequence_classification(raw, tokenizer)
     assert prepared.label_list == ["2", "10"]
     assert list(prepared.datasets["train"]["labels"]) == [1, 0, 0, 1]
     assert list(prepared.datasets["validation"]["labels"]) == [0]
@@ -83,7 +86,7 @@ def test_cls_unlabeled_test_split(tokenizer):
             "predict": Dataset.from_dict({"text": ["no label column"]}),
         }
     )
-    prepared = tasks.preprocess_sequence_classification(raw, tokenizer)
+    prepared = preprocess_sequence_classification(raw, tokenizer)
     assert list(prepared.datasets["test"]["labels"]) == [IGNORE_INDEX, 0]
     assert "labels" not in prepared.datasets["predict"].column_names
 
@@ -91,15 +94,15 @@ def test_cls_unlabeled_test_split(tokenizer):
 def test_cls_unseen_validation_label(tokenizer):
     raw = _dd(train={"text": ["a", "b"], "label": ["pos", "neg"]}, validation={"text": ["c"], "label": ["neutral"]})
     with pytest.raises(ConfigError) as excinfo:
-        tasks.preprocess_sequence_classification(raw, tokenizer)
+        preprocess_sequence_classification(raw, tokenizer)
     assert str(excinfo.value).startswith("--label_column_name='label'") and "neutral" in str(excinfo.value)
 
 
 def test_cls_single_class_and_float_labels(tokenizer):
     with pytest.raises(ConfigError, match="^--label_column_name.*at least 2"):
-        tasks.preprocess_sequence_classification(_dd(train={"text": ["a", "b"], "label": ["x", "x"]}), tokenizer)
+        preprocess_sequence_classification(_dd(train={"text": ["a", "b"], "label": ["x", "x"]}), tokenizer)
     with pytest.raises(ConfigError, match="^--label_column_name.*regression"):
-        tasks.preprocess_sequence_classification(_dd(train={"text": ["a", "b"], "label": [0.5, 1.5]}), tokenizer)
+        preprocess_sequence_classification(_dd(train={"text": ["a", "b"], "label": [0.5, 1.5]}), tokenizer)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +116,7 @@ def test_cls_single_class_and_float_labels(tokenizer):
 def test_cls_missing_column_lists_available(tokenizer, kwargs, flag):
     raw = _dd(train={"text": ["a", "b"], "label": [0, 1]})
     with pytest.raises(ConfigError) as excinfo:
-        tasks.preprocess_sequence_classification(raw, tokenizer, **kwargs)
+        preprocess_sequence_classification(raw, tokenizer, **kwargs)
     message = str(excinfo.value)
     assert message.startswith(flag + "=")
     assert "columns: text, label" in message
@@ -122,7 +125,7 @@ def test_cls_missing_column_lists_available(tokenizer, kwargs, flag):
 def test_max_seq_length_must_be_positive(tokenizer):
     raw = _dd(train={"text": ["a", "b"], "label": [0, 1]})
     with pytest.raises(ConfigError, match="^--max_seq_length=0"):
-        tasks.preprocess_sequence_classification(raw, tokenizer, max_seq_length=0)
+        preprocess_sequence_classification(raw, tokenizer, max_seq_length=0)
 
 
 # ------------------------------------------------------------------ token classification
@@ -146,7 +149,7 @@ SUBTOKENS = ["[CLS]", "empire", "state", "building", "=", "es", "##b", "@", "pau
 )
 def test_ner_subword_alignment_hand_checked(tokenizer, label_all_tokens, expected):
     raw = _dd(train={"tokens": [WORDS], "ner_tags": [TAGS]})
-    prepared = tasks.preprocess_token_classification(raw, tokenizer, label_all_tokens=label_all_tokens)
+    prepared = preprocess_token_classification(raw, tokenizer, label_all_tokens=label_all_tokens)
     assert prepared.label_list == ["B-facility", "I-facility", "O"]
     row = prepared.datasets["train"][0]
     assert tokenizer.convert_ids_to_tokens(row["input_ids"]) == SUBTOKENS
@@ -171,23 +174,23 @@ def test_ner_bundled_and_collator(tokenizer):
 
 def test_ner_truncation(tokenizer):
     raw = _dd(train={"tokens": [WORDS * 10], "ner_tags": [TAGS * 10]})
-    prepared = tasks.preprocess_token_classification(raw, tokenizer, max_seq_length=16)
+    prepared = preprocess_token_classification(raw, tokenizer, max_seq_length=16)
     assert len(prepared.datasets["train"][0]["labels"]) == 16
 
 
 def test_ner_errors(tokenizer):
     raw = _dd(train={"tokens": [WORDS], "ner_tags": [TAGS[:-1]]})
     with pytest.raises(ConfigError, match="^--label_column_name='ner_tags'.*6 tokens but 5 tags"):
-        tasks.preprocess_token_classification(raw, tokenizer)
+        preprocess_token_classification(raw, tokenizer)
     with pytest.raises(ConfigError, match="^--text_column_name='words'.*columns: tokens, ner_tags"):
-        tasks.preprocess_token_classification(_dd(train={"tokens": [WORDS], "ner_tags": [TAGS]}), tokenizer, text_column_name="words")
+        preprocess_token_classification(_dd(train={"tokens": [WORDS], "ner_tags": [TAGS]}), tokenizer, text_column_name="words")
 
     class SlowTokenizer:
         is_fast = False
         name_or_path = "slow-model"
 
     with pytest.raises(ConfigError, match="^--model_name_or_path='slow-model'.*fast tokenizer"):
-        tasks.preprocess_token_classification(_dd(train={"tokens": [WORDS], "ner_tags": [TAGS]}), SlowTokenizer())
+        preprocess_token_classification(_dd(train={"tokens": [WORDS], "ner_tags": [TAGS]}), SlowTokenizer())
 
 
 # ------------------------------------------------------------------ causal LM
@@ -195,7 +198,7 @@ def test_ner_errors(tokenizer):
 
 def test_clm_blocks_hand_checked(tokenizer):
     raw = _dd(train={"text": ["a b c", "", "d e"]})
-    prepared = tasks.preprocess_causal_lm(raw, tokenizer, block_size=4)
+    prepared = preprocess_causal_lm(raw, tokenizer, block_size=4)
     train = prepared.datasets["train"]
     # "[CLS] a b c [SEP]" + "[CLS] d e [SEP]" = 9 tokens -> 2 blocks of 4, the last token dropped;
     # the empty line is skipped rather than adding "[CLS] [SEP]".
@@ -224,12 +227,12 @@ def test_clm_bundled_block_shapes(tokenizer):
 def test_clm_block_larger_than_data(tokenizer):
     raw = _dd(train={"text": ["tiny text"]})
     with pytest.raises(ConfigError, match="^--block_size=256: the 'train' split has 4 tokens"):
-        tasks.preprocess_causal_lm(raw, tokenizer, block_size=256)
+        preprocess_causal_lm(raw, tokenizer, block_size=256)
 
 
 def test_clm_block_size_clamped_to_tokenizer(tokenizer):
     raw = _dd(train={"text": ["word " * 1200]})
-    prepared = tasks.preprocess_causal_lm(raw, tokenizer, block_size=4096)
+    prepared = preprocess_causal_lm(raw, tokenizer, block_size=4096)
     assert len(prepared.datasets["train"][0]["input_ids"]) == tokenizer.model_max_length == 512
 
 
@@ -290,7 +293,7 @@ def test_flags_of_each_task_exist_as_finetune_flags():
     import dataclasses
     import inspect
 
-    from ftrecipes.job.run import ScriptArguments
+    from ftrecipes.job.parse import ScriptArguments
     from ftrecipes.config.recipe import Recipe
 
     known = {f.name for f in dataclasses.fields(ScriptArguments)} | {f.name for f in dataclasses.fields(Recipe)}

@@ -46,10 +46,10 @@ from ftrecipes.config.schedule_types import (
     check_schedule_type,
     is_metric_driven,
 )
-from ftrecipes.data.tasks import task_names
+from ftrecipes.config.task_names import TASK_NAMES
 from ftrecipes.config.timeline import Timeline
 
-TASKS = task_names()  # the task registry (ftrecipes/data/tasks/) is the one list of tasks
+TASKS = TASK_NAMES  # checked against the task registry's modules when it loads
 OPTIMIZERS = ("adamw", "sgd")  # built by ftrecipes.training.optim.create_optimizer
 PEFT_METHODS = ("none", "lora", "qlora")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -506,11 +506,3 @@ def _warmup_fix(recipe: "Recipe", timeline: Timeline, warmup: int) -> str:
         parts.append(f"train at least {longer} optimizer steps (e.g. max_steps {longer}, or more num_train_epochs)")
     return " or ".join(parts) or "train longer (num_train_epochs / max_steps)"
 
-
-def __getattr__(name: str):
-    # resolve_precision moved to ftrecipes.training.precision (it imports torch; this module must not).
-    if name == "resolve_precision":
-        from ftrecipes.training.precision import resolve_precision
-
-        return resolve_precision
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,16 +1,17 @@
-"""The task registry: one module per task, found by name; nothing else lists tasks.
+"""The task registry: one module per task, found by name.
 
 Every module of this package (except ``base`` and ``_``-prefixed helpers) defines ``TASK``, an
 instance of a :class:`~ftrecipes.data.tasks.base.Task` subclass that declares the task's names, model
 class, flags, preprocessing, head check and metrics. **To add a task, add one module here** (copy
-``regression.py``, the smallest); the recipe's ``task:`` field, ``finetune.py``, the metrics and the
+``regression.py``, the smallest) and its name to :data:`ftrecipes.config.task_names.TASK_NAMES`,
+which the registry checks; the recipe's ``task:`` field, ``finetune.py``, the metrics and the
 tiny test models pick it up from the registry.
 
 Shipped: ``sequence-classification`` (``cls``), ``token-classification`` (``ner``), ``causal-lm``
 (``clm``), ``image-classification`` (``image``) and ``regression`` (STS-B style, one float target).
 
-Importing this package loads neither torch nor transformers (the recipe layer validates ``task:``
-against :func:`task_names`); task modules import them inside their functions.
+Importing this package loads neither torch nor transformers; task modules import them inside their
+functions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import inspect
 import pkgutil
 
 from ftrecipes.config.errors import ConfigError, did_you_mean
-from ftrecipes.data.tasks._common import IGNORE_INDEX, check_columns, check_label_count, label_config_kwargs
+from ftrecipes.config.task_names import TASK_NAMES
+from ftrecipes.data.tasks import _common
+from ftrecipes.data.tasks._common import IGNORE_INDEX, check_columns, label_config_kwargs
 from ftrecipes.data.tasks.base import PreparedTask, Task
 
 
@@ -36,6 +39,9 @@ def _discover() -> dict[str, Task]:
         if task.name in found:
             raise TypeError(f"task name {task.name!r} is declared twice")
         found[task.name] = task
+    if tuple(found) != TASK_NAMES:
+        raise TypeError(f"the task modules declare {tuple(found)} but ftrecipes.config.task_names.TASK_NAMES is "
+                        f"{TASK_NAMES}: list every task module's name there, in module-name order")
     return found
 
 
@@ -88,19 +94,16 @@ def prepare_task(task: str | Task, raw, tokenizer, **kwargs) -> PreparedTask:
     return task.preprocess(raw, tokenizer, **kwargs)
 
 
-def __getattr__(name: str):
-    # The preprocessing functions of the first tasks were public names of the former flat module.
-    homes = {
-        "preprocess_sequence_classification": "sequence_classification",
-        "preprocess_token_classification": "token_classification",
-        "align_labels_with_tokens": "token_classification",
-        "preprocess_causal_lm": "causal_lm",
-        "group_texts": "causal_lm",
-        "prepare_image_classification": "image_classification",
-    }
-    if name in homes:
-        return getattr(importlib.import_module(f"{__name__}.{homes[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def registered_head_suffixes() -> tuple[str, ...]:
+    """The architecture-name endings of every registered task's heads (``ForSequenceClassification``...)."""
+    return tuple(suffix for task in REGISTRY.values() for suffix in task.head_suffixes)
+
+
+def check_label_count(num_labels, config, model_name_or_path: str | None = None,
+                      head_suffixes: tuple[str, ...] | None = None) -> None:
+    """:func:`ftrecipes.data.tasks._common.check_label_count` against every registered task's heads by default."""
+    suffixes = registered_head_suffixes() if head_suffixes is None else head_suffixes
+    _common.check_label_count(num_labels, config, model_name_or_path, suffixes)
 
 
 __all__ = [
@@ -111,6 +114,7 @@ __all__ = [
     "Task",
     "check_columns",
     "check_label_count",
+    "registered_head_suffixes",
     "get_task",
     "label_config_kwargs",
     "normalize_task",

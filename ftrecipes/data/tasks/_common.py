@@ -179,19 +179,14 @@ def label_config_kwargs(label_list: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _all_head_suffixes() -> tuple[str, ...]:
-    from ftrecipes.data.tasks import REGISTRY
-
-    return tuple(suffix for task in REGISTRY.values() for suffix in task.head_suffixes)
-
-
-def check_label_count(num_labels: int | Sequence[str], config, model_name_or_path: str | None = None,
-                      head_suffixes: Sequence[str] | None = None) -> None:
+def check_label_count(num_labels: int | Sequence[str], config, model_name_or_path: str | None,
+                      head_suffixes: Sequence[str]) -> None:
     """Check that a model head fits the data's labels.
 
     ``config.num_labels`` smaller than the number of labels would index past the head's logits (an
     opaque CUDA/IndexError deep in the loss). A checkpoint that already carries a head (an
-    architecture ending in one of ``head_suffixes``; default: every registered task's) with a
+    architecture ending in one of ``head_suffixes``: pass every registered task's,
+    :func:`ftrecipes.data.tasks.registered_head_suffixes`) with a
     *different* size would be silently re-initialised or fail to load, so that is an error too; a
     base checkpoint (no head in ``architectures``) just gets a fresh head. Pass the checkpoint's
     config as loaded (before overriding ``num_labels``, through :func:`with_head_size`) to catch the
@@ -205,7 +200,7 @@ def check_label_count(num_labels: int | Sequence[str], config, model_name_or_pat
             "--model_name_or_path", value, f"has a head with num_labels={head} but the data has {n} labels",
             f"build the config with num_labels={n} (label_config_kwargs) or use a base checkpoint",
         )
-    suffixes = tuple(head_suffixes) if head_suffixes is not None else _all_head_suffixes()
+    suffixes = tuple(head_suffixes)
     architectures = getattr(config, "architectures", None) or []
     has_head = any(a.endswith(suffixes) for a in architectures)
     if has_head and n != head:

@@ -88,27 +88,21 @@ class Task:
 
         return label_config_kwargs(prepared.label_list)
 
-    def check_head(self, config, prepared: PreparedTask, model_name_or_path: str | None) -> None:
+    def check_head(self, config, prepared: PreparedTask, model_name_or_path: str | None,
+                   head_suffixes: tuple[str, ...]) -> None:
         """Raise a :class:`~ftrecipes.config.errors.ConfigError` when the checkpoint's head cannot fit the data.
 
         ``config`` is the checkpoint's config as loaded (before the overrides). A base checkpoint (no
-        head in ``architectures``) takes a head of any size; see :func:`check_label_count`.
+        head in ``architectures``) takes a head of any size; see :func:`check_label_count`. ``head_suffixes``:
+        every registered task's (:func:`ftrecipes.data.tasks.registered_head_suffixes`), since BERT's sequence and token
+        heads share the name ``classifier`` and a checkpoint with either clashes with a new head of another size.
         """
         n = self.config_overrides(prepared).get("num_labels")
         if n is None:
             return
-        from ftrecipes.data.tasks._common import _all_head_suffixes, check_label_count, with_head_size
+        from ftrecipes.data.tasks._common import check_label_count, with_head_size
 
-        # Any task's head counts (BERT's sequence and token heads share the name `classifier`, so a
-        # checkpoint with either clashes with a new head of another size).
-        suffixes = _all_head_suffixes()
-        check_label_count(n, with_head_size(config, n, suffixes), model_name_or_path, suffixes)
-
-    def build_model(self, model_name_or_path: str, prepared: PreparedTask, *, config_name: str | None = None):
-        """A fresh model for a name the Auto classes do not know (a model defined in this package), or
-        ``None`` to load ``model_name_or_path`` with :meth:`auto_model_class`. Called only by
-        :func:`ftrecipes.models.build.build_model`."""
-        return None
+        check_label_count(n, with_head_size(config, n, head_suffixes), model_name_or_path, head_suffixes)
 
     # -- evaluation ------------------------------------------------------------------------------
     def compute_metrics(self, prepared: PreparedTask | None = None, **metric_kwargs) -> Callable | None:

@@ -63,13 +63,6 @@ class ImageClassification(Task):
 
     preprocess = staticmethod(prepare_image_classification)
 
-    def build_model(self, model_name_or_path, prepared, *, config_name=None):
-        from ftrecipes.models.cnn import SmallCNNForImageClassification, is_small_cnn_alias, small_cnn_config_for
-
-        if is_small_cnn_alias(model_name_or_path) and config_name is None:
-            return SmallCNNForImageClassification(small_cnn_config_for(prepared))
-        return None
-
     def compute_metrics(self, prepared=None, **metric_kwargs):
         from ftrecipes.data.metrics import classification_metrics
 
