@@ -28,7 +28,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ftrecipes.data.loading import default_model_path
+from ftrecipes.models.names import default_model_path
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.data.tasks import get_task, label_config_kwargs
 from ftrecipes.data.tasks.base import PreparedTask

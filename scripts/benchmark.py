@@ -69,7 +69,9 @@ def worker(opts) -> dict:
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator, set_seed
 
-    from ftrecipes.data.loading import default_model_path, load_raw_datasets
+    from ftrecipes.data.loading import load_raw_datasets
+
+    from ftrecipes.models.names import default_model_path
     from ftrecipes.config.registry import get_recipe
 
     transformers.logging.set_verbosity_error()

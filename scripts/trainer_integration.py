@@ -18,7 +18,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 from ftrecipes import ConfigError, get_recipe
 from ftrecipes.config.errors import ArgumentParser
-from ftrecipes.data.loading import load_raw_datasets, resolve_model_name_or_path
+from ftrecipes.data.loading import load_raw_datasets
+from ftrecipes.models.names import resolve_model_name_or_path
 from ftrecipes.models.lora import apply_peft, peft_load_kwargs, trainable_parameters
 from ftrecipes.training.trainer import apply_recipe, recipe_optimizers
 

@@ -24,7 +24,7 @@ from ftrecipes.training.callbacks import (
     align,
     suggested_overrides,
 )
-from ftrecipes.training.optim import parameter_groups
+from ftrecipes.training.weight_decay import parameter_groups
 from ftrecipes.config.schedule_types import Transition
 
 # ------------------------------------------------------------------------------------------------

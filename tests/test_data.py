@@ -11,7 +11,8 @@ import datasets  # noqa: E402
 import pytest  # noqa: E402
 from datasets import ClassLabel  # noqa: E402
 
-from ftrecipes import data  # noqa: E402
+from ftrecipes.data import loading as data  # noqa: E402
+from ftrecipes.models import names  # noqa: E402
 from ftrecipes.config.errors import ConfigError  # noqa: E402
 
 
@@ -105,14 +106,14 @@ def test_max_samples_subsample_deterministically():
 
 
 def test_default_model_path_and_alias():
-    path = data.default_model_path()
+    path = names.default_model_path()
     assert os.path.isfile(os.path.join(path, "config.json"))
     assert os.path.isfile(os.path.join(path, "model.safetensors"))
     assert os.path.isfile(os.path.join(path, "tokenizer.json"))
     config = json.load(open(os.path.join(path, "config.json")))
     assert (config["num_hidden_layers"], config["hidden_size"]) == (6, 384)
-    assert data.resolve_model_name_or_path("minilm") == path
-    assert data.resolve_model_name_or_path("bert-base-uncased") == "bert-base-uncased"
+    assert names.resolve_model_name_or_path("minilm") == path
+    assert names.resolve_model_name_or_path("bert-base-uncased") == "bert-base-uncased"
 
 
 # ------------------------------------------------------------------ local files

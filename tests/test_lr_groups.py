@@ -12,7 +12,8 @@ import pytest
 from conftest import assert_logged_group_lrs
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.training.optim import create_optimizer, decay_parameter_names
+from ftrecipes.training.optim import create_optimizer
+from ftrecipes.training.weight_decay import decay_parameter_names
 
 N_TRAIN = 96
 PEAK = 5e-4

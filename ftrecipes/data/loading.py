@@ -29,51 +29,10 @@ from typing import Callable
 import datasets
 from datasets import ClassLabel, DatasetDict, Features, Sequence, Value
 
-from ftrecipes.config.bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, MINILM_PACKAGE, MODEL_ALIASES, canonical_dataset_name  # noqa: F401 (re-exported)
+from ftrecipes.config.bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, DEMO_INSTALL_HINT, canonical_dataset_name, package_dir
 from ftrecipes.config.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
-
-DEMO_INSTALL_HINT = "install the bundled assets with: pip install 'ftrecipes[demo]'"
-
-# -----------------------------------------------------------------------------------------------
-# Asset packages
-# -----------------------------------------------------------------------------------------------
-
-
-def package_dir(package: str, *, field: str = "--dataset_name", value: str | None = None) -> Path:
-    """Folder of an installed package, found without importing it.
-
-    Raises :class:`ConfigError` naming ``field`` when the package is not installed.
-    """
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            field, value if value is not None else package,
-            f"needs the package {package!r}, which is not installed", DEMO_INSTALL_HINT,
-        )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-
-
-def default_model_path() -> str:
-    """The bundled pretrained MiniLM-L6-H384 (BERT, 6 layers, hidden 384) in HF format.
-
-    A folder with ``config.json``, ``model.safetensors`` and ``tokenizer.json``, loadable with any
-    ``AutoModel*.from_pretrained`` / ``AutoTokenizer.from_pretrained``.
-    """
-    return str(package_dir(MINILM_PACKAGE, field="--model_name_or_path", value="minilm") / "model")
-
-
-def resolve_model_name_or_path(model_name_or_path: str) -> str:
-    """Map the alias ``minilm`` to the bundled folder; anything else (Hub id, path) passes through."""
-    if str(model_name_or_path).lower() in MODEL_ALIASES:
-        return default_model_path()
-    return model_name_or_path
 
 
 # -----------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ftrecipes.data.tasks import Task, get_task
+from ftrecipes.data.tasks import Task, get_task, registered_head_suffixes
+from ftrecipes.models.names import is_small_cnn_alias
 from ftrecipes.data.tasks.base import PreparedTask
 
 logger = logging.getLogger("ftrecipes.models.build")
@@ -31,7 +32,8 @@ def build_model(
 ):
     """Create the model of a run for ``task``, sized for the prepared data, and wrap it.
 
-    1. A task may build a model the Auto classes do not know (``small-cnn`` for images).
+    1. ``small-cnn`` for an image task is a fresh :class:`~ftrecipes.models.cnn.SmallCNNForImageClassification`
+       sized from the data (a model the Hub does not have).
     2. Otherwise the config of ``config_name or model_name_or_path`` is loaded, the checkpoint's
        head is checked against the data (:meth:`Task.check_head`, skipped with
        ``ignore_mismatched_sizes``), the data's fields (``num_labels``, ``id2label``, ``problem_type``)
@@ -48,15 +50,19 @@ def build_model(
     """
     from transformers import AutoConfig
 
-    from ftrecipes.data.loading import resolve_model_name_or_path
+    from ftrecipes.models.names import resolve_model_name_or_path
 
     task = get_task(task)
-    model = task.build_model(model_name_or_path, prepared, config_name=config_name)
+    model = None
+    if task.name == "image-classification" and is_small_cnn_alias(model_name_or_path) and config_name is None:
+        from ftrecipes.models.cnn import SmallCNNForImageClassification, small_cnn_config_for
+
+        model = SmallCNNForImageClassification(small_cnn_config_for(prepared))
     if model is None:
         model_path = resolve_model_name_or_path(model_name_or_path)
         config = AutoConfig.from_pretrained(resolve_model_name_or_path(config_name or model_path), cache_dir=cache_dir)
         if not ignore_mismatched_sizes:
-            task.check_head(config, prepared, model_name_or_path)
+            task.check_head(config, prepared, model_name_or_path, registered_head_suffixes())
         for key, value in task.config_overrides(prepared).items():
             setattr(config, key, value)
         model = task.auto_model_class().from_pretrained(
@@ -74,11 +80,11 @@ def wrap_model(model, *, task: Task, recipe: Any = None):
       only the adapters and the task head train);
     - the layer-wise LR mapping (``layerwise_lr_decay`` and the head / embedding multipliers) checked
       against the model's modules now, so an architecture it cannot place fails before anything is
-      written; the optimizer builds the groups from it (:mod:`ftrecipes.training.layerwise`).
+      written; the optimizer builds the groups from it (:mod:`ftrecipes.training.layerwise`, over :mod:`ftrecipes.models.depth`).
     """
     import logging
 
-    from ftrecipes.training.layerwise import parameter_depths, uses_layerwise
+    from ftrecipes.models.depth import parameter_depths, uses_layerwise
     from ftrecipes.models.lora import apply_peft, trainable_parameters
 
     if recipe is None:

@@ -23,7 +23,6 @@ from transformers import AutoConfig, AutoModelForImageClassification, Pretrained
 from transformers.modeling_outputs import ImageClassifierOutput
 
 # The name a recipe gives as ``model_name_or_path`` to get a freshly initialised SmallCNN.
-SMALL_CNN_ALIASES = ("small-cnn", "small_cnn", "smallcnn")
 
 
 class SmallCNNConfig(PretrainedConfig):
@@ -108,10 +107,6 @@ AutoConfig.register(SmallCNNConfig.model_type, SmallCNNConfig, exist_ok=True)
 AutoModelForImageClassification.register(SmallCNNConfig, SmallCNNForImageClassification, exist_ok=True)
 
 
-def is_small_cnn_alias(name: str | None) -> bool:
-    return name is not None and str(name).strip().lower() in SMALL_CNN_ALIASES
-
-
 def small_cnn_config_for(prepared, **overrides) -> SmallCNNConfig:
     """A :class:`SmallCNNConfig` sized for the prepared image task (channels, size, labels)."""
     sample = prepared.datasets["train"][0]["pixel_values"]
@@ -126,7 +121,5 @@ def small_cnn_config_for(prepared, **overrides) -> SmallCNNConfig:
 __all__ = [
     "SmallCNNConfig",
     "SmallCNNForImageClassification",
-    "SMALL_CNN_ALIASES",
-    "is_small_cnn_alias",
     "small_cnn_config_for",
 ]

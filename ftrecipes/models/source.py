@@ -52,7 +52,7 @@ def check_model_source(name: str, *, field: str = "--model_name_or_path", parts:
     """The loadable location of ``name`` (a local folder or a Hub id), checked for the files in ``parts``
     (``config``, ``weights``, ``tokenizer``) without loading anything. Raises :class:`ConfigError`
     naming ``field`` when the load would fail."""
-    from ftrecipes.data.loading import resolve_model_name_or_path
+    from ftrecipes.models.names import resolve_model_name_or_path
 
     location = resolve_model_name_or_path(str(name))  # the bundled alias 'minilm' -> its folder
     files = _part_files()

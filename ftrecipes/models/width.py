@@ -8,25 +8,23 @@ formula, the choice and its provenance line) is :mod:`ftrecipes.config.peak_rule
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 from ftrecipes.config.bundled import MINILM_PACKAGE, MODEL_ALIASES
+from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.peak_rule import WIDTH_KEYS, ModelWidth, PeakChoice, apply_choice, choose_peak, width_of_config
+from ftrecipes.models.names import default_model_path
 
 
 def _config_json(name: str, cache_dir: str | None) -> tuple[Path | None, str]:
     """Where ``name``'s config.json is (or ``None``, and why not)."""
     if name.lower() in MODEL_ALIASES:
         try:
-            spec = importlib.util.find_spec(MINILM_PACKAGE)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.submodule_search_locations:
+            return Path(default_model_path()) / "config.json", f"the bundled {name!r}"
+        except ConfigError:
             return None, f"the bundled {name!r} (package {MINILM_PACKAGE}) is not installed"
-        return Path(list(spec.submodule_search_locations)[0]) / "model" / "config.json", f"the bundled {name!r}"
     path = Path(name).expanduser()
     if path.is_dir():
         return path / "config.json", str(path)

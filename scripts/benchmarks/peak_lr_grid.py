@@ -189,7 +189,7 @@ def prepare_truncated(dest: Path) -> Path:
         return dest
     from safetensors.torch import load_file, save_file
 
-    from ftrecipes.data.loading import resolve_model_name_or_path
+    from ftrecipes.models.names import resolve_model_name_or_path
 
     src = Path(resolve_model_name_or_path("minilm"))
     config = json.loads((src / "config.json").read_text())
