@@ -16,7 +16,7 @@ A card is a small YAML file in ``recipes/baselines/`` naming what to run and wha
     needs_hub: false                     # true: model or data come from the Hugging Face Hub
     source: {kind: recorded, command: "python scripts/reproduce.py --card bbc-minilm --seeds 3 --record"}
 
-Every seed runs the same code path as ``scripts/finetune.py`` (:func:`ftrecipes.job.run.parse_args` +
+Every seed runs the same code path as ``scripts/finetune.py`` (:func:`ftrecipes.job.parse.parse_args` +
 :func:`~ftrecipes.job.run.run`, in-process) with ``--seed`` set; the verdict compares the mean over
 seeds with ``expected ± tolerance`` (:func:`judge`). Bad cards raise :class:`ConfigError` naming the field.
 """
@@ -235,7 +235,7 @@ def parse_overrides(items: Sequence[str]) -> dict:
 
 
 def _check_overrides(overrides: dict) -> None:
-    from ftrecipes.job.run import build_parser
+    from ftrecipes.job.parse import build_parser
 
     parser = build_parser()
     flags = {o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")}
@@ -368,7 +368,9 @@ def run_seed(card: BaselineCard, seed: int, output_dir: str, extra: dict | None 
     Raises :class:`ConfigError` for bad input (as finetune.py would exit 2)."""
     import gc
 
-    from ftrecipes.job.run import parse_args, run
+    from ftrecipes.job.run import run
+
+    from ftrecipes.job.parse import parse_args
 
     argv = card.argv(seed, output_dir, extra)
     start = time.perf_counter()

@@ -18,12 +18,13 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import yaml
 
 from ftrecipes.config.bundled import MODEL_ALIASES
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError, did_you_mean
+from ftrecipes.job.lr_find import ComponentBuilder, add_lr_find_arguments, run_lr_find
 
 ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples nor max_steps sizes the run
 
@@ -53,21 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
 
     p = sub.add_parser("lr-find", help="LR range test of a recipe on a model and data set")
-    p.add_argument("--recipe", default="cls", help="recipe name or YAML path (default: cls)")
-    p.add_argument("--model_name_or_path", default=None, help="overrides the recipe's model")
-    p.add_argument("--dataset_name", default=None, help="overrides the recipe's data set")
-    p.add_argument("--max_seq_length", type=int, default=None)
-    p.add_argument("--per_device_train_batch_size", type=int, default=None)
-    p.add_argument("--accumulation_steps", type=int, default=None, help="micro-batches per step (default: the recipe's)")
-    p.add_argument("--num_steps", type=int, default=100, help="ramp length in optimizer steps (default: 100)")
-    p.add_argument("--min_lr", type=float, default=None, help="start of the ramp (default: prior low / 100)")
-    p.add_argument("--max_lr", type=float, default=None, help="end of the ramp (default: prior high x 100)")
-    p.add_argument("--rule", default="steepest", help="suggestion rule: steepest (default) or minimum/10")
-    p.add_argument("--prior", default=None, help="override the recipe's prior, e.g. 2e-5,5e-5")
-    p.add_argument("--precision", default=None, help="auto, bf16, fp16 or fp32 (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--output_dir", default="lr_find", help="where lr_finder.json and lr_finder.png go")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_lr_find_arguments(p)
 
     # --- plot-run: its flags belong to ftrecipes.report.curves, whose own parser handles them.
     sub.add_parser("sweep", help="tune the peak LR, then the warmup, with Optuna (ftrecipes.sweeps.study)", add_help=False)
@@ -248,72 +235,6 @@ def cmd_validate(args) -> int:
     return 0
 
 
-ComponentBuilder = Callable[..., Any]
-
-
-def _pipeline_builder(recipe_arg: str, finetune_argv: list[str]):
-    """Model and training dataloader from the data/model pipeline of ``finetune.py`` (same flags, same
-    preprocessing)."""
-    import torch
-
-    from ftrecipes.job.run import build_training_components, parse_args
-
-    config = parse_args(["--recipe", recipe_arg, *finetune_argv])
-    c = build_training_components(config)
-    loader = c.train_dataloader()
-    model = c.model.to("cuda") if torch.cuda.is_available() else c.model
-    return {"model": model, "train_dataloader": loader, "recipe": c.recipe}
-
-
-def _unpack_components(components) -> tuple[Any, Any, Any]:
-    """``(model, train_dataloader, recipe or None)`` from a mapping, an object with those attributes, or a pair."""
-    if isinstance(components, tuple) and len(components) == 2:
-        return (*components, None)
-    get = components.get if isinstance(components, dict) else lambda k: getattr(components, k, None)
-    model, dataloader = get("model"), get("train_dataloader")
-    if model is None or dataloader is None:
-        raise TypeError("a component builder must provide `model` and `train_dataloader`")
-    return model, dataloader, get("recipe")
-
-
-def cmd_lr_find(args, build_components: ComponentBuilder | None = None, finetune_argv: Sequence[str] = ()) -> int:
-    """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
-    from ftrecipes.tuning.range_test import check_finder_args, choose_learning_rate
-    from ftrecipes.config.outputs import LR_FINDER_JSON, LR_FINDER_PNG
-    from ftrecipes.models.width import resolve_peak_rule_for_model
-    from ftrecipes.job.check import check_output_dir
-    from ftrecipes.config.registry import get_recipe
-
-    check_finder_args(num_steps=args.num_steps, min_lr=args.min_lr, max_lr=args.max_lr, rule=args.rule,
-                      accumulation_steps=args.accumulation_steps, prior=args.prior)
-    output_dir = Path(args.output_dir)
-    check_output_dir(args.output_dir, suggestion="lr_find")  # writable or creatable, before any loading
-    passed = [f"--{k}={getattr(args, k)}" for k in ("model_name_or_path", "dataset_name", "max_seq_length",
-                                                   "per_device_train_batch_size", "seed", "precision")
-              if getattr(args, k) is not None]
-    if build_components is None:
-        model, dataloader, recipe = _unpack_components(_pipeline_builder(args.recipe, [*passed, *finetune_argv]))
-    else:
-        if finetune_argv:
-            raise ConfigError(finetune_argv[0], None, "is not an lr-find flag", "see `ftrecipes lr-find --help`")
-        recipe = get_recipe(args.recipe, **{k: getattr(args, k) for k in ("model_name_or_path", "dataset_name", "max_seq_length",
-                                                                         "per_device_train_batch_size", "seed", "precision")
-                                             if getattr(args, k) is not None})
-        model, dataloader, _ = _unpack_components(build_components(recipe))
-    if recipe is None:
-        recipe = get_recipe(args.recipe)
-    # A recipe with the width rule: the peak and prior for this model (a no-op for the pipeline's, already resolved).
-    recipe = resolve_peak_rule_for_model(recipe, model)[0]
-    _, result = choose_learning_rate(
-        recipe, model, dataloader, output_dir=output_dir, num_steps=args.num_steps, min_lr=args.min_lr,
-        max_lr=args.max_lr, accumulation_steps=args.accumulation_steps, precision=recipe.precision, rule=args.rule,
-        prior=args.prior, show_progress=not args.no_progress,
-    )
-    print(result.summary())
-    print(f"wrote {output_dir / LR_FINDER_JSON} and {output_dir / LR_FINDER_PNG}")
-    return 0
-
-
 def cmd_plot_run(args) -> int:
     from ftrecipes.report.curves import main_plot_run
 
@@ -344,7 +265,7 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
         parser = build_parser()
         if command == "lr-find":  # unknown flags are finetune.py's model/data flags, checked by its parser
             args, finetune_argv = parser.parse_known_args(argv)
-            return cmd_lr_find(args, build_components, finetune_argv)
+            return run_lr_find(args, build_components, finetune_argv)
         args = parser.parse_args(argv)
         handlers = {"list": cmd_list, "show": cmd_show, "plot": cmd_plot, "validate": cmd_validate}
         return handlers[args.command](args)

@@ -22,7 +22,8 @@ from accelerate import Accelerator
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.training.launch import refuse
 from ftrecipes.training.optim import create_optimizer
-from ftrecipes.job.run import build_training_components, parse_args
+from ftrecipes.job.run import build_training_components
+from ftrecipes.job.parse import parse_args
 from ftrecipes.config.timeline import Timeline
 from ftrecipes.training.trainer import accelerate_scheduler, recipe_schedule
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
-from ftrecipes.job.run import build_training_components, main as finetune, parse_args
+from ftrecipes.job.run import build_training_components, main as finetune
+from ftrecipes.job.parse import parse_args
 
 
 def _threads(cli) -> list[str]:

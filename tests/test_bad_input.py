@@ -24,6 +24,7 @@ import pytest
 from conftest import FINETUNE, PYTHON, REPO
 from ftrecipes import cli
 from ftrecipes.job import run as pipeline
+from ftrecipes.job.parse import parse_args
 from ftrecipes.config.errors import ConfigError
 
 
@@ -278,7 +279,7 @@ def test_bf16_where_supported_passes_the_checks(monkeypatch):
 
     monkeypatch.setattr(ftrecipes.training.precision, "precision_supported", lambda precision, device=None: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    args = check_before_loading(pipeline.parse_args(["--bf16", "--output_dir", "runs/unused", "--model_name_or_path", "minilm"]))
+    args = check_before_loading(parse_args(["--bf16", "--output_dir", "runs/unused", "--model_name_or_path", "minilm"]))
     assert args.bf16 and args.use_cpu
 
 

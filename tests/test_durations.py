@@ -121,7 +121,7 @@ def test_finetune_duration_flags_fail_in_one_line(argv, head, tmp_path, capsys):
 
 
 def test_finetune_interval_flags_reach_trainingarguments_resolved(tmp_path):
-    from ftrecipes.job.run import parse_args
+    from ftrecipes.job.parse import parse_args
     from ftrecipes.training.trainer import recipe_training_args
 
     config = parse_args(["--eval_strategy", "steps", "--eval_steps", "10%", "--save_steps", "20%", "--logging_steps", "7",

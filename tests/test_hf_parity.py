@@ -112,7 +112,7 @@ def test_hf_names_keep_hf_warmup_and_floor_whatever_the_recipe_defaults(name):
 
 def test_trainer_command_line_flags_run_unchanged():
     """finetune.py's parser: --lr_scheduler_type / --lr_scheduler_kwargs as a Trainer user types them."""
-    from ftrecipes.job.run import parse_args
+    from ftrecipes.job.parse import parse_args
 
     kwargs = {"num_decay_steps": 6, "warmup_type": "1-sqrt", "decay_type": "cosine", "min_lr_ratio": 0.1}
     config = parse_args([

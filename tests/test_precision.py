@@ -158,7 +158,8 @@ def test_finetune_bf16_flag_without_native_bf16_exits_2(cpu_bf16, tmp_path, caps
 @pytest.mark.parametrize("policy, attention", [("bf16", "eager"), ("fp32", "sdpa")])
 def test_job_loads_the_attention_kernel_for_its_precision(cpu_bf16, tiny_base, cls_files, tmp_path, policy, attention):
     # bf16 on CPU trains with eager attention (torch's CPU flash-attention backward is slow in bf16).
-    from ftrecipes.job.run import build_training_components, parse_args
+    from ftrecipes.job.run import build_training_components
+    from ftrecipes.job.parse import parse_args
 
     cpu_bf16(True)
     config = parse_args(["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],

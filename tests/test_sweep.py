@@ -13,6 +13,8 @@ import optuna
 import pytest
 
 from conftest import PYTHON, REPO
+from ftrecipes.sweeps import parse as sweep_parse
+from ftrecipes.sweeps import report as sweep_report
 from ftrecipes.sweeps import study as S
 from ftrecipes.config.errors import ConfigError
 
@@ -56,11 +58,11 @@ def test_four_trial_sweep_writes_table_plot_and_runnable_best_recipe(tiny_base, 
     assert "| lr |" in (out / "results.md").read_text()
 
     # The best recipe runs through finetune.py's parser as is, with the swept values.
-    from ftrecipes.job.run import parse_args
+    from ftrecipes.job.parse import parse_args
 
     best = parse_args(["--recipe", str(out / "best_recipe.yaml")]).recipe
     assert best.learning_rate == summary["best"]["learning_rate"]
-    assert str(best.warmup) == str(summary["best"]["warmup"]) or best.warmup == S._as_duration(summary["best"]["warmup"])
+    assert str(best.warmup) == str(summary["best"]["warmup"]) or best.warmup == sweep_report._as_duration(summary["best"]["warmup"])
     assert best.model_name_or_path == tiny_base and best.max_seq_length == 16
 
 
@@ -160,8 +162,8 @@ def test_existing_study_with_other_settings_is_refused(tiny_base, cls_files, tmp
 
 
 def test_lr_spec_parsing():
-    assert S.parse_lr_spec("5e-5, 2e-5,3e-5") == ("grid", [2e-5, 3e-5, 5e-5])
-    assert S.parse_lr_spec("1e-5:1e-3") == ("range", [1e-5, 1e-3])
+    assert sweep_parse.parse_lr_spec("5e-5, 2e-5,3e-5") == ("grid", [2e-5, 3e-5, 5e-5])
+    assert sweep_parse.parse_lr_spec("1e-5:1e-3") == ("range", [1e-5, 1e-3])
     for bad in ("", "1e-5:1e-5", "-1e-5", "2e-5,2e-5", "1e-5:x"):
         with pytest.raises(ConfigError):
-            S.parse_lr_spec(bad)
+            sweep_parse.parse_lr_spec(bad)

@@ -37,7 +37,7 @@ from ftrecipes.config.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import TrainingArguments
 
-    from ftrecipes.job.run import JobConfig
+    from ftrecipes.job.parse import JobConfig
 
 MAX_SEED = 2**32 - 1
 
@@ -280,7 +280,7 @@ def check_data_file(flag: str, path: Optional[str]) -> None:
 def check_models(config: "JobConfig") -> None:
     """Model, config and tokenizer names resolve to loadable files (:func:`~ftrecipes.models.source.check_model_source`)."""
     from ftrecipes.models.source import check_model_source
-    from ftrecipes.models.cnn import is_small_cnn_alias
+    from ftrecipes.models.names import is_small_cnn_alias
     from ftrecipes.data.tasks import get_task
 
     recipe, script = config.recipe, config.script

@@ -3,7 +3,7 @@ runs as the Optuna backend, scheduled by Ray Tune across the cluster's nodes.
 
 Ray connects to a running cluster when ``RAY_ADDRESS`` is set (``ray start --head`` on one machine,
 ``ray start --address HEAD:6379`` on the others), else it starts a local one. Each Ray trial runs one
-point (all its seeds) through :func:`ftrecipes.sweeps.study.run_point`, so a trial is the same run of the main
+point (all its seeds) through :func:`ftrecipes.sweeps.trials.run_point`, so a trial is the same run of the main
 job as with Optuna; results land in the same tables, plot and ``best_recipe.yaml``. Ray keeps its own
 experiment state under ``<output_dir>/ray`` (``Tuner.restore`` resumes it); pruning is Optuna-only.
 """
@@ -20,7 +20,7 @@ from ftrecipes.config.errors import ConfigError
 def _tune_point(config, stage: str, params: dict) -> dict:
     from ray import tune
 
-    from ftrecipes.sweeps.study import TrialDiverged, run_point
+    from ftrecipes.sweeps.trials import TrialDiverged, run_point
 
     context = tune.get_context()
     folder = Path(config.output_dir).resolve() / "trials" / f"{stage}-ray-{context.get_trial_id()}"
@@ -52,7 +52,7 @@ def _fit(config, stage: str, space: dict, num_samples: int):
 
 
 def _rows(config, stage: str, grid, fixed: dict):
-    from ftrecipes.sweeps.study import PointResult
+    from ftrecipes.sweeps.report import PointResult
 
     rows = []
     for number, result in enumerate(grid):
@@ -67,7 +67,8 @@ def run_ray(config) -> dict:
     """Stage 1 (and stage 2) on Ray Tune; writes the same report as the Optuna backend."""
     from ray import tune
 
-    from ftrecipes.sweeps.study import STAGE_LR, STAGE_WARMUP, _best, write_report
+    from ftrecipes.sweeps.parse import STAGE_LR, STAGE_WARMUP
+    from ftrecipes.sweeps.report import best_point, write_report
 
     if config.report_only:
         raise ConfigError("--report_only", True, "reads an Optuna study", "drop --backend ray (Ray keeps its results under <output_dir>/ray)")
@@ -77,7 +78,7 @@ def run_ray(config) -> dict:
     else:
         space, samples = {"learning_rate": tune.loguniform(*config.lr_values)}, config.n_trials
     rows = _rows(config, STAGE_LR, _fit(config, STAGE_LR, space, samples), {})
-    best = _best(rows, STAGE_LR, config.greater_is_better)
+    best = best_point(rows, STAGE_LR, config.greater_is_better)
     if config.warmups and best is not None:
         space = {"learning_rate": best.learning_rate, "warmup": tune.grid_search(config.warmups)}
         rows += _rows(config, STAGE_WARMUP, _fit(config, STAGE_WARMUP, space, 1), {})
