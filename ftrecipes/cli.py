@@ -1,7 +1,10 @@
-"""The ``ftrecipes`` command: list, show, plot and validate recipes, and run the LR range test.
+"""The ``ftrecipes`` command: train, list, show, plot and validate recipes, launch configs, the LR range test.
 
 ::
 
+    ftrecipes train --recipe cls --output_dir runs/cls     # the main job (ftrecipes.job.run)
+    ftrecipes configs                                       # the shipped launch configs
+    ftrecipes configs cp cpu .                              # copy one out for accelerate launch --config_file
     ftrecipes list
     ftrecipes show cls --num_examples 2000 --per_device_train_batch_size 16 --num_processes 2
     ftrecipes plot one-cycle --num_examples 2000 --output one-cycle.png
@@ -9,7 +12,9 @@
     ftrecipes lr-find --recipe cls --num_steps 100 --output_dir lr_find
 
 User errors (an unknown recipe, a bad flag value, an invalid file) print one line to stderr and exit
-with code 2, never a traceback. ``validate`` prints one line per problem it finds, all of them.
+with code 2, never a traceback. ``train`` is the main job with exactly ``scripts/finetune.py``'s flags
+and exit codes; under a launcher use its module form, ``accelerate launch -m ftrecipes.train ...``.
+``validate`` prints one line per problem it finds, all of them.
 """
 
 from __future__ import annotations
@@ -34,9 +39,23 @@ ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples n
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="ftrecipes", description="Fine-tuning recipes: inspect, plot, validate, find the peak LR.")
+    parser = ArgumentParser(prog="ftrecipes",
+                            description="Fine-tuning recipes: train, inspect, plot, validate, find the peak LR.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
+
+    # --- train: its flags are the main job's, parsed by ftrecipes.job.parse (`ftrecipes train --help`).
+    sub.add_parser("train", add_help=False,
+                   help="fine-tune a model with a recipe (the main job; under a launcher: -m ftrecipes.train)")
+    p = sub.add_parser("configs", help="the shipped launch configs for accelerate launch: list them, "
+                                         "or `cp NAME [DEST]` to copy one out")
+    actions = p.add_subparsers(dest="configs_command", metavar="ACTION", parser_class=ArgumentParser)
+    actions.add_parser("ls", help="name and purpose of each launch config (what `ftrecipes configs` prints)")
+    cp = actions.add_parser("cp", help="copy a launch config (a DeepSpeed one with its JSON) to DEST")
+    cp.add_argument("name", metavar="NAME", help="a launch config (see `ftrecipes configs`)")
+    cp.add_argument("dest", metavar="DEST", nargs="?", default=".",
+                    help="a folder (default: the current one) or a file name")
+    cp.add_argument("--force", action="store_true", help="replace a file that is already at DEST")
 
     sub.add_parser("list", help="table of the shipped recipes with their purpose")
 
@@ -235,6 +254,24 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_configs(args) -> int:
+    from ftrecipes.config.launch_configs import LAUNCH_COMMAND, copy_launch_config, launch_configs
+
+    if args.configs_command == "cp":
+        for line in copy_launch_config(args.name, args.dest, force=args.force):
+            print(line)
+        return 0
+    configs = launch_configs()
+    width = max(len(c.name) for c in configs)
+    print(f"{'config'.ljust(width)}  purpose")
+    print(f"{'-' * width}  {'-' * 7}")
+    for c in configs:
+        print(f"{c.name.ljust(width)}  {c.purpose}")
+    print()
+    print("copy one out: ftrecipes configs cp NAME [DEST]; then e.g. " + LAUNCH_COMMAND.format(file="cpu.yaml"))
+    return 0
+
+
 def cmd_plot_run(args) -> int:
     from ftrecipes.report.curves import main_plot_run
 
@@ -256,6 +293,10 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
     command = argv[0] if argv and not argv[0].startswith("-") else ""
     prog = f"ftrecipes {command}".strip()
     try:
+        if command == "train":  # the main job: its own parser, exit codes and launcher-aware refusal
+            from ftrecipes.train import main as train_main
+
+            return train_main(argv[1:])
         if command == "plot-run":  # its flags belong to ftrecipes.report.curves: hand them over untouched
             return cmd_plot_run(argparse.Namespace(rest=argv[1:]))
         if command == "sweep":  # its flags are finetune.py's plus its own (ftrecipes.sweeps.study)
@@ -267,7 +308,8 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
             args, finetune_argv = parser.parse_known_args(argv)
             return run_lr_find(args, build_components, finetune_argv)
         args = parser.parse_args(argv)
-        handlers = {"list": cmd_list, "show": cmd_show, "plot": cmd_plot, "validate": cmd_validate}
+        handlers = {"list": cmd_list, "show": cmd_show, "plot": cmd_plot, "validate": cmd_validate,
+                    "configs": cmd_configs}
         return handlers[args.command](args)
     except ConfigError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)

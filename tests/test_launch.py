@@ -61,8 +61,11 @@ def test_accelerate_config_loads_with_accelerates_own_classes(path, monkeypatch)
     for key in config.deepspeed_config:
         assert key in dests, key
     kind = config.distributed_type.value
-    header = path.read_text().splitlines()[:3]
-    assert any("accelerate launch --config_file recipes/launch/" + path.name in line for line in header), "header shows the command"
+    header = [line for line in path.read_text().splitlines() if line.startswith("#")][:6]
+    # the header shows the commands a pip user runs: copy the file out, launch the job's module with it
+    assert any(f"ftrecipes configs cp {path.stem} ." in line for line in header), header
+    commands = " ".join(line.lstrip("#").strip() for line in header)  # a command may go on after a backslash
+    assert re.search(rf"accelerate launch --config_file {re.escape(path.name)} [^(]*-m ftrecipes\.train --recipe", commands), header
     if kind == "FSDP":
         assert config.fsdp_config["fsdp_version"] == 2
     if kind == "DEEPSPEED":
@@ -142,7 +145,8 @@ def test_fsdp_on_a_machine_without_gpu_is_an_error_not_a_fallback():
         check_launch({}, FSDP_ENV, accelerator_available=False)
     message = str(err.value)
     assert message.startswith("ACCELERATE_USE_FSDP='true': FSDP cannot engage on a machine without a GPU")
-    assert "plain DDP" in message and "recipes/launch/cpu.yaml" in message
+    assert "plain DDP" in message
+    assert "`ftrecipes configs cp cpu .` then `accelerate launch --config_file cpu.yaml -m ftrecipes.train" in message
     with pytest.raises(ConfigError, match=r"FSDP cannot engage with use_cpu"):
         check_launch({}, {**FSDP_ENV, "ACCELERATE_USE_CPU": "true"}, accelerator_available=True)
     with pytest.raises(ConfigError, match=r"^--fsdp='full_shard auto_wrap': FSDP cannot engage"):

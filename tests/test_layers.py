@@ -23,6 +23,7 @@ LAYERS = [
     "ftrecipes.job",        # the main job: parse, check, run
     "ftrecipes.baselines",  # baseline cards
     "ftrecipes.sweeps",     # sweeps over the job
+    "ftrecipes.train",      # the main job as a module, for launchers (python -m ftrecipes.train)
     "ftrecipes.cli",        # the ftrecipes command
     "ftrecipes.__main__",
     "ftrecipes",            # the lazy public namespace, above everything it re-exports

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,6 +30,7 @@ from datasets import ClassLabel, DatasetDict, Features, Sequence, Value
 
 from ftrecipes.config.bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, DEMO_INSTALL_HINT, canonical_dataset_name, package_dir
 from ftrecipes.config.errors import ConfigError, did_you_mean
+from ftrecipes.data.files import file_builder
 
 logger = logging.getLogger(__name__)
 
@@ -164,28 +164,6 @@ def load_bundled_dataset(name: str) -> DatasetDict:
 # Local files
 # -----------------------------------------------------------------------------------------------
 
-# extension -> (datasets builder, extra builder kwargs)
-FILE_BUILDERS: dict[str, tuple[str, dict]] = {
-    "csv": ("csv", {}),
-    "tsv": ("csv", {"delimiter": "\t"}),
-    "json": ("json", {}),
-    "jsonl": ("json", {}),
-    "parquet": ("parquet", {}),
-    "txt": ("text", {}),
-}
-
-
-def _file_builder(path: str, field: str) -> tuple[str, dict]:
-    if not os.path.isfile(path):
-        raise ConfigError(field, path, "file does not exist", "check the path (relative paths are from the working directory)")
-    ext = Path(path).suffix.lower().lstrip(".")
-    if ext not in FILE_BUILDERS:
-        raise ConfigError(
-            field, path, f"unsupported file extension {('.' + ext) if ext else '(none)'!r}",
-            f"use one of {', '.join('.' + e for e in FILE_BUILDERS)}",
-        )
-    return FILE_BUILDERS[ext]
-
 
 def load_local_files(
     train_file: str | None = None,
@@ -205,7 +183,7 @@ def load_local_files(
     }
     if "train" not in given:
         raise ConfigError("--train_file", None, "is required when --validation_file or --test_file is given", "pass --train_file PATH")
-    builders = {split: _file_builder(path, flag) for split, (flag, path) in given.items()}
+    builders = {split: file_builder(path, flag) for split, (flag, path) in given.items()}
     first_split = next(iter(builders))
     builder, kwargs = builders[first_split]
     for split, (other, _) in builders.items():
@@ -384,11 +362,11 @@ def load_streamed_datasets(
     if has_files:
         if train_file is None:
             raise ConfigError("--train_file", None, "is required when --validation_file or --test_file is given", "pass --train_file PATH")
-        builder, kwargs = _file_builder(train_file, "--train_file")
+        builder, kwargs = file_builder(train_file, "--train_file")
         splits = {"train": _read_file_split(builder, kwargs, "train", "--train_file", train_file, cache_dir, streaming=True)}
         for split, flag, path in (("validation", "--validation_file", validation_file), ("test", "--test_file", test_file)):
             if path is not None:
-                other, other_kwargs = _file_builder(path, flag)
+                other, other_kwargs = file_builder(path, flag)
                 splits[split] = _read_file_split(other, other_kwargs, split, flag, path, cache_dir)
     else:
         if dataset_name is None:

@@ -74,6 +74,88 @@ def check_before_loading(config: "JobConfig") -> "TrainingArguments":
     return args
 
 
+def check_early(config: "JobConfig") -> None:
+    """The pre-load checks that need neither torch nor transformers, on the command line as the early
+    parser read it (:func:`ftrecipes.job.parse.parse_args` runs this before transformers is imported).
+
+    The launch variables, the seeds, the task's data flags and metric, ``--cpu_threads``, the output
+    folder, the data files, the checkpoint to resume from, ``--merge_adapter`` and a DeepSpeed config's
+    blocks. Each is the same check :func:`check_before_loading` and the job run later, on the same values,
+    so a command line that passes here is never refused there for a reason checked here.
+    """
+    from ftrecipes.data.tasks import get_task
+    from ftrecipes.training.launch import check_deepspeed_config, cpu_threads_for, read_launch
+
+    script, recipe = config.script, config.recipe
+    overrides = config.training_overrides
+    check_launch_environment(use_cpu=bool(overrides.get("use_cpu")), count_gpus=False)
+    check_seed("--seed", recipe.seed)
+    check_seed("--data_seed", overrides.get("data_seed"))
+    check_seed("--split_seed", script.split_seed)
+    task = get_task(recipe.task, field="task")
+    check_task_flags(script, task)
+    check_task_metric(recipe, task)
+    cpu_threads_for(script.cpu_threads, {}, 1)  # refuses a count below 1
+    default_dir = os.path.join("runs", recipe.name)
+    check_output_dir(overrides.get("output_dir") or default_dir, suggestion=default_dir)
+    for field in ("train_file", "validation_file", "test_file"):
+        check_data_file(f"--{field}", getattr(script, field))
+    check_resume_from(overrides.get("resume_from_checkpoint"))
+    check_merge_adapter(recipe, script)
+    launch = read_launch(overrides)
+    if launch.deepspeed is not None and launch.deepspeed != {}:
+        check_deepspeed_config(launch.deepspeed, launch.deepspeed_source)
+
+
+def check_task_flags(script, task) -> None:
+    """A data flag that only other tasks read is an error naming it (e.g. --text_column_name for images)."""
+    from ftrecipes.data.tasks import REGISTRY
+
+    others = {flag for t in REGISTRY.values() for flag in t.flags} - set(task.flags)
+    for flag in sorted(others):
+        value = getattr(script, flag, None)
+        if value is not None and value is not False:
+            readers = ", ".join(t.name for t in REGISTRY.values() if flag in t.flags)
+            takes = ", ".join(f"--{f}" for f in task.flags if hasattr(script, f))
+            raise ConfigError(f"--{flag}", value, f"does not apply to task {task.name!r} (it is read by {readers})",
+                              f"remove it; task {task.name!r} takes {takes}")
+
+
+def check_task_metric(recipe, task) -> bool:
+    """Whether ``recipe.metric_for_best_model`` is one ``task`` reports (always true without evaluation).
+
+    ``False`` for the class default (``accuracy``) on a task without accuracy, which the job replaces by
+    the task's own default; a metric the task never reports is an error now rather than a ``KeyError`` at
+    the first checkpoint.
+    """
+    from ftrecipes.config.recipe import Recipe
+
+    if recipe.eval_strategy == "no":
+        return True
+    metric = recipe.metric_for_best_model
+    reported = ("loss", *task.metric_names)
+    if metric.removeprefix("eval_") in reported:
+        return True
+    if metric == Recipe.__dataclass_fields__["metric_for_best_model"].default:
+        return False
+    raise ConfigError("metric_for_best_model", metric, f"is not a metric of task {task.name!r}",
+                      f"use one of {', '.join(reported)} (default: {task.metric_for_best_model})")
+
+
+def check_resume_from(resume: Any) -> None:
+    """``--resume_from_checkpoint`` is ``true`` (the last checkpoint in output_dir) or an existing folder."""
+    if resume is not None and resume not in ("True", "true", True) and not os.path.isdir(resume):
+        raise ConfigError("--resume_from_checkpoint", resume, "is not a checkpoint folder",
+                          "give a checkpoint-N folder inside output_dir")
+
+
+def check_merge_adapter(recipe, script) -> None:
+    """``--merge_adapter`` needs an adapter to merge."""
+    if script.merge_adapter and recipe.peft == "none":
+        raise ConfigError("--merge_adapter", True, "there is no adapter to merge (peft: none)",
+                          "drop --merge_adapter or pass --peft lora")
+
+
 # ------------------------------------------------------------------------------------------------
 # Launch environment
 
@@ -92,10 +174,11 @@ def _env_int(name: str, minimum: int) -> Optional[int]:
     return number
 
 
-def check_launch_environment(*, use_cpu: bool = False) -> None:
+def check_launch_environment(*, use_cpu: bool = False, count_gpus: bool = True) -> None:
     """The process-group variables a launcher sets (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
     ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``) must agree with each other; a
-    ``WORLD_SIZE`` > 1 without them makes every process wait for peers that never come."""
+    ``WORLD_SIZE`` > 1 without them makes every process wait for peers that never come. With
+    ``count_gpus``, no more processes per node than visible GPUs (this asks torch)."""
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_world = _env_int("LOCAL_WORLD_SIZE", 1)
@@ -109,7 +192,8 @@ def check_launch_environment(*, use_cpu: bool = False) -> None:
         raise ConfigError("RANK", str(rank), f"must be below WORLD_SIZE={world}", launch)
     if local_rank is not None and local_world is not None and local_rank >= local_world:
         raise ConfigError("LOCAL_RANK", str(local_rank), f"must be below LOCAL_WORLD_SIZE={local_world}", launch)
-    if local_world is not None and local_world > 1 and not use_cpu and not _env_true("ACCELERATE_USE_CPU"):
+    on_cpu = use_cpu or _env_true("ACCELERATE_USE_CPU")
+    if count_gpus and local_world is not None and local_world > 1 and not on_cpu:
         import torch
 
         gpus = torch.cuda.device_count()
@@ -272,9 +356,9 @@ def check_data_file(flag: str, path: Optional[str]) -> None:
     """A data file exists and has an extension the loader reads."""
     if path is None:
         return
-    from ftrecipes.data.loading import _file_builder  # the loader's own check (existence, extension), run early
+    from ftrecipes.data.files import file_builder  # the loader's own check (existence, extension), run early
 
-    _file_builder(path, flag)
+    file_builder(path, flag)
 
 
 def check_models(config: "JobConfig") -> None:

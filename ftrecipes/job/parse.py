@@ -5,18 +5,26 @@ Flags follow Hugging Face conventions: every ``TrainingArguments`` flag, the mod
 **command line > recipe file > Recipe class defaults**: a flag given on the command line always wins,
 and a ``TrainingArguments`` default never silently overrides the recipe (only flags that were really
 given count).
+
+Bad input is answered before heavy imports: the command line is first parsed by a parser that imports
+neither torch nor transformers (:func:`build_early_parser`, TrainingArguments' options read from the
+installed source by :mod:`ftrecipes.job.options`), and the recipe resolved; the real
+``HfArgumentParser`` is built only for a command line that passed (see :func:`parse_args`).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ftrecipes.config.durations import FRACTION, parse_duration, training_interval
 from ftrecipes.config.errors import ConfigError, did_you_mean, raise_usage_errors
 from ftrecipes.config.recipe import Recipe
+from ftrecipes.job.options import add_dataclass_options, fields_of, training_argument_fields
+
 
 @dataclass
 class ScriptArguments:
@@ -58,12 +66,36 @@ _WARMUP_ALIASES = ("warmup_steps", "warmup_ratio")
 _INTERVAL_FLAGS = ("save_steps", "logging_steps")
 
 
-def build_parser():
-    """The finetune argument parser: ScriptArguments + TrainingArguments + every Recipe field."""
+_DESCRIPTION = "Fine-tune a Transformers model with an ftrecipes recipe."
+
+
+def build_parser(prog: Optional[str] = None):
+    """The main job's argument parser: ScriptArguments + TrainingArguments + every Recipe field."""
     from transformers import HfArgumentParser, TrainingArguments
 
     parser = HfArgumentParser((ScriptArguments, TrainingArguments), conflict_handler="resolve", allow_abbrev=False,
-                              description="Fine-tune a Transformers model with an ftrecipes recipe.")
+                              prog=prog, description=_DESCRIPTION)
+    return _add_recipe_flags(parser)
+
+
+def build_early_parser(prog: Optional[str] = None) -> tuple[argparse.ArgumentParser, bool]:
+    """``(parser, complete)``: the parser of :func:`build_parser` built without importing transformers
+    (:mod:`ftrecipes.job.options`), and whether it holds TrainingArguments' options too (``False`` when
+    the installed transformers' source could not be read; then only our own flags are in it).
+
+    Its option names, value counts and plain types (int, float, bool) are the real parser's; values of
+    a type defined in transformers (strategy enums) are left as text, checked by the real parser later.
+    """
+    parser = argparse.ArgumentParser(prog=prog, conflict_handler="resolve", allow_abbrev=False,
+                                     description=_DESCRIPTION)
+    add_dataclass_options(parser, fields_of(ScriptArguments))
+    training = training_argument_fields()
+    if training is not None:
+        add_dataclass_options(parser, training)
+    return _add_recipe_flags(parser), training is not None
+
+
+def _add_recipe_flags(parser):
     group = parser.add_argument_group("recipe (command line > recipe file > Recipe defaults)")
     defaults = Recipe()
     for f in dataclasses.fields(Recipe):
@@ -89,28 +121,47 @@ class JobConfig:
     recipe: Recipe
     training_overrides: dict[str, Any]
     learning_rate_auto: bool = False
+    program: str = "finetune.py"  # the command's name in its error lines
 
 
-def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
-    """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults."""
+def parse_args(argv: Sequence[str] | None = None, *, prog: Optional[str] = None,
+               early_checks: Optional[Callable[[JobConfig], None]] = None) -> JobConfig:
+    """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults.
+
+    Twice, light first: the command line is parsed by :func:`build_early_parser` (no transformers) and
+    the recipe resolved, so an unknown recipe, a bad recipe file, a mistyped flag or a value of the
+    wrong type is answered before transformers is imported; then ``early_checks`` (the main job passes
+    :func:`ftrecipes.job.check.check_early`) runs on that result. Only then is the real parser built, and
+    the :class:`JobConfig` returned is the one it parses. ``--help`` goes straight to the real parser,
+    which lists every flag. ``prog`` names the command in usage lines and errors (default: finetune.py).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    program = prog or "finetune.py"
+    if not any(token in ("-h", "--help") for token in argv):
+        parser, complete = build_early_parser(prog)
+        training_fields = {f.name for f in training_argument_fields() or ()}
+        early = _parse_with(parser, training_fields, argv, program, judge_unknown=complete)
+        if early_checks is not None and complete:
+            early_checks(early)
     from transformers import TrainingArguments
 
-    from ftrecipes.training.flags import given_flags
-    from ftrecipes.config.registry import get_recipe
+    training_fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    return _parse_with(build_parser(prog), training_fields, argv, program, judge_unknown=True)
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+
+def _parse_with(parser, training_fields: set[str], argv: list[str], program: str, *, judge_unknown: bool) -> JobConfig:
+    from ftrecipes.config.registry import get_recipe
+    from ftrecipes.training.flags import given_flags
+
     # Only flags that were really given may override the recipe (see ftrecipes.training.flags).
     given, unknown = given_flags(parser, argv)
-    if unknown:
+    if unknown and judge_unknown:
         flag = unknown[0].split("=", 1)[0]
         options = [o for a in parser._actions for o in a.option_strings]
-        raise ConfigError(flag, None, "is not a finetune.py flag", did_you_mean(flag, options) or "see --help")
-
+        name = f"`{program}`" if " " in program else program
+        raise ConfigError(flag, None, f"is not a {name} flag", did_you_mean(flag, options) or "see --help")
     script_fields = {f.name for f in dataclasses.fields(ScriptArguments)}
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)} - {"name", "description"}
-    training_fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
-
     script = ScriptArguments(**{k: v for k, v in given.items() if k in script_fields})
     recipe_overrides = {k: v for k, v in given.items() if k in recipe_fields}
     for alias in _WARMUP_ALIASES:
@@ -131,4 +182,5 @@ def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
     training_overrides = {
         k: v for k, v in given.items() if k in training_fields and k not in recipe_fields and k not in _WARMUP_ALIASES and k not in script_fields
     }
-    return JobConfig(script=script, recipe=recipe, training_overrides=training_overrides, learning_rate_auto=learning_rate_auto)
+    return JobConfig(script=script, recipe=recipe, training_overrides=training_overrides,
+                     learning_rate_auto=learning_rate_auto, program=program)

@@ -1,7 +1,8 @@
 """The main job: parse, resolve the recipe, load data and model, train with Trainer + Accelerate.
 
-``scripts/finetune.py`` is a thin wrapper around :func:`main`, so the job runs the same under
-``python``, ``accelerate launch`` and ``torchrun``, and tests smoke-run it in-process.
+``ftrecipes train``, ``python -m ftrecipes.train`` and ``scripts/finetune.py`` are thin wrappers
+around :func:`main`, so the job runs the same under ``python``, ``accelerate launch`` and ``torchrun``,
+and tests smoke-run it in-process.
 
 Flags follow Hugging Face conventions: every ``TrainingArguments`` flag, the model/data flags of
 ``run_glue.py`` and every :class:`~ftrecipes.config.recipe.Recipe` field. Precedence is
@@ -70,9 +71,10 @@ def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -
     """The last checkpoint to resume from (as ``run_glue.py`` detects it), or ``None``."""
     from transformers.trainer_utils import get_last_checkpoint
 
+    from ftrecipes.job.check import check_resume_from
+
     if resume is not None:
-        if resume not in ("True", "true", True) and not os.path.isdir(resume):
-            raise ConfigError("--resume_from_checkpoint", resume, "is not a checkpoint folder", "give a checkpoint-N folder inside output_dir")
+        check_resume_from(resume)
         return None
     if not os.path.isdir(output_dir) or overwrite:
         return None
@@ -95,7 +97,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
 
     from ftrecipes.models.names import resolve_model_name_or_path
     from ftrecipes.models.build import build_model
-    from ftrecipes.job.check import check_before_loading
+    from ftrecipes.job.check import check_before_loading, check_task_flags
     from ftrecipes.training.launch import check_launch, check_world_size
     from ftrecipes.config.scaling import recipe_lr_scaling
     from ftrecipes.data.streaming import check_stream_sharding, check_unknown_length, has_length, read_per_process
@@ -104,7 +106,7 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
 
     script = config.script
     task = get_task(config.recipe.task, field="task")
-    _check_task_flags(script, task)
+    check_task_flags(script, task)
     recipe = _with_task_metric(config.recipe, task)
     # The peak-LR rule reads the model's width from its config.json before anything is built, so that
     # the TrainingArguments carry the rule's peak; the loaded model's config is checked against it below.
@@ -234,45 +236,24 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
                               "rule": result.rule, "reason": result.reason, "warning": result.warning}
 
 
-def _check_task_flags(script: ScriptArguments, task) -> None:
-    """A data flag that only other tasks read is an error naming it (e.g. --text_column_name for images)."""
-    from ftrecipes.data.tasks import REGISTRY
-
-    others = {flag for t in REGISTRY.values() for flag in t.flags} - set(task.flags)
-    for flag in sorted(others):
-        value = getattr(script, flag, None)
-        if value is not None and value is not False:
-            readers = ", ".join(t.name for t in REGISTRY.values() if flag in t.flags)
-            takes = ", ".join(f"--{f}" for f in task.flags if hasattr(script, f))
-            raise ConfigError(f"--{flag}", value, f"does not apply to task {task.name!r} (it is read by {readers})",
-                              f"remove it; task {task.name!r} takes {takes}")
-
-
 def _with_task_metric(recipe: Recipe, task) -> Recipe:
-    """The recipe with a ``metric_for_best_model`` its task reports.
+    """The recipe with a ``metric_for_best_model`` its task reports: the class default (``accuracy``) on a
+    task without accuracy becomes the task's own default (and its direction), said in one line; a metric
+    the task never reports is an error (:func:`ftrecipes.job.check.check_task_metric`)."""
+    from ftrecipes.job.check import check_task_metric
 
-    A recipe that kept the class default (``accuracy``) for a task without accuracy gets the task's
-    own default (and its direction); a metric the task never reports is an error now rather than a
-    ``KeyError`` at the first checkpoint.
-    """
-    if recipe.eval_strategy == "no":
+    if check_task_metric(recipe, task):
         return recipe
-    metric = recipe.metric_for_best_model
-    reported = ("loss", *task.metric_names)
-    if metric.removeprefix("eval_") in reported:
-        return recipe
-    if metric == Recipe.__dataclass_fields__["metric_for_best_model"].default:
-        logger.info("metric_for_best_model: %s (task %s's default; %r is not one of its metrics)", task.metric_for_best_model, task.name, metric)
-        return recipe.replace(metric_for_best_model=task.metric_for_best_model, greater_is_better=task.greater_is_better)
-    raise ConfigError("metric_for_best_model", metric, f"is not a metric of task {task.name!r}",
-                      f"use one of {', '.join(reported)} (default: {task.metric_for_best_model})")
+    logger.info("metric_for_best_model: %s (task %s's default; %r is not one of its metrics)",
+                task.metric_for_best_model, task.name, recipe.metric_for_best_model)
+    return recipe.replace(metric_for_best_model=task.metric_for_best_model, greater_is_better=task.greater_is_better)
 
 
 def _peft_load_kwargs(recipe: Recipe, script: ScriptArguments) -> dict:
+    from ftrecipes.job.check import check_merge_adapter
     from ftrecipes.models.lora import peft_load_kwargs
 
-    if script.merge_adapter and recipe.peft == "none":
-        raise ConfigError("--merge_adapter", True, "there is no adapter to merge (peft: none)", "drop --merge_adapter or pass --peft lora")
+    check_merge_adapter(recipe, script)
     return peft_load_kwargs(recipe)
 
 
@@ -344,7 +325,7 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
             _plot_curves(args.output_dir)
         return monitoring.exit_code
     if preemption.received:
-        return stop_after_preemption(trainer, preemption)
+        return stop_after_preemption(trainer, preemption, program=config.program)
     trainer.save_model()
     if config.script.merge_adapter and trainer.is_world_process_zero():
         from ftrecipes.models.lora import save_merged
@@ -408,14 +389,23 @@ def _log_plan(c: TrainingComponents) -> None:
         logger.info("recipe %s: %s", c.recipe.name, c.peak_rule["message"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``scripts/finetune.py``: returns 0, 2 for bad input, 1 when training diverged."""
+def main(argv: Sequence[str] | None = None, *, prog: str = "finetune.py") -> int:
+    """The main job from a command line: returns 0, 2 for bad input, 1 when training diverged.
+
+    The entry of ``scripts/finetune.py``, ``ftrecipes train`` and ``python -m ftrecipes.train`` (``prog``
+    names the command in its error lines). Bad input is one line on stderr, printed once under a
+    launcher (:func:`ftrecipes.training.launch.refuse`), with exit code 2; everything else, a bug
+    included, propagates with its traceback. The checks that need neither torch nor transformers run
+    before either is imported (:func:`ftrecipes.job.check.check_early`).
+    """
+    from ftrecipes.job.check import check_early
+
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
-        config = parse_args(argv)
+        config = parse_args(argv, prog=prog, early_checks=check_early)
         return run(config)
     except ConfigError as err:
-        return refuse("finetune.py", err)  # once, under a launcher too
+        return refuse(prog, err)  # once, under a launcher too
     finally:
         _destroy_process_group()
 

@@ -11,7 +11,7 @@ setting and the fix (a :class:`~ftrecipes.config.errors.ConfigError`, exit 2):
   transformers hand the run a ``DummyScheduler`` built by DeepSpeed and ignore the recipe's schedule;
   an ``"optimizer"`` block replaces the recipe's AdamW and its weight-decay groups
   (transformers ``integrations/deepspeed.py`` ``deepspeed_optim_sched``; LlamaFactory#1515,
-  DeepSpeed#7303). The shipped ``recipes/launch/deepspeed-*.json`` have neither.
+  DeepSpeed#7303). The shipped DeepSpeed JSONs (``ftrecipes configs``) have neither.
 * **An engine that cannot engage.** FSDP and DeepSpeed shard over GPUs. On a machine without one
   (or with ``use_cpu``), Trainer either drops the FSDP settings and runs plain DDP, or lets each
   process train alone — a silent fallback, so it is an error here.
@@ -40,7 +40,10 @@ from ftrecipes.config.errors import USAGE_EXIT_CODE, ConfigError
 
 logger = logging.getLogger(__name__)
 
-CPU_LAUNCH_CONFIG = "recipes/launch/cpu.yaml"
+# What a pip user runs to get the shipped configs (ftrecipes.config.launch_configs), named in every fix.
+CPU_LAUNCH_CONFIG = "cpu.yaml"
+CPU_LAUNCH = "`ftrecipes configs cp cpu .` then `accelerate launch --config_file cpu.yaml -m ftrecipes.train ...`"
+DEEPSPEED_EXAMPLE = "`ftrecipes configs cp deepspeed-zero2.json .` writes a working one"
 
 # What each DeepSpeed block would take away from the recipe (transformers integrations/deepspeed.py).
 _DEEPSPEED_BLOCKS = {
@@ -149,14 +152,16 @@ def load_deepspeed_config(config: Any, field: str = "--deepspeed") -> dict:
     else:
         path = Path(text)
         if not path.is_file():
-            raise ConfigError(field, text, "is not a DeepSpeed config file", "give a JSON file such as recipes/launch/deepspeed-zero2.json (paths are relative to where you launch)")
+            raise ConfigError(field, text, "is not a DeepSpeed config file",
+                              f"give a JSON file (paths are relative to where you launch): {DEEPSPEED_EXAMPLE}")
         source = path.read_text()
     try:
         loaded = json.loads(source)
     except json.JSONDecodeError as err:
-        raise ConfigError(field, text, f"is not valid JSON ({err.msg} at line {err.lineno})", "fix the file; recipes/launch/deepspeed-zero2.json is a working example") from None
+        raise ConfigError(field, text, f"is not valid JSON ({err.msg} at line {err.lineno})",
+                          f"fix the file: {DEEPSPEED_EXAMPLE}") from None
     if not isinstance(loaded, dict):
-        raise ConfigError(field, text, "must hold a JSON object", "see recipes/launch/deepspeed-zero2.json")
+        raise ConfigError(field, text, "must hold a JSON object", f"write a JSON object: {DEEPSPEED_EXAMPLE}")
     return loaded
 
 
@@ -172,7 +177,8 @@ def check_deepspeed_config(config: Any, field: str = "--deepspeed") -> dict:
         quoted = " and ".join(f'"{name}"' for name in blocks)
         value = config if not isinstance(config, Mapping) else None
         raise ConfigError(field, value, f"has {described}",
-                          f"remove the {quoted} block{'s' if len(blocks) > 1 else ''} so the recipe's own are used (as in recipes/launch/deepspeed-zero2.json)")
+                          f"remove the {quoted} block{'s' if len(blocks) > 1 else ''} so the recipe's own are used "
+                          "(as in the file `ftrecipes configs cp deepspeed-zero2.json .` writes)")
     return loaded
 
 
@@ -200,7 +206,7 @@ def check_launch(training_overrides: Mapping[str, Any] | None = None, environ: M
             field, value = launch.deepspeed_source, (launch.deepspeed if isinstance(launch.deepspeed, str) else "ACCELERATE_USE_DEEPSPEED")
             effect = "Trainer cannot start the DeepSpeed engine"
         raise ConfigError(field, value, f"{launch.engine} cannot engage {where}: {effect}",
-                          f"run it on GPUs, or train data-parallel on CPU with accelerate launch --config_file {CPU_LAUNCH_CONFIG}")
+                          f"run it on GPUs, or train data-parallel on CPU: {CPU_LAUNCH}")
     if launch.world_size > 1 and launch.engine is None and not available and not launch.use_cpu and not launch.use_cpu_given:
         # accelerate launch does not forward a config's `use_cpu` to torchrun's processes; without it
         # each would build a one-process Trainer. There is nothing else N processes on CPU can mean.
@@ -265,6 +271,7 @@ def cpu_threads_for(requested: Optional[int], environ: Mapping[str, str], cores:
 
 __all__ = [
     "Launch", "read_launch", "check_launch", "check_world_size", "check_deepspeed_config", "load_deepspeed_config",
-    "check_optimizers_path", "is_sharded_engine", "has_accelerator", "CPU_LAUNCH_CONFIG", "cpu_threads_for",
+    "check_optimizers_path", "is_sharded_engine", "has_accelerator", "CPU_LAUNCH_CONFIG", "CPU_LAUNCH",
+    "cpu_threads_for",
     "is_local_main_process", "refuse",
 ]
