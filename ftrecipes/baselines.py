@@ -243,7 +243,8 @@ def _check_overrides(overrides: dict) -> None:
         if key in RESERVED_FLAGS:
             raise ConfigError(f"overrides.{key}", overrides[key], "is set by the card itself", "use the card fields model/data/data_config/recipe/first_seed")
         if key not in flags:
-            raise ConfigError(f"overrides.{key}", overrides[key], "is not a finetune.py flag", did_you_mean(key, flags) or "see scripts/finetune.py --help")
+            raise ConfigError(f"overrides.{key}", overrides[key], "is not a finetune.py flag",
+                              did_you_mean(key, flags) or "see `ftrecipes train --help`")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -176,3 +176,34 @@ def save_tiny_base(output_dir: str | os.PathLike, seed: int = 0) -> str:
     _build(BertModel, tiny_bert_config(vocab_size=len(tokenizer)), seed).save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+def write_topic_csv(path: str | os.PathLike, n: int, seed: int = 0) -> str:
+    """A labelled ``text,label`` CSV of ``n`` rows of :data:`TOPIC_WORDS` (five topics, learnable in a few steps)."""
+    import csv
+    import random
+
+    rng = random.Random(seed)
+    labels = sorted(TOPIC_WORDS)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(n):
+            label = labels[i % len(labels)]
+            writer.writerow([" ".join(rng.choice(TOPIC_WORDS[label]) for _ in range(rng.randint(5, 12))), label])
+    return os.fspath(path)
+
+
+def smoke_job(folder: str | os.PathLike, max_steps: int = 2) -> list[str]:
+    """Write a tiny base model and small train/validation CSVs into ``folder``; returns the main job's
+    flags that train on them offline in seconds (``ftrecipes train *smoke_job("smoke")``), output in
+    ``folder/run``. What CI runs on an installed wheel, and a check that an install can train at all."""
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    model = save_tiny_base(os.path.join(folder, "tiny-base"))
+    train = write_topic_csv(os.path.join(folder, "train.csv"), 48, seed=1)
+    validation = write_topic_csv(os.path.join(folder, "validation.csv"), 16, seed=2)
+    return ["--recipe", "cls", "--model_name_or_path", model, "--train_file", train, "--validation_file", validation,
+            "--output_dir", os.path.join(folder, "run"), "--max_steps", str(max_steps), "--per_device_train_batch_size", "8",
+            "--max_seq_length", "32", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
+            "--disable_tqdm", "true", "--plots", "false"]

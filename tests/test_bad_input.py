@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -243,6 +244,53 @@ def test_bad_input_is_one_line_exit_2_and_leaves_output_dir_alone(name, tiny_bas
     assert code == 2, (name, captured.err[-2000:])
     assert_one_line(captured.err, "finetune.py", case)
     assert [snapshot(p) for p in watched] == before, name
+
+
+# The cases answered before torch, transformers or datasets is imported (ftrecipes.job.parse parses light
+# first, then ftrecipes.job.check.check_early): the rest need the data, the model files, TrainingArguments
+# itself or the machine's precision.
+EARLY_CASES = [
+    "unknown recipe", "mistyped flag", "wrong type (recipe)", "wrong type (TrainingArguments)", "negative seed",
+    "data seed out of range", "split seed out of range", "output dir that cannot be created", "output dir is a file",
+    "missing data file", "unsupported data file", "missing checkpoint to resume", "cpu threads 0",
+    "epoch interval TrainingArguments cannot take", "floor above peak", "bad dict option", "prior upside down",
+    "flag of another task", "metric the task does not report", "WORLD_SIZE without a launcher", "RANK beyond WORLD_SIZE",
+    "rule field of the wrong type", "rule field out of range", "width rule with SGD", "LoRA+ ratio not positive",
+    "LoRA+ without LoRA", "LR-group entry without a multiplier",
+]
+
+EARLY_PROBE = """
+import contextlib, io, json, os, sys
+from ftrecipes.job.run import main
+HEAVY = ("torch", "transformers", "datasets", "accelerate")
+results = []
+for name, argv, env in json.loads(sys.stdin.read()):
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in env.items() if v is not None})
+    for k in [k for k, v in env.items() if v is None]:
+        os.environ.pop(k, None)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    os.environ.clear()
+    os.environ.update(saved)
+    results.append([name, code, err.getvalue(), [m for m in HEAVY if m in sys.modules]])
+print(json.dumps(results))
+"""
+
+
+def test_early_bad_input_imports_neither_torch_nor_transformers(tiny_base, cls_files, scratch, existing_output):
+    """A fresh interpreter runs the main job on each early case in turn: each is refused as the catalogue
+    says (one line, exit 2) with torch, transformers, datasets and accelerate still not imported."""
+    cases = catalogue(tiny_base, cls_files, scratch)
+    jobs = [[name, base_args(tiny_base, cls_files, existing_output) + cases[name].argv, cases[name].env] for name in EARLY_CASES]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([PYTHON, "-c", EARLY_PROBE], input=json.dumps(jobs), capture_output=True, text=True, env=env,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name, code, err, heavy in json.loads(proc.stdout):
+        assert code == 2 and not heavy, (name, code, heavy, err)
+        assert_one_line(err, "finetune.py", cases[name])
 
 
 def test_warmup_fix_is_a_value_that_works():

@@ -242,14 +242,19 @@ def test_another_process_waits_for_its_launcher_then_still_says_why(capsys):
 
 
 @pytest.mark.multiprocess
-def test_under_torchrun_a_refusal_is_printed_once(tmp_path):
-    """Two processes meet the same bad input: one line in all, and nothing written."""
+@pytest.mark.parametrize("entry, program", [([FINETUNE], "finetune.py"), (["-m", "ftrecipes.train"], "ftrecipes train")],
+                         ids=["script", "module"])
+def test_under_torchrun_a_refusal_is_printed_once(entry, program, tmp_path):
+    """Two processes meet the same bad input: one line in all, and nothing written (the script and the
+    module entry alike)."""
     out = tmp_path / "out"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), FINETUNE,
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), *entry,
            "--recipe", "clss", "--output_dir", str(out)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode != 0
-    refusals = [line for line in result.stderr.splitlines() if line.startswith("finetune.py: error:")]
-    assert len(refusals) == 1 and refusals[0].startswith("finetune.py: error: --recipe='clss': is not a known recipe"), result.stderr[-3000:]
+    refusals = [line for line in result.stderr.splitlines() if line.startswith(f"{program}: error:")]
+    assert len(refusals) == 1, result.stderr[-3000:]
+    assert refusals[0].startswith(f"{program}: error: --recipe='clss': is not a known recipe"), result.stderr[-3000:]
     assert not out.exists()

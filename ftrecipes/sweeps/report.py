@@ -89,7 +89,7 @@ def write_report(config: SweepConfig, rows: list[PointResult], finder: dict | No
                     lines.append(f"LR range test {'raw pick' if key == 'suggestion' else 'pick clipped into the prior'}: "
                                  f"{finder[key]:.3g} = {finder[key] / best.learning_rate:.2f}x the best.")
         _write_best_recipe(config, best)
-        lines.append(f"Best setting as a recipe: `python scripts/finetune.py --recipe {out / 'best_recipe.yaml'}"
+        lines.append(f"Best setting as a recipe: `ftrecipes train --recipe {out / 'best_recipe.yaml'}"
                      f"{' ' + ' '.join(_non_recipe_flags(config)) if _non_recipe_flags(config) else ''}`")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -137,7 +137,7 @@ def _write_best_recipe(config: SweepConfig, best: PointResult) -> Path:
                                    name=f"{config.recipe.name}-swept", description=f"{config.recipe.name} with the sweep's best peak and warmup")
     path = config.output_dir / "best_recipe.yaml"
     header = (f"# Best setting of sweep {config.study_name!r} ({config.metric} {best.mean:.4f} ± {best.std:.4f} over seeds {config.seeds}).\n"
-              f"# Run: python scripts/finetune.py --recipe {path} {' '.join(_non_recipe_flags(config))}\n")
+              f"# Run: ftrecipes train --recipe {path} {' '.join(_non_recipe_flags(config))}\n")
     path.write_text(header + recipe.to_yaml())
     return path
 

@@ -713,7 +713,9 @@ class RecipeTrainer(Trainer):
         resolved = self.recipe.replace(**as_trained)
         (out / RECIPE_FILE).write_text(
             f"# Recipe as this run trained it (recipe {record['recipe']!r} with this run's values; peak LR as trained,\n"
-            f"# at this run's global batch of {global_batch}). Reproduce: accelerate launch scripts/finetune.py --recipe {out / RECIPE_FILE}\n"
+            f"# at this run's global batch of {global_batch}).\n"
+            f"# Reproduce: ftrecipes train --recipe {out / RECIPE_FILE}\n"
+            "# (under a launcher: accelerate launch -m ftrecipes.train --recipe ...)\n"
             + resolved.to_yaml()
         )
         schedule = self.schedule
