@@ -51,7 +51,8 @@ def test_ftrecipes_train_trains_a_tiny_job_as_a_subprocess(tiny_base, cls_files,
     assert (out / "model.safetensors").is_file() and "Reproduce: ftrecipes train --recipe" in (out / "recipe.yaml").read_text()
 
 
-@pytest.mark.multiprocess
+@pytest.mark.slow  # two interpreters importing torch and transformers; the default suite runs the module
+@pytest.mark.multiprocess  # entry under torchrun in test_launch.py (a refusal, which needs neither)
 def test_module_entry_under_torchrun_trains_one_run_over_two_processes(tiny_base, cls_files, tmp_path):
     """``torchrun --nproc_per_node 2 -m ftrecipes.train`` on CPU (gloo): one run, global batch 2 x 4."""
     out = tmp_path / "ddp"
