@@ -53,10 +53,20 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from ftrecipes.config.errors import ConfigError
-    from ftrecipes.training.lr_scheduler import ScheduleLR
-    from ftrecipes.training.precision import resolve_precision
     from ftrecipes.config.recipe import Recipe, RecipePlan
     from ftrecipes.config.registry import get_recipe, list_recipes
-    from ftrecipes.config.schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
+    from ftrecipes.config.schedule_types import (
+        SCHEDULE_TYPES,
+        BuiltSchedule,
+        Transition,
+    )
     from ftrecipes.config.timeline import Timeline
-    from ftrecipes.training.trainer import RecipeTrainer, accelerate_scheduler, apply_recipe, recipe_optimizers, recipe_training_args
+    from ftrecipes.training.lr_scheduler import ScheduleLR
+    from ftrecipes.training.precision import resolve_precision
+    from ftrecipes.training.trainer import (
+        RecipeTrainer,
+        accelerate_scheduler,
+        apply_recipe,
+        recipe_optimizers,
+        recipe_training_args,
+    )

@@ -36,7 +36,9 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from ftrecipes.config.env import env_true
 from ftrecipes.config.errors import ConfigError, did_you_mean
+from ftrecipes.config.files import load_yaml_mapping
 
 REQUIRED = ("description", "task", "model", "data", "recipe", "metric", "expected", "tolerance", "seeds", "source")
 OPTIONAL = ("data_config", "overrides", "check", "needs_hub", "first_seed", "recorded")
@@ -143,12 +145,7 @@ def load_card(name_or_path: str, *, check_flags: bool = True) -> BaselineCard:
     skips checking ``overrides`` against finetune.py's flags (that loads transformers; listing cards
     does not need it — running one does)."""
     path = card_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
-        raise ConfigError("--card", str(path), "is not valid YAML", "fix the syntax") from None
-    if not isinstance(data, dict):
-        raise ConfigError("--card", str(path), "must hold a mapping of card fields", "write `key: value` lines")
+    data = load_yaml_mapping(path, "--card", "card fields")
     return card_from_dict(data, name=path.stem, source=str(path), check_flags=check_flags)
 
 
@@ -312,13 +309,10 @@ def judge(values: Sequence[float], expected: Optional[float], tolerance: float, 
 def hub_offline() -> bool:
     """Whether the environment forbids the Hub: ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` (what
     ``huggingface_hub.is_offline_mode`` honours) or ``HF_DATASETS_OFFLINE`` (what ``datasets`` adds) set true."""
-    from huggingface_hub import constants
-
     # huggingface_hub and datasets read these variables once, at import (is_offline_mode() returns that
-    # frozen value); they are read again here, with huggingface_hub's own truth values, so a variable
-    # set after import (a launcher, a test) still counts.
-    variables = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-    return any(os.environ.get(v, "").strip().upper() in constants.ENV_VARS_TRUE_VALUES for v in variables)
+    # frozen value); they are read again here, with the same truth values, so a variable set after
+    # import (a launcher, a test) still counts.
+    return any(env_true(v) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -368,9 +362,8 @@ def run_seed(card: BaselineCard, seed: int, output_dir: str, extra: dict | None 
     Raises :class:`ConfigError` for bad input (as finetune.py would exit 2)."""
     import gc
 
-    from ftrecipes.job.run import run
-
     from ftrecipes.job.parse import parse_args
+    from ftrecipes.job.run import run
 
     argv = card.argv(seed, output_dir, extra)
     start = time.perf_counter()

@@ -28,11 +28,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from ftrecipes.models.names import default_model_path
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.data.tasks import get_task, label_config_kwargs
 from ftrecipes.data.tasks.base import PreparedTask
 from ftrecipes.data.topic_words import TOPIC_WORDS
+from ftrecipes.models.names import default_model_path
 
 TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 # Long enough for the tokenizer's model_max_length (512), so any --max_seq_length it allows fits.

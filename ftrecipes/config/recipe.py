@@ -32,8 +32,15 @@ from typing import Any, Union
 
 import yaml
 
-from ftrecipes.config.durations import Duration, check_duration, normalize_duration, resolve_duration, training_interval
+from ftrecipes.config.durations import (
+    Duration,
+    check_duration,
+    normalize_duration,
+    resolve_duration,
+    training_interval,
+)
 from ftrecipes.config.errors import ConfigError, did_you_mean
+from ftrecipes.config.files import load_yaml_mapping
 from ftrecipes.config.peak_rule import LR_RULES
 from ftrecipes.config.scaling import SCALING_RULES, LRScaling, recipe_lr_scaling
 from ftrecipes.config.schedule_types import (
@@ -266,14 +273,7 @@ class Recipe:
         path = Path(path)
         if not path.is_file():
             raise ConfigError("--recipe", str(path), "file does not exist", "give a recipe name (see `ftrecipes list`) or an existing YAML path")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            line = getattr(getattr(err, "problem_mark", None), "line", None)
-            where = f" at line {line + 1}" if line is not None else ""
-            raise ConfigError("--recipe", str(path), f"is not valid YAML{where}", "fix the syntax") from None
-        if not isinstance(data, dict):
-            raise ConfigError("--recipe", str(path), "must hold a mapping of recipe fields", "write `key: value` lines")
+        data = load_yaml_mapping(path, "--recipe")
         data.setdefault("name", path.stem)
         return cls.from_dict(data, source=str(path))
 

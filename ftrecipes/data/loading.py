@@ -19,7 +19,6 @@ print or download on import.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -29,7 +28,12 @@ from typing import Callable
 import datasets
 from datasets import ClassLabel, DatasetDict, Features, Sequence, Value
 
-from ftrecipes.config.bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, DEMO_INSTALL_HINT, canonical_dataset_name, package_dir
+from ftrecipes.config.bundled import (
+    BUNDLED_DATASET_NAMES,
+    DATASET_ALIASES,
+    canonical_dataset_name,
+    package_dir,
+)
 from ftrecipes.config.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)

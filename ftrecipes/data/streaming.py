@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ftrecipes.config.durations import EPOCHS, parse_duration
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.recipe import Recipe, RecipePlan
-from ftrecipes.config.durations import EPOCHS, parse_duration
 from ftrecipes.config.timeline import Timeline
 
 

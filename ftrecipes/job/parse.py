@@ -18,6 +18,7 @@ from ftrecipes.config.durations import FRACTION, parse_duration, training_interv
 from ftrecipes.config.errors import ConfigError, did_you_mean, raise_usage_errors
 from ftrecipes.config.recipe import Recipe
 
+
 @dataclass
 class ScriptArguments:
     """Model and data flags (the recipe supplies ``model_name_or_path``, ``dataset_name`` and
@@ -95,8 +96,8 @@ def parse_args(argv: Sequence[str] | None = None) -> JobConfig:
     """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults."""
     from transformers import TrainingArguments
 
-    from ftrecipes.training.flags import given_flags
     from ftrecipes.config.registry import get_recipe
+    from ftrecipes.training.flags import given_flags
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.training.launch import refuse
 from ftrecipes.config.recipe import Recipe
 from ftrecipes.job.parse import JobConfig, ScriptArguments, parse_args
+from ftrecipes.training.launch import refuse
 
 logger = logging.getLogger("ftrecipes.finetune")
 
@@ -91,16 +91,20 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     """
     from transformers import AutoTokenizer, set_seed
 
-    from ftrecipes.data.loading import load_raw_datasets, load_streamed_datasets
-
-    from ftrecipes.models.names import resolve_model_name_or_path
-    from ftrecipes.models.build import build_model
-    from ftrecipes.job.check import check_before_loading
-    from ftrecipes.training.launch import check_launch, check_world_size
     from ftrecipes.config.scaling import recipe_lr_scaling
-    from ftrecipes.data.streaming import check_stream_sharding, check_unknown_length, has_length, read_per_process
-    from ftrecipes.data.tasks import get_task, prepare_task
     from ftrecipes.config.timeline import Timeline
+    from ftrecipes.data.loading import load_raw_datasets, load_streamed_datasets
+    from ftrecipes.data.streaming import (
+        check_stream_sharding,
+        check_unknown_length,
+        has_length,
+        read_per_process,
+    )
+    from ftrecipes.data.tasks import get_task, prepare_task
+    from ftrecipes.job.check import check_before_loading
+    from ftrecipes.models.build import build_model
+    from ftrecipes.models.names import resolve_model_name_or_path
+    from ftrecipes.training.launch import check_launch, check_world_size
 
     script = config.script
     task = get_task(config.recipe.task, field="task")
@@ -186,8 +190,8 @@ def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
 def _check_model_lrs(model, recipe: Recipe, peak) -> None:
     """The loaded model agrees with the width the rule read from config.json, and every ``lr_groups``
     pattern (and LoRA+) finds its parameters: before anything is written to ``output_dir``."""
-    from ftrecipes.training.lr_groups import check_lr_groups
     from ftrecipes.models.width import model_width
+    from ftrecipes.training.lr_groups import check_lr_groups
 
     if peak is not None and peak.applied and model_width(model).width != peak.width:
         raise ConfigError("--model_name_or_path", recipe.model_name_or_path,
@@ -208,8 +212,8 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
     """
     from accelerate.utils import broadcast_object_list
 
-    from ftrecipes.tuning.range_test import choose_learning_rate
     from ftrecipes.training.precision import args_precision
+    from ftrecipes.tuning.range_test import choose_learning_rate
 
     args = c.args
     payload: list = [None]
@@ -296,9 +300,15 @@ def _set_cpu_threads(requested: Optional[int]) -> None:
 def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
     """Train, evaluate and save; returns the process exit code. ``callbacks`` are extra
     ``TrainerCallback``s (the sweep's pruning hook)."""
-    from ftrecipes.training.callbacks import add_monitoring
     from ftrecipes.data.tasks import get_task
-    from ftrecipes.training.preemption import PlanRecordCallback, PreemptionCallback, check_resume_plan, resume_checkpoint, stop_after_preemption
+    from ftrecipes.training.callbacks import add_monitoring
+    from ftrecipes.training.preemption import (
+        PlanRecordCallback,
+        PreemptionCallback,
+        check_resume_plan,
+        resume_checkpoint,
+        stop_after_preemption,
+    )
     from ftrecipes.training.trainer import RecipeTrainer
 
     c = build_training_components(config)

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
-from ftrecipes.config.outputs import CURVES_FILE, DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE, TRAINER_STATE_FILE
+from ftrecipes.config.files import atomic_path
+from ftrecipes.config.outputs import (
+    CURVES_FILE,
+    DIVERGENCE_FILE,
+    SCHEDULE_FILE,
+    SPIKES_FILE,
+    TRAINER_STATE_FILE,
+)
+
 # Evaluation keys that are bookkeeping, not metrics.
 _NOT_METRICS = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
 
@@ -205,10 +213,8 @@ def plot_curves(run: RunLogs, output: str, title: str | None = None) -> str:
         ax.grid(alpha=0.3)
     figure.suptitle(title or os.path.dirname(run.source) or "training curves")
 
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tmp = output + ".tmp.png"
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, output)
+    with atomic_path(output) as tmp:
+        figure.savefig(tmp, dpi=100)
     return output
 
 

@@ -130,8 +130,8 @@ def _flag_names(argv: Sequence[str]) -> list[str]:
 
 def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
     """Sweep flags + finetune flags; everything is checked here, before anything is written."""
-    from ftrecipes.job.run import peak_rule_for_job
     from ftrecipes.job.parse import parse_args
+    from ftrecipes.job.run import peak_rule_for_job
 
     args, finetune_argv = build_parser().parse_known_args(list(argv))
     if args.card is not None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 import csv
 import json
+import logging
 import math
-import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
+from ftrecipes.config.files import atomic_path
 from ftrecipes.sweeps.parse import STAGE_LR, STAGE_WARMUP, SweepConfig
 
 logger = logging.getLogger("ftrecipes.sweeps.report")
@@ -57,13 +55,12 @@ def write_report(config: SweepConfig, rows: list[PointResult], finder: dict | No
         best_lr_row is None or (best_warmup_row.mean > best_lr_row.mean if greater else best_warmup_row.mean < best_lr_row.mean)) else best_lr_row
     metric = config.metric
 
-    with open(out / "trials.csv.tmp", "w", newline="") as f:
+    with atomic_path(out / "trials.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["stage", "trial", "learning_rate", "warmup", f"{metric}_mean", f"{metric}_std", "values", "seconds", "status", "output_dir"])
         for r in rows:
             writer.writerow([r.stage, r.trial, f"{r.learning_rate:.6g}", r.warmup, _num(r.mean), _num(r.std),
                              " ".join(f"{v:.4f}" for v in r.values), f"{r.seconds:.1f}", r.status, r.output_dir])
-    os.replace(out / "trials.csv.tmp", out / "trials.csv")
 
     lines = [f"Sweep `{config.study_name}` — recipe `{config.recipe_arg}`, metric `{metric}` ({'higher' if greater else 'lower'} is better), "
              f"seeds {config.seeds}", "",

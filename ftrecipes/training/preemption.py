@@ -41,6 +41,7 @@ from typing import Any, Optional
 from transformers import TrainerCallback
 
 from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +114,7 @@ def write_preemption_report(output_dir: str, callback: PreemptionCallback, state
         "checkpoint": os.path.join(output_dir, f"checkpoint-{callback.stopped_at}"),
         "resume": "run the same command again: it resumes from this checkpoint",
     }
-    path = Path(output_dir) / PREEMPTION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(Path(output_dir) / PREEMPTION_FILE, report)
     return report
 
 

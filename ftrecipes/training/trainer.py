@@ -42,20 +42,33 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
-from ftrecipes.config.errors import ConfigError
-from ftrecipes.training.flags import given_training_arguments
 from ftrecipes.config.durations import training_interval
-from ftrecipes.training.hf_schedule import stock_trainer_name, transformers_spelling, warmup_as_hf
-from ftrecipes.training.lr_scheduler import ScheduleLR
+from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.outputs import PLAN_FILE, RECIPE_FILE
-from ftrecipes.training.optim import check_every_parameter_optimised, create_optimizer
-from ftrecipes.training.precision import training_args_precision
 from ftrecipes.config.recipe import Recipe
 from ftrecipes.config.scaling import recipe_lr_scaling
-from ftrecipes.config.schedule_types import SCHEDULE_TYPES, BuiltSchedule, is_metric_driven
+from ftrecipes.config.schedule_types import (
+    SCHEDULE_TYPES,
+    BuiltSchedule,
+    is_metric_driven,
+)
 from ftrecipes.config.timeline import Timeline
+from ftrecipes.training.flags import given_training_arguments
+from ftrecipes.training.hf_schedule import (
+    stock_trainer_name,
+    transformers_spelling,
+    warmup_as_hf,
+)
+from ftrecipes.training.lr_scheduler import ScheduleLR
+from ftrecipes.training.optim import check_every_parameter_optimised, create_optimizer
+from ftrecipes.training.precision import training_args_precision
 
 logger = logging.getLogger(__name__)
 
