@@ -59,7 +59,7 @@ from ftrecipes.config.schedule_types import (
     BuiltSchedule,
     is_metric_driven,
 )
-from ftrecipes.config.timeline import Timeline
+from ftrecipes.config.timeline import Timeline, args_global_batch_size
 from ftrecipes.training.flags import given_training_arguments
 from ftrecipes.training.hf_schedule import (
     stock_trainer_name,
@@ -241,7 +241,7 @@ def apply_recipe(
 
     new = dataclasses.replace(args, **changes) if changes else dataclasses.replace(args)
     processes = num_processes if num_processes is not None else max(1, new.world_size)
-    global_batch = new.per_device_train_batch_size * processes * new.gradient_accumulation_steps
+    global_batch = args_global_batch_size(new, processes)
     scaling = recipe_lr_scaling(effective, global_batch)
     lr_source = gave("learning_rate")
     if lr_source:
@@ -711,7 +711,7 @@ class RecipeTrainer(Trainer):
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         args, record = self.args, recipe_record(self.args)
-        global_batch = args.per_device_train_batch_size * max(1, args.world_size) * args.gradient_accumulation_steps
+        global_batch = args_global_batch_size(args)
         # The peak this run trained at, stated for this run's global batch: rerunning the file at the same
         # batch gives the same LR, and at another batch the recipe's rule scales from this point.
         as_trained = dict(
