@@ -33,9 +33,11 @@ from typing import Any, Union
 import yaml
 
 from ftrecipes.config.durations import (
+    EPOCHS,
     Duration,
     check_duration,
     normalize_duration,
+    parse_duration,
     resolve_duration,
     training_interval,
 )
@@ -207,6 +209,23 @@ class Recipe:
     def floor(self) -> float:
         """The decay floor as a fraction of the peak."""
         return self.min_lr / self.learning_rate if self.min_lr is not None else self.min_lr_rate
+
+    def durations_in_epochs(self) -> dict[str, Any]:
+        """``{field: value}`` of the recipe's durations given in epochs (warmup, schedule kwargs, and
+        ``eval_steps`` under ``eval_strategy: steps``): what a run without a sized training set cannot resolve."""
+        durations = {"warmup": self.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in self.lr_scheduler_kwargs.items()}}
+        if self.eval_strategy == "steps":
+            durations["eval_steps"] = self.eval_steps
+        found = {}
+        for name, value in durations.items():
+            if not isinstance(value, str):
+                continue
+            try:
+                if parse_duration(value, name).unit == EPOCHS:
+                    found[name] = value
+            except ConfigError:  # a schedule kwarg that is not a duration
+                continue
+        return found
 
     def plan(self, timeline: Timeline) -> "RecipePlan":
         """Resolve the recipe against the run's sizes: steps, warmup, the scaled peak and the schedule."""

@@ -432,9 +432,8 @@ def recipe_schedule(recipe: Recipe, args: TrainingArguments, num_training_steps:
                            num_training_steps, Timeline.from_training_args(args, len(train_dataset)).total_steps)
         return shape.plan(timeline).schedule
     # No sized training set (an IterableDataset with max_steps): there is no epoch to count in.
-    durations = {"warmup": recipe.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in recipe.lr_scheduler_kwargs.items()}}
-    for name, value in durations.items():
-        if isinstance(value, str) and value.strip().endswith(("ep", "epoch", "epochs")):
+    for name, value in recipe.durations_in_epochs().items():
+        if name != "eval_steps":
             raise ConfigError(name, value, "durations in epochs need a training set of known length", "give steps or fractions")
     timeline = Timeline(num_examples=num_training_steps * args.per_device_train_batch_size, per_device_train_batch_size=args.per_device_train_batch_size,
                         max_steps=num_training_steps)
