@@ -639,17 +639,16 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
 
 
 def plot(summaries: dict, grid_blocks: list[Block], path: Path) -> bool:
-    try:
-        import matplotlib
+    from ftrecipes.config.errors import ConfigError
+    from ftrecipes.report.plotting import new_figure, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
     cards = sorted({b.card for b in grid_blocks})
     if not cards:
         return False
-    fig, axes = plt.subplots(1, len(cards), figsize=(5 * len(cards), 4), squeeze=False)
+    try:
+        fig, axes = new_figure(5 * len(cards), 4, cols=len(cards), sharex=False)
+    except ConfigError:  # no matplotlib: the tables still stand
+        return False
     for ax, card in zip(axes[0], cards):
         for b in [b for b in grid_blocks if b.card == card]:
             s = summaries[b.name]
@@ -669,9 +668,7 @@ def plot(summaries: dict, grid_blocks: list[Block], path: Path) -> bool:
         ax.set_title(card)
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
