@@ -197,13 +197,16 @@ def test_every_recipe_the_docs_name_exists():
     names = [(page, name) for page, name in named
              if "/" not in name and "<" not in name and not name.endswith((".yaml", ".yml")) and name.upper() != "NAME"]
     assert names, "no recipe names found in the docs: the patterns are stale"
-    assert [(page, name) for page, name in names if name not in recipes] == []
+    unknown = [(page, name) for page, name in names if name not in recipes]
+    assert not unknown, f"recipes the docs name that `ftrecipes list` does not have: {unknown}"
 
 
 def test_every_baseline_card_the_docs_name_exists_and_the_table_lists_them_all():
     cards = baseline_cards()
     named = [(page, name) for page, name in _mentions(r"--card[ =]([\w.\-<>]+)") if "<" not in name and name != "NAME"]
-    assert named and [(page, name) for page, name in named if name not in cards] == []
+    assert named, "no `--card NAME` found in the docs: the pattern is stale"
+    unknown = [(page, name) for page, name in named if name not in cards]
+    assert not unknown, f"cards the docs name that do not exist: {unknown}"
     rows = table(section(DOCS / "baselines.md", "The cards"))
     assert sorted(names_in_column(rows)) == sorted(cards), "docs/baselines.md's table vs the shipped cards"
     from ftrecipes.baselines import load_card
@@ -224,7 +227,9 @@ def test_schedule_types_table_is_every_type_with_its_options():
 
 def test_every_schedule_type_the_docs_name_exists():
     named = _mentions(r"--lr_scheduler_type[ =](\w+)") + _mentions(r"\blr_scheduler_type:\s*(\w+)")
-    assert named and [(page, name) for page, name in named if name not in ftrecipes.SCHEDULE_TYPES] == []
+    assert named, "no schedule type found in the docs: the patterns are stale"
+    unknown = [(page, name) for page, name in named if name not in ftrecipes.SCHEDULE_TYPES]
+    assert not unknown, f"schedule types the docs name that ftrecipes.SCHEDULE_TYPES lacks: {unknown}"
 
 
 def test_warmup_types_table_is_what_the_recipe_accepts():
@@ -249,28 +254,33 @@ def test_every_ftrecipes_command_the_docs_name_is_a_subcommand():
     start = r"(?:^|&&|\|\||[;|]|^\$|^(?:[A-Z_]+=\S*\s+)+)\s*"
     named = _mentions(start + r"ftrecipes\s+([a-z][\w-]*)")
     assert named, "no `ftrecipes <command>` found in the docs: the pattern is stale"
-    assert [(page, name) for page, name in named if name not in commands] == []
+    unknown = sorted({(page, name) for page, name in named if name not in commands})
+    assert not unknown, f"`ftrecipes` commands the docs name that the parser lacks ({sorted(commands)}): {unknown}"
     documented = names_in_column(table(section(DOCS / "cli.md", "Commands")))
     assert sorted(unquote(c).split()[-1] for c in documented) == sorted(commands), "docs/cli.md's table vs the parser"
 
 
 def _resolves(dotted: str) -> bool:
-    """``dotted`` is an importable module, or a name defined (or re-exported) at the top of one."""
+    """``dotted`` is an importable module, or a name defined (or re-exported) at the top of one. Walks down from
+    the package and imports only packages' ``__init__`` modules on the way (``find_spec`` imports the parent), never
+    the module that holds the name, so nothing heavy loads."""
     parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        module = ".".join(parts[:cut])
-        try:
-            spec = importlib.util.find_spec(module)
-        except ModuleNotFoundError:
-            spec = None
+    spec = importlib.util.find_spec(parts[0])
+    for depth in range(1, len(parts) + 1):
         if spec is None:
-            continue
-        rest = parts[cut:]
-        if not rest:
+            return False
+        if depth == len(parts):
             return True
-        if module == "ftrecipes":  # the package namespace exports lazily: ask it, without importing
-            return rest[0] in dir(ftrecipes)
-        return rest[0] in _top_level_names(spec.origin)
+        child = ".".join(parts[: depth + 1])
+        if spec.submodule_search_locations is not None:  # a package: the next part may be a submodule
+            child_spec = importlib.util.find_spec(child)
+            if child_spec is not None:
+                spec = child_spec
+                continue
+        name = parts[depth]
+        if spec.name == "ftrecipes":  # the package namespace exports lazily: ask it, without importing
+            return name in dir(ftrecipes)
+        return name in _top_level_names(spec.origin)
     return False
 
 
@@ -294,7 +304,8 @@ def _top_level_names(origin: str) -> frozenset[str]:
 def test_every_dotted_ftrecipes_name_the_docs_use_exists():
     named = sorted({(page, m) for page, m in _mentions(r"(?<![\w/.-])(ftrecipes(?:\.[A-Za-z_]\w*)+)")})
     assert named, "no dotted ftrecipes names found in the docs: the pattern is stale"
-    assert [(page, name) for page, name in named if not _resolves(name)] == []
+    unknown = [(page, name) for page, name in named if not _resolves(name)]
+    assert not unknown, f"dotted names the docs use that no module defines: {unknown}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -305,7 +316,9 @@ def test_every_repository_path_the_docs_name_exists():
     prefixes = "scripts|recipes|tests|docs|ftrecipes|\\.ci"
     named = _mentions(rf"(?<![\w/.-])((?:{prefixes})/[\w./-]*\w)")
     paths = [(page, path) for page, path in named if "<" not in path and "*" not in path]
-    assert paths and [(page, path) for page, path in paths if not (REPO / path).exists()] == []
+    assert paths, "no repository paths found in the docs: the pattern is stale"
+    missing = sorted({(page, path) for page, path in paths if not (REPO / path).exists()})
+    assert not missing, f"paths the docs name that do not exist: {missing}"
 
 
 def github_anchor(heading: str) -> str:
@@ -342,7 +355,8 @@ def test_every_relative_link_points_to_a_file_and_heading_that_exist():
                 broken.append((_rel(page), target, "no such file"))
             elif fragment and dest.suffix == ".md" and fragment not in anchors(dest):
                 broken.append((_rel(page), target, "no such heading"))
-    assert checked and broken == []
+    assert checked, "no relative links found: the pattern is stale"
+    assert not broken, f"broken links: {broken}"
 
 
 def test_every_docs_page_is_reachable_from_the_index():
