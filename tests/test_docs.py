@@ -168,7 +168,8 @@ def warmup_types() -> set[str]:
 
 def test_readme_is_a_front_door_with_the_ci_test_command():
     lines = README.read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; reference goes to docs/, figures to docs/results/"
+    assert len(lines) <= README_MAX_LINES, (f"README.md has {len(lines)} lines: reference goes to docs/, "
+                                            "figures to docs/results/")
     assert TEST_COMMAND_MARKER in (REPO / ".ci" / "run").read_text(), ".ci/run no longer reads the README's marker"
     # What .ci/run's awk takes: the first line after the marker that is not a code fence.
     after = lines[lines.index(TEST_COMMAND_MARKER) + 1:]
