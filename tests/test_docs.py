@@ -21,7 +21,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 import ftrecipes
