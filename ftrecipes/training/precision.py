@@ -9,7 +9,7 @@ The one home of the policy (the recipe layer only names the policies, ``auto``/`
   ``FEAT_BF16`` (``bf16`` in ``/proc/cpuinfo``, ``hw.optional.arm.FEAT_BF16`` on macOS; Neoverse
   V1/N2, Graviton 3, Apple M2 and later). There oneDNN runs the matmuls of a bf16-autocast forward
   and backward in bf16 with fp32 accumulation; on a MiniLM step of 16 x 128 tokens that was about 2x
-  faster than fp32 on an AVX512_BF16 CPU (the README's bf16 section has the figures and the quality
+  faster than fp32 on an AVX512_BF16 CPU (docs/results/2026-11-25-cpu-bf16.md has the figures and the quality
   check). Without those instructions bf16 is emulated and slower than fp32;
 * **anything else** (CPU without native bf16, Apple MPS, other accelerators) — fp32.
 

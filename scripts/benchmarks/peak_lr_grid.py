@@ -11,8 +11,8 @@ Every (block, seed, peak) is one ``ftrecipes sweep`` of one point (its own folde
 --output_root/BLOCK/), so a stopped grid resumes where it stopped: rerunning the same command skips
 finished points and reruns interrupted ones. The order is chosen for a grid cut short: blocks in
 priority order (a..d), seed-major inside a priority (every block's first seed before any second),
-and within a seed the peaks nearest the best of the earlier sweeps first (README "Sweeps"), the far
-tails last. --workers slots (default 2) each take the next point. --summarize reads every sweep
+and within a seed the peaks nearest the best of the earlier sweeps first
+(docs/results/2026-11-25-peak-lr-sweeps.md), the far tails last. --workers slots (default 2) each take the next point. --summarize reads every sweep
 folder under a block (any layout: one point or a whole grid per sweep), by peak and seed.
 
 Every run evaluates every 10% of training (--eval_steps 0.1) rather than once per epoch, so that the
