@@ -21,7 +21,6 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
-    BertForTokenClassification,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
@@ -106,11 +105,6 @@ def _build(model_cls, config, seed: int) -> PreTrainedModel:
 def tiny_model_for_sequence_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForSequenceClassification:
     """Tiny BERT with a sequence-classification head; ``label_list`` sets id2label/label2id."""
     return tiny_model("sequence-classification", num_labels, label_list, seed, **overrides)
-
-
-def tiny_model_for_token_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForTokenClassification:
-    """Tiny BERT with a token-classification head."""
-    return tiny_model("token-classification", num_labels, label_list, seed, **overrides)
 
 
 def tiny_causal_lm(seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> LlamaForCausalLM:

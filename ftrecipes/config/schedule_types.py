@@ -174,9 +174,6 @@ HF_TYPES = {
 """``transformers.SchedulerType`` names ftrecipes gives Hugging Face's exact semantics, each mapped to the
 ftrecipes family of the same shape (which honours the recipe's warmup fields and floor)."""
 
-SHARED_TYPES = ("linear", "cosine", "polynomial", "constant", "inverse_sqrt")
-"""Names both libraries have: ftrecipes' conventions, plus Hugging Face's kwargs."""
-
 
 def _hf_warmup(sizes: Sizes, name: str) -> S.Schedule:
     """Hugging Face's warmup, ``m(t) = t / W`` for ``t < W``; the recipe's warmup shape fields would

@@ -132,12 +132,6 @@ def check_seed(flag: str, seed: Any) -> None:
         raise ConfigError(flag, seed, "is not a valid seed", fix)
 
 
-def _on_cpu(overrides: Mapping[str, Any]) -> bool:
-    import torch
-
-    return bool(overrides.get("use_cpu")) or env_true("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-
-
 # ------------------------------------------------------------------------------------------------
 # TrainingArguments
 

@@ -73,10 +73,10 @@ def build_model(
             **({"attn_implementation": attn_implementation} if attn_implementation else {}),
             **(load_kwargs or {}),  # e.g. QLoRA's 4-bit quantization_config (ftrecipes.models.lora.peft_load_kwargs)
         )
-    return wrap_model(model, task=task, recipe=recipe)
+    return wrap_model(model, recipe=recipe)
 
 
-def wrap_model(model, *, task: Task, recipe: Any = None):
+def wrap_model(model, *, recipe: Any = None):
     """The single hook for model wrappers, applied by :func:`build_model` to every model it creates:
 
     - LoRA / QLoRA adapters when ``recipe.peft`` asks for them (:func:`ftrecipes.models.lora.apply_peft`:

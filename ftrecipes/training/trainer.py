@@ -611,9 +611,9 @@ class RecipeTrainer(Trainer):
             raise ConfigError("model", str(model), "a LoRA recipe adapts a model object, and this trainer takes no peft_config",
                               "load the model first (e.g. AutoModelForSequenceClassification.from_pretrained(name))")
         elif model is not None:
-            from ftrecipes.models.lora import apply_peft
+            from ftrecipes.models.build import wrap_model
 
-            model = apply_peft(model, self.recipe)  # a LoRA recipe adapts the user's model as finetune.py does
+            model = wrap_model(model, recipe=self.recipe)  # the hook finetune.py's models go through
         return model, kwargs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
