@@ -9,8 +9,8 @@ A duration is given in one of three units, each with its own spelling, and resol
 
 The type decides the unit, as in transformers 5.x (``warmup_steps`` is an ``int`` count or a float
 below 1 read as a ratio of training). A float of 1 or more — ``1.0``, ``2.5``, ``500.0`` — is refused
-with one line: ``1.0`` used to mean one step while ``0.99`` meant 99% of training, so a float that is
-not a fraction gets no meaning of its own. Write ``1`` for a step or ``"100%"`` for the whole run.
+with one line: read as steps, ``1.0`` would be one step while ``0.99`` is 99% of training, so a float
+that is not a fraction gets no meaning of its own. Write ``1`` for a step or ``"100%"`` for the whole run.
 
 ``TrainingArguments`` intervals (``eval_steps``, ``save_steps``, ``logging_steps``) take steps or a
 fraction of training, which Trainer resolves itself against its own step count; an interval in

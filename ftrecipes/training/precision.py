@@ -229,11 +229,9 @@ def attention_implementation(precision: str, device: str) -> str | None:
     """The attention kernel to load a model with for ``precision`` on ``device``: ``"eager"`` for bf16
     on CPU, else ``None`` (transformers' default, ``sdpa``).
 
-    Why: torch's CPU flash-attention backward (``_scaled_dot_product_flash_attention_for_cpu_backward``,
-    torch 2.13) is slow in bf16 — about a quarter of a MiniLM training step of 16 x 128 tokens in the
-    profile — while the eager path's two batched matmuls go to oneDNN's bf16 kernels. Measured here (1
-    thread, AVX512_BF16 CPU, CPU seconds per AdamW step, median of 4): sdpa fp32 1.77, sdpa bf16 1.32,
-    eager bf16 1.03, eager fp32 1.97. At 128 tokens the eager score matrix is small (16 x 12 x 128 x 128).
+    Why: torch's CPU flash-attention backward (``_scaled_dot_product_flash_attention_for_cpu_backward``)
+    is slow in bf16, while the eager path's two batched matmuls go to oneDNN's bf16 kernels; at fine-tuning
+    lengths the eager score matrix is small. The measurements are in docs/results/2026-11-25-cpu-bf16.md.
     """
     return "eager" if precision == "bf16" and device == "cpu" else None
 
