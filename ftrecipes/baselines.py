@@ -444,7 +444,7 @@ def _set_line(text: str, key: str, value: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# Seed studies (scripts/study.py, scripts/adaptation_study.py): arms x classification cards x seeds
+# Seed studies (scripts/benchmarks/recipe_study.py, scripts/benchmarks/adaptation_study.py): arms x classification cards x seeds
 
 STUDY_CARDS = ("bbc-minilm", "tweets-minilm")
 

@@ -33,7 +33,7 @@ from ftrecipes.data.topic_words import TOPIC_WORDS  # noqa: E402  (light: no tor
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = str(REPO / "scripts" / "finetune.py")
-LOOP = str(REPO / "scripts" / "accelerate_loop.py")
+LOOP = str(REPO / "scripts" / "examples" / "accelerate_loop.py")
 PYTHON = sys.executable
 
 WORDS = TOPIC_WORDS

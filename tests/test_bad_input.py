@@ -376,7 +376,7 @@ def test_a_bug_is_not_hidden_as_bad_input(monkeypatch, tiny_base, cls_files, exi
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name}", REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name.replace('/', '_')}", REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -389,8 +389,8 @@ def _script(name):
     ("ftrecipes", ["list", "--nope"], "--nope"),
     ("sweep", ["--lr", "2e-5", "--n_trials", "many"], "--n_trials"),
     ("reproduce", ["--card", "digits-cnn", "--seeds", "x"], "--seeds"),
-    ("study", ["--arms", "best"], "--arms"),
-    ("adaptation_study", ["--seeds"], "--seeds"),
+    ("benchmarks/recipe_study", ["--arms", "best"], "--arms"),
+    ("benchmarks/adaptation_study", ["--seeds"], "--seeds"),
     ("benchmark", ["--steps", "x"], "--steps"),
     ("lr_benchmark", ["--grid"], "--grid"),
     ("ftrecipes", ["plot-run"], "output_dir"),

@@ -33,14 +33,14 @@ OFFLINE_CARDS = {"bbc-minilm", "tweets-minilm", "ner-minilm", "digits-cnn", "bbc
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name}", REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name.replace('/', '_')}", REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 reproduce = _script("reproduce")
-study = _script("study")
+study = _script("benchmarks/recipe_study")
 
 
 def good_card(**changes):
@@ -297,7 +297,7 @@ def test_adaptation_study_smoke_with_a_card_given_as_a_path(tiny_base, tmp_path,
     card.write_text(yaml.safe_dump(good_card(task="sequence-classification", recipe="cls", model=tiny_base, data="bbc_news", seeds=1,
                                              overrides={"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 2, "max_seq_length": 32,
                                                         "split_seed": 42, "eval_strategy": "no", "plots": False})))
-    adaptation = _script("adaptation_study")
+    adaptation = _script("benchmarks/adaptation_study")
 
     class InProcessExecutor:  # what the study uses of concurrent.futures.ProcessPoolExecutor
         def __init__(self, max_workers, mp_context):

@@ -236,10 +236,10 @@ def test_help_lists_recipe_model_data_and_training_flags(capsys):
 
 
 def test_trainer_integration_example_follows_the_recipe(tiny_base, tmp_path):
-    """scripts/trainer_integration.py: a stock Trainer with optimizers=recipe_optimizers(...)."""
+    """scripts/examples/trainer_integration.py: a stock Trainer with optimizers=recipe_optimizers(...)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("trainer_integration", REPO / "scripts" / "trainer_integration.py")
+    spec = importlib.util.spec_from_file_location("trainer_integration", REPO / "scripts" / "examples" / "trainer_integration.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     out = tmp_path / "mine"

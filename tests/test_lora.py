@@ -159,7 +159,7 @@ def test_lora_clm_runs_end_to_end_on_a_text_file(tmp_path):
 
 
 def test_users_own_trainer_applies_a_lora_recipe(tmp_path):
-    """A stock ``transformers.Trainer`` (as in scripts/trainer_integration.py): apply_peft, then the
+    """A stock ``transformers.Trainer`` (as in scripts/examples/trainer_integration.py): apply_peft, then the
     recipe's TrainingArguments and optimizer/scheduler pair. Only adapters and head move; LRs follow the plan."""
     from ftrecipes.testing import synthetic_batches
     from transformers import Trainer

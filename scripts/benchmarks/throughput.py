@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Training throughput and peak memory: the finetune path vs a bare PyTorch loop vs pad-to-max Trainer.
 
-    python scripts/benchmark.py --threads 1                        # BBC News + tweets, fp32 and bf16, MiniLM, CPU
-    python scripts/benchmark.py --steps 2 --warmup_steps 1 --repeats 1 --tiny   # seconds: a smoke run
-    python scripts/benchmark.py --device cuda --precisions bf16 --peak_tflops 989 --steps 50 --warmup_steps 10
+    python scripts/benchmarks/throughput.py --threads 1                        # BBC News + tweets, fp32 and bf16, MiniLM, CPU
+    python scripts/benchmarks/throughput.py --steps 2 --warmup_steps 1 --repeats 1 --tiny   # seconds: a smoke run
+    python scripts/benchmarks/throughput.py --device cuda --precisions bf16 --peak_tflops 989 --steps 50 --warmup_steps 10
 
 Configurations, all on the same rows in the same order (a fixed shuffle of the training split read
 sequentially, so (a) and (b) see identical dynamically padded batches):
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(r)
                     print(f"[rep {rep + 1}/{opts.repeats}] {ds:>15} {prec} {cfg:>8}: {r['samples_per_s']:.2f} samples/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     table = median_table(results, opts.device)
-    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python scripts/benchmarks/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print()
     print(table)
     print(f"\n{command}  (medians of {opts.repeats}; {opts.steps} timed steps after {opts.warmup_steps} warm-up, batch {opts.batch_size}, "

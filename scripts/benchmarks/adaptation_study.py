@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Adaptation study: full fine-tuning (cls) vs layer-wise LR decay (llrd-cls) vs LoRA (lora-cls).
 
-    python scripts/adaptation_study.py --threads 1                       # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
-    python scripts/adaptation_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
+    python scripts/benchmarks/adaptation_study.py --threads 1                       # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
+    python scripts/benchmarks/adaptation_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
 
 Each arm is the card (its model, data, budget and split) trained with another recipe: ``--recipe cls``
 (the cards' own), ``--recipe llrd-cls`` or ``--recipe lora-cls``. Runs are interleaved (for each seed,
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['trainable_parameters']} trainable  {row['wall_time_s']:.0f} s", flush=True)
                 # Written after every run: a long study interrupted midway keeps what it measured.
                 summary = summarize(rows)
-                command = "python scripts/adaptation_study.py " + shlex.join(argv)
+                command = "python scripts/benchmarks/adaptation_study.py " + shlex.join(argv)
                 (out / "adaptation_study.json").write_text(json.dumps(
                     {"command": command, "machine": machine_info(), "arms": ARMS, "extra_overrides": extra,
                      "total_wall_time_s": time.time() - started, "summary": summary, "runs": rows}, indent=2))
@@ -130,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         values = [r[record_card.metric] for r in rows if r["card"] == card_name and r["arm"] == arm and r["exit_code"] == 0]
         if values:
             verdict = judge(values, None, record_card.tolerance, record_card.check)
-            record_expected(record_card, verdict, "python scripts/adaptation_study.py " + shlex.join(argv))
+            record_expected(record_card, verdict, "python scripts/benchmarks/adaptation_study.py " + shlex.join(argv))
             print(f"recorded {record_card.name}: {verdict.line(record_card.metric)}")
     (out / "adaptation_study.md").write_text(table + "\n")
     print()
     print(table)
-    print(f"\npython scripts/adaptation_study.py {shlex.join(argv)}  ({len(rows)} runs, {time.time() - started:.0f} s; {out / 'adaptation_study.json'})")
+    print(f"\npython scripts/benchmarks/adaptation_study.py {shlex.join(argv)}  ({len(rows)} runs, {time.time() - started:.0f} s; {out / 'adaptation_study.json'})")
     return 0
 
 

@@ -4,9 +4,9 @@
 marked ``ftrecipes (n/3)``. Without ``--recipe`` it is a plain ``Trainer`` script, which is what the
 tests compare it against.
 
-    python scripts/hf_style_example.py --recipe cls --task cls --model_name_or_path minilm \\
+    python scripts/examples/hf_style_example.py --recipe cls --task cls --model_name_or_path minilm \\
         --dataset_name bbc_news --max_train_samples 256 --do_train --do_eval --output_dir runs/hf-style
-    python scripts/hf_style_example.py --recipe cnn-step --task image --model_name_or_path small-cnn \\
+    python scripts/examples/hf_style_example.py --recipe cnn-step --task image --model_name_or_path small-cnn \\
         --dataset_name digits --do_train --do_eval --max_steps 50 --output_dir runs/hf-style-cnn
 
 Every flag is HF's own (``HfArgumentParser`` over ``TrainingArguments``); the recipe fills what the

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Recipe study: the card's recipe vs the plain Trainer defaults vs a constant LR, over seeds.
 
-    python scripts/study.py                                   # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
-    python scripts/study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
+    python scripts/benchmarks/recipe_study.py                                   # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
+    python scripts/benchmarks/recipe_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
 
 Arms (overrides of the card's recipe, see ``ftrecipes.baselines.STUDY_ARMS``):
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[{card.name} / {arm} / seed {seed}] accuracy {row['eval_accuracy']:.4f}  macro-F1 {row['eval_f1']:.4f}  {row['wall_time_s']:.0f} s", flush=True)
         summary = summarize_study(rows)
         table = study_markdown(summary)
-        command = "python scripts/study.py " + shlex.join(argv)
+        command = "python scripts/benchmarks/recipe_study.py " + shlex.join(argv)
         out.mkdir(parents=True, exist_ok=True)
         (out / "study.json").write_text(json.dumps({"command": command, "machine": machine_info(), "arms": {a: STUDY_ARMS[a] for a in args.arms},
                                                      "extra_overrides": extra, "total_wall_time_s": time.time() - started,

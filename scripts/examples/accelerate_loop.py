@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """A recipe in a hand-written Accelerate loop, with the same LR per optimizer step as the Trainer.
 
-    accelerate launch scripts/accelerate_loop.py --recipe cls --max_train_samples 256
-    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 scripts/accelerate_loop.py --recipe cls
+    accelerate launch scripts/examples/accelerate_loop.py --recipe cls --max_train_samples 256
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 scripts/examples/accelerate_loop.py --recipe cls
 
 Takes the same flags as ``scripts/finetune.py`` (data, model, recipe and batch flags). The pitfall it
 shows the way around: a scheduler passed to ``accelerator.prepare`` is stepped ``num_processes``
