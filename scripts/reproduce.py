@@ -21,7 +21,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from ftrecipes.baselines import card_result, judge, list_cards, load_card, parse_overrides, record_expected, run_seed, unreachable_reason
+from ftrecipes.baselines import (
+    card_result,
+    judge,
+    list_cards,
+    load_card,
+    parse_overrides,
+    record_expected,
+    run_seed,
+    unreachable_reason,
+)
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 

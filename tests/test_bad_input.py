@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import FINETUNE, PYTHON, REPO
+
 from ftrecipes import cli
+from ftrecipes.config.errors import ConfigError
 from ftrecipes.job import run as pipeline
 from ftrecipes.job.parse import parse_args
-from ftrecipes.config.errors import ConfigError
 
 
 @dataclass
@@ -272,9 +272,8 @@ def test_bf16_where_supported_passes_the_checks(monkeypatch):
     TrainingArguments gets use_cpu=True, which it needs to autocast on the CPU."""
     import torch
 
-    from ftrecipes.job.check import check_before_loading
-
     import ftrecipes.training.precision
+    from ftrecipes.job.check import check_before_loading
 
     monkeypatch.setattr(ftrecipes.training.precision, "precision_supported", lambda precision, device=None: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import PYTHON, REPO
+
 from ftrecipes import ConfigError
 from ftrecipes.baselines import (
     STUDY_ARMS,

@@ -5,12 +5,10 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
 import subprocess
 
 import pytest
 import torch
-
 from conftest import PYTHON, REPO
 
 BENCH = str(REPO / "scripts" / "benchmarks" / "throughput.py")

@@ -11,9 +11,9 @@ import datasets  # noqa: E402
 import pytest  # noqa: E402
 from datasets import ClassLabel  # noqa: E402
 
+from ftrecipes.config.errors import ConfigError  # noqa: E402
 from ftrecipes.data import loading as data  # noqa: E402
 from ftrecipes.models import names  # noqa: E402
-from ftrecipes.config.errors import ConfigError  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import LOOP, PYTHON, REPO, free_port, on_tiny
 from safetensors.torch import load_file
 
-from conftest import FINETUNE, LOOP, PYTHON, REPO, free_port, on_tiny
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.job.run import main
-from ftrecipes.training.trainer import expected_lr, log_history_lrs
+from ftrecipes.training.stock import expected_lr, log_history_lrs
 
 N_TRAIN = 96
 

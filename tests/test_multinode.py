@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import FINETUNE, PYTHON, free_port
-from ftrecipes.job.run import main
-from ftrecipes.config.outputs import CHECKPOINT_PLAN_FILE, PREEMPTION_FILE
+from safetensors.torch import load_file
 from test_layerwise import _args, _check_every_group_follows_the_schedule
+
+from ftrecipes.config.outputs import CHECKPOINT_PLAN_FILE, PREEMPTION_FILE
+from ftrecipes.job.run import main
 
 ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 EPOCHS = 2  # 96 examples at global batch 8: 24 optimizer steps

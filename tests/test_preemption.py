@@ -15,6 +15,7 @@ from transformers import TrainerCallback
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.outputs import CHECKPOINT_PLAN_FILE, PREEMPTION_FILE
+from ftrecipes.training.arguments import recipe_training_args
 from ftrecipes.training.preemption import (
     PlanRecordCallback,
     PreemptionCallback,
@@ -22,7 +23,8 @@ from ftrecipes.training.preemption import (
     preempted_exit_code,
     write_preemption_report,
 )
-from ftrecipes.training.trainer import RecipeTrainer, log_history_lrs, recipe_training_args
+from ftrecipes.training.stock import log_history_lrs
+from ftrecipes.training.trainer import RecipeTrainer
 
 
 class SignalAt(TrainerCallback):

@@ -13,21 +13,27 @@ import logging
 
 import pytest
 import torch
+from conftest import on_tiny
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from conftest import on_tiny
 from ftrecipes import ConfigError, get_recipe
+from ftrecipes.testing import tiny_causal_lm, tiny_classifier, tiny_wordpiece_tokenizer
+from ftrecipes.training.arguments import apply_recipe, recipe_record
 from ftrecipes.training.flags import given_training_arguments
 from ftrecipes.training.hf_schedule import transformers_spelling
-from ftrecipes.testing import tiny_causal_lm, tiny_classifier, tiny_wordpiece_tokenizer
-from ftrecipes.training.trainer import (RecipeTrainer, apply_recipe, expected_lr, log_history_lrs, recipe_optimizers,
-                               recipe_record)
+from ftrecipes.training.stock import expected_lr, log_history_lrs, recipe_optimizers
+from ftrecipes.training.trainer import RecipeTrainer
 
 trl = pytest.importorskip("trl")
 st = pytest.importorskip("sentence_transformers")
-from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,  # noqa: E402
-                                   SentenceTransformerTrainingArguments, losses, models)
+from sentence_transformers import (  # noqa: E402
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+    losses,
+    models,
+)
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
 

@@ -139,7 +139,7 @@ def check_seed(flag: str, seed: Any) -> None:
 def training_arguments(recipe, output_dir: str, overrides: Mapping[str, Any]) -> "TrainingArguments":
     """``recipe_training_args(recipe, output_dir, **overrides)`` with TrainingArguments' own
     validation errors turned into one line naming the flag (see :func:`training_args_errors`)."""
-    from ftrecipes.training.trainer import recipe_training_args
+    from ftrecipes.training.arguments import recipe_training_args
 
     with training_args_errors(recipe, overrides):
         return recipe_training_args(recipe, output_dir, **overrides)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ARMS = {"cls": "cls", "llrd": "llrd-cls", "lora": "lora-cls"}
@@ -78,7 +78,15 @@ def markdown(summary: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ftrecipes.baselines import add_study_arguments, judge, load_card, machine_info, record_expected, study_cards, study_overrides
+    from ftrecipes.baselines import (
+        add_study_arguments,
+        judge,
+        load_card,
+        machine_info,
+        record_expected,
+        study_cards,
+        study_overrides,
+    )
     from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)

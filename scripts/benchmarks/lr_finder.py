@@ -20,8 +20,9 @@ from pathlib import Path
 
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
-from ftrecipes.job.run import build_training_components, main as finetune
 from ftrecipes.job.parse import parse_args
+from ftrecipes.job.run import build_training_components
+from ftrecipes.job.run import main as finetune
 
 
 def _threads(cli) -> list[str]:

@@ -25,7 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-from ftrecipes.baselines import STUDY_ARMS, add_study_arguments, machine_info, run_seed, study_cards, study_markdown, study_overrides, summarize_study
+from ftrecipes.baselines import (
+    STUDY_ARMS,
+    add_study_arguments,
+    machine_info,
+    run_seed,
+    study_cards,
+    study_markdown,
+    study_overrides,
+    summarize_study,
+)
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 

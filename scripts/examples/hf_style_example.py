@@ -22,16 +22,23 @@ from functools import partial
 from typing import Optional
 
 import numpy as np
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftrecipes import RecipeTrainer, apply_recipe, get_recipe
 from ftrecipes.data.loading import load_raw_datasets
-from ftrecipes.models.names import resolve_model_name_or_path
-from ftrecipes.models.cnn import SmallCNNForImageClassification, small_cnn_config_for
-from ftrecipes.models.names import is_small_cnn_alias
-from ftrecipes.data.tasks.image_classification import prepare_image_classification
 from ftrecipes.data.tasks import prepare_task
+from ftrecipes.data.tasks.image_classification import prepare_image_classification
+from ftrecipes.models.cnn import SmallCNNForImageClassification, small_cnn_config_for
+from ftrecipes.models.names import is_small_cnn_alias, resolve_model_name_or_path
 
 logger = logging.getLogger(__name__)
 

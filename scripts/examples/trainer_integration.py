@@ -14,14 +14,21 @@ the optimizer + scheduler pair, sized to the optimizer-step count the Trainer wi
 import sys
 
 import numpy as np
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
 
 from ftrecipes import ConfigError, get_recipe
 from ftrecipes.config.errors import ArgumentParser
 from ftrecipes.data.loading import load_raw_datasets
-from ftrecipes.models.names import resolve_model_name_or_path
 from ftrecipes.models.lora import apply_peft, peft_load_kwargs, trainable_parameters
-from ftrecipes.training.trainer import apply_recipe, recipe_optimizers
+from ftrecipes.models.names import resolve_model_name_or_path
+from ftrecipes.training.arguments import apply_recipe
+from ftrecipes.training.stock import recipe_optimizers
 
 
 def main(argv=None) -> int:
