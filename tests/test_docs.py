@@ -118,7 +118,7 @@ def shipped_recipes() -> set[str]:
 
 
 def baseline_cards() -> set[str]:
-    from ftrecipes.baselines import list_cards
+    from ftrecipes.baselines.cards import list_cards
 
     return set(list_cards())
 
@@ -209,7 +209,7 @@ def test_every_baseline_card_the_docs_name_exists_and_the_table_lists_them_all()
     assert not unknown, f"cards the docs name that do not exist: {unknown}"
     rows = table(section(DOCS / "baselines.md", "The cards"))
     assert sorted(names_in_column(rows)) == sorted(cards), "docs/baselines.md's table vs the shipped cards"
-    from ftrecipes.baselines import load_card
+    from ftrecipes.baselines.cards import load_card
 
     for row in rows:
         assert unquote(row[2]) == load_card(unquote(row[0]), check_flags=False).recipe, row

@@ -137,11 +137,11 @@ def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
     if args.card is not None:
         finetune_argv = _card_flags(args.card) + finetune_argv  # the user's own flags come last and win
         if args.recipe is None:
-            from ftrecipes.baselines import load_card
+            from ftrecipes.baselines.cards import load_card
 
             args.recipe = load_card(args.card).recipe
         if args.metric is None:
-            from ftrecipes.baselines import load_card
+            from ftrecipes.baselines.cards import load_card
 
             args.metric = load_card(args.card).metric
     args.recipe = args.recipe or "cls"
@@ -200,7 +200,8 @@ def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
 
 def _card_flags(name: str) -> list[str]:
     """A card's finetune flags (model, data, budget), without its seed and output folder."""
-    from ftrecipes.baselines import load_card, unreachable_reason
+    from ftrecipes.baselines.cards import load_card
+    from ftrecipes.baselines.hub import unreachable_reason
 
     card = load_card(name)
     reason = unreachable_reason(card)

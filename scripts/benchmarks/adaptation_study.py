@@ -32,7 +32,8 @@ def _one_run(card_file: str, seed: int, run_dir: str, overrides: dict, threads: 
 
     import transformers
 
-    from ftrecipes.baselines import load_card, run_seed
+    from ftrecipes.baselines.cards import load_card
+    from ftrecipes.baselines.runs import run_seed
 
     logging.basicConfig(level=logging.WARNING)
     transformers.logging.set_verbosity_error()
@@ -55,7 +56,7 @@ def _one_run(card_file: str, seed: int, run_dir: str, overrides: dict, threads: 
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean ± std per (card, arm) of the study's columns (``baselines.summarize_study``), with each arm's recipe."""
-    from ftrecipes.baselines import summarize_study
+    from ftrecipes.baselines.studies import summarize_study
 
     summary = summarize_study(rows, metrics=("eval_accuracy", "eval_f1", "s_per_step", "peak_rss_mb", "trainable_parameters"))
     return [{**entry, "recipe": ARMS[entry["arm"]]} for entry in summary]
@@ -78,15 +79,10 @@ def markdown(summary: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ftrecipes.baselines import (
-        add_study_arguments,
-        judge,
-        load_card,
-        machine_info,
-        record_expected,
-        study_cards,
-        study_overrides,
-    )
+    from ftrecipes.baselines.cards import load_card
+    from ftrecipes.baselines.runs import machine_info, record_expected
+    from ftrecipes.baselines.studies import add_study_arguments, study_cards, study_overrides
+    from ftrecipes.baselines.verdict import judge
     from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -4,7 +4,7 @@
     python scripts/benchmarks/recipe_study.py                                   # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
     python scripts/benchmarks/recipe_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
 
-Arms (overrides of the card's recipe, see ``ftrecipes.baselines.STUDY_ARMS``):
+Arms (overrides of the card's recipe, see ``ftrecipes.baselines.studies.STUDY_ARMS``):
 
 * ``recipe``           — the card as written (cls: AdamW 5e-5, 5% warmup, cosine to 10%, wd 0.01, clip 1.0);
 * ``trainer-defaults`` — ``--lr_scheduler_type linear --warmup 0 --min_lr_rate 0 --weight_decay 0
@@ -25,11 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from ftrecipes.baselines import (
+from ftrecipes.baselines.runs import machine_info, run_seed
+from ftrecipes.baselines.studies import (
     STUDY_ARMS,
     add_study_arguments,
-    machine_info,
-    run_seed,
     study_cards,
     study_markdown,
     study_overrides,
