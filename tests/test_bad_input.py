@@ -390,8 +390,8 @@ def _script(name):
     ("reproduce", ["--card", "digits-cnn", "--seeds", "x"], "--seeds"),
     ("benchmarks/recipe_study", ["--arms", "best"], "--arms"),
     ("benchmarks/adaptation_study", ["--seeds"], "--seeds"),
-    ("benchmark", ["--steps", "x"], "--steps"),
-    ("lr_benchmark", ["--grid"], "--grid"),
+    ("benchmarks/throughput", ["--steps", "x"], "--steps"),
+    ("benchmarks/lr_finder", ["--grid"], "--grid"),
     ("ftrecipes", ["plot-run"], "output_dir"),
 ])
 def test_argparse_complaints_are_one_line_naming_the_flag(entry, argv, field, tmp_path, capsys):

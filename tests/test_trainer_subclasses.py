@@ -281,9 +281,9 @@ def test_sentence_transformers_subclass_args_with_transformers4_fields(tmp_path,
 
 
 def test_recipe_trainer_refuses_a_trainable_parameter_outside_every_group(tmp_path, monkeypatch):
-    import ftrecipes.training.trainer as integration
+    import ftrecipes.training.optim as optim
 
-    real = integration.create_optimizer
+    real = optim.create_optimizer
 
     def drops_the_head(recipe, model, **kwargs):
         optimizer = real(recipe, model, **kwargs)
@@ -292,7 +292,7 @@ def test_recipe_trainer_refuses_a_trainable_parameter_outside_every_group(tmp_pa
             group["params"] = [p for p in group["params"] if id(p) not in head]
         return optimizer
 
-    monkeypatch.setattr(integration, "create_optimizer", drops_the_head)
+    monkeypatch.setattr(optim, "create_optimizer", drops_the_head)
     trainer = RecipeTrainer(model=tiny_classifier(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, max_steps=2),
                             recipe=get_recipe("cls"), argv=[])
     with pytest.raises(ConfigError, match=r"2 trainable parameters are in no optimizer group.*classifier\.weight"):
