@@ -29,10 +29,10 @@ _EXPORTS = {
     "Timeline": "config.timeline",
     "ScheduleLR": "training.lr_scheduler",
     "RecipeTrainer": "training.trainer",
-    "apply_recipe": "training.trainer",
-    "recipe_training_args": "training.trainer",
-    "recipe_optimizers": "training.trainer",
-    "accelerate_scheduler": "training.trainer",
+    "apply_recipe": "training.arguments",
+    "recipe_training_args": "training.arguments",
+    "recipe_optimizers": "training.stock",
+    "accelerate_scheduler": "training.stock",
 }
 
 __all__ = list(_EXPORTS)
@@ -53,10 +53,16 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from ftrecipes.config.errors import ConfigError
-    from ftrecipes.training.lr_scheduler import ScheduleLR
-    from ftrecipes.training.precision import resolve_precision
     from ftrecipes.config.recipe import Recipe, RecipePlan
     from ftrecipes.config.registry import get_recipe, list_recipes
-    from ftrecipes.config.schedule_types import SCHEDULE_TYPES, BuiltSchedule, Transition
+    from ftrecipes.config.schedule_types import (
+        SCHEDULE_TYPES,
+        BuiltSchedule,
+        Transition,
+    )
     from ftrecipes.config.timeline import Timeline
-    from ftrecipes.training.trainer import RecipeTrainer, accelerate_scheduler, apply_recipe, recipe_optimizers, recipe_training_args
+    from ftrecipes.training.arguments import apply_recipe, recipe_training_args
+    from ftrecipes.training.lr_scheduler import ScheduleLR
+    from ftrecipes.training.precision import resolve_precision
+    from ftrecipes.training.stock import accelerate_scheduler, recipe_optimizers
+    from ftrecipes.training.trainer import RecipeTrainer

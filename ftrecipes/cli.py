@@ -25,10 +25,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import yaml
-
 from ftrecipes.config.bundled import MODEL_ALIASES
-from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError, did_you_mean
+from ftrecipes.config.errors import (
+    USAGE_EXIT_CODE,
+    ArgumentParser,
+    ConfigError,
+    did_you_mean,
+)
+from ftrecipes.config.files import load_yaml_mapping
 from ftrecipes.job.lr_find import ComponentBuilder, add_lr_find_arguments, run_lr_find
 
 ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples nor max_steps sizes the run
@@ -99,7 +103,6 @@ def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
 
 def cmd_list(args) -> int:
     from ftrecipes.config.registry import get_recipe, list_recipes
-
     from ftrecipes.models.width import resolve_peak_rule
 
     rows = [("recipe", "task", "optimizer", "schedule", "peak LR", "purpose")]
@@ -121,7 +124,6 @@ def _plan(args):
     """The recipe (with sizing overrides) planned for the sizes on the command line."""
     from ftrecipes.config.registry import get_recipe, recipe_path
     from ftrecipes.config.timeline import Timeline
-
     from ftrecipes.models.width import resolve_peak_rule
 
     recipe = get_recipe(args.name)
@@ -194,16 +196,7 @@ def validate_file(path: str) -> tuple[list[str], list[str]]:
     file = Path(path)
     if not file.is_file():
         raise ConfigError("FILE", path, "does not exist", "give the path of a recipe YAML file")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError("FILE", path, f"is not valid YAML{where}", "fix the syntax") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("FILE", path, "must hold a mapping of recipe fields", "write `key: value` lines")
+    data = load_yaml_mapping(file, "FILE")
 
     problems, notes = [], []
     known = {f.name for f in dataclasses.fields(Recipe)}

@@ -21,18 +21,17 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
-    BertForTokenClassification,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
-from ftrecipes.models.names import default_model_path
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.data.tasks import get_task, label_config_kwargs
 from ftrecipes.data.tasks.base import PreparedTask
 from ftrecipes.data.topic_words import TOPIC_WORDS
+from ftrecipes.models.names import default_model_path
 
 TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 # Long enough for the tokenizer's model_max_length (512), so any --max_seq_length it allows fits.
@@ -106,11 +105,6 @@ def _build(model_cls, config, seed: int) -> PreTrainedModel:
 def tiny_model_for_sequence_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForSequenceClassification:
     """Tiny BERT with a sequence-classification head; ``label_list`` sets id2label/label2id."""
     return tiny_model("sequence-classification", num_labels, label_list, seed, **overrides)
-
-
-def tiny_model_for_token_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForTokenClassification:
-    """Tiny BERT with a token-classification head."""
-    return tiny_model("token-classification", num_labels, label_list, seed, **overrides)
 
 
 def tiny_causal_lm(seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = None, **overrides) -> LlamaForCausalLM:

@@ -21,7 +21,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from ftrecipes.baselines import card_result, judge, list_cards, load_card, parse_overrides, record_expected, run_seed, unreachable_reason
+from ftrecipes.baselines.cards import list_cards, load_card, parse_overrides
+from ftrecipes.baselines.hub import unreachable_reason
+from ftrecipes.baselines.runs import card_result, record_expected, run_seed
+from ftrecipes.baselines.verdict import judge
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 

@@ -33,7 +33,7 @@ from ftrecipes.data.topic_words import TOPIC_WORDS  # noqa: E402  (light: no tor
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = str(REPO / "scripts" / "finetune.py")
-LOOP = str(REPO / "scripts" / "accelerate_loop.py")
+LOOP = str(REPO / "scripts" / "examples" / "accelerate_loop.py")
 PYTHON = sys.executable
 
 WORDS = TOPIC_WORDS
@@ -56,7 +56,8 @@ def assert_logged_group_lrs(output_dir, peaks: dict, plan) -> list[dict]:
     import json
 
     import pytest
-    from ftrecipes.training.trainer import expected_lr
+
+    from ftrecipes.training.stock import expected_lr
 
     history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
     logs = [e for e in history if "loss" in e]

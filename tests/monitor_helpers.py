@@ -7,9 +7,11 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
-from ftrecipes.training.trainer import RecipeTrainer, apply_recipe
+from ftrecipes.training.arguments import apply_recipe
 
 # A 2-layer, 32-wide model gains nothing from intra-op threads, and on a shared 2-core machine their
+from ftrecipes.training.trainer import RecipeTrainer
+
 # spin-waiting makes these tests 3-4x slower under load.
 torch.set_num_threads(1)
 

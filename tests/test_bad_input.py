@@ -1,4 +1,4 @@
-"""The bad-input catalogue: every mistake the README's "Bad input" paragraph promises to catch, run
+"""The bad-input catalogue: every mistake docs/bad-input.md promises to catch, run
 through the real entry points (``ftrecipes.job.run.main`` = ``scripts/finetune.py``, ``ftrecipes
 lr-find``, ``scripts/reproduce.py``).
 
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import FINETUNE, PYTHON, REPO
+
 from ftrecipes import cli
+from ftrecipes.config.errors import ConfigError
 from ftrecipes.job import run as pipeline
 from ftrecipes.job.parse import parse_args
-from ftrecipes.config.errors import ConfigError
 
 
 @dataclass
@@ -50,7 +50,7 @@ CASE_NAMES = [
     # the six rows of the issue that found them, and its wrong-fix message
     "model path that does not exist", "Hub id offline", "output dir that cannot be created", "negative seed",
     "bf16 where unsupported", "epoch interval TrainingArguments cannot take", "warmup longer than a 1-step run",
-    # the twelve the README promised first
+    # the twelve the docs promised first
     "unknown recipe", "mistyped flag", "wrong type (recipe)", "wrong type (TrainingArguments)", "missing data file",
     "missing text column", "missing label column", "empty split", "head too small", "warmup longer than training",
     "floor above peak", "bad dict option",
@@ -220,9 +220,8 @@ def assert_one_line(err: str, prog: str, case: Case) -> str:
 
 def test_catalogue_lists_every_case(tiny_base, cls_files, scratch):
     assert sorted(catalogue(tiny_base, cls_files, scratch)) == sorted(CASE_NAMES)
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### Bad input", 1)[1].split("\n## ", 1)[0]
-    assert "tests/test_bad_input.py" in section
+    page = (REPO / "docs" / "bad-input.md").read_text()
+    assert Path(__file__).resolve().relative_to(REPO.resolve()).as_posix() in page  # the page names this catalogue
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -321,9 +320,8 @@ def test_bf16_where_supported_passes_the_checks(monkeypatch):
     TrainingArguments gets use_cpu=True, which it needs to autocast on the CPU."""
     import torch
 
-    from ftrecipes.job.check import check_before_loading
-
     import ftrecipes.training.precision
+    from ftrecipes.job.check import check_before_loading
 
     monkeypatch.setattr(ftrecipes.training.precision, "precision_supported", lambda precision, device=None: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -425,7 +423,7 @@ def test_a_bug_is_not_hidden_as_bad_input(monkeypatch, tiny_base, cls_files, exi
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name}", REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name.replace('/', '_')}", REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -438,10 +436,10 @@ def _script(name):
     ("ftrecipes", ["list", "--nope"], "--nope"),
     ("sweep", ["--lr", "2e-5", "--n_trials", "many"], "--n_trials"),
     ("reproduce", ["--card", "digits-cnn", "--seeds", "x"], "--seeds"),
-    ("study", ["--arms", "best"], "--arms"),
-    ("adaptation_study", ["--seeds"], "--seeds"),
-    ("benchmark", ["--steps", "x"], "--steps"),
-    ("lr_benchmark", ["--grid"], "--grid"),
+    ("benchmarks/recipe_study", ["--arms", "best"], "--arms"),
+    ("benchmarks/adaptation_study", ["--seeds"], "--seeds"),
+    ("benchmarks/throughput", ["--steps", "x"], "--steps"),
+    ("benchmarks/lr_finder", ["--grid"], "--grid"),
     ("ftrecipes", ["plot-run"], "output_dir"),
 ])
 def test_argparse_complaints_are_one_line_naming_the_flag(entry, argv, field, tmp_path, capsys):

@@ -12,35 +12,28 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import PYTHON, REPO
+
 from ftrecipes import ConfigError
-from ftrecipes.baselines import (
-    STUDY_ARMS,
-    baselines_dir,
-    card_from_dict,
-    judge,
-    list_cards,
-    load_card,
-    record_expected,
-    study_markdown,
-    summarize_study,
-    unreachable_reason,
-)
+from ftrecipes.baselines.cards import baselines_dir, card_from_dict, list_cards, load_card
+from ftrecipes.baselines.hub import unreachable_reason
+from ftrecipes.baselines.runs import record_expected
+from ftrecipes.baselines.studies import STUDY_ARMS, study_markdown, summarize_study
+from ftrecipes.baselines.verdict import judge
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest on the shared cores
 OFFLINE_CARDS = {"bbc-minilm", "tweets-minilm", "ner-minilm", "digits-cnn", "bbc-minilm-llrd", "bbc-minilm-lora", "tweets-minilm-llrd", "tweets-minilm-lora"}
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name}", REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name.replace('/', '_')}", REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 reproduce = _script("reproduce")
-study = _script("study")
+study = _script("benchmarks/recipe_study")
 
 
 def good_card(**changes):
@@ -171,11 +164,11 @@ def test_hub_card_exits_2_with_one_line_offline(monkeypatch, tmp_path, capsys):
 
 
 def test_hub_card_unreachable_without_offline_flag(monkeypatch):
-    import ftrecipes.baselines as baselines
+    import ftrecipes.baselines.hub as baselines_hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(baselines, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(baselines_hub, "hub_reachable", lambda timeout=3.0: False)
     assert "not reachable" in unreachable_reason(load_card("rte-bert-base-cased"))
     assert unreachable_reason(load_card("digits-cnn")) is None
 
@@ -297,7 +290,7 @@ def test_adaptation_study_smoke_with_a_card_given_as_a_path(tiny_base, tmp_path,
     card.write_text(yaml.safe_dump(good_card(task="sequence-classification", recipe="cls", model=tiny_base, data="bbc_news", seeds=1,
                                              overrides={"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 2, "max_seq_length": 32,
                                                         "split_seed": 42, "eval_strategy": "no", "plots": False})))
-    adaptation = _script("adaptation_study")
+    adaptation = _script("benchmarks/adaptation_study")
 
     class InProcessExecutor:  # what the study uses of concurrent.futures.ProcessPoolExecutor
         def __init__(self, max_workers, mp_context):
@@ -330,7 +323,7 @@ def test_adaptation_study_smoke_with_a_card_given_as_a_path(tiny_base, tmp_path,
 
 @pytest.mark.parametrize("name", ["study", "adaptation_study"])
 def test_studies_refuse_bad_cards_seeds_and_hub_cards_before_any_run(name, tmp_path, capsys):
-    script = study if name == "study" else _script(name)
+    script = study if name == "study" else _script(f"benchmarks/{name}")
     out = tmp_path / "out"
     cases = {  # argv -> what the one line says
         ("--cards", "digits-cnn"): f"{name}.py: error: --cards='digits-cnn': has task 'image-classification'",

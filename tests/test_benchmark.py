@@ -1,19 +1,17 @@
-"""scripts/benchmark.py with a tiny budget: it runs every configuration and prints its table; the
+"""scripts/benchmarks/throughput.py with a tiny budget: it runs every configuration and prints its table; the
 spread and the paired per-step ratio are computed as documented; bf16 where it does not run is exit 2."""
 
 import contextlib
 import importlib.util
 import io
 import json
-import os
 import subprocess
 
 import pytest
 import torch
-
 from conftest import PYTHON, REPO
 
-BENCH = str(REPO / "scripts" / "benchmark.py")
+BENCH = str(REPO / "scripts" / "benchmarks" / "throughput.py")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from transformers import BertForSequenceClassification
 from transformers.trainer_callback import DefaultFlowCallback, PrinterCallback
 
 from ftrecipes import get_recipe
+from ftrecipes.config.schedule_types import Transition
 from ftrecipes.training.callbacks import (
     DivergenceGuard,
     RobustWindow,
@@ -25,7 +26,6 @@ from ftrecipes.training.callbacks import (
     suggested_overrides,
 )
 from ftrecipes.training.weight_decay import parameter_groups
-from ftrecipes.config.schedule_types import Transition
 
 # ------------------------------------------------------------------------------------------------
 # Logged fields: one one-cycle run (it cycles beta1) with a head at 10x the body's LR, evaluating

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ftrecipes.testing import synthetic_batches, tiny_classifier
 from ftrecipes import list_recipes
 from ftrecipes.cli import main, validate_file
+from ftrecipes.testing import synthetic_batches, tiny_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

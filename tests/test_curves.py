@@ -8,8 +8,8 @@ import pytest
 from monitor_helpers import make_trainer, tiny_model
 
 from ftrecipes import get_recipe
-from ftrecipes.training.callbacks import add_monitoring
 from ftrecipes.report.curves import CURVES_FILE, load_run, main_plot_run, plot_run
+from ftrecipes.training.callbacks import add_monitoring
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

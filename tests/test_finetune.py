@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import LOOP, PYTHON, REPO, free_port, on_tiny
 from safetensors.torch import load_file
 
-from conftest import FINETUNE, LOOP, PYTHON, REPO, free_port, on_tiny
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.job.run import main
-from ftrecipes.training.trainer import expected_lr, log_history_lrs
+from ftrecipes.training.stock import expected_lr, log_history_lrs
 
 N_TRAIN = 96
 
@@ -236,10 +236,10 @@ def test_help_lists_recipe_model_data_and_training_flags(capsys):
 
 
 def test_trainer_integration_example_follows_the_recipe(tiny_base, tmp_path):
-    """scripts/trainer_integration.py: a stock Trainer with optimizers=recipe_optimizers(...)."""
+    """scripts/examples/trainer_integration.py: a stock Trainer with optimizers=recipe_optimizers(...)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("trainer_integration", REPO / "scripts" / "trainer_integration.py")
+    spec = importlib.util.spec_from_file_location("trainer_integration", REPO / "scripts" / "examples" / "trainer_integration.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     out = tmp_path / "mine"

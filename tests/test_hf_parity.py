@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import SchedulerType, get_scheduler
 
-from ftrecipes import Recipe, ScheduleLR, Timeline
+from ftrecipes import Recipe, ScheduleLR
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.schedule_types import HF_TYPES, SCHEDULE_TYPES
 
@@ -409,7 +409,7 @@ def test_finetune_job_trains_with_hf_trace(tiny_base, cls_files, tmp_path):
     """End to end: a Trainer user's flags through scripts/finetune.py; the LR logged at every optimizer
     step equals transformers.get_scheduler's for the same warmup, total and kwargs."""
     from ftrecipes.job.run import main
-    from ftrecipes.training.trainer import log_history_lrs
+    from ftrecipes.training.stock import log_history_lrs
 
     kwargs = {"num_decay_steps": 4, "warmup_type": "cosine", "decay_type": "1-sqrt", "min_lr_ratio": 0.05}
     out = tmp_path / "run"

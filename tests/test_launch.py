@@ -14,8 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import FINETUNE, PYTHON, REPO, free_port
+
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.training.launch import (
     check_deepspeed_config,

@@ -6,15 +6,15 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import assert_logged_group_lrs, on_tiny
+
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import ConfigError
+from ftrecipes.job.run import main
 from ftrecipes.models.depth import parameter_depths
 from ftrecipes.training.layerwise import group_peaks, layerwise_parameter_groups
 from ftrecipes.training.optim import create_optimizer
 from ftrecipes.training.weight_decay import decay_parameter_names
-from ftrecipes.job.run import main
 
 N_TRAIN = 96
 XI = 0.8

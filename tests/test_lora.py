@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import on_tiny
 from safetensors.torch import load_file
 
-from conftest import on_tiny
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.tuning.range_test import prior_for_recipe
-from ftrecipes.models.lora import apply_peft, resolve_target_modules, save_merged
 from ftrecipes.job.run import main
+from ftrecipes.models.lora import apply_peft, resolve_target_modules, save_merged
 from ftrecipes.testing import tiny_causal_lm, tiny_model
-from ftrecipes.training.trainer import expected_lr, log_history_lrs
+from ftrecipes.training.stock import expected_lr, log_history_lrs
+from ftrecipes.tuning.range_test import prior_for_recipe
 
 NEW_RECIPES = ("lora-cls", "lora-clm", "qlora-clm", "llrd-cls")
 
@@ -159,12 +159,13 @@ def test_lora_clm_runs_end_to_end_on_a_text_file(tmp_path):
 
 
 def test_users_own_trainer_applies_a_lora_recipe(tmp_path):
-    """A stock ``transformers.Trainer`` (as in scripts/trainer_integration.py): apply_peft, then the
+    """A stock ``transformers.Trainer`` (as in scripts/examples/trainer_integration.py): apply_peft, then the
     recipe's TrainingArguments and optimizer/scheduler pair. Only adapters and head move; LRs follow the plan."""
-    from ftrecipes.testing import synthetic_batches
     from transformers import Trainer
 
-    from ftrecipes.training.trainer import recipe_optimizers, recipe_training_args
+    from ftrecipes.testing import synthetic_batches
+    from ftrecipes.training.arguments import recipe_training_args
+    from ftrecipes.training.stock import recipe_optimizers
 
     recipe = get_recipe("lora-cls", max_steps=6, per_device_train_batch_size=8, eval_strategy="no")
     rows = [{k: v[i] for k, v in b.items()} for b in synthetic_batches(4, 12, 8) for i in range(12)]

@@ -2,8 +2,8 @@
 
 import torch
 
-from ftrecipes.training.loss_scaling import loss_uses_num_items
 from ftrecipes.testing import tiny_causal_lm, tiny_model_for_sequence_classification
+from ftrecipes.training.loss_scaling import loss_uses_num_items
 
 
 def test_bert_classification_head_drops_num_items_and_the_causal_lm_uses_it():

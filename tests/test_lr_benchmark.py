@@ -1,4 +1,4 @@
-"""scripts/lr_benchmark.py on a tiny budget: the grid, the finder and the report are real."""
+"""scripts/benchmarks/lr_finder.py on a tiny budget: the grid, the finder and the report are real."""
 
 import importlib.util
 import json
@@ -7,7 +7,7 @@ from conftest import REPO
 
 
 def test_lr_benchmark_tiny(tiny_base, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("lr_benchmark", REPO / "scripts" / "lr_benchmark.py")
+    spec = importlib.util.spec_from_file_location("lr_benchmark", REPO / "scripts" / "benchmarks" / "lr_finder.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench"

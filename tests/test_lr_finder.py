@@ -10,6 +10,9 @@ import pytest
 import torch
 
 from ftrecipes import ConfigError, get_recipe
+from ftrecipes.testing import synthetic_batches, tiny_classifier
+from ftrecipes.training.optim import create_optimizer
+from ftrecipes.training.precision import resolve_precision
 from ftrecipes.tuning.range_test import (
     LRFinderResult,
     LRPrior,
@@ -23,9 +26,6 @@ from ftrecipes.tuning.range_test import (
     suggest_lr,
     write_outputs,
 )
-from ftrecipes.training.optim import create_optimizer
-from ftrecipes.testing import synthetic_batches, tiny_classifier
-from ftrecipes.training.precision import resolve_precision
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_logged_group_lrs
+
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.training.optim import create_optimizer
@@ -76,8 +76,8 @@ def test_lr_groups_multiply_by_pattern_with_the_weight_decay_split():
 
 
 def test_multipliers_compose_with_layerwise_lrs_and_loraplus():
-    from ftrecipes.training.layerwise import lr_scale
     from ftrecipes.testing import tiny_model
+    from ftrecipes.training.layerwise import lr_scale
 
     recipe = get_recipe("llrd-cls", layerwise_lr_decay=0.8, lr_groups=[{"pattern": r"layer\.0\.", "multiplier": 2}], learning_rate=PEAK)
     model = tiny_model("cls")

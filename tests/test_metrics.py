@@ -14,9 +14,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ftrecipes.data import metrics  # noqa: E402
 from ftrecipes.config.errors import ConfigError  # noqa: E402
-
+from ftrecipes.data import metrics  # noqa: E402
 
 # ------------------------------------------------------------------ loading
 
@@ -243,9 +242,7 @@ def test_trainer_evaluate_cls_reports_metrics(tmp_path):
     from transformers import Trainer, TrainingArguments
 
     from ftrecipes import testing
-
     from ftrecipes.data import loading as data
-
     from ftrecipes.data import tasks
 
     raw = data.load_raw_datasets("bbc_news", max_train_samples=8, max_eval_samples=12)

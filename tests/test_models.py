@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForImageClassification
 
-from ftrecipes.models.cnn import SmallCNNConfig, SmallCNNForImageClassification
-from ftrecipes.job.run import main
 from ftrecipes.data.tasks.image_classification import prepare_image_classification
+from ftrecipes.job.run import main
+from ftrecipes.models.cnn import SmallCNNConfig, SmallCNNForImageClassification
 
 torch.set_num_threads(1)
 

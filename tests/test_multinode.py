@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import FINETUNE, PYTHON, free_port
-from ftrecipes.job.run import main
-from ftrecipes.training.preemption import PLAN_FILE, PREEMPTION_FILE
+from safetensors.torch import load_file
 from test_layerwise import _args, _check_every_group_follows_the_schedule
+
+from ftrecipes.config.outputs import CHECKPOINT_PLAN_FILE, PREEMPTION_FILE
+from ftrecipes.job.run import main
 
 ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 EPOCHS = 2  # 96 examples at global batch 8: 24 optimizer steps
@@ -93,7 +93,7 @@ def _preempt(commands, out, total):
     assert report["signal"] == "SIGTERM" and report["exit_code"] == 143 and 3 <= stopped < total, report
     assert f"finetune.py: stopped by SIGTERM after optimizer step {stopped} of {total}" in output
     checkpoint = out / f"checkpoint-{stopped}"
-    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "scheduler.pt", PLAN_FILE} <= {p.name for p in checkpoint.iterdir()}
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "scheduler.pt", CHECKPOINT_PLAN_FILE} <= {p.name for p in checkpoint.iterdir()}
     assert not (out / "model.safetensors").exists()  # nothing pretends the run finished
     before = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
     assert [e["step"] for e in before if "loss" in e] == list(range(1, stopped + 1))

@@ -13,8 +13,8 @@ from ftrecipes import Timeline, get_recipe
 from ftrecipes.cli import main as cli_main
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.peak_rule import ModelWidth, choose_peak, format_lr, rule_peak, width_of_config
-from ftrecipes.models.width import model_width, read_model_width, resolve_peak_rule, resolve_peak_rule_for_model
 from ftrecipes.config.priors import prior_for_recipe
+from ftrecipes.models.width import model_width, read_model_width, resolve_peak_rule, resolve_peak_rule_for_model
 
 N_TRAIN = 96
 WIDTHS = {"electra-small": 256, "minilm-l6": 384, "bert-base": 768, "bert-large": 1024}
@@ -241,14 +241,14 @@ def _args(tiny_base, cls_files, output_dir, *extra):
 
 
 def _logged(output_dir):
-    from ftrecipes.training.trainer import log_history_lrs
+    from ftrecipes.training.stock import log_history_lrs
 
     return log_history_lrs(json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"])
 
 
 def test_a_run_trains_at_the_rules_peak_and_says_why(tiny_base, cls_files, tmp_path, caplog):
     from ftrecipes.job.run import main
-    from ftrecipes.training.trainer import expected_lr
+    from ftrecipes.training.stock import expected_lr
 
     out = tmp_path / "rule"
     with caplog.at_level(logging.INFO, logger="ftrecipes"):
@@ -272,7 +272,7 @@ def test_a_run_trains_at_the_rules_peak_and_says_why(tiny_base, cls_files, tmp_p
 
 def test_an_explicit_learning_rate_is_used_unchanged(tiny_base, cls_files, tmp_path, caplog):
     from ftrecipes.job.run import main
-    from ftrecipes.training.trainer import expected_lr
+    from ftrecipes.training.stock import expected_lr
 
     out = tmp_path / "explicit"
     with caplog.at_level(logging.INFO, logger="ftrecipes"):
@@ -324,7 +324,9 @@ def test_args_applied_before_the_model_get_the_rules_peak_when_the_model_is_know
     from transformers import TrainingArguments
 
     from ftrecipes.testing import tiny_model
-    from ftrecipes.training.trainer import RecipeTrainer, apply_recipe, recipe_optimizers, recipe_record
+    from ftrecipes.training.arguments import apply_recipe, recipe_record
+    from ftrecipes.training.stock import recipe_optimizers
+    from ftrecipes.training.trainer import RecipeTrainer
 
     args = apply_recipe(get_recipe("cls"), TrainingArguments(output_dir=str(tmp_path / "a"), report_to="none"), [])
     assert args.learning_rate == 5e-5 and "the stated peak until lr_rule 'width' sees the model" in recipe_record(args)["sources"]["learning_rate"]["detail"]

@@ -9,8 +9,8 @@ import os
 import pytest
 import torch
 
-from ftrecipes.testing import synthetic_batches, tiny_classifier
 from ftrecipes import ConfigError, get_recipe
+from ftrecipes.testing import synthetic_batches, tiny_classifier
 from ftrecipes.training import precision
 from ftrecipes.training.precision import (
     args_precision,
@@ -112,7 +112,8 @@ def _forward_dtypes(model) -> list[tuple[bool, torch.dtype]]:
 def test_trainer_step_runs_under_the_recipes_precision(cpu_bf16, tmp_path, policy, dtype):
     # What the job builds (recipe_training_args -> RecipeTrainer) must really autocast on CPU: the
     # matmul outputs inside the training step are bf16, the master weights stay fp32.
-    from ftrecipes.training.trainer import RecipeTrainer, recipe_training_args
+    from ftrecipes.training.arguments import recipe_training_args
+    from ftrecipes.training.trainer import RecipeTrainer
 
     cpu_bf16(True)
     recipe = get_recipe("cls", precision=policy, per_device_train_batch_size=8, max_steps=2)
@@ -158,8 +159,8 @@ def test_finetune_bf16_flag_without_native_bf16_exits_2(cpu_bf16, tmp_path, caps
 @pytest.mark.parametrize("policy, attention", [("bf16", "eager"), ("fp32", "sdpa")])
 def test_job_loads_the_attention_kernel_for_its_precision(cpu_bf16, tiny_base, cls_files, tmp_path, policy, attention):
     # bf16 on CPU trains with eager attention (torch's CPU flash-attention backward is slow in bf16).
-    from ftrecipes.job.run import build_training_components
     from ftrecipes.job.parse import parse_args
+    from ftrecipes.job.run import build_training_components
 
     cpu_bf16(True)
     config = parse_args(["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],

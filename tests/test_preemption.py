@@ -14,16 +14,17 @@ from transformers import TrainerCallback
 
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.outputs import CHECKPOINT_PLAN_FILE, PREEMPTION_FILE
+from ftrecipes.training.arguments import recipe_training_args
 from ftrecipes.training.preemption import (
-    PLAN_FILE,
-    PREEMPTION_FILE,
     PlanRecordCallback,
     PreemptionCallback,
     check_resume_plan,
     preempted_exit_code,
     write_preemption_report,
 )
-from ftrecipes.training.trainer import RecipeTrainer, log_history_lrs, recipe_training_args
+from ftrecipes.training.stock import log_history_lrs
+from ftrecipes.training.trainer import RecipeTrainer
 
 
 class SignalAt(TrainerCallback):
@@ -63,8 +64,8 @@ def test_signal_finishes_the_step_saves_and_reports(tmp_path, signum):
     assert (preemption.received, preemption.stopped_at, trainer.state.global_step) == (signum, 3, 3)
     assert sorted(log_history_lrs(trainer.state.log_history)) == [1, 2, 3]  # stopped after step 3, not mid-step
     checkpoint = tmp_path / "checkpoint-3"
-    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json", PLAN_FILE} <= {p.name for p in checkpoint.iterdir()}
-    plan = json.loads((checkpoint / PLAN_FILE).read_text())
+    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json", CHECKPOINT_PLAN_FILE} <= {p.name for p in checkpoint.iterdir()}
+    plan = json.loads((checkpoint / CHECKPOINT_PLAN_FILE).read_text())
     assert plan == {"total_steps": 8, "warmup_steps": 2, "learning_rate": args.learning_rate, "global_batch_size": 8,
                     "per_device_train_batch_size": 8, "num_processes": 1, "gradient_accumulation_steps": 1}
     report = write_preemption_report(str(tmp_path), preemption, trainer.state)
@@ -77,7 +78,7 @@ def _checkpoint(tmp_path, **plan):
     folder.mkdir()
     saved = {"total_steps": 24, "warmup_steps": 5, "learning_rate": 3.5e-5, "global_batch_size": 8,
              "per_device_train_batch_size": 4, "num_processes": 2, "gradient_accumulation_steps": 1, **plan}
-    (folder / PLAN_FILE).write_text(json.dumps(saved))
+    (folder / CHECKPOINT_PLAN_FILE).write_text(json.dumps(saved))
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 6}))
     return str(folder)
 
@@ -123,7 +124,7 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
     full = tmp_path / "full"
     assert main(argv(full, "--per_device_train_batch_size", "8")) == 0
     reference = log_history_lrs(json.loads((full / "trainer_state.json").read_text())["log_history"])
-    plan = json.loads((full / "checkpoint-6" / PLAN_FILE).read_text())
+    plan = json.loads((full / "checkpoint-6" / CHECKPOINT_PLAN_FILE).read_text())
     total = plan["total_steps"]
     assert plan["global_batch_size"] == 8 and total == max(reference) > 6
 
@@ -174,6 +175,6 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
     assert replanned_lrs[7] == pytest.approx(reference[7], rel=1e-12)
     for step in (8, 9):
         assert replanned_lrs[step] == pytest.approx(plan["learning_rate"] * new_schedule.lr(step - 1), rel=1e-9), step
-    record = json.loads((other / "checkpoint-9" / PLAN_FILE).read_text())
+    record = json.loads((other / "checkpoint-9" / CHECKPOINT_PLAN_FILE).read_text())
     assert record["global_batch_size"] == 4 and record["total_steps"] == 9 and record["learning_rate"] == pytest.approx(plan["learning_rate"])
     assert record["replanned"]["at_step"] == 6 and record["replanned"]["previous"]["global_batch_size"] == 8

@@ -2,12 +2,14 @@
 against it; epoch durations and a missing max_steps are one line each (ftrecipes.data.streaming)."""
 
 import pytest
-
 from conftest import WORDS, on_tiny
+
 from ftrecipes import get_recipe
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.data.streaming import check_unknown_length, has_length, plan_unknown_length
-from ftrecipes.training.trainer import RecipeTrainer, expected_lr, log_history_lrs, recipe_training_args
+from ftrecipes.training.arguments import recipe_training_args
+from ftrecipes.training.stock import expected_lr, log_history_lrs
+from ftrecipes.training.trainer import RecipeTrainer
 
 
 def test_durations_resolve_against_max_steps():

@@ -6,17 +6,16 @@ Tiny config-built model and a small generated data set; each trial is a real run
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import PYTHON, REPO
+
+from ftrecipes.config.errors import ConfigError
 from ftrecipes.sweeps import parse as sweep_parse
 from ftrecipes.sweeps import report as sweep_report
 from ftrecipes.sweeps import study as S
-from ftrecipes.config.errors import ConfigError
 
 SWEEP = str(REPO / "scripts" / "sweep.py")
 

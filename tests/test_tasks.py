@@ -11,15 +11,13 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value  # noqa: 
 from transformers import BertConfig  # noqa: E402
 
 from ftrecipes import testing  # noqa: E402
+from ftrecipes.config.errors import ConfigError  # noqa: E402
+from ftrecipes.data import loading as data
+from ftrecipes.data import tasks
+from ftrecipes.data.tasks import IGNORE_INDEX  # noqa: E402
 from ftrecipes.data.tasks.causal_lm import preprocess_causal_lm  # noqa: E402
 from ftrecipes.data.tasks.sequence_classification import preprocess_sequence_classification  # noqa: E402
 from ftrecipes.data.tasks.token_classification import preprocess_token_classification  # noqa: E402
-
-from ftrecipes.data import loading as data
-
-from ftrecipes.data import tasks
-from ftrecipes.config.errors import ConfigError  # noqa: E402
-from ftrecipes.data.tasks import IGNORE_INDEX  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -293,8 +291,8 @@ def test_flags_of_each_task_exist_as_finetune_flags():
     import dataclasses
     import inspect
 
-    from ftrecipes.job.parse import ScriptArguments
     from ftrecipes.config.recipe import Recipe
+    from ftrecipes.job.parse import ScriptArguments
 
     known = {f.name for f in dataclasses.fields(ScriptArguments)} | {f.name for f in dataclasses.fields(Recipe)}
     for spec in tasks.REGISTRY.values():

@@ -1,4 +1,4 @@
-"""A recipe adopted in a Hugging Face-style script (scripts/hf_style_example.py: HfArgumentParser,
+"""A recipe adopted in a Hugging Face-style script (scripts/examples/hf_style_example.py: HfArgumentParser,
 TrainingArguments, do_train/do_eval, get_last_checkpoint) in three lines, for cls, cnn-step and pretrain.
 
 What must hold: the LR at every step is the recipe's; every owned value is the recipe's unless given on
@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, on_tiny
-from ftrecipes.training.hf_schedule import stock_trainer_name
-from ftrecipes import ConfigError, Timeline, get_recipe
-from ftrecipes.training.trainer import OWNED, RecipeTrainer, apply_recipe, expected_lr, log_history_lrs, recipe_optimizers, recipe_record
 
-SCRIPT = REPO / "scripts" / "hf_style_example.py"
+from ftrecipes import ConfigError, Timeline, get_recipe
+from ftrecipes.training.arguments import OWNED, apply_recipe, recipe_record
+from ftrecipes.training.hf_schedule import stock_trainer_name
+from ftrecipes.training.stock import expected_lr, log_history_lrs, recipe_optimizers
+from ftrecipes.training.trainer import RecipeTrainer
+
+SCRIPT = REPO / "scripts" / "examples" / "hf_style_example.py"
 N_TRAIN_CLS, N_TRAIN_DIGITS = 96, 64
 
 

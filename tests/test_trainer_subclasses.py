@@ -13,21 +13,27 @@ import logging
 
 import pytest
 import torch
+from conftest import on_tiny
 from datasets import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from conftest import on_tiny
 from ftrecipes import ConfigError, get_recipe
+from ftrecipes.testing import tiny_causal_lm, tiny_classifier, tiny_wordpiece_tokenizer
+from ftrecipes.training.arguments import apply_recipe, recipe_record
 from ftrecipes.training.flags import given_training_arguments
 from ftrecipes.training.hf_schedule import transformers_spelling
-from ftrecipes.testing import tiny_causal_lm, tiny_classifier, tiny_wordpiece_tokenizer
-from ftrecipes.training.trainer import (RecipeTrainer, apply_recipe, expected_lr, log_history_lrs, recipe_optimizers,
-                               recipe_record)
+from ftrecipes.training.stock import expected_lr, log_history_lrs, recipe_optimizers
+from ftrecipes.training.trainer import RecipeTrainer
 
 trl = pytest.importorskip("trl")
 st = pytest.importorskip("sentence_transformers")
-from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,  # noqa: E402
-                                   SentenceTransformerTrainingArguments, losses, models)
+from sentence_transformers import (  # noqa: E402
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+    losses,
+    models,
+)
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
 
@@ -275,9 +281,9 @@ def test_sentence_transformers_subclass_args_with_transformers4_fields(tmp_path,
 
 
 def test_recipe_trainer_refuses_a_trainable_parameter_outside_every_group(tmp_path, monkeypatch):
-    import ftrecipes.training.trainer as integration
+    import ftrecipes.training.optim as optim
 
-    real = integration.create_optimizer
+    real = optim.create_optimizer
 
     def drops_the_head(recipe, model, **kwargs):
         optimizer = real(recipe, model, **kwargs)
@@ -286,7 +292,7 @@ def test_recipe_trainer_refuses_a_trainable_parameter_outside_every_group(tmp_pa
             group["params"] = [p for p in group["params"] if id(p) not in head]
         return optimizer
 
-    monkeypatch.setattr(integration, "create_optimizer", drops_the_head)
+    monkeypatch.setattr(optim, "create_optimizer", drops_the_head)
     trainer = RecipeTrainer(model=tiny_classifier(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, max_steps=2),
                             recipe=get_recipe("cls"), argv=[])
     with pytest.raises(ConfigError, match=r"2 trainable parameters are in no optimizer group.*classifier\.weight"):

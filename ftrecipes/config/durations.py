@@ -9,8 +9,8 @@ A duration is given in one of three units, each with its own spelling, and resol
 
 The type decides the unit, as in transformers 5.x (``warmup_steps`` is an ``int`` count or a float
 below 1 read as a ratio of training). A float of 1 or more — ``1.0``, ``2.5``, ``500.0`` — is refused
-with one line: ``1.0`` used to mean one step while ``0.99`` meant 99% of training, so a float that is
-not a fraction gets no meaning of its own. Write ``1`` for a step or ``"100%"`` for the whole run.
+with one line: read as steps, ``1.0`` would be one step while ``0.99`` is 99% of training, so a float
+that is not a fraction gets no meaning of its own. Write ``1`` for a step or ``"100%"`` for the whole run.
 
 ``TrainingArguments`` intervals (``eval_steps``, ``save_steps``, ``logging_steps``) take steps or a
 fraction of training, which Trainer resolves itself against its own step count; an interval in
@@ -39,6 +39,7 @@ INTERVAL_FIX = "give optimizer steps as an integer (500) or a fraction of traini
 _EPOCHS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*ep(?:ochs?)?$", re.IGNORECASE)
 _PERCENT = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*%$")
 _STEPS = re.compile(r"^(\d+)\s*(?:steps?)?$", re.IGNORECASE)
+_FRACTIONAL_STEPS = re.compile(r"^(\d+\.\d*|\.\d+)\s*steps?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,17 @@ class ParsedDuration:
                               "give optimizer steps or a fraction of training instead")
         return math.ceil(self.value * steps_per_epoch)
 
+    def exact_steps(self, *, total_steps: int, steps_per_epoch: int | None = None, field: str = "duration", given: object = None) -> float:
+        """As :meth:`steps`, without rounding (a restart period may be 12.5 steps)."""
+        if self.unit == STEPS:
+            return float(self.value)
+        if self.unit == FRACTION:
+            return total_steps * self.value
+        if steps_per_epoch is None:
+            raise ConfigError(field, self if given is None else given, "epochs need the number of steps per epoch",
+                              "give optimizer steps or a fraction of training instead")
+        return self.value * steps_per_epoch
+
 
 def _ambiguous_float(field: str, value: object, number: float) -> ConfigError:
     steps = f"{int(number)} without the decimal point" if number.is_integer() else f"an integer (e.g. {round(number)})"
@@ -66,8 +78,13 @@ def _ambiguous_float(field: str, value: object, number: float) -> ConfigError:
                        f"write {steps} for optimizer steps, or a fraction of training below 1 or as a percentage (0.05 or '5%')")
 
 
-def parse_duration(value: object, field: str = "duration") -> ParsedDuration:
-    """The unit and amount of ``value``; a :class:`ConfigError` naming ``field`` for anything else."""
+def parse_duration(value: object, field: str = "duration", *, fractional_steps: bool = False) -> ParsedDuration:
+    """The unit and amount of ``value``; a :class:`ConfigError` naming ``field`` for anything else.
+
+    ``fractional_steps`` is for lengths that need not be whole steps (SGDR's restart period, which
+    Hugging Face's ``num_cycles`` makes fractional): there a number of 1 or more, ``12.5`` or
+    ``"12.5steps"``, is that many steps instead of an error; below 1 it is still a fraction of training.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(field, value, "is not a duration", DURATION_FIX)
     if isinstance(value, int):
@@ -78,6 +95,8 @@ def parse_duration(value: object, field: str = "duration") -> ParsedDuration:
         if not math.isfinite(value) or value < 0:
             raise ConfigError(field, value, "must be a finite non-negative number", DURATION_FIX)
         if value >= 1.0:
+            if fractional_steps:
+                return ParsedDuration(STEPS, value)
             raise _ambiguous_float(field, value, value)
         return ParsedDuration(FRACTION, value)
     text = value.strip()
@@ -90,6 +109,8 @@ def parse_duration(value: object, field: str = "duration") -> ParsedDuration:
         return ParsedDuration(EPOCHS, float(m.group(1)))
     if m := _STEPS.match(text):
         return ParsedDuration(STEPS, int(m.group(1)))
+    if fractional_steps and (m := _FRACTIONAL_STEPS.match(text)):
+        text = m.group(1)
     try:
         number = float(text)  # "0.05", "1e-2", "-3", "1.0"
     except ValueError:
@@ -97,6 +118,8 @@ def parse_duration(value: object, field: str = "duration") -> ParsedDuration:
     if not math.isfinite(number) or number < 0:
         raise ConfigError(field, value, "must be a finite non-negative number", DURATION_FIX)
     if number >= 1.0:
+        if fractional_steps:
+            return ParsedDuration(STEPS, number)
         raise _ambiguous_float(field, value, number)
     return ParsedDuration(FRACTION, number)
 

@@ -14,6 +14,10 @@ DIVERGENCE_FILE = "divergence.json"  # what the divergence guard saw when it sto
 CURVES_FILE = "training_curves.png"  # LR, loss, gradient norm and metric against optimizer steps
 LR_FINDER_JSON = "lr_finder.json"  # the LR range test's curve, suggestion and reason
 LR_FINDER_PNG = "lr_finder.png"  # its picture
+PREEMPTION_FILE = "preempted.json"  # the signal, the step and the checkpoint a preempted run stopped at
+# Inside every checkpoint folder: the plan (steps, warmup, peak, global batch) the checkpoint was trained
+# under, so that a resume under a different plan is caught (--replan accepts it).
+CHECKPOINT_PLAN_FILE = "ftrecipes_plan.json"
 
 # Written by Trainer.save_state (transformers' TRAINER_STATE_NAME); named here too so that readers of
 # a finished run (curves, benchmarks) need not import transformers.

@@ -182,7 +182,7 @@ def apply_choice(recipe, choice: PeakChoice | None):
 
 
 def peak_record(choice: PeakChoice, record: dict, learning_rate: float) -> dict:
-    """``plan.json``'s ``peak_rule`` entry for a run whose TrainingArguments record (``ftrecipes.training.trainer.recipe_record``)
+    """``plan.json``'s ``peak_rule`` entry for a run whose TrainingArguments record (``ftrecipes.training.arguments.recipe_record``)
     is ``record`` and whose peak is ``learning_rate``: the choice, set aside when the user gave the LR."""
     source = record["sources"].get("learning_rate", {}).get("source")
     if source not in ("recipe", "scaled"):

@@ -32,8 +32,17 @@ from typing import Any, Union
 
 import yaml
 
-from ftrecipes.config.durations import Duration, check_duration, normalize_duration, resolve_duration, training_interval
+from ftrecipes.config.durations import (
+    EPOCHS,
+    Duration,
+    check_duration,
+    normalize_duration,
+    parse_duration,
+    resolve_duration,
+    training_interval,
+)
 from ftrecipes.config.errors import ConfigError, did_you_mean
+from ftrecipes.config.files import load_yaml_mapping
 from ftrecipes.config.peak_rule import LR_RULES
 from ftrecipes.config.scaling import SCALING_RULES, LRScaling, recipe_lr_scaling
 from ftrecipes.config.schedule_types import (
@@ -201,6 +210,23 @@ class Recipe:
         """The decay floor as a fraction of the peak."""
         return self.min_lr / self.learning_rate if self.min_lr is not None else self.min_lr_rate
 
+    def durations_in_epochs(self) -> dict[str, Any]:
+        """``{field: value}`` of the recipe's durations given in epochs (warmup, schedule kwargs, and
+        ``eval_steps`` under ``eval_strategy: steps``): what a run without a sized training set cannot resolve."""
+        durations = {"warmup": self.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in self.lr_scheduler_kwargs.items()}}
+        if self.eval_strategy == "steps":
+            durations["eval_steps"] = self.eval_steps
+        found = {}
+        for name, value in durations.items():
+            if not isinstance(value, str):
+                continue
+            try:
+                if parse_duration(value, name).unit == EPOCHS:
+                    found[name] = value
+            except ConfigError:  # a schedule kwarg that is not a duration
+                continue
+        return found
+
     def plan(self, timeline: Timeline) -> "RecipePlan":
         """Resolve the recipe against the run's sizes: steps, warmup, the scaled peak and the schedule."""
         total = timeline.total_steps
@@ -266,14 +292,7 @@ class Recipe:
         path = Path(path)
         if not path.is_file():
             raise ConfigError("--recipe", str(path), "file does not exist", "give a recipe name (see `ftrecipes list`) or an existing YAML path")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            line = getattr(getattr(err, "problem_mark", None), "line", None)
-            where = f" at line {line + 1}" if line is not None else ""
-            raise ConfigError("--recipe", str(path), f"is not valid YAML{where}", "fix the syntax") from None
-        if not isinstance(data, dict):
-            raise ConfigError("--recipe", str(path), "must hold a mapping of recipe fields", "write `key: value` lines")
+        data = load_yaml_mapping(path, "--recipe")
         data.setdefault("name", path.stem)
         return cls.from_dict(data, source=str(path))
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ftrecipes.config import schedules as S
+from ftrecipes.config.durations import parse_duration
 from ftrecipes.config.errors import ConfigError, did_you_mean
 from ftrecipes.config.timeline import Duration, resolve_duration
 
@@ -130,34 +131,15 @@ def _fraction_of_peak(sizes: Sizes, name: str, value) -> float:
     return float(value) / sizes.peak_lr
 
 
-_FLOAT_STEPS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:steps?)?\s*$")
-_FLOAT_EPOCHS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*ep(?:ochs?)?\s*$")
-_FLOAT_PERCENT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
 
 
 def _steps_float(sizes: Sizes, name: str, value: Duration) -> float:
-    """A duration in optimizer steps *without rounding* (``"2.5"``, ``12.5``, ``"0.5ep"``, ``"12.5%"``).
-
-    Durations elsewhere are whole steps (the timeline's parser rounds up like Trainer); restart periods
-    may be fractional — Hugging Face's ``num_cycles`` makes them so — hence this small, separate reading of
-    the same forms: an int or a float >= 1 is steps, a float in (0, 1) a fraction of training.
-    """
-    number = None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, (int, float)):
-        number = float(value) if value >= 1 else float(value) * sizes.total_steps
-    elif isinstance(value, str):
-        if m := _FLOAT_PERCENT.match(value):
-            number = float(m.group(1)) / 100.0 * sizes.total_steps
-        elif m := _FLOAT_EPOCHS.match(value):
-            if sizes.steps_per_epoch is None:
-                raise ConfigError(_opt(name), value, "epochs need the number of steps per epoch", "give steps or a fraction instead")
-            number = float(m.group(1)) * sizes.steps_per_epoch
-        elif m := _FLOAT_STEPS.match(value):
-            number = float(m.group(1))
-            number = number if number >= 1 else number * sizes.total_steps
-    if number is None or not number > 0:
+    """A positive duration in optimizer steps *without rounding* (``"2.5"``, ``12.5``, ``"0.5ep"``,
+    ``"12.5%"``): restart periods may be fractional, as Hugging Face's ``num_cycles`` makes them
+    (:func:`ftrecipes.config.durations.parse_duration` with ``fractional_steps``)."""
+    number = parse_duration(value, _opt(name), fractional_steps=True).exact_steps(
+        total_steps=sizes.total_steps, steps_per_epoch=sizes.steps_per_epoch, field=_opt(name), given=value)
+    if not number > 0:
         raise ConfigError(_opt(name), value, "is not a positive duration", "give steps (500 or 12.5), a fraction (0.1 or '10%') or epochs ('1ep')")
     return number
 
@@ -191,9 +173,6 @@ HF_TYPES = {
 }
 """``transformers.SchedulerType`` names ftrecipes gives Hugging Face's exact semantics, each mapped to the
 ftrecipes family of the same shape (which honours the recipe's warmup fields and floor)."""
-
-SHARED_TYPES = ("linear", "cosine", "polynomial", "constant", "inverse_sqrt")
-"""Names both libraries have: ftrecipes' conventions, plus Hugging Face's kwargs."""
 
 
 def _hf_warmup(sizes: Sizes, name: str) -> S.Schedule:

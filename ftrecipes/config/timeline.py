@@ -30,6 +30,17 @@ from ftrecipes.config.durations import Duration, resolve_duration
 from ftrecipes.config.errors import ConfigError
 
 
+def global_batch_size(per_device_train_batch_size: int, num_processes: int, gradient_accumulation_steps: int) -> int:
+    """Examples one optimizer step consumes across all processes: ``per_device * processes * accumulation``."""
+    return int(per_device_train_batch_size) * max(1, int(num_processes)) * int(gradient_accumulation_steps)
+
+
+def args_global_batch_size(args, num_processes: int | None = None) -> int:
+    """:func:`global_batch_size` of a ``TrainingArguments`` (its ``world_size`` unless ``num_processes`` is given)."""
+    processes = num_processes if num_processes is not None else getattr(args, "world_size", 1)
+    return global_batch_size(args.per_device_train_batch_size, processes, args.gradient_accumulation_steps)
+
+
 @dataclass(frozen=True)
 class Timeline:
     """The sizes of one run and the optimizer-step counts that follow from them."""
@@ -75,7 +86,7 @@ class Timeline:
     @property
     def global_batch_size(self) -> int:
         """Examples consumed by one optimizer step across all processes."""
-        return self.per_device_train_batch_size * self.num_processes * self.gradient_accumulation_steps
+        return global_batch_size(self.per_device_train_batch_size, self.num_processes, self.gradient_accumulation_steps)
 
     @property
     def batches_per_process(self) -> Optional[int]:

@@ -19,7 +19,6 @@ print or download on import.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,12 @@ from typing import Callable
 import datasets
 from datasets import ClassLabel, DatasetDict, Features, Sequence, Value
 
-from ftrecipes.config.bundled import BUNDLED_DATASET_NAMES, DATASET_ALIASES, DEMO_INSTALL_HINT, canonical_dataset_name, package_dir
+from ftrecipes.config.bundled import (
+    BUNDLED_DATASET_NAMES,
+    DATASET_ALIASES,
+    canonical_dataset_name,
+    package_dir,
+)
 from ftrecipes.config.errors import ConfigError, did_you_mean
 from ftrecipes.data.files import file_builder
 

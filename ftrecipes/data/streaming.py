@@ -13,7 +13,6 @@ from typing import Any
 
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.recipe import Recipe, RecipePlan
-from ftrecipes.config.durations import EPOCHS, parse_duration
 from ftrecipes.config.timeline import Timeline
 
 
@@ -26,13 +25,6 @@ def has_length(dataset: Any) -> bool:
     return True
 
 
-def _epoch_durations(recipe: Recipe) -> dict[str, Any]:
-    durations = {"warmup": recipe.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in recipe.lr_scheduler_kwargs.items()}}
-    if recipe.eval_strategy == "steps":
-        durations["eval_steps"] = recipe.eval_steps
-    return {name: value for name, value in durations.items() if isinstance(value, str) and parse_duration(value, name).unit == EPOCHS}
-
-
 def plan_unknown_length(recipe: Recipe, max_steps: int, *, per_device_train_batch_size: int | None = None,
                         num_processes: int = 1, gradient_accumulation_steps: int | None = None) -> RecipePlan:
     """The recipe's plan for data of unknown length: ``max_steps`` optimizer steps, every duration a
@@ -40,7 +32,7 @@ def plan_unknown_length(recipe: Recipe, max_steps: int, *, per_device_train_batc
     if max_steps is None or int(max_steps) <= 0:
         raise ConfigError("--max_steps", max_steps, "data of unknown length (streaming, IterableDataset) has no epochs to count",
                           "set --max_steps to the number of optimizer steps to train")
-    epochs = _epoch_durations(recipe)
+    epochs = recipe.durations_in_epochs()
     if epochs:
         name, value = next(iter(epochs.items()))
         raise ConfigError(name, value, "is in epochs, but data of unknown length (streaming, IterableDataset) has no epochs",

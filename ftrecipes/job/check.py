@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
+from ftrecipes.config.env import env_true
 from ftrecipes.config.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -192,7 +193,7 @@ def check_launch_environment(*, use_cpu: bool = False, count_gpus: bool = True) 
         raise ConfigError("RANK", str(rank), f"must be below WORLD_SIZE={world}", launch)
     if local_rank is not None and local_world is not None and local_rank >= local_world:
         raise ConfigError("LOCAL_RANK", str(local_rank), f"must be below LOCAL_WORLD_SIZE={local_world}", launch)
-    on_cpu = use_cpu or _env_true("ACCELERATE_USE_CPU")
+    on_cpu = use_cpu or env_true("ACCELERATE_USE_CPU")
     if count_gpus and local_world is not None and local_world > 1 and not on_cpu:
         import torch
 
@@ -200,10 +201,6 @@ def check_launch_environment(*, use_cpu: bool = False, count_gpus: bool = True) 
         if gpus and local_world > gpus:
             raise ConfigError("LOCAL_WORLD_SIZE", str(local_world), f"starts more processes per node than the {gpus} visible GPUs",
                               f"use --nproc_per_node {gpus} (or --num_processes {gpus})")
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -219,12 +216,6 @@ def check_seed(flag: str, seed: Any) -> None:
         raise ConfigError(flag, seed, "is not a valid seed", fix)
 
 
-def _on_cpu(overrides: Mapping[str, Any]) -> bool:
-    import torch
-
-    return bool(overrides.get("use_cpu")) or _env_true("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-
-
 # ------------------------------------------------------------------------------------------------
 # TrainingArguments
 
@@ -232,7 +223,7 @@ def _on_cpu(overrides: Mapping[str, Any]) -> bool:
 def training_arguments(recipe, output_dir: str, overrides: Mapping[str, Any]) -> "TrainingArguments":
     """``recipe_training_args(recipe, output_dir, **overrides)`` with TrainingArguments' own
     validation errors turned into one line naming the flag (see :func:`training_args_errors`)."""
-    from ftrecipes.training.trainer import recipe_training_args
+    from ftrecipes.training.arguments import recipe_training_args
 
     with training_args_errors(recipe, overrides):
         return recipe_training_args(recipe, output_dir, **overrides)
@@ -294,7 +285,10 @@ def _field_in_message(message: str, overrides: Mapping[str, Any]) -> tuple[str, 
 def check_report_to(report_to: Any) -> None:
     """Every ``--report_to`` integration is one transformers knows and is installed (Trainer would
     otherwise fail in its constructor, after the model is loaded)."""
-    from transformers.integrations import get_available_reporting_integrations, get_reporting_integration_callbacks
+    from transformers.integrations import (
+        get_available_reporting_integrations,
+        get_reporting_integration_callbacks,
+    )
 
     names = [report_to] if isinstance(report_to, str) else list(report_to or [])
     names = [n for n in names if n not in ("none", "all")]
@@ -363,9 +357,9 @@ def check_data_file(flag: str, path: Optional[str]) -> None:
 
 def check_models(config: "JobConfig") -> None:
     """Model, config and tokenizer names resolve to loadable files (:func:`~ftrecipes.models.source.check_model_source`)."""
-    from ftrecipes.models.source import check_model_source
-    from ftrecipes.models.names import is_small_cnn_alias
     from ftrecipes.data.tasks import get_task
+    from ftrecipes.models.names import is_small_cnn_alias
+    from ftrecipes.models.source import check_model_source
 
     recipe, script = config.recipe, config.script
     task = get_task(recipe.task, field="task")

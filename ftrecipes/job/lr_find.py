@@ -42,9 +42,8 @@ def _pipeline_builder(recipe_arg: str, finetune_argv: list[str]):
     preprocessing)."""
     import torch
 
-    from ftrecipes.job.run import build_training_components
-
     from ftrecipes.job.parse import parse_args
+    from ftrecipes.job.run import build_training_components
 
     config = parse_args(["--recipe", recipe_arg, *finetune_argv])
     c = build_training_components(config)
@@ -66,11 +65,11 @@ def _unpack_components(components) -> tuple[Any, Any, Any]:
 
 def run_lr_find(args, build_components: ComponentBuilder | None = None, finetune_argv: Sequence[str] = ()) -> int:
     """Range test of ``args.recipe``; flags lr-find does not know are finetune.py flags (model/data)."""
-    from ftrecipes.tuning.range_test import check_finder_args, choose_learning_rate
     from ftrecipes.config.outputs import LR_FINDER_JSON, LR_FINDER_PNG
-    from ftrecipes.models.width import resolve_peak_rule_for_model
-    from ftrecipes.job.check import check_output_dir
     from ftrecipes.config.registry import get_recipe
+    from ftrecipes.job.check import check_output_dir
+    from ftrecipes.models.width import resolve_peak_rule_for_model
+    from ftrecipes.tuning.range_test import check_finder_args, choose_learning_rate
 
     check_finder_args(num_steps=args.num_steps, min_lr=args.min_lr, max_lr=args.max_lr, rule=args.rule,
                       accumulation_steps=args.accumulation_steps, prior=args.prior)

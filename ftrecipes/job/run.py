@@ -1,4 +1,6 @@
-"""The main job: parse, resolve the recipe, load data and model, train with Trainer + Accelerate.
+"""The main job, in phases each visited once: parse (:mod:`ftrecipes.job.parse`) -> check
+(:func:`check_job`, over :mod:`ftrecipes.job.check`) -> data (:func:`load_data`) -> model
+(:func:`build_job_model`) -> train and report (:func:`run`), with Trainer + Accelerate.
 
 ``ftrecipes train``, ``python -m ftrecipes.train`` and ``scripts/finetune.py`` are thin wrappers
 around :func:`main`, so the job runs the same under ``python``, ``accelerate launch`` and ``torchrun``,
@@ -24,9 +26,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.training.launch import refuse
 from ftrecipes.config.recipe import Recipe
 from ftrecipes.job.parse import JobConfig, ScriptArguments, parse_args
+from ftrecipes.training.launch import refuse
 
 logger = logging.getLogger("ftrecipes.finetune")
 
@@ -84,32 +86,68 @@ def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -
     return last
 
 
+@dataclass
+class CheckedJob:
+    """The job after its checks: everything that needs no data or model has been verified."""
+
+    config: JobConfig
+    recipe: Recipe
+    task: Any  # ftrecipes.data.tasks.Task
+    args: Any  # TrainingArguments
+    peak: Any  # the peak-LR rule's PeakChoice, or None
+    last_checkpoint: Optional[str]
+    load_kwargs: dict
+
+
+@dataclass
+class LoadedData:
+    """The job's data, preprocessed for its task, and the plan it sizes."""
+
+    tokenizer: Any
+    prepared: Any  # ftrecipes.data.tasks.PreparedTask
+    plan: Any  # RecipePlan
+    scaling: Any  # LRScaling
+
+
 def build_training_components(config: JobConfig) -> TrainingComponents:
-    """Load data, tokenizer, model and arguments for ``config`` and check them all (no writes).
+    """Check the job, load its data, build its model (in that order; nothing is written).
 
     Task-agnostic: what differs between tasks (flags, preprocessing, model class, head check) comes
     from the recipe's task in the registry (:mod:`ftrecipes.data.tasks`); the model from the one build seam
     (:func:`ftrecipes.models.build.build_model`).
     """
-    from transformers import AutoTokenizer, set_seed
+    job = check_job(config)
+    data = load_data(job)
+    model = build_job_model(job, data)
+    peak, scaling = job.peak, data.scaling
+    components = TrainingComponents(
+        job.config, job.recipe, job.args, data.tokenizer, data.prepared, model, data.plan, job.last_checkpoint,
+        scaling.to_dict(),
+        peak_rule=None if peak is None else {**peak.to_dict(), "message": peak.line(scaling.global_batch_size, scaling.learning_rate_after)})
+    if config.learning_rate_auto:
+        _choose_learning_rate(components)
+        if components.peak_rule is not None:  # the range test's pick replaces the rule's, inside the rule's prior
+            components.peak_rule["message"] += (f"; --learning_rate auto: the run trains at the range test's "
+                                                f"{components.args.learning_rate:.3g} instead")
+    return components
 
-    from ftrecipes.data.loading import load_raw_datasets, load_streamed_datasets
 
-    from ftrecipes.models.names import resolve_model_name_or_path
-    from ftrecipes.models.build import build_model
+def check_job(config: JobConfig) -> CheckedJob:
+    """Phase 2, check: the task's flags, the peak-LR rule, the launch, every TrainingArguments value,
+    the output folder and the adapter's prerequisites; seeds and threads set for what follows."""
+    from transformers import set_seed
+
+    from ftrecipes.data.streaming import read_per_process
+    from ftrecipes.data.tasks import get_task
     from ftrecipes.job.check import check_before_loading, check_task_flags
     from ftrecipes.training.launch import check_launch, check_world_size
-    from ftrecipes.config.scaling import recipe_lr_scaling
-    from ftrecipes.data.streaming import check_stream_sharding, check_unknown_length, has_length, read_per_process
-    from ftrecipes.data.tasks import get_task, prepare_task
-    from ftrecipes.config.timeline import Timeline
 
     script = config.script
     task = get_task(config.recipe.task, field="task")
     check_task_flags(script, task)
     recipe = _with_task_metric(config.recipe, task)
     # The peak-LR rule reads the model's width from its config.json before anything is built, so that
-    # the TrainingArguments carry the rule's peak; the loaded model's config is checked against it below.
+    # the TrainingArguments carry the rule's peak; the loaded model's config is checked against it later.
     recipe, peak = peak_rule_for_job(recipe, script)
     # DeepSpeed blocks, engines on CPU, N processes seen as 1: before anything else is built.
     config = dataclasses.replace(config, recipe=recipe, training_overrides=check_launch(config.training_overrides))
@@ -121,7 +159,22 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     set_seed(args.seed)
     last_checkpoint = _check_output_dir(args.output_dir, script.overwrite_output_dir, args.resume_from_checkpoint)
     load_kwargs = _peft_load_kwargs(recipe, script)  # peft / QLoRA prerequisites, before anything is loaded
+    return CheckedJob(config, recipe, task, args, peak, last_checkpoint, load_kwargs)
 
+
+def load_data(job: CheckedJob) -> LoadedData:
+    """Phase 3, data: the raw splits (bundled, files, the Hub, or a stream), the tokenizer, the task's
+    preprocessing, and the plan checked against the real sizes."""
+    from transformers import AutoTokenizer
+
+    from ftrecipes.config.scaling import recipe_lr_scaling
+    from ftrecipes.config.timeline import Timeline
+    from ftrecipes.data.loading import load_raw_datasets, load_streamed_datasets
+    from ftrecipes.data.streaming import check_stream_sharding, check_unknown_length, has_length
+    from ftrecipes.data.tasks import prepare_task
+    from ftrecipes.models.names import resolve_model_name_or_path
+
+    script, recipe, task, args = job.config.script, job.recipe, job.task, job.args
     has_files = any((script.train_file, script.validation_file, script.test_file))
     if script.streaming:  # the train split as a datasets.IterableDataset (ftrecipes.data.streaming)
         raw = load_streamed_datasets(
@@ -158,23 +211,23 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
         check_stream_sharding(args, train)
     scaling = recipe_lr_scaling(recipe, plan.timeline.global_batch_size)
     logger.info("batch-size scaling: %s", scaling.message())
+    return LoadedData(tokenizer, prepared, plan, scaling)
 
+
+def build_job_model(job: CheckedJob, data: LoadedData):
+    """Phase 4, model: built and wrapped for the task and the data (one seam:
+    :func:`ftrecipes.models.build.build_model`), then checked against the rule's width and the LR groups."""
+    from ftrecipes.models.build import build_model
     from ftrecipes.training.precision import args_precision, attention_implementation
 
+    script, recipe, args = job.config.script, job.recipe, job.args
     # Eager attention for bf16 on a CPU: torch's CPU flash-attention backward is slow in bf16.
-    model = build_model(task, prepared, recipe.model_name_or_path, config_name=script.config_name, cache_dir=script.cache_dir,
-                        ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe,
-                        attn_implementation=attention_implementation(args_precision(args), args.device.type), load_kwargs=load_kwargs)
-    _check_model_lrs(model, recipe, peak)
-    job = config if recipe is config.recipe else dataclasses.replace(config, recipe=recipe)
-    components = TrainingComponents(job, recipe, args, tokenizer, prepared, model, plan, last_checkpoint, scaling.to_dict(),
-                                    peak_rule=None if peak is None else {**peak.to_dict(), "message": peak.line(scaling.global_batch_size, scaling.learning_rate_after)})
-    if config.learning_rate_auto:
-        _choose_learning_rate(components)
-        if components.peak_rule is not None:  # the range test's pick replaces the rule's, inside the rule's prior
-            components.peak_rule["message"] += (f"; --learning_rate auto: the run trains at the range test's "
-                                                f"{components.args.learning_rate:.3g} instead")
-    return components
+    model = build_model(job.task, data.prepared, recipe.model_name_or_path, config_name=script.config_name,
+                        cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe,
+                        attn_implementation=attention_implementation(args_precision(args), args.device.type),
+                        load_kwargs=job.load_kwargs)
+    _check_model_lrs(model, recipe, job.peak)
+    return model
 
 
 def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
@@ -188,8 +241,8 @@ def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
 def _check_model_lrs(model, recipe: Recipe, peak) -> None:
     """The loaded model agrees with the width the rule read from config.json, and every ``lr_groups``
     pattern (and LoRA+) finds its parameters: before anything is written to ``output_dir``."""
-    from ftrecipes.training.lr_groups import check_lr_groups
     from ftrecipes.models.width import model_width
+    from ftrecipes.training.lr_groups import check_lr_groups
 
     if peak is not None and peak.applied and model_width(model).width != peak.width:
         raise ConfigError("--model_name_or_path", recipe.model_name_or_path,
@@ -210,8 +263,8 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
     """
     from accelerate.utils import broadcast_object_list
 
-    from ftrecipes.tuning.range_test import choose_learning_rate
     from ftrecipes.training.precision import args_precision
+    from ftrecipes.tuning.range_test import choose_learning_rate
 
     args = c.args
     payload: list = [None]
@@ -277,12 +330,18 @@ def _set_cpu_threads(requested: Optional[int]) -> None:
 def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
     """Train, evaluate and save; returns the process exit code. ``callbacks`` are extra
     ``TrainerCallback``s (the sweep's pruning hook)."""
-    from ftrecipes.training.callbacks import add_monitoring
     from ftrecipes.data.tasks import get_task
-    from ftrecipes.training.preemption import PlanRecordCallback, PreemptionCallback, check_resume_plan, resume_checkpoint, stop_after_preemption
+    from ftrecipes.training.callbacks import add_monitoring
+    from ftrecipes.training.preemption import (
+        PlanRecordCallback,
+        PreemptionCallback,
+        check_resume_plan,
+        resume_checkpoint,
+        stop_after_preemption,
+    )
     from ftrecipes.training.trainer import RecipeTrainer
 
-    c = build_training_components(config)
+    c = build_training_components(config)  # check -> data -> model
     task = get_task(c.recipe.task)
     eval_dataset = c.prepared.datasets.get("validation")
     args = c.args
@@ -316,6 +375,7 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
     if checkpoint in ("True", "true"):
         checkpoint = True
 
+    # Train.
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     if monitoring.exit_code:
         # Diverged: the guard printed its one line and kept the last good checkpoint; the weights in
@@ -326,6 +386,7 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
         return monitoring.exit_code
     if preemption.received:
         return stop_after_preemption(trainer, preemption, program=config.program)
+    # Report: the model, its recipe and plan, metrics, curves.
     trainer.save_model()
     if config.script.merge_adapter and trainer.is_world_process_zero():
         from ftrecipes.models.lora import save_merged

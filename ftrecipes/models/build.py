@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 from ftrecipes.data.tasks import Task, get_task, registered_head_suffixes
-from ftrecipes.models.names import is_small_cnn_alias
 from ftrecipes.data.tasks.base import PreparedTask
+from ftrecipes.models.names import is_small_cnn_alias
 
 logger = logging.getLogger("ftrecipes.models.build")
 
@@ -55,7 +55,10 @@ def build_model(
     task = get_task(task)
     model = None
     if task.name == "image-classification" and is_small_cnn_alias(model_name_or_path) and config_name is None:
-        from ftrecipes.models.cnn import SmallCNNForImageClassification, small_cnn_config_for
+        from ftrecipes.models.cnn import (
+            SmallCNNForImageClassification,
+            small_cnn_config_for,
+        )
 
         model = SmallCNNForImageClassification(small_cnn_config_for(prepared))
     if model is None:
@@ -70,10 +73,10 @@ def build_model(
             **({"attn_implementation": attn_implementation} if attn_implementation else {}),
             **(load_kwargs or {}),  # e.g. QLoRA's 4-bit quantization_config (ftrecipes.models.lora.peft_load_kwargs)
         )
-    return wrap_model(model, task=task, recipe=recipe)
+    return wrap_model(model, recipe=recipe)
 
 
-def wrap_model(model, *, task: Task, recipe: Any = None):
+def wrap_model(model, *, recipe: Any = None):
     """The single hook for model wrappers, applied by :func:`build_model` to every model it creates:
 
     - LoRA / QLoRA adapters when ``recipe.peft`` asks for them (:func:`ftrecipes.models.lora.apply_peft`:

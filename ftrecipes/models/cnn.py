@@ -19,7 +19,12 @@ from typing import Optional
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers.modeling_outputs import ImageClassifierOutput
 
 # The name a recipe gives as ``model_name_or_path`` to get a freshly initialised SmallCNN.

@@ -97,7 +97,9 @@ def resolve_target_modules(model, spec: str) -> list[str] | str:
     if spec == "all-linear":
         return spec
     if spec == "auto":
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAPPING
+        from peft.utils.constants import (
+            TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAPPING,
+        )
 
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         if model_type not in MAPPING:
@@ -147,7 +149,9 @@ def _target_modules_for_name(name: str, spec: str) -> list[str] | str:
     spec = spec.strip()
     if spec != "auto":
         return spec if spec == "all-linear" else [m.strip() for m in spec.split(",")]
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAPPING
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as MAPPING,
+    )
     from transformers import AutoConfig
 
     model_type = AutoConfig.from_pretrained(name).model_type

@@ -23,12 +23,22 @@ from typing import Iterable, Optional
 
 from ftrecipes.config.errors import ConfigError
 
+
 # The files ``from_pretrained`` reads, by part; any one file of a group is enough. The names are the
 # ones transformers itself uses (transformers.utils.*_NAME, tokenization_utils_base.*_FILE); the
 # tokenizer group adds the vocabulary files of slow tokenizers (WordPiece, BPE, SentencePiece).
 def _part_files() -> dict[str, tuple[str, ...]]:
-    from transformers.tokenization_utils_base import FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE
-    from transformers.utils import CONFIG_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+    from transformers.tokenization_utils_base import (
+        FULL_TOKENIZER_FILE,
+        TOKENIZER_CONFIG_FILE,
+    )
+    from transformers.utils import (
+        CONFIG_NAME,
+        SAFE_WEIGHTS_INDEX_NAME,
+        SAFE_WEIGHTS_NAME,
+        WEIGHTS_INDEX_NAME,
+        WEIGHTS_NAME,
+    )
 
     return {
         "config": (CONFIG_NAME,),
@@ -145,7 +155,12 @@ def _ask_hub(name: str, repo_id: str, field: str, what: str) -> None:
     """One ``model_info`` request: is the repository there, readable and reachable? (from_pretrained
     would find out only after the data is loaded, through its own retries)."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HTTPError,
+        RepositoryNotFoundError,
+    )
 
     try:
         HfApi().model_info(repo_id, timeout=HUB_TIMEOUT_S)

@@ -14,7 +14,14 @@ from typing import Any
 
 from ftrecipes.config.bundled import MINILM_PACKAGE, MODEL_ALIASES
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.config.peak_rule import WIDTH_KEYS, ModelWidth, PeakChoice, apply_choice, choose_peak, width_of_config
+from ftrecipes.config.peak_rule import (
+    WIDTH_KEYS,
+    ModelWidth,
+    PeakChoice,
+    apply_choice,
+    choose_peak,
+    width_of_config,
+)
 from ftrecipes.models.names import default_model_path
 
 

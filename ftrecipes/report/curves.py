@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
-from ftrecipes.config.outputs import CURVES_FILE, DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE, TRAINER_STATE_FILE
+from ftrecipes.config.outputs import (
+    CURVES_FILE,
+    DIVERGENCE_FILE,
+    SCHEDULE_FILE,
+    SPIKES_FILE,
+    TRAINER_STATE_FILE,
+)
+from ftrecipes.report.plotting import new_figure, save_figure
+
 # Evaluation keys that are bookkeeping, not metrics.
 _NOT_METRICS = ("_runtime", "_samples_per_second", "_steps_per_second", "_model_preparation_time")
 
@@ -121,16 +129,8 @@ def _finite(steps: Sequence[int], values: Sequence[float]) -> tuple[list[int], l
 
 def plot_curves(run: RunLogs, output: str, title: str | None = None) -> str:
     """Draw ``run`` into the PNG ``output`` (four panels, shared x = optimizer steps) and return its path."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ConfigError("matplotlib", None, "is not installed", "pip install 'ftrecipes[plot]'") from None
-
-    # A bare Figure on the Agg canvas: no pyplot, no global backend switch, safe in a headless job.
-    figure = Figure(figsize=(10, 11), layout="constrained")
-    FigureCanvasAgg(figure)
-    ax_lr, ax_loss, ax_grad, ax_metric = figure.subplots(4, 1, sharex=True)
+    figure, axes = new_figure(10, 11, rows=4)
+    ax_lr, ax_loss, ax_grad, ax_metric = axes[:, 0]
     schedule = run.schedule or {}
 
     # LR: what was used (logged) over what was planned; other param groups and a cycled momentum.
@@ -205,10 +205,7 @@ def plot_curves(run: RunLogs, output: str, title: str | None = None) -> str:
         ax.grid(alpha=0.3)
     figure.suptitle(title or os.path.dirname(run.source) or "training curves")
 
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tmp = output + ".tmp.png"
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, output)
+    save_figure(figure, output, dpi=100)
     return output
 
 

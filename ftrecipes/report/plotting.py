@@ -1,6 +1,7 @@
 """Pictures of schedules and LR range tests: PNG files and a compact terminal chart.
 
-PNGs are drawn on a bare ``matplotlib.figure.Figure`` with the Agg canvas, never through ``pyplot``:
+Every figure of the package is made by :func:`new_figure` and written by :func:`save_figure`: a bare
+``matplotlib.figure.Figure`` on the Agg canvas, never through ``pyplot``:
 no GUI backend is touched, no global figure state leaks into the caller, and it works on headless
 machines. matplotlib is the optional ``plot`` extra; without it the PNG functions raise a
 :class:`~ftrecipes.config.errors.ConfigError` naming the install command. The terminal chart needs nothing.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.files import atomic_path
 
 # Eighth-blocks: a column of height h cells shows 8*h levels.
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -21,23 +23,30 @@ _ASCII_BLOCKS = " .:-=+*##"
 _TRANSITION_COLORS = {"warmup_end": "tab:orange", "restart": "tab:purple", "step_drop": "tab:red", "decay_start": "tab:brown"}
 
 
-def _figure(width: float = 8.0, height: float = 4.5, rows: int = 1):
+def new_figure(width: float = 8.0, height: float = 4.5, rows: int = 1, cols: int = 1, *, sharex: bool = True):
+    """``(figure, axes)``: a bare ``Figure`` on the Agg canvas with a ``rows x cols`` grid of axes
+    (``axes[row][col]``). The one way this package makes a figure; a :class:`ConfigError` naming the
+    install command when matplotlib is missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-    except ImportError:  # pragma: no cover - the extra is installed in dev environments
+    except ImportError:
         raise ConfigError("matplotlib", "not installed", "PNG plots need matplotlib", "pip install 'ftrecipes[plot]'") from None
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
-    return fig, list(axes)
+    return fig, fig.subplots(rows, cols, sharex=sharex, squeeze=False)
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=110)
-    return path
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (atomically: a reader never sees half a file)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return Path(path)
+
+
+def _figure(width: float = 8.0, height: float = 4.5, rows: int = 1):
+    fig, axes = new_figure(width, height, rows)
+    return fig, list(axes[:, 0])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -88,7 +97,7 @@ def plot_schedule(schedule, path: str | os.PathLike, *, peak_lr: float = 1.0, ti
                 ha="right", va="bottom", fontsize=8, color="0.3")
     axes[-1].set_xlabel("optimizer step")
     axes[-1].set_xlim(0, max(1, schedule.total_steps - 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _mark_transitions(axes, transitions, max_labels: int = 6) -> None:
@@ -128,7 +137,7 @@ def plot_lr_finder(result, path: str | os.PathLike, *, title: str | None = None)
     if result.warning:
         ax.text(0.99, 0.02, "suggestion outside the prior: see warning in lr_finder.json", transform=ax.transAxes,
                 ha="right", va="bottom", fontsize=7, color="tab:red")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _finder_ylim(result) -> tuple[float, float]:

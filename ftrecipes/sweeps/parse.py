@@ -130,18 +130,18 @@ def _flag_names(argv: Sequence[str]) -> list[str]:
 
 def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
     """Sweep flags + finetune flags; everything is checked here, before anything is written."""
-    from ftrecipes.job.run import peak_rule_for_job
     from ftrecipes.job.parse import parse_args
+    from ftrecipes.job.run import peak_rule_for_job
 
     args, finetune_argv = build_parser().parse_known_args(list(argv))
     if args.card is not None:
         finetune_argv = _card_flags(args.card) + finetune_argv  # the user's own flags come last and win
         if args.recipe is None:
-            from ftrecipes.baselines import load_card
+            from ftrecipes.baselines.cards import load_card
 
             args.recipe = load_card(args.card).recipe
         if args.metric is None:
-            from ftrecipes.baselines import load_card
+            from ftrecipes.baselines.cards import load_card
 
             args.metric = load_card(args.card).metric
     args.recipe = args.recipe or "cls"
@@ -200,7 +200,8 @@ def parse_sweep_args(argv: Sequence[str]) -> SweepConfig:
 
 def _card_flags(name: str) -> list[str]:
     """A card's finetune flags (model, data, budget), without its seed and output folder."""
-    from ftrecipes.baselines import load_card, unreachable_reason
+    from ftrecipes.baselines.cards import load_card
+    from ftrecipes.baselines.hub import unreachable_reason
 
     card = load_card(name)
     reason = unreachable_reason(card)

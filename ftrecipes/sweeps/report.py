@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 import csv
 import json
+import logging
 import math
-import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
+from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.files import atomic_path
 from ftrecipes.sweeps.parse import STAGE_LR, STAGE_WARMUP, SweepConfig
 
 logger = logging.getLogger("ftrecipes.sweeps.report")
@@ -57,13 +56,12 @@ def write_report(config: SweepConfig, rows: list[PointResult], finder: dict | No
         best_lr_row is None or (best_warmup_row.mean > best_lr_row.mean if greater else best_warmup_row.mean < best_lr_row.mean)) else best_lr_row
     metric = config.metric
 
-    with open(out / "trials.csv.tmp", "w", newline="") as f:
+    with atomic_path(out / "trials.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["stage", "trial", "learning_rate", "warmup", f"{metric}_mean", f"{metric}_std", "values", "seconds", "status", "output_dir"])
         for r in rows:
             writer.writerow([r.stage, r.trial, f"{r.learning_rate:.6g}", r.warmup, _num(r.mean), _num(r.std),
                              " ".join(f"{v:.4f}" for v in r.values), f"{r.seconds:.1f}", r.status, r.output_dir])
-    os.replace(out / "trials.csv.tmp", out / "trials.csv")
 
     lines = [f"Sweep `{config.study_name}` — recipe `{config.recipe_arg}`, metric `{metric}` ({'higher' if greater else 'lower'} is better), "
              f"seeds {config.seeds}", "",
@@ -95,8 +93,8 @@ def write_report(config: SweepConfig, rows: list[PointResult], finder: dict | No
     (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     try:
         plot_sweep(config, rows, finder, best, out / "sweep.png")
-    except ImportError:
-        logger.warning("sweep.png skipped: matplotlib is not installed (pip install 'ftrecipes[plot]')")
+    except ConfigError as err:  # matplotlib (the plot extra) is missing: the tables still stand
+        logger.warning("sweep.png skipped: %s", err)
     return summary
 
 
@@ -155,13 +153,10 @@ def _as_duration(text: str):
 def plot_sweep(config: SweepConfig, rows: list[PointResult], finder: dict | None, best: PointResult | None, path: Path) -> Path:
     """Metric against the peak LR (log axis; every seed, mean ± std, pruned/diverged marked) and, with
     stage 2, against the warmup; the recipe's default and the range test's picks as vertical lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ftrecipes.report.plotting import new_figure, save_figure
 
     stage2 = [r for r in rows if r.stage == STAGE_WARMUP]
-    fig, axes = plt.subplots(1, 2 if stage2 else 1, figsize=(11 if stage2 else 7, 4.2), squeeze=False)
+    fig, axes = new_figure(11 if stage2 else 7, 4.2, cols=2 if stage2 else 1, sharex=False)
     ax = axes[0][0]
     stage1 = sorted((r for r in rows if r.stage == STAGE_LR), key=lambda r: r.learning_rate)
     done = [r for r in stage1 if r.status == "complete"]
@@ -202,7 +197,4 @@ def plot_sweep(config: SweepConfig, rows: list[PointResult], finder: dict | None
         ax2.set_ylabel(config.metric)
         ax2.set_xlabel(f"warmup (at peak {stage2[0].learning_rate:.3g})")
         ax2.set_title("stage 2: warmup")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -42,9 +42,14 @@ import time
 from typing import Sequence
 
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ConfigError
-
-from ftrecipes.sweeps.parse import (STAGE_LR, STAGE_WARMUP, STORAGE_FILE, SURPLUS, SweepConfig,
-                                    parse_sweep_args)
+from ftrecipes.sweeps.parse import (
+    STAGE_LR,
+    STAGE_WARMUP,
+    STORAGE_FILE,
+    SURPLUS,
+    SweepConfig,
+    parse_sweep_args,
+)
 from ftrecipes.sweeps.report import PointResult, best_point, write_report
 from ftrecipes.sweeps.trials import TrialDiverged, run_point
 

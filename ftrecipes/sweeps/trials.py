@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import gc
 import json
+import math
 import time
 from pathlib import Path
 
 from ftrecipes.config.errors import ConfigError
-
 from ftrecipes.sweeps.parse import SweepConfig
 
 
@@ -42,9 +40,9 @@ def pruning_callback(trial, metric: str):
 
 def run_point(config: SweepConfig, params: dict, folder: Path, trial=None) -> dict:
     """Train the point ``params`` once per seed through the main job; returns per-seed metrics."""
-    from ftrecipes.training.callbacks import DIVERGED_EXIT_CODE
-    from ftrecipes.job.run import run
     from ftrecipes.job.parse import parse_args
+    from ftrecipes.job.run import run
+    from ftrecipes.training.callbacks import DIVERGED_EXIT_CODE
 
     values, seconds, dirs = [], [], []
     for i, seed in enumerate(config.seeds):

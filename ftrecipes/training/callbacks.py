@@ -42,7 +42,6 @@ Wiring in a script (files land in ``args.output_dir``: ``schedule.json`` at trai
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -56,6 +55,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from ftrecipes.config.files import write_json_atomic
 from ftrecipes.config.outputs import DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE
 from ftrecipes.config.schedule_types import BuiltSchedule, Transition
 
@@ -79,11 +79,7 @@ def _say(line: str) -> None:
 
 
 def _write_json(path: str, payload: dict) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2, allow_nan=True)
-    os.replace(tmp, path)  # never leave a half-written report behind
+    write_json_atomic(path, payload, allow_nan=True)
 
 
 def _built_schedule(explicit: BuiltSchedule | None, lr_scheduler: Any) -> BuiltSchedule | None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from ftrecipes.config.env import is_true
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,6 @@ _DEEPSPEED_BLOCKS = {
     "optimizer": "the recipe's optimizer and its weight-decay groups (DeepSpeed builds its own)",
     "scheduler": "the recipe's LR schedule (Trainer hands the run a DummyScheduler that DeepSpeed drives)",
 }
-
-
-def _true(value: Optional[str]) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 # Each launcher names a process's rank on its machine: torchrun (and accelerate launch, which starts
@@ -128,13 +125,13 @@ def read_launch(training_overrides: Mapping[str, Any] | None = None, environ: Ma
     env = os.environ if environ is None else environ
     overrides = dict(training_overrides or {})
     deepspeed, source = overrides.get("deepspeed"), "--deepspeed"
-    if deepspeed is None and _true(env.get("ACCELERATE_USE_DEEPSPEED")):
+    if deepspeed is None and is_true(env.get("ACCELERATE_USE_DEEPSPEED")):
         source = "deepspeed_config_file"
         deepspeed = env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") or {}
     fsdp_flag = overrides.get("fsdp")
-    fsdp = _true(env.get("ACCELERATE_USE_FSDP")) or bool(fsdp_flag and str(fsdp_flag).strip().lower() not in ("false", "none", ""))
+    fsdp = is_true(env.get("ACCELERATE_USE_FSDP")) or bool(fsdp_flag and str(fsdp_flag).strip().lower() not in ("false", "none", ""))
     use_cpu_given = "use_cpu" in overrides
-    use_cpu = _true(overrides["use_cpu"]) if use_cpu_given else _true(env.get("ACCELERATE_USE_CPU"))
+    use_cpu = is_true(overrides["use_cpu"]) if use_cpu_given else is_true(env.get("ACCELERATE_USE_CPU"))
     try:
         world_size = int(env.get("WORLD_SIZE", "1"))
     except ValueError:
@@ -231,9 +228,9 @@ def check_world_size(args, environ: Mapping[str, str] | None = None) -> None:
 def is_sharded_engine(args, environ: Mapping[str, str] | None = None) -> Optional[str]:
     """``"FSDP"`` or ``"DeepSpeed"`` when ``args`` (or the launcher) turn one on, else ``None``."""
     env = os.environ if environ is None else environ
-    if getattr(args, "deepspeed", None) or _true(env.get("ACCELERATE_USE_DEEPSPEED")):
+    if getattr(args, "deepspeed", None) or is_true(env.get("ACCELERATE_USE_DEEPSPEED")):
         return "DeepSpeed"
-    if getattr(args, "fsdp", None) or _true(env.get("ACCELERATE_USE_FSDP")):
+    if getattr(args, "fsdp", None) or is_true(env.get("ACCELERATE_USE_FSDP")):
         return "FSDP"
     return None
 

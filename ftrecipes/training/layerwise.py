@@ -36,6 +36,7 @@ from torch import nn
 from ftrecipes.models.depth import num_layers, parameter_depths, unwrap_model
 from ftrecipes.training.weight_decay import decay_parameter_names
 
+
 def lr_scale(group: str, total_layers: int, recipe) -> float:
     """The multiplier of the peak for ``group`` (see the module docstring)."""
     xi = recipe.layerwise_lr_decay

@@ -71,6 +71,17 @@ def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = Non
     raise AssertionError(f"unvalidated optimizer {recipe.optimizer!r}")  # Recipe validation rejects it first
 
 
+def optimizer_for_args(recipe, model: nn.Module, args, **groups) -> torch.optim.Optimizer:
+    """The recipe's optimizer kind (and SGD momentum) with the numbers the args hold after apply_recipe."""
+    optimizer = create_optimizer(recipe, model, learning_rate=args.learning_rate, args=args, **groups)
+    # Say in the args which optimizer runs, so training_args.bin and the model card state it.
+    if recipe.optimizer == "sgd":
+        args.optim, args.optim_args = "sgd", f"momentum={recipe.momentum},nesterov={recipe.nesterov}"
+    else:
+        args.optim = "adamw_torch_fused" if optimizer.defaults.get("fused") else "adamw_torch"
+    return optimizer
+
+
 def parameters_left_out(optimizer: torch.optim.Optimizer, named_parameters) -> list[str]:
     """Names of the ``requires_grad`` parameters in ``named_parameters`` that no param group of
     ``optimizer`` holds: they would never change. (torch itself refuses a parameter in two groups.)"""

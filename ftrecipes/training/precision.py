@@ -9,7 +9,7 @@ The one home of the policy (the recipe layer only names the policies, ``auto``/`
   ``FEAT_BF16`` (``bf16`` in ``/proc/cpuinfo``, ``hw.optional.arm.FEAT_BF16`` on macOS; Neoverse
   V1/N2, Graviton 3, Apple M2 and later). There oneDNN runs the matmuls of a bf16-autocast forward
   and backward in bf16 with fp32 accumulation; on a MiniLM step of 16 x 128 tokens that was about 2x
-  faster than fp32 on an AVX512_BF16 CPU (the README's bf16 section has the figures and the quality
+  faster than fp32 on an AVX512_BF16 CPU (docs/results/2026-11-25-cpu-bf16.md has the figures and the quality
   check). Without those instructions bf16 is emulated and slower than fp32;
 * **anything else** (CPU without native bf16, Apple MPS, other accelerators) — fp32.
 
@@ -28,13 +28,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import platform
 import subprocess
 from typing import Any, Mapping
 
+from ftrecipes.config.env import env_true, is_true
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.config.recipe import PRECISIONS as POLICIES  # the names live with the recipe (no torch there)
+from ftrecipes.config.recipe import (
+    PRECISIONS as POLICIES,  # the names live with the recipe (no torch there)
+)
+
 _X86_BF16 = ("amx_bf16", "avx512_bf16")
 _ARM_BF16 = ("bf16", "sve_bf16")
 
@@ -112,7 +115,7 @@ def training_device(use_cpu: bool | None = None) -> str:
     ``ACCELERATE_USE_CPU`` force the CPU, as in ``TrainingArguments``)."""
     import torch
 
-    if use_cpu or os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes"):
+    if use_cpu or env_true("ACCELERATE_USE_CPU"):
         return "cpu"
     if torch.cuda.is_available():
         return "cuda"
@@ -193,11 +196,11 @@ def training_args_precision(policy: str, overrides: Mapping[str, Any] | None = N
     multi-process launch, as without it)."""
     overrides = overrides or {}
     device = training_device(overrides.get("use_cpu"))
-    if _truthy(overrides.get("bf16")) and _truthy(overrides.get("fp16")):
+    if is_true(overrides.get("bf16")) and is_true(overrides.get("fp16")):
         raise ConfigError("--bf16", True, "was given together with --fp16", "give one of them")
-    if _truthy(overrides.get("bf16")):
+    if is_true(overrides.get("bf16")):
         precision = check_precision("bf16", device, field="--bf16", value=True)
-    elif _truthy(overrides.get("fp16")):
+    elif is_true(overrides.get("fp16")):
         precision = check_precision("fp16", device, field="--fp16", value=True)
     else:
         precision = check_precision(policy, device)
@@ -226,19 +229,11 @@ def attention_implementation(precision: str, device: str) -> str | None:
     """The attention kernel to load a model with for ``precision`` on ``device``: ``"eager"`` for bf16
     on CPU, else ``None`` (transformers' default, ``sdpa``).
 
-    Why: torch's CPU flash-attention backward (``_scaled_dot_product_flash_attention_for_cpu_backward``,
-    torch 2.13) is slow in bf16 — about a quarter of a MiniLM training step of 16 x 128 tokens in the
-    profile — while the eager path's two batched matmuls go to oneDNN's bf16 kernels. Measured here (1
-    thread, AVX512_BF16 CPU, CPU seconds per AdamW step, median of 4): sdpa fp32 1.77, sdpa bf16 1.32,
-    eager bf16 1.03, eager fp32 1.97. At 128 tokens the eager score matrix is small (16 x 12 x 128 x 128).
+    Why: torch's CPU flash-attention backward (``_scaled_dot_product_flash_attention_for_cpu_backward``)
+    is slow in bf16, while the eager path's two batched matmuls go to oneDNN's bf16 kernels; at fine-tuning
+    lengths the eager score matrix is small. The measurements are in docs/results/2026-11-25-cpu-bf16.md.
     """
     return "eager" if precision == "bf16" and device == "cpu" else None
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return bool(value)
 
 
 __all__ = [

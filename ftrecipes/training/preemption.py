@@ -41,11 +41,12 @@ from typing import Any, Optional
 from transformers import TrainerCallback
 
 from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.files import write_json_atomic
+from ftrecipes.config.outputs import CHECKPOINT_PLAN_FILE, PREEMPTION_FILE
+from ftrecipes.config.timeline import args_global_batch_size
 
 logger = logging.getLogger(__name__)
 
-PREEMPTION_FILE = "preempted.json"
-PLAN_FILE = "ftrecipes_plan.json"
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -113,11 +114,7 @@ def write_preemption_report(output_dir: str, callback: PreemptionCallback, state
         "checkpoint": os.path.join(output_dir, f"checkpoint-{callback.stopped_at}"),
         "resume": "run the same command again: it resumes from this checkpoint",
     }
-    path = Path(output_dir) / PREEMPTION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(Path(output_dir) / PREEMPTION_FILE, report)
     return report
 
 
@@ -132,7 +129,7 @@ def run_plan(args: Any, total_steps: int, warmup_steps: int) -> dict:
         "total_steps": int(total_steps),
         "warmup_steps": int(warmup_steps),
         "learning_rate": float(args.learning_rate),
-        "global_batch_size": args.per_device_train_batch_size * processes * args.gradient_accumulation_steps,
+        "global_batch_size": args_global_batch_size(args, processes),
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "num_processes": processes,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
@@ -165,11 +162,11 @@ class PlanRecordCallback(TrainerCallback):
             record["learning_rate"] = float(lr_scheduler.base_lrs[0]) / float(group.get("lr_scale", 1.0))
         if self.replanned:
             record["replanned"] = self.replanned
-        (folder / PLAN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        (folder / CHECKPOINT_PLAN_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def read_checkpoint_plan(checkpoint: str) -> Optional[dict]:
-    path = Path(checkpoint) / PLAN_FILE
+    path = Path(checkpoint) / CHECKPOINT_PLAN_FILE
     if not path.is_file():
         return None
     return json.loads(path.read_text())
@@ -193,7 +190,7 @@ def check_resume_plan(checkpoint: Optional[str], args: Any, total_steps: int, wa
         return None
     saved = read_checkpoint_plan(str(checkpoint))
     if saved is None:
-        logger.warning("%s has no %s (written by an older run): the plan cannot be checked against it", checkpoint, PLAN_FILE)
+        logger.warning("%s has no %s (written by an older run): the plan cannot be checked against it", checkpoint, CHECKPOINT_PLAN_FILE)
         return None
     pinned_peak = "replanned" in saved  # an earlier --replan kept the checkpoint's peak, not this launch's
     saved = {k: v for k, v in saved.items() if k != "replanned"}
@@ -232,7 +229,7 @@ def _same(a: Any, b: Any) -> bool:
 
 __all__ = [
     "PreemptionCallback", "PlanRecordCallback", "write_preemption_report", "preempted_exit_code", "check_resume_plan",
-    "read_checkpoint_plan", "run_plan", "resume_checkpoint", "stop_after_preemption", "PREEMPTION_FILE", "PLAN_FILE", "HANDLED_SIGNALS",
+    "read_checkpoint_plan", "run_plan", "resume_checkpoint", "stop_after_preemption", "HANDLED_SIGNALS",
 ]
 
 

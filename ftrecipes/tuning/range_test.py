@@ -69,7 +69,13 @@ from torch import nn
 
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.outputs import LR_FINDER_JSON, LR_FINDER_PNG
-from ftrecipes.config.priors import LRPrior, parse_prior, prior_for_recipe, recipe_prior, recommend  # noqa: F401 (re-exported: the priors live in ftrecipes.config.priors)
+from ftrecipes.config.priors import (  # noqa: F401 (re-exported: the priors live in ftrecipes.config.priors)
+    LRPrior,
+    parse_prior,
+    prior_for_recipe,
+    recipe_prior,
+    recommend,
+)
 from ftrecipes.config.scaling import recipe_lr_scaling
 
 RULES = ("steepest", "minimum/10")
@@ -332,9 +338,9 @@ def find_lr(
         device: where to ramp (the run's training device); the model is moved there for the test and
             back afterwards. Default: where the model's parameters are.
     """
+    from ftrecipes.config.recipe import Recipe
     from ftrecipes.training.optim import create_optimizer
     from ftrecipes.training.precision import precision_supported, resolve_precision
-    from ftrecipes.config.recipe import Recipe
 
     check_finder_args(num_steps=num_steps, min_lr=min_lr, max_lr=max_lr, rule=rule, beta=beta,
                       diverge_factor=diverge_factor, accumulation_steps=accumulation_steps, prior=prior)

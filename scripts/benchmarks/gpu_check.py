@@ -173,13 +173,13 @@ def planned_lr_trace(finetune_argv: list[str], num_processes: int = 1) -> tuple[
     The recipe is resolved by the job's own parser (command line > recipe file > defaults), its peak-LR
     rule applied for the job's model as the job applies it, and planned
     with :meth:`Recipe.plan` over a timeline of the run's sizes; the LR the Trainer logs at global step
-    ``s`` is the one optimizer step ``s`` used (:func:`ftrecipes.training.trainer.expected_lr`). The commands set
+    ``s`` is the one optimizer step ``s`` used (:func:`ftrecipes.training.stock.expected_lr`). The commands set
     ``--max_steps``, so the data set's size does not enter.
     """
-    from ftrecipes.job.run import peak_rule_for_job
-    from ftrecipes.job.parse import parse_args
     from ftrecipes.config.timeline import Timeline
-    from ftrecipes.training.trainer import expected_lr
+    from ftrecipes.job.parse import parse_args
+    from ftrecipes.job.run import peak_rule_for_job
+    from ftrecipes.training.stock import expected_lr
 
     config = parse_args(finetune_argv)
     recipe, _ = peak_rule_for_job(config.recipe, config.script)  # the peak the job derives from the model's width
@@ -191,7 +191,7 @@ def planned_lr_trace(finetune_argv: list[str], num_processes: int = 1) -> tuple[
 
 def logged_lr_trace(output_dir: Path) -> dict[int, float]:
     """``{global_step: learning_rate}`` from a run's ``trainer_state.json``."""
-    from ftrecipes.training.trainer import log_history_lrs
+    from ftrecipes.training.stock import log_history_lrs
 
     return log_history_lrs(json.loads((output_dir / "trainer_state.json").read_text())["log_history"])
 
@@ -521,8 +521,8 @@ def dry_run(opts) -> int:
         _package(report, "bitsandbytes", "qlora")
 
         def tiny_llama():
-            from ftrecipes.models.lora import apply_peft, trainable_parameters
             from ftrecipes.config.registry import get_recipe
+            from ftrecipes.models.lora import apply_peft, trainable_parameters
             from ftrecipes.testing import tiny_causal_lm
 
             # The 4-bit base needs CUDA; here the same LoRA layout is applied to a full-precision copy.
@@ -832,7 +832,14 @@ def mfu_worker(opts) -> dict:
     scheduler), on the same fixed-shape batches in the same order, bf16."""
     import torch
     import transformers
-    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        default_data_collator,
+    )
 
     from ftrecipes.config.registry import get_recipe
 
@@ -867,8 +874,9 @@ def mfu_worker(opts) -> dict:
                   report_to="none", disable_tqdm=True, bf16=True)
     torch.cuda.reset_peak_memory_stats()
     if opts.side == "recipe":
+        from ftrecipes.training.arguments import recipe_training_args
         from ftrecipes.training.callbacks import add_monitoring
-        from ftrecipes.training.trainer import RecipeTrainer, recipe_training_args
+        from ftrecipes.training.trainer import RecipeTrainer
 
         recipe = get_recipe("cls", per_device_train_batch_size=opts.batch_size, max_steps=total, precision="bf16")
         args = recipe_training_args(recipe, out, **common)
@@ -901,8 +909,8 @@ def qlora_reload_worker(opts) -> dict:
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from ftrecipes.models.lora import peft_load_kwargs
     from ftrecipes.config.registry import get_recipe
+    from ftrecipes.models.lora import peft_load_kwargs
 
     paths = Paths(Path(opts.work_dir))
     adapter = paths.run("qlora")

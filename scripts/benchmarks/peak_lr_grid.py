@@ -11,8 +11,8 @@ Every (block, seed, peak) is one ``ftrecipes sweep`` of one point (its own folde
 --output_root/BLOCK/), so a stopped grid resumes where it stopped: rerunning the same command skips
 finished points and reruns interrupted ones. The order is chosen for a grid cut short: blocks in
 priority order (a..d), seed-major inside a priority (every block's first seed before any second),
-and within a seed the peaks nearest the best of the earlier sweeps first (README "Sweeps"), the far
-tails last. --workers slots (default 2) each take the next point. --summarize reads every sweep
+and within a seed the peaks nearest the best of the earlier sweeps first
+(docs/results/2026-11-25-peak-lr-sweeps.md), the far tails last. --workers slots (default 2) each take the next point. --summarize reads every sweep
 folder under a block (any layout: one point or a whole grid per sweep), by peak and seed.
 
 Every run evaluates every 10% of training (--eval_steps 0.1) rather than once per epoch, so that the
@@ -639,17 +639,16 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
 
 
 def plot(summaries: dict, grid_blocks: list[Block], path: Path) -> bool:
-    try:
-        import matplotlib
+    from ftrecipes.config.errors import ConfigError
+    from ftrecipes.report.plotting import new_figure, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
     cards = sorted({b.card for b in grid_blocks})
     if not cards:
         return False
-    fig, axes = plt.subplots(1, len(cards), figsize=(5 * len(cards), 4), squeeze=False)
+    try:
+        fig, axes = new_figure(5 * len(cards), 4, cols=len(cards), sharex=False)
+    except ConfigError:  # no matplotlib: the tables still stand
+        return False
     for ax, card in zip(axes[0], cards):
         for b in [b for b in grid_blocks if b.card == card]:
             s = summaries[b.name]
@@ -669,9 +668,7 @@ def plot(summaries: dict, grid_blocks: list[Block], path: Path) -> bool:
         ax.set_title(card)
         if ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 

@@ -23,7 +23,11 @@ import pkgutil
 from ftrecipes.config.errors import ConfigError, did_you_mean
 from ftrecipes.config.task_names import TASK_NAMES
 from ftrecipes.data.tasks import _common
-from ftrecipes.data.tasks._common import IGNORE_INDEX, check_columns, label_config_kwargs
+from ftrecipes.data.tasks._common import (
+    IGNORE_INDEX,
+    check_columns,
+    label_config_kwargs,
+)
 from ftrecipes.data.tasks.base import PreparedTask, Task
 
 

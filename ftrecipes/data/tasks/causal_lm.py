@@ -12,7 +12,14 @@ import math
 from typing import TYPE_CHECKING, Mapping
 
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.data.tasks._common import _clamp_length, _first_present, check_columns, is_streamed, map_split, split_columns
+from ftrecipes.data.tasks._common import (
+    _clamp_length,
+    _first_present,
+    check_columns,
+    is_streamed,
+    map_split,
+    split_columns,
+)
 from ftrecipes.data.tasks.base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover

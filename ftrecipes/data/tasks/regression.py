@@ -16,7 +16,16 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.data.tasks._common import _clamp_length, _first_present, check_columns, encode_texts, is_streamed, split_columns, text_columns, tokenize_splits
+from ftrecipes.data.tasks._common import (
+    _clamp_length,
+    _first_present,
+    check_columns,
+    encode_texts,
+    is_streamed,
+    split_columns,
+    text_columns,
+    tokenize_splits,
+)
 from ftrecipes.data.tasks.base import PreparedTask, Task
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Sequence
 
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.data.tasks._common import (
-    IGNORE_INDEX,
     _check_label_values,
     _clamp_length,
     _value_to_name,

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """A recipe in a hand-written Accelerate loop, with the same LR per optimizer step as the Trainer.
 
-    accelerate launch scripts/accelerate_loop.py --recipe cls --max_train_samples 256
-    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 scripts/accelerate_loop.py --recipe cls
+    accelerate launch scripts/examples/accelerate_loop.py --recipe cls --max_train_samples 256
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 scripts/examples/accelerate_loop.py --recipe cls
 
 Takes the same flags as ``scripts/finetune.py`` (data, model, recipe and batch flags). The pitfall it
 shows the way around: a scheduler passed to ``accelerator.prepare`` is stepped ``num_processes``
 times per call and skipped during gradient accumulation, so a schedule written per optimizer step
 would warm up ``num_processes`` times too fast (accelerate#662, #2773; transformers#26827).
-``ftrecipes.training.trainer.accelerate_scheduler`` divides the extra steps back out. Writes
+``ftrecipes.training.stock.accelerate_scheduler`` divides the extra steps back out. Writes
 ``lr_trace.json`` (``{optimizer_step: lr}``, the LR each step used) to ``--output_dir``.
 """
 
@@ -20,12 +20,13 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.timeline import Timeline
+from ftrecipes.job.parse import parse_args
+from ftrecipes.job.run import build_training_components
+from ftrecipes.training.arguments import recipe_schedule
 from ftrecipes.training.launch import refuse
 from ftrecipes.training.optim import create_optimizer
-from ftrecipes.job.run import build_training_components
-from ftrecipes.job.parse import parse_args
-from ftrecipes.config.timeline import Timeline
-from ftrecipes.training.trainer import accelerate_scheduler, recipe_schedule
+from ftrecipes.training.stock import accelerate_scheduler
 
 
 def train(argv=None) -> dict[int, float]:

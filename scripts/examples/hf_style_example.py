@@ -4,9 +4,9 @@
 marked ``ftrecipes (n/3)``. Without ``--recipe`` it is a plain ``Trainer`` script, which is what the
 tests compare it against.
 
-    python scripts/hf_style_example.py --recipe cls --task cls --model_name_or_path minilm \\
+    python scripts/examples/hf_style_example.py --recipe cls --task cls --model_name_or_path minilm \\
         --dataset_name bbc_news --max_train_samples 256 --do_train --do_eval --output_dir runs/hf-style
-    python scripts/hf_style_example.py --recipe cnn-step --task image --model_name_or_path small-cnn \\
+    python scripts/examples/hf_style_example.py --recipe cnn-step --task image --model_name_or_path small-cnn \\
         --dataset_name digits --do_train --do_eval --max_steps 50 --output_dir runs/hf-style-cnn
 
 Every flag is HF's own (``HfArgumentParser`` over ``TrainingArguments``); the recipe fills what the
@@ -22,16 +22,23 @@ from functools import partial
 from typing import Optional
 
 import numpy as np
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftrecipes import RecipeTrainer, apply_recipe, get_recipe
 from ftrecipes.data.loading import load_raw_datasets
-from ftrecipes.models.names import resolve_model_name_or_path
-from ftrecipes.models.cnn import SmallCNNForImageClassification, small_cnn_config_for
-from ftrecipes.models.names import is_small_cnn_alias
-from ftrecipes.data.tasks.image_classification import prepare_image_classification
 from ftrecipes.data.tasks import prepare_task
+from ftrecipes.data.tasks.image_classification import prepare_image_classification
+from ftrecipes.models.cnn import SmallCNNForImageClassification, small_cnn_config_for
+from ftrecipes.models.names import is_small_cnn_alias, resolve_model_name_or_path
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Adaptation study: full fine-tuning (cls) vs layer-wise LR decay (llrd-cls) vs LoRA (lora-cls).
 
-    python scripts/adaptation_study.py --threads 1                       # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
-    python scripts/adaptation_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
+    python scripts/benchmarks/adaptation_study.py --threads 1                       # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
+    python scripts/benchmarks/adaptation_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
 
 Each arm is the card (its model, data, budget and split) trained with another recipe: ``--recipe cls``
 (the cards' own), ``--recipe llrd-cls`` or ``--recipe lora-cls``. Runs are interleaved (for each seed,
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ARMS = {"cls": "cls", "llrd": "llrd-cls", "lora": "lora-cls"}
@@ -32,7 +32,8 @@ def _one_run(card_file: str, seed: int, run_dir: str, overrides: dict, threads: 
 
     import transformers
 
-    from ftrecipes.baselines import load_card, run_seed
+    from ftrecipes.baselines.cards import load_card
+    from ftrecipes.baselines.runs import run_seed
 
     logging.basicConfig(level=logging.WARNING)
     transformers.logging.set_verbosity_error()
@@ -55,7 +56,7 @@ def _one_run(card_file: str, seed: int, run_dir: str, overrides: dict, threads: 
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean ± std per (card, arm) of the study's columns (``baselines.summarize_study``), with each arm's recipe."""
-    from ftrecipes.baselines import summarize_study
+    from ftrecipes.baselines.studies import summarize_study
 
     summary = summarize_study(rows, metrics=("eval_accuracy", "eval_f1", "s_per_step", "peak_rss_mb", "trainable_parameters"))
     return [{**entry, "recipe": ARMS[entry["arm"]]} for entry in summary]
@@ -78,7 +79,10 @@ def markdown(summary: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ftrecipes.baselines import add_study_arguments, judge, load_card, machine_info, record_expected, study_cards, study_overrides
+    from ftrecipes.baselines.cards import load_card
+    from ftrecipes.baselines.runs import machine_info, record_expected
+    from ftrecipes.baselines.studies import add_study_arguments, study_cards, study_overrides
+    from ftrecipes.baselines.verdict import judge
     from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['trainable_parameters']} trainable  {row['wall_time_s']:.0f} s", flush=True)
                 # Written after every run: a long study interrupted midway keeps what it measured.
                 summary = summarize(rows)
-                command = "python scripts/adaptation_study.py " + shlex.join(argv)
+                command = "python scripts/benchmarks/adaptation_study.py " + shlex.join(argv)
                 (out / "adaptation_study.json").write_text(json.dumps(
                     {"command": command, "machine": machine_info(), "arms": ARMS, "extra_overrides": extra,
                      "total_wall_time_s": time.time() - started, "summary": summary, "runs": rows}, indent=2))
@@ -130,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         values = [r[record_card.metric] for r in rows if r["card"] == card_name and r["arm"] == arm and r["exit_code"] == 0]
         if values:
             verdict = judge(values, None, record_card.tolerance, record_card.check)
-            record_expected(record_card, verdict, "python scripts/adaptation_study.py " + shlex.join(argv))
+            record_expected(record_card, verdict, "python scripts/benchmarks/adaptation_study.py " + shlex.join(argv))
             print(f"recorded {record_card.name}: {verdict.line(record_card.metric)}")
     (out / "adaptation_study.md").write_text(table + "\n")
     print()
     print(table)
-    print(f"\npython scripts/adaptation_study.py {shlex.join(argv)}  ({len(rows)} runs, {time.time() - started:.0f} s; {out / 'adaptation_study.json'})")
+    print(f"\npython scripts/benchmarks/adaptation_study.py {shlex.join(argv)}  ({len(rows)} runs, {time.time() - started:.0f} s; {out / 'adaptation_study.json'})")
     return 0
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Recipe study: the card's recipe vs the plain Trainer defaults vs a constant LR, over seeds.
 
-    python scripts/study.py                                   # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
-    python scripts/study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
+    python scripts/benchmarks/recipe_study.py                                   # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
+    python scripts/benchmarks/recipe_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
 
-Arms (overrides of the card's recipe, see ``ftrecipes.baselines.STUDY_ARMS``):
+Arms (overrides of the card's recipe, see ``ftrecipes.baselines.studies.STUDY_ARMS``):
 
 * ``recipe``           — the card as written (cls: AdamW 5e-5, 5% warmup, cosine to 10%, wd 0.01, clip 1.0);
 * ``trainer-defaults`` — ``--lr_scheduler_type linear --warmup 0 --min_lr_rate 0 --weight_decay 0
@@ -25,7 +25,15 @@ import sys
 import time
 from pathlib import Path
 
-from ftrecipes.baselines import STUDY_ARMS, add_study_arguments, machine_info, run_seed, study_cards, study_markdown, study_overrides, summarize_study
+from ftrecipes.baselines.runs import machine_info, run_seed
+from ftrecipes.baselines.studies import (
+    STUDY_ARMS,
+    add_study_arguments,
+    study_cards,
+    study_markdown,
+    study_overrides,
+    summarize_study,
+)
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
 
 
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[{card.name} / {arm} / seed {seed}] accuracy {row['eval_accuracy']:.4f}  macro-F1 {row['eval_f1']:.4f}  {row['wall_time_s']:.0f} s", flush=True)
         summary = summarize_study(rows)
         table = study_markdown(summary)
-        command = "python scripts/study.py " + shlex.join(argv)
+        command = "python scripts/benchmarks/recipe_study.py " + shlex.join(argv)
         out.mkdir(parents=True, exist_ok=True)
         (out / "study.json").write_text(json.dumps({"command": command, "machine": machine_info(), "arms": {a: STUDY_ARMS[a] for a in args.arms},
                                                      "extra_overrides": extra, "total_wall_time_s": time.time() - started,

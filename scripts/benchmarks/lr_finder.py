@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Does the LR range test land near the best peak LR? A grid of short runs against one finder run.
 
-    python scripts/lr_benchmark.py                                   # MiniLM + tweets, the README table
-    python scripts/lr_benchmark.py --dataset_name bbc_news --grid 1e-5 3e-5 1e-4 --max_train_samples 800
+    python scripts/benchmarks/lr_finder.py                                   # MiniLM + tweets (docs/results/*-lr-finder-benchmark.md)
+    python scripts/benchmarks/lr_finder.py --dataset_name bbc_news --grid 1e-5 3e-5 1e-4 --max_train_samples 800
 
 For each peak LR of the grid, the ``cls`` recipe trains the bundled MiniLM for ``--num_train_epochs``
 on a fixed subsample (no batch-size rescaling, same seed) and is scored on the validation split. Then
@@ -20,8 +20,9 @@ from pathlib import Path
 
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import USAGE_EXIT_CODE, ArgumentParser, ConfigError
-from ftrecipes.job.run import build_training_components, main as finetune
 from ftrecipes.job.parse import parse_args
+from ftrecipes.job.run import build_training_components
+from ftrecipes.job.run import main as finetune
 
 
 def _threads(cli) -> list[str]:

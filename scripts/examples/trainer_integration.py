@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Apply a recipe to *your own* Trainer script: the lines that matter are marked (0), (1) and (2).
 
-    python scripts/trainer_integration.py                          # bundled MiniLM + BBC News, 60 steps
-    python scripts/trainer_integration.py --recipe one-cycle --max_steps 100 --output_dir runs/mine
+    python scripts/examples/trainer_integration.py                          # bundled MiniLM + BBC News, 60 steps
+    python scripts/examples/trainer_integration.py --recipe one-cycle --max_steps 100 --output_dir runs/mine
 
 Everything else is a plain Hugging Face fine-tuning script: your data, your tokenizer, your model,
 your ``compute_metrics``, a stock ``transformers.Trainer`` (when you can subclass it, ``RecipeTrainer``
-is shorter: see scripts/hf_style_example.py). The recipe supplies the TrainingArguments values it owns
+is shorter: see scripts/examples/hf_style_example.py). The recipe supplies the TrainingArguments values it owns
 (peak LR scaled for the global batch, weight decay, betas, clipping, batch, duration, precision) and
 the optimizer + scheduler pair, sized to the optimizer-step count the Trainer will compute.
 """
@@ -14,14 +14,21 @@ the optimizer + scheduler pair, sized to the optimizer-step count the Trainer wi
 import sys
 
 import numpy as np
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
 
 from ftrecipes import ConfigError, get_recipe
 from ftrecipes.config.errors import ArgumentParser
 from ftrecipes.data.loading import load_raw_datasets
-from ftrecipes.models.names import resolve_model_name_or_path
 from ftrecipes.models.lora import apply_peft, peft_load_kwargs, trainable_parameters
-from ftrecipes.training.trainer import apply_recipe, recipe_optimizers
+from ftrecipes.models.names import resolve_model_name_or_path
+from ftrecipes.training.arguments import apply_recipe
+from ftrecipes.training.stock import recipe_optimizers
 
 
 def main(argv=None) -> int:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Training throughput and peak memory: the finetune path vs a bare PyTorch loop vs pad-to-max Trainer.
 
-    python scripts/benchmark.py --threads 1                        # BBC News + tweets, fp32 and bf16, MiniLM, CPU
-    python scripts/benchmark.py --steps 2 --warmup_steps 1 --repeats 1 --tiny   # seconds: a smoke run
-    python scripts/benchmark.py --device cuda --precisions bf16 --peak_tflops 989 --steps 50 --warmup_steps 10
+    python scripts/benchmarks/throughput.py --threads 1                        # BBC News + tweets, fp32 and bf16, MiniLM, CPU
+    python scripts/benchmarks/throughput.py --steps 2 --warmup_steps 1 --repeats 1 --tiny   # seconds: a smoke run
+    python scripts/benchmarks/throughput.py --device cuda --precisions bf16 --peak_tflops 989 --steps 50 --warmup_steps 10
 
 Configurations, all on the same rows in the same order (a fixed shuffle of the training split read
 sequentially, so (a) and (b) see identical dynamically padded batches):
@@ -67,12 +67,20 @@ def _sync(device: str) -> None:
 def worker(opts) -> dict:
     import torch
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator, set_seed
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
 
-    from ftrecipes.data.loading import load_raw_datasets
-
-    from ftrecipes.models.names import default_model_path
     from ftrecipes.config.registry import get_recipe
+    from ftrecipes.data.loading import load_raw_datasets
+    from ftrecipes.models.names import default_model_path
 
     transformers.logging.set_verbosity_error()
     if opts.threads:
@@ -143,8 +151,9 @@ def worker(opts) -> dict:
     common = dict(output_dir=out_dir, per_device_train_batch_size=opts.batch_size, max_steps=steps_total, save_strategy="no",
                   eval_strategy="no", report_to="none", disable_tqdm=True, use_cpu=device == "cpu", **precision_kwargs)
     if opts.config == "finetune":
+        from ftrecipes.training.arguments import recipe_training_args
         from ftrecipes.training.callbacks import add_monitoring
-        from ftrecipes.training.trainer import RecipeTrainer, recipe_training_args
+        from ftrecipes.training.trainer import RecipeTrainer
 
         args = recipe_training_args(recipe, out_dir, **{k: v for k, v in common.items() if k != "output_dir"})
         trainer = sequential(RecipeTrainer)(model=model, args=args, recipe=recipe, train_dataset=data, data_collator=collator,
@@ -158,9 +167,9 @@ def worker(opts) -> dict:
         trainer.train()
         optimizer_name = f"Trainer default ({args.optim})"
     else:
+        from ftrecipes.config.timeline import Timeline
         from ftrecipes.training.lr_scheduler import ScheduleLR
         from ftrecipes.training.optim import create_optimizer
-        from ftrecipes.config.timeline import Timeline
 
         model.to(device)
         model.train()
@@ -332,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(r)
                     print(f"[rep {rep + 1}/{opts.repeats}] {ds:>15} {prec} {cfg:>8}: {r['samples_per_s']:.2f} samples/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     table = median_table(results, opts.device)
-    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python scripts/benchmarks/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print()
     print(table)
     print(f"\n{command}  (medians of {opts.repeats}; {opts.steps} timed steps after {opts.warmup_steps} warm-up, batch {opts.batch_size}, "

@@ -1,0 +1,1 @@
+"""Baseline cards: what a recipe should reach on a task, checked by running it (see :mod:`ftrecipes.baselines.cards`)."""
