@@ -198,6 +198,7 @@ def smoke_job(folder: str | os.PathLike, max_steps: int = 2) -> list[str]:
     train = write_topic_csv(os.path.join(folder, "train.csv"), 48, seed=1)
     validation = write_topic_csv(os.path.join(folder, "validation.csv"), 16, seed=2)
     return ["--recipe", "cls", "--model_name_or_path", model, "--train_file", train, "--validation_file", validation,
-            "--output_dir", os.path.join(folder, "run"), "--max_steps", str(max_steps), "--per_device_train_batch_size", "8",
+            "--output_dir", os.path.join(folder, "run"), "--max_steps", str(max_steps),
+            "--per_device_train_batch_size", "8",
             "--max_seq_length", "32", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
             "--disable_tqdm", "true", "--plots", "false"]

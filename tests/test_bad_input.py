@@ -253,7 +253,8 @@ EARLY_CASES = [
     "data seed out of range", "split seed out of range", "output dir that cannot be created", "output dir is a file",
     "missing data file", "unsupported data file", "missing checkpoint to resume", "cpu threads 0",
     "epoch interval TrainingArguments cannot take", "floor above peak", "bad dict option", "prior upside down",
-    "flag of another task", "metric the task does not report", "WORLD_SIZE without a launcher", "RANK beyond WORLD_SIZE",
+    "flag of another task", "metric the task does not report", "WORLD_SIZE without a launcher",
+    "RANK beyond WORLD_SIZE",
     "rule field of the wrong type", "rule field out of range", "width rule with SGD", "LoRA+ ratio not positive",
     "LoRA+ without LoRA", "LR-group entry without a multiplier",
 ]
@@ -282,7 +283,8 @@ def test_early_bad_input_imports_neither_torch_nor_transformers(tiny_base, cls_f
     """A fresh interpreter runs the main job on each early case in turn: each is refused as the catalogue
     says (one line, exit 2) with torch, transformers, datasets and accelerate still not imported."""
     cases = catalogue(tiny_base, cls_files, scratch)
-    jobs = [[name, base_args(tiny_base, cls_files, existing_output) + cases[name].argv, cases[name].env] for name in EARLY_CASES]
+    base = base_args(tiny_base, cls_files, existing_output)
+    jobs = [[name, base + cases[name].argv, cases[name].env] for name in EARLY_CASES]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([PYTHON, "-c", EARLY_PROBE], input=json.dumps(jobs), capture_output=True, text=True, env=env,
                           timeout=120, cwd=REPO)

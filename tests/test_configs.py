@@ -3,12 +3,12 @@ torchtune's ``tune ls`` / ``tune cp``); a bad name or a file in the way is one l
 
 import fnmatch
 import json
-import tomllib
 
 import pytest
+import tomllib
 import yaml
-
 from conftest import REPO
+
 from ftrecipes import cli
 from ftrecipes.config.launch_configs import copy_launch_config, launch_configs
 
@@ -27,7 +27,9 @@ def test_configs_lists_name_and_purpose(capsys):
     listed = capsys.readouterr().out
     assert cli.main(["configs", "ls"]) == 0 and capsys.readouterr().out == listed
     for config in launch_configs():
-        assert config.purpose and any(line.split()[:1] == [config.name] and config.purpose in line for line in listed.splitlines())
+        assert config.purpose and any(
+            line.split()[:1] == [config.name] and config.purpose in line for line in listed.splitlines()
+        )
     assert "cpu" in listed and "ftrecipes configs cp NAME [DEST]" in listed and "-m ftrecipes.train" in listed
 
 
@@ -50,20 +52,36 @@ def test_a_deepspeed_config_comes_with_its_json_and_names_the_copy(tmp_path, mon
     (tmp_path / "cfg").mkdir()
     lines = copy_launch_config("deepspeed-zero2", "cfg")
     assert lines[0] == "wrote cfg/deepspeed-zero2.yaml"
-    assert lines[1].startswith("wrote cfg/deepspeed-zero2.json; deepspeed-zero2.yaml names it as deepspeed_config_file: "
-                               "cfg/deepspeed-zero2.json (relative to the folder you launch from)")
+    assert lines[1].startswith(
+        "wrote cfg/deepspeed-zero2.json; deepspeed-zero2.yaml names it as deepspeed_config_file: "
+        "cfg/deepspeed-zero2.json (relative to the folder you launch from)"
+    )
     config = load_config_from_file("cfg/deepspeed-zero2.yaml")
     assert config.deepspeed_config["deepspeed_config_file"] == "cfg/deepspeed-zero2.json"
-    assert json.loads((tmp_path / "cfg" / "deepspeed-zero2.json").read_text()) == json.loads((LAUNCH / "deepspeed-zero2.json").read_text())
+    assert json.loads((tmp_path / "cfg" / "deepspeed-zero2.json").read_text()) == json.loads(
+        (LAUNCH / "deepspeed-zero2.json").read_text()
+    )
 
 
-@pytest.mark.parametrize("argv, line", [
-    (["configs", "cp", "cpuu"], "ftrecipes configs: error: NAME='cpuu': is not a shipped launch config; did you mean 'cpu'?"),
-    (["configs", "cp", "cpu", "no/such/folder/"], "ftrecipes configs: error: DEST='no/such/folder/': is in a folder that does not exist"),
-    (["configs", "cp", "cpu", "cpu.txt"], "ftrecipes configs: error: DEST='cpu.txt': is neither a folder nor a .yaml or .yml file name"),
-    (["configs", "cp"], "ftrecipes configs: error: NAME: is required"),
-    (["configs", "rm", "cpu"], "ftrecipes configs: error: ACTION: invalid choice: 'rm'"),
-])
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (
+            ["configs", "cp", "cpuu"],
+            "ftrecipes configs: error: NAME='cpuu': is not a shipped launch config; did you mean 'cpu'?",
+        ),
+        (
+            ["configs", "cp", "cpu", "no/such/folder/"],
+            "ftrecipes configs: error: DEST='no/such/folder/': is in a folder that does not exist",
+        ),
+        (
+            ["configs", "cp", "cpu", "cpu.txt"],
+            "ftrecipes configs: error: DEST='cpu.txt': is neither a folder nor a .yaml or .yml file name",
+        ),
+        (["configs", "cp"], "ftrecipes configs: error: NAME: is required"),
+        (["configs", "rm", "cpu"], "ftrecipes configs: error: ACTION: invalid choice: 'rm'"),
+    ],
+)
 def test_bad_names_are_one_line_and_exit_2(argv, line, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(argv) == 2
@@ -77,7 +95,8 @@ def test_an_existing_destination_is_kept_unless_forced(tmp_path, monkeypatch, ca
     (tmp_path / "cpu.yaml").write_text("mine\n")
     assert cli.main(["configs", "cp", "cpu", "."]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "ftrecipes configs: error: DEST='cpu.yaml': already exists; choose another DEST, or pass --force to replace it"
+    assert err.strip() == ("ftrecipes configs: error: DEST='cpu.yaml': already exists; "
+                           "choose another DEST, or pass --force to replace it")
     assert (tmp_path / "cpu.yaml").read_text() == "mine\n"
     # a DeepSpeed config whose JSON would overwrite a file: nothing is written at all
     (tmp_path / "deepspeed-zero3.json").write_text("{}")

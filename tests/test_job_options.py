@@ -13,7 +13,7 @@ from transformers.hf_argparser import string_to_bool
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.job import options, parse
 from ftrecipes.job.options import add_dataclass_options, fields_of, training_argument_fields, truth_value
-from ftrecipes.job.parse import ScriptArguments, build_early_parser, build_parser, parse_args
+from ftrecipes.job.parse import ScriptArguments, build_early_parser, parse_args
 
 
 def _actions(parser):
@@ -51,16 +51,58 @@ def test_options_equal_hf_argparsers(dataclass):
     if dataclass is ScriptArguments:
         assert not lenient
     else:  # what the early parse leaves to the real one
-        assert {"--eval_strategy", "--save_strategy", "--optim", "--lr_scheduler_type"} <= set(lenient) and len(lenient) < 15
+        assert {"--eval_strategy", "--save_strategy", "--optim", "--lr_scheduler_type"} <= set(lenient) and len(
+            lenient
+        ) < 15
 
 
 GOOD_COMMAND_LINES = [
     [],
     ["--recipe", "lora-cls", "--learning_rate", "2e-4", "--warmup_ratio", "0.1", "--bf16", "--no_plots"],
-    ["--output_dir", "runs/x", "--seed", "3", "--data_seed", "4", "--per_device_train_batch_size=8", "--report_to", "none",
-     "--save_steps", "10%", "--logging_steps", "5", "--dataloader_num_workers", "2", "--use_cpu", "true"],
-    ["--label_list", "a", "b", "c", "--max_train_samples", "40", "--plots", "false", "--eval_strategy", "steps", "--eval_steps", "0.25"],
-    ["--learning-rate", "1e-4", "--fsdp", "--gradient_accumulation_steps", "2", "--adam_beta2", "0.98", "--optim", "adamw_torch"],
+    [
+        "--output_dir",
+        "runs/x",
+        "--seed",
+        "3",
+        "--data_seed",
+        "4",
+        "--per_device_train_batch_size=8",
+        "--report_to",
+        "none",
+        "--save_steps",
+        "10%",
+        "--logging_steps",
+        "5",
+        "--dataloader_num_workers",
+        "2",
+        "--use_cpu",
+        "true",
+    ],
+    [
+        "--label_list",
+        "a",
+        "b",
+        "c",
+        "--max_train_samples",
+        "40",
+        "--plots",
+        "false",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "0.25",
+    ],
+    [
+        "--learning-rate",
+        "1e-4",
+        "--fsdp",
+        "--gradient_accumulation_steps",
+        "2",
+        "--adam_beta2",
+        "0.98",
+        "--optim",
+        "adamw_torch",
+    ],
 ]
 
 
@@ -76,13 +118,16 @@ def test_early_parse_agrees_with_the_real_one_on_good_command_lines(argv):
     assert early.training_overrides == real.training_overrides
 
 
-@pytest.mark.parametrize("argv, line", [
-    (["--dataloader_num_workers", "two"], "--dataloader_num_workers: invalid int value: 'two'"),
-    (["--bf16", "maybe"], "--bf16: Truthy value expected: got maybe"),
-    (["--max_grad_norm", "big"], None),  # a recipe field: the recipe names it
-    (["--learnig_rate", "3e-5"], "--learnig_rate: is not a finetune.py flag; did you mean '--learning_rate'"),
-    (["--output_dir"], "--output_dir: expected one argument"),
-])
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["--dataloader_num_workers", "two"], "--dataloader_num_workers: invalid int value: 'two'"),
+        (["--bf16", "maybe"], "--bf16: Truthy value expected: got maybe"),
+        (["--max_grad_norm", "big"], None),  # a recipe field: the recipe names it
+        (["--learnig_rate", "3e-5"], "--learnig_rate: is not a finetune.py flag; did you mean '--learning_rate'"),
+        (["--output_dir"], "--output_dir: expected one argument"),
+    ],
+)
 def test_early_and_real_parsers_refuse_alike(argv, line, monkeypatch):
     """The same line whether the early parser or the real one answers (the real one alone: the source
     cannot be read)."""
@@ -114,23 +159,32 @@ def test_unreadable_source_leaves_every_training_flag_to_the_real_parser(monkeyp
         training_argument_fields.cache_clear()
 
 
-SOURCE = '''
+SOURCE = """
 from dataclasses import dataclass, field
 @dataclass
 class TrainingArguments:
     a: int = field(default=1, metadata={"help": "x"})
 {extra}
-'''
+"""
 
 
-@pytest.mark.parametrize("extra, readable", [
-    ("    b: bool = False", True),
-    ("    b: Optional[float] = None\n    c: list[str] = field(default_factory=list)", True),
-    ("    if is_torch_available():\n        b: int = 2", False),  # a field declared conditionally
-    ("    b: bool = field(default=compute_default())", False),  # a flag whose value count depends on a default we cannot read
-    ("    b: int = field(default=1, metadata={'nargs': NARGS})", False),  # a metadata key that changes the value count
-    ("    b: str = field(default='x', metadata={'choices': CHOICES})", True),  # choices: left to the real parser
-])
+@pytest.mark.parametrize(
+    "extra, readable",
+    [
+        ("    b: bool = False", True),
+        ("    b: Optional[float] = None\n    c: list[str] = field(default_factory=list)", True),
+        ("    if is_torch_available():\n        b: int = 2", False),  # a field declared conditionally
+        (
+            "    b: bool = field(default=compute_default())",
+            False,
+        ),  # a flag whose value count depends on a default we cannot read
+        (
+            "    b: int = field(default=1, metadata={'nargs': NARGS})",
+            False,
+        ),  # a metadata key that changes the value count
+        ("    b: str = field(default='x', metadata={'choices': CHOICES})", True),  # choices: left to the real parser
+    ],
+)
 def test_the_source_reader_is_strict_about_what_it_cannot_read(extra, readable, tmp_path, monkeypatch):
     path = tmp_path / "training_args.py"
     path.write_text(SOURCE.replace("{extra}", extra))

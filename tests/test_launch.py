@@ -65,7 +65,8 @@ def test_accelerate_config_loads_with_accelerates_own_classes(path, monkeypatch)
     # the header shows the commands a pip user runs: copy the file out, launch the job's module with it
     assert any(f"ftrecipes configs cp {path.stem} ." in line for line in header), header
     commands = " ".join(line.lstrip("#").strip() for line in header)  # a command may go on after a backslash
-    assert re.search(rf"accelerate launch --config_file {re.escape(path.name)} [^(]*-m ftrecipes\.train --recipe", commands), header
+    launch = rf"accelerate launch --config_file {re.escape(path.name)} [^(]*-m ftrecipes\.train --recipe"
+    assert re.search(launch, commands), header
     if kind == "FSDP":
         assert config.fsdp_config["fsdp_version"] == 2
     if kind == "DEEPSPEED":
@@ -242,8 +243,10 @@ def test_another_process_waits_for_its_launcher_then_still_says_why(capsys):
 
 
 @pytest.mark.multiprocess
-@pytest.mark.parametrize("entry, program", [([FINETUNE], "finetune.py"), (["-m", "ftrecipes.train"], "ftrecipes train")],
-                         ids=["script", "module"])
+@pytest.mark.parametrize("entry, program", [
+    ([FINETUNE], "finetune.py"),
+    (["-m", "ftrecipes.train"], "ftrecipes train"),
+], ids=["script", "module"])
 def test_under_torchrun_a_refusal_is_printed_once(entry, program, tmp_path):
     """Two processes meet the same bad input: one line in all, and nothing written (the script and the
     module entry alike)."""

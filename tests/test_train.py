@@ -10,17 +10,42 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import PYTHON, REPO, free_port
+
 from ftrecipes import cli
 from ftrecipes.train import main as train_main
 
 
 def tiny_job(tiny_base, cls_files, output_dir, *extra) -> list[str]:
-    return ["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--max_steps", "2",
-            "--per_device_train_batch_size", "4", "--max_seq_length", "32", "--eval_strategy", "no", "--save_strategy", "no",
-            "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", *extra]
+    return [
+        "--recipe",
+        "cls",
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        cls_files["train"],
+        "--validation_file",
+        cls_files["validation"],
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_seq_length",
+        "32",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--plots",
+        "false",
+        *extra,
+    ]
 
 
 def subprocess_env(**extra) -> dict:
@@ -42,13 +67,21 @@ def trained_steps(output_dir) -> list[int]:
 
 def test_ftrecipes_train_trains_a_tiny_job_as_a_subprocess(tiny_base, cls_files, tmp_path):
     out = tmp_path / "run"
-    result = subprocess.run([*ftrecipes_command(), "train", *tiny_job(tiny_base, cls_files, out, "--logging_steps", "1")],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=subprocess_env())
+    result = subprocess.run(
+        [*ftrecipes_command(), "train", *tiny_job(tiny_base, cls_files, out, "--logging_steps", "1")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=subprocess_env(),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert trained_steps(out) == [1, 2]
     plan = json.loads((out / "plan.json").read_text())
     assert plan["total_steps"] == 2 and plan["num_processes"] == 1 and plan["global_batch_size"] == 4
-    assert (out / "model.safetensors").is_file() and "Reproduce: ftrecipes train --recipe" in (out / "recipe.yaml").read_text()
+    assert (out / "model.safetensors").is_file() and "Reproduce: ftrecipes train --recipe" in (
+        out / "recipe.yaml"
+    ).read_text()
 
 
 @pytest.mark.slow  # two interpreters importing torch and transformers; the default suite runs the module
@@ -56,10 +89,26 @@ def test_ftrecipes_train_trains_a_tiny_job_as_a_subprocess(tiny_base, cls_files,
 def test_module_entry_under_torchrun_trains_one_run_over_two_processes(tiny_base, cls_files, tmp_path):
     """``torchrun --nproc_per_node 2 -m ftrecipes.train`` on CPU (gloo): one run, global batch 2 x 4."""
     out = tmp_path / "ddp"
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "ftrecipes.train", *tiny_job(tiny_base, cls_files, out, "--logging_steps", "1")]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                            env=subprocess_env(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1"))
+    cmd = [
+        PYTHON,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "ftrecipes.train",
+        *tiny_job(tiny_base, cls_files, out, "--logging_steps", "1"),
+    ]
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=subprocess_env(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     plan = json.loads((out / "plan.json").read_text())
     assert plan["num_processes"] == 2 and plan["global_batch_size"] == 8 and plan["total_steps"] == 2
@@ -73,11 +122,22 @@ def test_accelerate_launch_module_with_the_copied_cpu_config(tiny_base, cls_file
     if accelerate is None:
         pytest.skip("no accelerate command in this environment")
     env = subprocess_env(OMP_NUM_THREADS="1")
-    copied = subprocess.run([*ftrecipes_command(), "configs", "cp", "cpu", "."], capture_output=True, text=True, cwd=tmp_path, env=env)
+    copied = subprocess.run(
+        [*ftrecipes_command(), "configs", "cp", "cpu", "."], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     assert copied.returncode == 0 and (tmp_path / "cpu.yaml").is_file(), copied.stderr
     out = tmp_path / "launched"
-    cmd = [accelerate, "launch", "--config_file", "cpu.yaml", "--main_process_port", str(free_port()),
-           "-m", "ftrecipes.train", *tiny_job(tiny_base, cls_files, out)]
+    cmd = [
+        accelerate,
+        "launch",
+        "--config_file",
+        "cpu.yaml",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "ftrecipes.train",
+        *tiny_job(tiny_base, cls_files, out),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "plan.json").read_text())["num_processes"] == 2
@@ -88,9 +148,11 @@ def test_train_refuses_bad_input_in_one_line_named_after_the_command(tmp_path, c
     assert cli.main(["train", "--recipe", "clss", "--output_dir", str(out)]) == 2
     assert train_main(["--learnig_rate", "1e-4", "--output_dir", str(out)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["ftrecipes train: error: --recipe='clss': is not a known recipe; did you mean 'cls' or 'clm' or 'lora-cls'?",
-                     "ftrecipes train: error: --learnig_rate: is not a `ftrecipes train` flag; did you mean '--learning_rate' "
-                     "or '--learning-rate' or '--logging_strategy'?"]
+    assert lines == [
+        "ftrecipes train: error: --recipe='clss': is not a known recipe; did you mean 'cls' or 'clm' or 'lora-cls'?",
+        "ftrecipes train: error: --learnig_rate: is not a `ftrecipes train` flag; did you mean '--learning_rate' "
+        "or '--learning-rate' or '--logging_strategy'?",
+    ]
     assert not out.exists()
 
 
@@ -100,7 +162,14 @@ def test_train_help_is_the_jobs_help(capsys):
     assert exited.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: ftrecipes train")
-    for flag in ("--recipe", "--model_name_or_path", "--train_file", "--warmup", "--per_device_train_batch_size", "--output_dir"):
+    for flag in (
+        "--recipe",
+        "--model_name_or_path",
+        "--train_file",
+        "--warmup",
+        "--per_device_train_batch_size",
+        "--output_dir",
+    ):
         assert flag in text, flag
 
 

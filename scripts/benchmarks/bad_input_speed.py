@@ -44,12 +44,20 @@ def commands(folder: Path) -> list[tuple[str, list[str], bool]]:
     train = [*ftrecipes_command(), "train"]
     out = ["--output_dir", str(folder / "never-written")]
     return [
-        ('python -c "import transformers.training_args"', [sys.executable, "-c", "import transformers.training_args"], False),
+        (
+            'python -c "import transformers.training_args"',
+            [sys.executable, "-c", "import transformers.training_args"],
+            False,
+        ),
         ('python -c "pass"', [sys.executable, "-c", "pass"], False),
         ("ftrecipes train --recipe clss", [*train, "--recipe", "clss", *out], True),
         ("ftrecipes train --recipe my-recipe.yaml (a mistyped key)", [*train, "--recipe", str(bad_recipe), *out], True),
         ("ftrecipes train --learnig_rate 3e-5", [*train, "--learnig_rate", "3e-5", *out], True),
-        ("ftrecipes train --per_device_train_batch_size eight", [*train, "--per_device_train_batch_size", "eight", *out], True),
+        (
+            "ftrecipes train --per_device_train_batch_size eight",
+            [*train, "--per_device_train_batch_size", "eight", *out],
+            True,
+        ),
         ("ftrecipes train --dataloader_num_workers two", [*train, "--dataloader_num_workers", "two", *out], True),
     ]
 
@@ -95,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     versions = ", ".join(f"{name} {_version(name)}" for name in ("torch", "transformers"))
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPUs, load average {load} (after the runs); "
-          f"Python {sys.version.split()[0]}, {versions}; median of {args.repeats} runs each")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPUs, load average {load} (after the runs); "
+        f"Python {sys.version.split()[0]}, {versions}; median of {args.repeats} runs each"
+    )
     reference = statistics.median(times[timed[0][0]])
     width = max(len(label) for label in times)
     print(f"{'command'.ljust(width)}  median s  fastest s  / import")
