@@ -14,7 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG_LAYER = ["ftrecipes", "ftrecipes.config.errors", "ftrecipes.config.durations", "ftrecipes.config.timeline", "ftrecipes.config.schedules",
                 "ftrecipes.config.schedule_types", "ftrecipes.config.scaling", "ftrecipes.config.priors", "ftrecipes.config.peak_rule", "ftrecipes.config.recipe", "ftrecipes.data.tasks",
                 "ftrecipes.config.registry", "ftrecipes.config.explain", "ftrecipes.report.plotting", "ftrecipes.config.outputs", "ftrecipes.report.curves", "ftrecipes.cli",
-                "ftrecipes.config.bundled", "ftrecipes.baselines"]
+                "ftrecipes.config.bundled", "ftrecipes.baselines",
+                # the main job's entry points and its early phase: bad input is answered before heavy imports
+                "ftrecipes.train", "ftrecipes.job.run", "ftrecipes.job.parse", "ftrecipes.job.options", "ftrecipes.job.check",
+                "ftrecipes.data.files", "ftrecipes.config.launch_configs"]
 HEAVY = ("torch", "transformers", "accelerate", "datasets")
 
 
@@ -40,7 +43,8 @@ def test_config_layer_and_inspection_commands_load_no_torch_or_transformers(tmp_
 
         from ftrecipes.cli import main
         for argv in (["list"], ["show", "cls", "--num_examples", "2000"], ["validate", {str(REPO / "recipes" / "cls.yaml")!r}],
-                     ["plot", "sgdr", "--output", {str(tmp_path / "sgdr.png")!r}]):
+                     ["plot", "sgdr", "--output", {str(tmp_path / "sgdr.png")!r}], ["configs"],
+                     ["configs", "cp", "deepspeed-zero2", {str(tmp_path)!r}]):
             with contextlib.redirect_stdout(io.StringIO()):
                 assert main(argv) == 0, argv
             loaded("ftrecipes " + " ".join(argv))
