@@ -19,7 +19,7 @@ values are checked by the real ``HfArgumentParser``, which the parse phase build
 anything loads. The reader is strict about everything else: a class body it does not recognise (a
 field declared conditionally, a base class, a bool whose default is not a literal) makes
 :func:`training_argument_fields` return ``None``, and the parse phase leaves every TrainingArguments
-flag to the real parser. ``tests/test_job_options.py`` checks the result against the real parser.
+flag to the real parser. ``tests/job/test_job_options.py`` checks the result against the real parser.
 """
 
 from __future__ import annotations

@@ -221,7 +221,7 @@ def test_causal_lm_on_a_text_file(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bad input (exit 2, one line naming the field, output_dir left as it was): tests/test_bad_input.py
+# Bad input (exit 2, one line naming the field, output_dir left as it was): tests/job/test_bad_input.py
 
 
 def test_help_lists_recipe_model_data_and_training_flags(capsys):

@@ -1,6 +1,6 @@
 """The main job as a pip user runs it: ``ftrecipes train``, and ``python -m ftrecipes.train`` under
 ``torchrun`` and ``accelerate launch`` (the launchers' ``-m``). Same flags, behaviour and exit codes as
-``scripts/finetune.py`` (whose catalogue is tests/test_bad_input.py); only the name in the error line
+``scripts/finetune.py`` (whose catalogue is tests/job/test_bad_input.py); only the name in the error line
 differs."""
 
 import json

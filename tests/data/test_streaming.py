@@ -106,7 +106,7 @@ def test_finetune_streams_a_text_file_for_causal_lm(tmp_path):
 
 
 def test_no_label_source_and_no_validation_split_are_one_line_before_loading(tiny_base, cls_files, tmp_path, capsys):
-    from test_bad_input import Case, assert_one_line, snapshot
+    from bad_input_cases import Case, assert_one_line, snapshot
 
     from ftrecipes.job.run import main
 

@@ -17,26 +17,16 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from bad_input_cases import Case, assert_one_line, snapshot
 from conftest import FINETUNE, PYTHON, REPO
 
 from ftrecipes import cli
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.job import run as pipeline
 from ftrecipes.job.parse import parse_args
-
-
-@dataclass
-class Case:
-    argv: list[str]  # appended to the working base command (argparse: the later flag wins)
-    field: str  # what the line must name first, right after "error: "
-    pattern: str  # regex the line must match
-    given: str | None = None  # a value the fix must not suggest again
-    env: dict[str, str | None] = field(default_factory=dict)
-    unsupported_precision: bool = False  # pretend this machine has no bf16/fp16 (the row is about such machines)
 
 
 def base_args(tiny_base, cls_files, output_dir) -> list[str]:
@@ -168,10 +158,6 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
     }
 
 
-def snapshot(folder: Path):
-    return sorted((p.relative_to(folder).as_posix(), p.read_bytes()) for p in folder.rglob("*"))  if folder.is_dir() else None
-
-
 @pytest.fixture()
 def existing_output(tmp_path):
     out = tmp_path / "existing"
@@ -198,24 +184,6 @@ def _no_precision(monkeypatch):
     import ftrecipes.training.precision
 
     monkeypatch.setattr(ftrecipes.training.precision, "precision_supported", lambda precision, device=None: precision == "fp32")
-
-
-def assert_one_line(err: str, prog: str, case: Case) -> str:
-    lines = err.strip().splitlines()
-    assert "Traceback" not in err
-    assert len(lines) == 1, lines
-    line = lines[0]
-    assert line.startswith(f"{prog}: error: {case.field}"), line
-    assert re.search(case.pattern, line), line
-    head, _, rest = line.partition(": error: ")
-    assert "; " in rest, f"no fix in {line!r}"
-    given = case.given
-    if given is None and case.field in case.argv[:-1]:  # by default the value given to the flag named
-        given = case.argv[case.argv.index(case.field) + 1]
-    if given is not None:
-        fix = rest.split("; ", 1)[1]
-        assert not any(f"{lead}{given}{tail}" in f"{fix} " for lead in " ('" for tail in " ),'"), f"the fix repeats {given}: {line!r}"
-    return line
 
 
 def test_catalogue_lists_every_case(tiny_base, cls_files, scratch):
