@@ -43,28 +43,37 @@ ASSUMED_NUM_EXAMPLES = 10_000  # used by show/plot when neither --num_examples n
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="ftrecipes",
-                            description="Fine-tuning recipes: train, inspect, plot, validate, find the peak LR.")
+    parser = ArgumentParser(
+        prog="ftrecipes", description="Fine-tuning recipes: train, inspect, plot, validate, find the peak LR."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
 
     # --- train: its flags are the main job's, parsed by ftrecipes.job.parse (`ftrecipes train --help`).
-    sub.add_parser("train", add_help=False,
-                   help="fine-tune a model with a recipe (the main job; under a launcher: -m ftrecipes.train)")
-    p = sub.add_parser("configs", help="the shipped launch configs for accelerate launch: list them, "
-                                         "or `cp NAME [DEST]` to copy one out")
+    sub.add_parser(
+        "train",
+        add_help=False,
+        help="fine-tune a model with a recipe (the main job; under a launcher: -m ftrecipes.train)",
+    )
+    p = sub.add_parser(
+        "configs",
+        help="the shipped launch configs for accelerate launch: list them, or `cp NAME [DEST]` to copy one out",
+    )
     actions = p.add_subparsers(dest="configs_command", metavar="ACTION", parser_class=ArgumentParser)
     actions.add_parser("ls", help="name and purpose of each launch config (what `ftrecipes configs` prints)")
     cp = actions.add_parser("cp", help="copy a launch config (a DeepSpeed one with its JSON) to DEST")
     cp.add_argument("name", metavar="NAME", help="a launch config (see `ftrecipes configs`)")
-    cp.add_argument("dest", metavar="DEST", nargs="?", default=".",
-                    help="a folder (default: the current one) or a file name")
+    cp.add_argument(
+        "dest", metavar="DEST", nargs="?", default=".", help="a folder (default: the current one) or a file name"
+    )
     cp.add_argument("--force", action="store_true", help="replace a file that is already at DEST")
 
     sub.add_parser("list", help="table of the shipped recipes with their purpose")
 
-    for name, text in (("show", "the resolved recipe: steps, global batch, scaled peak, and why each default"),
-                       ("plot", "PNG and terminal chart of the recipe's LR (and momentum) vs optimizer steps")):
+    for name, text in (
+        ("show", "the resolved recipe: steps, global batch, scaled peak, and why each default"),
+        ("plot", "PNG and terminal chart of the recipe's LR (and momentum) vs optimizer steps"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("name", metavar="NAME", help="a shipped recipe (see `ftrecipes list`) or a recipe YAML path")
         _add_sizing_flags(p)
@@ -80,21 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_lr_find_arguments(p)
 
     # --- plot-run: its flags belong to ftrecipes.report.curves, whose own parser handles them.
-    sub.add_parser("sweep", help="tune the peak LR, then the warmup, with Optuna (ftrecipes.sweeps.study)", add_help=False)
+    sub.add_parser(
+        "sweep", help="tune the peak LR, then the warmup, with Optuna (ftrecipes.sweeps.study)", add_help=False
+    )
     p = sub.add_parser("plot-run", help="plot a finished run's curves (ftrecipes.report.curves)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num_examples", type=int, default=None, help=f"training examples (default: {ASSUMED_NUM_EXAMPLES}, stated as assumed)")
+    p.add_argument(
+        "--num_examples",
+        type=int,
+        default=None,
+        help=f"training examples (default: {ASSUMED_NUM_EXAMPLES}, stated as assumed)",
+    )
     p.add_argument("--per_device_train_batch_size", type=int, default=None, help="default: the recipe's")
     p.add_argument("--num_processes", type=int, default=1)
     p.add_argument("--gradient_accumulation_steps", type=int, default=None, help="default: the recipe's")
     p.add_argument("--lr_scaling", default=None, help="override the recipe's batch-size rule: none, linear or sqrt")
-    p.add_argument("--model_name_or_path", default=None,
-                   help="the model the recipe's peak-LR rule reads the width of (config.json of a folder, 'minilm' or a cached Hub id; default: the recipe's)")
-    p.add_argument("--learning_rate", default=None, help="a peak to plan with instead of the recipe's (turns its peak-LR rule off)")
+    p.add_argument(
+        "--model_name_or_path",
+        default=None,
+        help="the model the recipe's peak-LR rule reads the width of (config.json of a folder, 'minilm' or a cached Hub id; default: the recipe's)",
+    )
+    p.add_argument(
+        "--learning_rate", default=None, help="a peak to plan with instead of the recipe's (turns its peak-LR rule off)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -109,8 +130,12 @@ def cmd_list(args) -> int:
     for name in list_recipes():
         r = get_recipe(name)
         # A recipe with the peak-LR rule: its peak for the recipe's own model (the stated one without a width).
-        resolved, choice = resolve_peak_rule(r) if r.lr_rule != "none" and r.model_name_or_path.lower() in MODEL_ALIASES else (r, None)
-        peak = f"{resolved.learning_rate:.3g}" + (f" (hidden {choice.width})" if choice is not None and choice.applied else "")
+        resolved, choice = (
+            resolve_peak_rule(r) if r.lr_rule != "none" and r.model_name_or_path.lower() in MODEL_ALIASES else (r, None)
+        )
+        peak = f"{resolved.learning_rate:.3g}" + (
+            f" (hidden {choice.width})" if choice is not None and choice.applied else ""
+        )
         rows.append((name, r.task, r.optimizer, r.lr_scheduler_type, peak, r.description))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for k, row in enumerate(rows):
@@ -127,8 +152,11 @@ def _plan(args):
     from ftrecipes.models.width import resolve_peak_rule
 
     recipe = get_recipe(args.name)
-    overrides = {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling", "learning_rate")
-                 if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling", "learning_rate")
+        if getattr(args, k) is not None
+    }
     if overrides:
         recipe = recipe.replace(**overrides)
     written = recipe
@@ -140,9 +168,12 @@ def _plan(args):
         if recipe.max_steps <= 0:
             assumed.append(f"{num_examples} training examples (pass --num_examples)")
     timeline = Timeline(
-        num_examples=num_examples, per_device_train_batch_size=recipe.per_device_train_batch_size,
-        num_processes=args.num_processes, gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        num_train_epochs=recipe.num_train_epochs, max_steps=recipe.max_steps,
+        num_examples=num_examples,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        num_processes=args.num_processes,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        num_train_epochs=recipe.num_train_epochs,
+        max_steps=recipe.max_steps,
     )
     path = Path(args.name) if Path(args.name).suffix in (".yaml", ".yml") else recipe_path(args.name)
     return recipe.plan(timeline), path, assumed, peak, written
@@ -169,14 +200,18 @@ def cmd_plot(args) -> int:
     if output.suffix.lower() != ".png":
         raise ConfigError("--output", str(output), "must be a .png file", "e.g. --output schedule.png")
     momentum_label = "beta1" if plan.recipe.optimizer == "adamw" else "momentum"
-    title = (f"{plan.recipe.name}: peak {plan.learning_rate:.3g}, {plan.total_steps} optimizer steps, "
-             f"global batch {plan.timeline.global_batch_size}")
+    title = (
+        f"{plan.recipe.name}: peak {plan.learning_rate:.3g}, {plan.total_steps} optimizer steps, "
+        f"global batch {plan.timeline.global_batch_size}"
+    )
     print(render_schedule(plan.schedule, peak_lr=plan.learning_rate, width=args.width, ascii_only=args.ascii))
     if assumed:
         print(f"assumed: {'; '.join(assumed)}")
     if peak is not None:
         print(peak.line(plan.timeline.global_batch_size, plan.learning_rate))
-    written = plot_schedule(plan.schedule, output, peak_lr=plan.learning_rate, title=title, momentum_label=momentum_label)
+    written = plot_schedule(
+        plan.schedule, output, peak_lr=plan.learning_rate, title=title, momentum_label=momentum_label
+    )
     print(f"wrote {written}")
     return 0
 
@@ -203,15 +238,27 @@ def validate_file(path: str) -> tuple[list[str], list[str]]:
     data = {str(k): v for k, v in data.items()}
     data.setdefault("name", file.stem)
     for key in [k for k in data if k not in known]:
-        problems.append(str(ConfigError(key, data.pop(key), "is not a recipe field", did_you_mean(key, known) or "see `ftrecipes show cls`")))
+        problems.append(
+            str(
+                ConfigError(
+                    key, data.pop(key), "is not a recipe field", did_you_mean(key, known) or "see `ftrecipes show cls`"
+                )
+            )
+        )
 
     recipe = None
     for _ in range(len(data) + 32):  # each round removes one key or sub-key, so this terminates
         try:
             recipe = Recipe.from_dict(data, source=str(path))
-            recipe.plan(Timeline(num_examples=10_000, per_device_train_batch_size=recipe.per_device_train_batch_size,
-                                 gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-                                 num_train_epochs=recipe.num_train_epochs, max_steps=recipe.max_steps))
+            recipe.plan(
+                Timeline(
+                    num_examples=10_000,
+                    per_device_train_batch_size=recipe.per_device_train_batch_size,
+                    gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+                    num_train_epochs=recipe.num_train_epochs,
+                    max_steps=recipe.max_steps,
+                )
+            )
             break
         except ConfigError as err:
             recipe = None
@@ -229,8 +276,10 @@ def validate_file(path: str) -> tuple[list[str], list[str]]:
     if recipe is not None and not problems:
         prior = recipe_prior(recipe)
         if not prior.contains(recipe.learning_rate):
-            notes.append(f"learning_rate {recipe.learning_rate:.3g} lies outside the {prior} ({prior.source}); "
-                         "fine if the recipe says why")
+            notes.append(
+                f"learning_rate {recipe.learning_rate:.3g} lies outside the {prior} ({prior.source}); "
+                "fine if the recipe says why"
+            )
     return problems, notes
 
 
@@ -301,8 +350,13 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
             args, finetune_argv = parser.parse_known_args(argv)
             return run_lr_find(args, build_components, finetune_argv)
         args = parser.parse_args(argv)
-        handlers = {"list": cmd_list, "show": cmd_show, "plot": cmd_plot, "validate": cmd_validate,
-                    "configs": cmd_configs}
+        handlers = {
+            "list": cmd_list,
+            "show": cmd_show,
+            "plot": cmd_plot,
+            "validate": cmd_validate,
+            "configs": cmd_configs,
+        }
         return handlers[args.command](args)
     except ConfigError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)

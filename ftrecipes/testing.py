@@ -53,7 +53,16 @@ def tiny_wordpiece_tokenizer() -> PreTrainedTokenizerBase:
     from transformers import BertTokenizerFast
 
     characters = string.ascii_lowercase + string.digits
-    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters, *string.punctuation, *(f"##{c}" for c in characters)]
+    pieces = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *characters,
+        *string.punctuation,
+        *(f"##{c}" for c in characters),
+    ]
     pieces += sorted({word for words in TOPIC_WORDS.values() for word in words})
     return BertTokenizerFast(vocab={piece: i for i, piece in enumerate(pieces)}, model_max_length=TINY_MAX_POSITIONS)
 
@@ -64,7 +73,9 @@ def _labels_kwargs(num_labels: int, label_list: Sequence[str] | None) -> dict:
     return label_config_kwargs(list(label_list))
 
 
-def tiny_bert_config(vocab_size: int = 30522, num_labels: int = 2, label_list: Sequence[str] | None = None, **overrides) -> BertConfig:
+def tiny_bert_config(
+    vocab_size: int = 30522, num_labels: int = 2, label_list: Sequence[str] | None = None, **overrides
+) -> BertConfig:
     """A 2-layer BERT config with hidden size 32 (4 heads, intermediate 64); ``overrides`` win (e.g.
     ``num_labels=1, problem_type="regression"``)."""
     kwargs = dict(TINY_SIZES, vocab_size=vocab_size, max_position_embeddings=TINY_MAX_POSITIONS, pad_token_id=0)
@@ -84,10 +95,16 @@ def tiny_decoder_config(tokenizer: PreTrainedTokenizerBase | None = None, **over
     """
     tokenizer = tokenizer or tiny_tokenizer()
     kwargs = dict(
-        vocab_size=len(tokenizer), max_position_embeddings=TINY_MAX_POSITIONS, hidden_size=TINY_SIZES["hidden_size"],
-        num_hidden_layers=TINY_SIZES["num_hidden_layers"], num_attention_heads=TINY_SIZES["num_attention_heads"],
-        num_key_value_heads=TINY_SIZES["num_attention_heads"], intermediate_size=TINY_SIZES["intermediate_size"],
-        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=TINY_MAX_POSITIONS,
+        hidden_size=TINY_SIZES["hidden_size"],
+        num_hidden_layers=TINY_SIZES["num_hidden_layers"],
+        num_attention_heads=TINY_SIZES["num_attention_heads"],
+        num_key_value_heads=TINY_SIZES["num_attention_heads"],
+        intermediate_size=TINY_SIZES["intermediate_size"],
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
     kwargs.update(overrides)
@@ -102,7 +119,9 @@ def _build(model_cls, config, seed: int) -> PreTrainedModel:
     return model
 
 
-def tiny_model_for_sequence_classification(num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> BertForSequenceClassification:
+def tiny_model_for_sequence_classification(
+    num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides
+) -> BertForSequenceClassification:
     """Tiny BERT with a sequence-classification head; ``label_list`` sets id2label/label2id."""
     return tiny_model("sequence-classification", num_labels, label_list, seed, **overrides)
 
@@ -112,19 +131,30 @@ def tiny_causal_lm(seed: int = 0, tokenizer: PreTrainedTokenizerBase | None = No
     return tiny_model("causal-lm", seed=seed, tokenizer=tokenizer, **overrides)
 
 
-def tiny_model(task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides) -> PreTrainedModel:
+def tiny_model(
+    task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0, **overrides
+) -> PreTrainedModel:
     """The tiny model of any registered text task (name or alias): its ``AutoModelFor...`` class over
     the tiny decoder (causal LM) or the tiny BERT (every other head), with the task's config fields
     (labels, ``problem_type``) as :meth:`~ftrecipes.data.tasks.base.Task.config_overrides` sets them for
     ``label_list`` (or ``num_labels`` generic labels). ``overrides`` go to the config."""
     spec = get_task(task)
     if not spec.uses_tokenizer:
-        raise ConfigError("task", spec.name, "has no tiny text model", "build ftrecipes.models.cnn.SmallCNNForImageClassification for images")
+        raise ConfigError(
+            "task",
+            spec.name,
+            "has no tiny text model",
+            "build ftrecipes.models.cnn.SmallCNNForImageClassification for images",
+        )
     if spec.auto_model == "AutoModelForCausalLM":
         config = tiny_decoder_config(overrides.pop("tokenizer", None), **overrides)
     else:
         labels = list(label_list) if label_list is not None else [f"LABEL_{i}" for i in range(num_labels)]
-        fields = {**label_config_kwargs(labels), **spec.config_overrides(PreparedTask(spec.short, None, None, labels)), **overrides}
+        fields = {
+            **label_config_kwargs(labels),
+            **spec.config_overrides(PreparedTask(spec.short, None, None, labels)),
+            **overrides,
+        }
         config = tiny_bert_config(num_labels=fields.pop("num_labels"), **fields)
     return _build(spec.auto_model_class().from_config, config, seed)
 
@@ -146,7 +176,13 @@ def synthetic_batches(num_batches: int = 16, batch_size: int = 16, length: int =
     return batches
 
 
-def save_tiny_pretrained(output_dir: str | os.PathLike, task: str, num_labels: int = 2, label_list: Sequence[str] | None = None, seed: int = 0) -> str:
+def save_tiny_pretrained(
+    output_dir: str | os.PathLike,
+    task: str,
+    num_labels: int = 2,
+    label_list: Sequence[str] | None = None,
+    seed: int = 0,
+) -> str:
     """Write a tiny model and its tokenizer to ``output_dir`` so scripts can take it as ``--model_name_or_path``.
 
     The saved config names a head architecture, so give it the data's labels (a later load with a
@@ -154,7 +190,11 @@ def save_tiny_pretrained(output_dir: str | os.PathLike, task: str, num_labels: i
     """
     output_dir = os.fspath(output_dir)
     tokenizer = tiny_wordpiece_tokenizer()
-    vocabulary = {"tokenizer": tokenizer} if get_task(task).auto_model == "AutoModelForCausalLM" else {"vocab_size": len(tokenizer)}
+    vocabulary = (
+        {"tokenizer": tokenizer}
+        if get_task(task).auto_model == "AutoModelForCausalLM"
+        else {"vocab_size": len(tokenizer)}
+    )
     tiny_model(task, num_labels, label_list, seed, **vocabulary).save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
@@ -197,8 +237,31 @@ def smoke_job(folder: str | os.PathLike, max_steps: int = 2) -> list[str]:
     model = save_tiny_base(os.path.join(folder, "tiny-base"))
     train = write_topic_csv(os.path.join(folder, "train.csv"), 48, seed=1)
     validation = write_topic_csv(os.path.join(folder, "validation.csv"), 16, seed=2)
-    return ["--recipe", "cls", "--model_name_or_path", model, "--train_file", train, "--validation_file", validation,
-            "--output_dir", os.path.join(folder, "run"), "--max_steps", str(max_steps),
-            "--per_device_train_batch_size", "8",
-            "--max_seq_length", "32", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
-            "--disable_tqdm", "true", "--plots", "false"]
+    return [
+        "--recipe",
+        "cls",
+        "--model_name_or_path",
+        model,
+        "--train_file",
+        train,
+        "--validation_file",
+        validation,
+        "--output_dir",
+        os.path.join(folder, "run"),
+        "--max_steps",
+        str(max_steps),
+        "--per_device_train_batch_size",
+        "8",
+        "--max_seq_length",
+        "32",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--plots",
+        "false",
+    ]

@@ -33,20 +33,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--card", help="A card name (see --list) or a path to a card YAML file.")
     parser.add_argument("--list", action="store_true", help="List the shipped cards and exit.")
     parser.add_argument("--seeds", type=int, default=None, help="Number of training seeds (default: the card's).")
-    parser.add_argument("--output_dir", default="runs/reproduce", help="Runs go to OUTPUT_DIR/<card>/seed-<n>; result.json to OUTPUT_DIR/<card>.")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's). 1 is fastest on a busy 2-core machine.")
-    parser.add_argument("--record", action="store_true", help="Write the measured mean (and a tolerance of at least 3 std) into the card file.")
-    parser.add_argument("--override", action="append", default=[], metavar="FLAG=VALUE", help="Extra finetune.py flag for every seed (e.g. max_steps=5); repeatable.")
+    parser.add_argument(
+        "--output_dir",
+        default="runs/reproduce",
+        help="Runs go to OUTPUT_DIR/<card>/seed-<n>; result.json to OUTPUT_DIR/<card>.",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's). 1 is fastest on a busy 2-core machine.",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="Write the measured mean (and a tolerance of at least 3 std) into the card file.",
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="Extra finetune.py flag for every seed (e.g. max_steps=5); repeatable.",
+    )
     parser.add_argument("--verbose", action="store_true", help="Show the training logs.")
     return parser
 
 
 def list_table() -> str:
-    rows = ["| card | task | recipe | metric | expected | seeds | runs offline | source |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| card | task | recipe | metric | expected | seeds | runs offline | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in list_cards():
         c = load_card(name, check_flags=False)  # listing needs no flag check (it would load transformers)
-        expected = "not recorded" if c.expected is None else (f"{c.expected:.4f} ± {c.tolerance:.4f}" if c.check == "within" else f"≥ {c.expected - c.tolerance:.4f}")
-        rows.append(f"| {name} | {c.task} | {c.recipe} | {c.metric} | {expected} | {c.seeds} | {'no (Hub)' if c.hub_names() else 'yes'} | {c.source['kind']} |")
+        expected = (
+            "not recorded"
+            if c.expected is None
+            else (
+                f"{c.expected:.4f} ± {c.tolerance:.4f}" if c.check == "within" else f"≥ {c.expected - c.tolerance:.4f}"
+            )
+        )
+        rows.append(
+            f"| {name} | {c.task} | {c.recipe} | {c.metric} | {expected} | {c.seeds} | {'no (Hub)' if c.hub_names() else 'yes'} | {c.source['kind']} |"
+        )
     return "\n".join(rows)
 
 
@@ -54,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if args.verbose else logging.WARNING)
+        logging.basicConfig(
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            level=logging.INFO if args.verbose else logging.WARNING,
+        )
         if args.list:
             print(list_table())
             return 0
@@ -87,11 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.output_dir) / card.name
         results = []
         for seed in seeds:
-            print(f"[{card.name}] seed {seed}: python scripts/finetune.py {shlex.join(card.argv(seed, str(out / f'seed-{seed}'), extra))}", flush=True)
+            print(
+                f"[{card.name}] seed {seed}: python scripts/finetune.py {shlex.join(card.argv(seed, str(out / f'seed-{seed}'), extra))}",
+                flush=True,
+            )
             result = run_seed(card, seed, str(out / f"seed-{seed}"), extra)
             value = result.value(card.metric)
             note = "" if result.exit_code == 0 else f" (exit code {result.exit_code}: diverged)"
-            print(f"[{card.name}] seed {seed}: {card.metric} = {value:.4f} in {result.wall_time_s:.0f} s{note}", flush=True)
+            print(
+                f"[{card.name}] seed {seed}: {card.metric} = {value:.4f} in {result.wall_time_s:.0f} s{note}",
+                flush=True,
+            )
             results.append(result)
         verdict = judge([r.value(card.metric) for r in results], card.expected, card.tolerance, card.check)
         command = "python scripts/reproduce.py " + shlex.join(argv)

@@ -19,7 +19,11 @@ class Case:
 
 
 def snapshot(folder: Path):
-    return sorted((p.relative_to(folder).as_posix(), p.read_bytes()) for p in folder.rglob("*"))  if folder.is_dir() else None
+    return (
+        sorted((p.relative_to(folder).as_posix(), p.read_bytes()) for p in folder.rglob("*"))
+        if folder.is_dir()
+        else None
+    )
 
 
 def assert_one_line(err: str, prog: str, case: Case) -> str:
@@ -36,5 +40,7 @@ def assert_one_line(err: str, prog: str, case: Case) -> str:
         given = case.argv[case.argv.index(case.field) + 1]
     if given is not None:
         fix = rest.split("; ", 1)[1]
-        assert not any(f"{lead}{given}{tail}" in f"{fix} " for lead in " ('" for tail in " ),'"), f"the fix repeats {given}: {line!r}"
+        assert not any(f"{lead}{given}{tail}" in f"{fix} " for lead in " ('" for tail in " ),'"), (
+            f"the fix repeats {given}: {line!r}"
+        )
     return line

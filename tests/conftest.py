@@ -64,7 +64,10 @@ def assert_logged_group_lrs(output_dir, peaks: dict, plan) -> list[dict]:
     assert [e["step"] for e in logs] == list(range(1, plan.total_steps + 1))
     for entry in logs:
         for key, group_peak in peaks.items():
-            assert entry[key] == pytest.approx(expected_lr(group_peak, plan.schedule, entry["step"]), rel=1e-9), (key, entry["step"])
+            assert entry[key] == pytest.approx(expected_lr(group_peak, plan.schedule, entry["step"]), rel=1e-9), (
+                key,
+                entry["step"],
+            )
     return logs
 
 
@@ -112,7 +115,6 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
-
 @pytest.fixture(autouse=True)
 def _torch_keeps_one_thread_per_worker():
     """Under xdist, a test that leaves torch on more threads than OMP_NUM_THREADS fails here: every later
@@ -121,7 +123,12 @@ def _torch_keeps_one_thread_per_worker():
     yield
     torch = sys.modules.get("torch")
     wanted = os.environ.get("OMP_NUM_THREADS")
-    if torch is not None and os.environ.get("PYTEST_XDIST_WORKER") and wanted and torch.get_num_threads() != int(wanted):
+    if (
+        torch is not None
+        and os.environ.get("PYTEST_XDIST_WORKER")
+        and wanted
+        and torch.get_num_threads() != int(wanted)
+    ):
         left = torch.get_num_threads()
         torch.set_num_threads(int(wanted))
         pytest.fail(f"the test left torch on {left} threads (OMP_NUM_THREADS={wanted}); restore torch.set_num_threads")

@@ -15,7 +15,9 @@ from ftrecipes.training.trainer import RecipeTrainer
 # spin-waiting makes these tests 3-4x slower under load.
 torch.set_num_threads(1)
 
-CONFIG = dict(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=2)
+CONFIG = dict(
+    vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=2
+)
 
 
 class InjectedLossModel(BertForSequenceClassification):
@@ -60,14 +62,28 @@ def make_trainer(output_dir, recipe, *, model=None, optimizer=None, max_steps: i
     Trainer. ``arguments`` override the TrainingArguments below."""
     model = model if model is not None else tiny_model()
     defaults = dict(
-        per_device_train_batch_size=4, per_device_eval_batch_size=32, max_steps=max_steps, logging_steps=1,
-        save_strategy="no", report_to=[], disable_tqdm=True, max_grad_norm=recipe.max_grad_norm,
-        use_cpu=True, dataloader_num_workers=0, seed=0, learning_rate=recipe.learning_rate,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=32,
+        max_steps=max_steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        max_grad_norm=recipe.max_grad_norm,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+        learning_rate=recipe.learning_rate,
     )
     defaults.update(arguments)
     args = apply_recipe(recipe, TrainingArguments(str(output_dir), **defaults), explicit=list(defaults))
     eval_dataset = tiny_dataset(32, seed=1) if defaults.get("eval_strategy", "no") != "no" else None
     return RecipeTrainer(
-        recipe=recipe, model=model, args=args, train_dataset=tiny_dataset(), eval_dataset=eval_dataset,
-        optimizers=(optimizer, None), compute_metrics=accuracy if eval_dataset is not None else None,
+        recipe=recipe,
+        model=model,
+        args=args,
+        train_dataset=tiny_dataset(),
+        eval_dataset=eval_dataset,
+        optimizers=(optimizer, None),
+        compute_metrics=accuracy if eval_dataset is not None else None,
     )

@@ -47,18 +47,36 @@ def test_list(capsys):
 
 
 def test_show_resolves_sizes_and_explains_defaults(capsys):
-    code, out, _ = run(["show", "cls", "--num_examples", "2000", "--per_device_train_batch_size", "16",
-                        "--num_processes", "2", "--gradient_accumulation_steps", "2"], capsys)
+    code, out, _ = run(
+        [
+            "show",
+            "cls",
+            "--num_examples",
+            "2000",
+            "--per_device_train_batch_size",
+            "16",
+            "--num_processes",
+            "2",
+            "--gradient_accumulation_steps",
+            "2",
+        ],
+        capsys,
+    )
     assert code == 0
     # 2000 examples / 16 per device = 125 batches, 63 per process, 32 optimizer steps per epoch, 96 in all.
     assert "global batch          64 = 16 per device x 2 processes x 2 accumulation" in out
     assert "steps per epoch       32" in out and "total steps           96" in out
     assert "warmup steps          5" in out  # ceil(5% of 96)
     # the width rule's peak for the bundled MiniLM (hidden 384), then the sqrt batch rule from 16 to 64
-    assert "peak-LR rule          peak 2e-4: cls rule for hidden 384, full fine-tuning, batch 64 (5e-5 x (768/384)^1 at batch 16, batch-scaled from 1e-4" in out
+    assert (
+        "peak-LR rule          peak 2e-4: cls rule for hidden 384, full fine-tuning, batch 64 (5e-5 x (768/384)^1 at batch 16, batch-scaled from 1e-4"
+        in out
+    )
     assert "peak LR 0.0001 -> 0.0002 (sqrt rule" in out
     assert "the top of BERT's grid" in out  # the recipe file's own comment
-    assert "why: Adam's second-moment estimate is unreliable" in out and "[Liu et al. 2020, RAdam" in out  # FIELD_REASONS
+    assert (
+        "why: Adam's second-moment estimate is unreliable" in out and "[Liu et al. 2020, RAdam" in out
+    )  # FIELD_REASONS
     assert "┤" in out  # the terminal chart
 
 
@@ -69,14 +87,17 @@ def test_show_lr_scaling_flag_and_assumed_size(capsys):
     assert "assumed" in out and "--num_examples" in out
 
 
-@pytest.mark.parametrize("argv", [
-    ["show", "clss"],
-    ["show", "cls", "--num_processes", "0"],
-    ["show", "cls", "--per_device_train_batch_size", "many"],
-    ["show", "cls", "--lr_scaling", "cubic"],
-    ["show"],
-    ["bogus"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["show", "clss"],
+        ["show", "cls", "--num_processes", "0"],
+        ["show", "cls", "--per_device_train_batch_size", "many"],
+        ["show", "cls", "--lr_scaling", "cubic"],
+        ["show"],
+        ["bogus"],
+    ],
+)
 def test_show_bad_input(argv, capsys):
     code, _, err = run(argv, capsys)
     assert_user_error(code, err)
@@ -105,11 +126,14 @@ def test_plot_ascii_and_default_output(tmp_path, capsys, monkeypatch):
     assert out.count("LR x0.1") == 3  # the three step drops
 
 
-@pytest.mark.parametrize("argv", [
-    ["plot", "cls", "--output", "schedule.txt"],
-    ["plot", "cls", "--width", "2"],
-    ["plot", "nope"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plot", "cls", "--output", "schedule.txt"],
+        ["plot", "cls", "--width", "2"],
+        ["plot", "nope"],
+    ],
+)
 def test_plot_bad_input(argv, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(argv, capsys)
@@ -130,12 +154,12 @@ def test_validate_every_shipped_recipe(name, capsys):
 def test_validate_reports_every_problem(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(
-        "learning_rat: 3e-5\n"            # unknown key (typo)
-        "weight_decay: heavy\n"           # wrong type
-        "warmup_type: cubic\n"            # not a choice
+        "learning_rat: 3e-5\n"  # unknown key (typo)
+        "weight_decay: heavy\n"  # wrong type
+        "warmup_type: cubic\n"  # not a choice
         "lr_scheduler_type: step\n"
         "lr_scheduler_kwargs: {gama: 0.1, milestones: ['30%']}\n"  # unknown option of 'step'
-        "max_grad_norm: -1\n"             # out of range
+        "max_grad_norm: -1\n"  # out of range
     )
     code, out, err = run(["validate", str(path)], capsys)
     assert code == 2
@@ -163,7 +187,9 @@ def test_validate_notes_learning_rate_outside_prior(tmp_path, capsys):
     assert code == 0 and "learning_rate 0.001 lies outside the recipe 'hot' prior" in out and "lr_prior" in out
 
 
-@pytest.mark.parametrize("text", [None, "learning_rate: [1, 2\n", "- a list\n"], ids=["missing", "bad-yaml", "not-a-mapping"])
+@pytest.mark.parametrize(
+    "text", [None, "learning_rate: [1, 2\n", "- a list\n"], ids=["missing", "bad-yaml", "not-a-mapping"]
+)
 def test_validate_bad_files(text, tmp_path, capsys):
     path = tmp_path / "r.yaml"
     if text is not None:
@@ -181,22 +207,41 @@ def _tiny_components(recipe):
 
 def test_lr_find_with_an_injected_model(tmp_path, capsys):
     out_dir = tmp_path / "find"
-    code, out, err = run(["lr-find", "--recipe", "cls", "--num_steps", "10", "--min_lr", "1e-6", "--max_lr", "1",
-                          "--output_dir", str(out_dir), "--no_progress"], capsys, build_components=_tiny_components)
+    code, out, err = run(
+        [
+            "lr-find",
+            "--recipe",
+            "cls",
+            "--num_steps",
+            "10",
+            "--min_lr",
+            "1e-6",
+            "--max_lr",
+            "1",
+            "--output_dir",
+            str(out_dir),
+            "--no_progress",
+        ],
+        capsys,
+        build_components=_tiny_components,
+    )
     assert code == 0, err
     assert (out_dir / "lr_finder.json").is_file()
     assert (out_dir / "lr_finder.png").read_bytes()[:8] == PNG_MAGIC
     assert "recommended learning_rate" in out
 
 
-@pytest.mark.parametrize("argv", [
-    ["lr-find", "--num_steps", "2"],
-    ["lr-find", "--rule", "valley"],
-    ["lr-find", "--min_lr", "1", "--max_lr", "1e-3"],
-    ["lr-find", "--prior", "fast"],
-    ["lr-find", "--recipe", "nope"],
-    ["lr-find", "--not_a_flag", "1"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lr-find", "--num_steps", "2"],
+        ["lr-find", "--rule", "valley"],
+        ["lr-find", "--min_lr", "1", "--max_lr", "1e-3"],
+        ["lr-find", "--prior", "fast"],
+        ["lr-find", "--recipe", "nope"],
+        ["lr-find", "--not_a_flag", "1"],
+    ],
+)
 def test_lr_find_bad_input(argv, tmp_path, capsys):
     code, _, err = run([*argv, "--output_dir", str(tmp_path / "o")], capsys, build_components=_tiny_components)
     assert_user_error(code, err)
@@ -220,8 +265,14 @@ def test_plot_run_is_delegated(monkeypatch, capsys):
 
 def test_no_traceback_reaches_stderr_of_a_real_process():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "ftrecipes.cli", "show", "no-such-recipe"], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftrecipes.cli", "show", "no-such-recipe"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "did you mean" in proc.stderr or "choose one of" in proc.stderr

@@ -95,8 +95,9 @@ def test_an_existing_destination_is_kept_unless_forced(tmp_path, monkeypatch, ca
     (tmp_path / "cpu.yaml").write_text("mine\n")
     assert cli.main(["configs", "cp", "cpu", "."]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == ("ftrecipes configs: error: DEST='cpu.yaml': already exists; "
-                           "choose another DEST, or pass --force to replace it")
+    assert err.strip() == (
+        "ftrecipes configs: error: DEST='cpu.yaml': already exists; choose another DEST, or pass --force to replace it"
+    )
     assert (tmp_path / "cpu.yaml").read_text() == "mine\n"
     # a DeepSpeed config whose JSON would overwrite a file: nothing is written at all
     (tmp_path / "deepspeed-zero3.json").write_text("{}")

@@ -75,7 +75,7 @@ def section(path: Path, heading: str) -> str:
         if match and match.group(2) == heading:
             level = len(match.group(1))
             body = []
-            for later in lines[i + 1:]:
+            for later in lines[i + 1 :]:
                 deeper = re.match(r"^(#+)\s", later)
                 if deeper and len(deeper.group(1)) <= level:
                     break
@@ -167,11 +167,12 @@ def warmup_types() -> set[str]:
 
 def test_readme_is_a_front_door_with_the_ci_test_command():
     lines = README.read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= README_MAX_LINES, (f"README.md has {len(lines)} lines: reference goes to docs/, "
-                                            "figures to docs/results/")
+    assert len(lines) <= README_MAX_LINES, (
+        f"README.md has {len(lines)} lines: reference goes to docs/, figures to docs/results/"
+    )
     assert TEST_COMMAND_MARKER in (REPO / ".ci" / "run").read_text(), ".ci/run no longer reads the README's marker"
     # What .ci/run's awk takes: the first line after the marker that is not a code fence.
-    after = lines[lines.index(TEST_COMMAND_MARKER) + 1:]
+    after = lines[lines.index(TEST_COMMAND_MARKER) + 1 :]
     command = next(line for line in after if not line.startswith("```"))
     assert "pytest" in command, f"the line after {TEST_COMMAND_MARKER} is not the test command: {command!r}"
 
@@ -194,8 +195,11 @@ def test_every_recipe_the_docs_name_exists():
     recipes = shipped_recipes()
     named = _mentions(r"--recipe[ =]([\w.\-/<>]+)") + _mentions(r"get_recipe\(\s*[\"']([^\"']+)[\"']")
     named += _mentions(r"(?:^|&&\s*|;\s*)ftrecipes\s+(?:show|plot)\s+([\w.\-/<>]+)")
-    names = [(page, name) for page, name in named
-             if "/" not in name and "<" not in name and not name.endswith((".yaml", ".yml")) and name.upper() != "NAME"]
+    names = [
+        (page, name)
+        for page, name in named
+        if "/" not in name and "<" not in name and not name.endswith((".yaml", ".yml")) and name.upper() != "NAME"
+    ]
     assert names, "no recipe names found in the docs: the patterns are stale"
     unknown = [(page, name) for page, name in names if name not in recipes]
     assert not unknown, f"recipes the docs name that `ftrecipes list` does not have: {unknown}"

@@ -11,13 +11,35 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-CONFIG_LAYER = ["ftrecipes", "ftrecipes.config.errors", "ftrecipes.config.durations", "ftrecipes.config.timeline", "ftrecipes.config.schedules",
-                "ftrecipes.config.schedule_types", "ftrecipes.config.scaling", "ftrecipes.config.priors", "ftrecipes.config.peak_rule", "ftrecipes.config.recipe", "ftrecipes.data.tasks",
-                "ftrecipes.config.registry", "ftrecipes.config.explain", "ftrecipes.report.plotting", "ftrecipes.config.outputs", "ftrecipes.report.curves", "ftrecipes.cli",
-                "ftrecipes.config.bundled", "ftrecipes.baselines",
-                # the main job's entry points and its early phase: bad input is answered before heavy imports
-                "ftrecipes.train", "ftrecipes.job.run", "ftrecipes.job.parse", "ftrecipes.job.options", "ftrecipes.job.check",
-                "ftrecipes.data.files", "ftrecipes.config.launch_configs"]
+CONFIG_LAYER = [
+    "ftrecipes",
+    "ftrecipes.config.errors",
+    "ftrecipes.config.durations",
+    "ftrecipes.config.timeline",
+    "ftrecipes.config.schedules",
+    "ftrecipes.config.schedule_types",
+    "ftrecipes.config.scaling",
+    "ftrecipes.config.priors",
+    "ftrecipes.config.peak_rule",
+    "ftrecipes.config.recipe",
+    "ftrecipes.data.tasks",
+    "ftrecipes.config.registry",
+    "ftrecipes.config.explain",
+    "ftrecipes.report.plotting",
+    "ftrecipes.config.outputs",
+    "ftrecipes.report.curves",
+    "ftrecipes.cli",
+    "ftrecipes.config.bundled",
+    "ftrecipes.baselines",
+    # the main job's entry points and its early phase: bad input is answered before heavy imports
+    "ftrecipes.train",
+    "ftrecipes.job.run",
+    "ftrecipes.job.parse",
+    "ftrecipes.job.options",
+    "ftrecipes.job.check",
+    "ftrecipes.data.files",
+    "ftrecipes.config.launch_configs",
+]
 HEAVY = ("torch", "transformers", "accelerate", "datasets")
 
 
@@ -58,7 +80,9 @@ def test_config_layer_and_inspection_commands_load_no_torch_or_transformers(tmp_
         print("ok")
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 

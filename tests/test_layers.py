@@ -13,20 +13,20 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ftrecipes"
 
 LAYERS = [
-    "ftrecipes.config",     # recipes, durations, timeline, schedules, scaling, priors, explain: no torch
-    "ftrecipes.report",     # figures and a finished run's files
-    "ftrecipes.data",       # loading, streaming, tasks, metrics
-    "ftrecipes.models",     # names and sources, build, LoRA, the small CNN
-    "ftrecipes.testing",    # tiny models and data for tests and smoke runs
-    "ftrecipes.training",   # Trainer integration, callbacks, optimizer groups, precision, preemption
-    "ftrecipes.tuning",     # the LR range test
-    "ftrecipes.job",        # the main job: parse, check, run
+    "ftrecipes.config",  # recipes, durations, timeline, schedules, scaling, priors, explain: no torch
+    "ftrecipes.report",  # figures and a finished run's files
+    "ftrecipes.data",  # loading, streaming, tasks, metrics
+    "ftrecipes.models",  # names and sources, build, LoRA, the small CNN
+    "ftrecipes.testing",  # tiny models and data for tests and smoke runs
+    "ftrecipes.training",  # Trainer integration, callbacks, optimizer groups, precision, preemption
+    "ftrecipes.tuning",  # the LR range test
+    "ftrecipes.job",  # the main job: parse, check, run
     "ftrecipes.baselines",  # baseline cards
-    "ftrecipes.sweeps",     # sweeps over the job
-    "ftrecipes.train",      # the main job as a module, for launchers (python -m ftrecipes.train)
-    "ftrecipes.cli",        # the ftrecipes command
+    "ftrecipes.sweeps",  # sweeps over the job
+    "ftrecipes.train",  # the main job as a module, for launchers (python -m ftrecipes.train)
+    "ftrecipes.cli",  # the ftrecipes command
     "ftrecipes.__main__",
-    "ftrecipes",            # the lazy public namespace, above everything it re-exports
+    "ftrecipes",  # the lazy public namespace, above everything it re-exports
 ]
 # What the config layer may import besides the standard library and itself.
 CONFIG_THIRD_PARTY = {"yaml"}
@@ -86,8 +86,9 @@ def test_every_module_belongs_to_a_layer():
 
 
 def test_no_module_imports_from_a_higher_layer():
-    upward = sorted(f"{name} -> {target}" for name, targets in GRAPH.items() for target in targets
-                    if _layer(target) > _layer(name))
+    upward = sorted(
+        f"{name} -> {target}" for name, targets in GRAPH.items() for target in targets if _layer(target) > _layer(name)
+    )
     assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
 
 
@@ -126,10 +127,13 @@ def test_config_layer_imports_no_third_party_library_but_yaml():
     import sys
 
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    offending = sorted(f"{name} imports {target}" for name in MODULES if _layer(name) == 0
-                       for target in _imports(name)
-                       if target.split(".")[0] not in stdlib | CONFIG_THIRD_PARTY
-                       and not target.startswith("ftrecipes"))
+    offending = sorted(
+        f"{name} imports {target}"
+        for name in MODULES
+        if _layer(name) == 0
+        for target in _imports(name)
+        if target.split(".")[0] not in stdlib | CONFIG_THIRD_PARTY and not target.startswith("ftrecipes")
+    )
     assert not offending, "the config layer must stay light:\n" + "\n".join(offending)
 
 

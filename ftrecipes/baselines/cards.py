@@ -21,7 +21,6 @@ Every seed runs the same code path as ``scripts/finetune.py`` (:func:`ftrecipes.
 seeds with ``expected ± tolerance`` (:func:`judge`). Bad cards raise :class:`ConfigError` naming the field.
 """
 
-
 from __future__ import annotations
 
 import json
@@ -39,7 +38,15 @@ OPTIONAL = ("data_config", "overrides", "check", "needs_hub", "first_seed", "rec
 CHECKS = ("within", "at_least")
 SOURCE_KINDS = ("publication", "recorded")
 # Flags a card sets through its own fields (or reproduce.py sets per seed), never through overrides.
-RESERVED_FLAGS = ("model_name_or_path", "dataset_name", "dataset_config_name", "recipe", "seed", "output_dir", "overwrite_output_dir")
+RESERVED_FLAGS = (
+    "model_name_or_path",
+    "dataset_name",
+    "dataset_config_name",
+    "recipe",
+    "seed",
+    "output_dir",
+    "overwrite_output_dir",
+)
 # Offline names that never need the Hub (besides bundled data aliases and existing local paths).
 LOCAL_MODELS = ("minilm", "all-minilm-l6-v2", "small-cnn", "small_cnn", "smallcnn")
 
@@ -122,11 +129,18 @@ def card_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or os.sep in str(name_or_path):
         if not candidate.is_file():
-            raise ConfigError("--card", str(name_or_path), "file does not exist", "give a card name (see --list) or a YAML path")
+            raise ConfigError(
+                "--card", str(name_or_path), "file does not exist", "give a card name (see --list) or a YAML path"
+            )
         return candidate
     path = baselines_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ConfigError("--card", name_or_path, "is not a known card", did_you_mean(name_or_path, list_cards()) or f"choose one of {list_cards()}")
+        raise ConfigError(
+            "--card",
+            name_or_path,
+            "is not a known card",
+            did_you_mean(name_or_path, list_cards()) or f"choose one of {list_cards()}",
+        )
     return path
 
 
@@ -144,15 +158,27 @@ def card_from_dict(data: dict, name: str = "card", source: str = "card", *, chec
     known = REQUIRED + OPTIONAL
     for key in data:
         if key not in known:
-            raise ConfigError(key, data[key], f"is not a card field (in {source})", did_you_mean(key, known) or f"card fields: {', '.join(known)}")
+            raise ConfigError(
+                key,
+                data[key],
+                f"is not a card field (in {source})",
+                did_you_mean(key, known) or f"card fields: {', '.join(known)}",
+            )
     for key in REQUIRED:
         if key not in data:
-            raise ConfigError(key, None, f"is missing from the card (in {source})", f"add `{key}:`" + (" (null until recorded)" if key == "expected" else ""))
+            raise ConfigError(
+                key,
+                None,
+                f"is missing from the card (in {source})",
+                f"add `{key}:`" + (" (null until recorded)" if key == "expected" else ""),
+            )
     for key in ("description", "task", "model", "data", "recipe", "metric"):
         if not isinstance(data[key], str) or not data[key].strip():
             raise ConfigError(key, data[key], "must be a non-empty string", f"in {source}")
     expected = data["expected"]
-    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, (int, float)) or not math.isfinite(expected)):
+    if expected is not None and (
+        isinstance(expected, bool) or not isinstance(expected, (int, float)) or not math.isfinite(expected)
+    ):
         raise ConfigError("expected", expected, "must be a number or null", "write e.g. 0.97 (null: not recorded yet)")
     tolerance = data["tolerance"]
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
@@ -170,11 +196,21 @@ def card_from_dict(data: dict, name: str = "card", source: str = "card", *, chec
     if not isinstance(needs_hub, bool):
         raise ConfigError("needs_hub", needs_hub, "must be true or false")
     if not data["metric"].startswith(("eval_", "test_")):
-        raise ConfigError("metric", data["metric"], "must be a key of eval_results.json or test_results.json", "e.g. eval_accuracy, eval_f1")
+        raise ConfigError(
+            "metric",
+            data["metric"],
+            "must be a key of eval_results.json or test_results.json",
+            "e.g. eval_accuracy, eval_f1",
+        )
     _check_source(data["source"], source)
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
-        raise ConfigError("overrides", overrides, "must be a mapping of finetune.py flags to values", "write e.g. {max_seq_length: 64}")
+        raise ConfigError(
+            "overrides",
+            overrides,
+            "must be a mapping of finetune.py flags to values",
+            "write e.g. {max_seq_length: 64}",
+        )
     if check_flags:
         _check_overrides(overrides)
 
@@ -183,17 +219,37 @@ def card_from_dict(data: dict, name: str = "card", source: str = "card", *, chec
     try:
         recipe = get_recipe(data["recipe"])
     except ConfigError as err:
-        raise ConfigError("recipe", data["recipe"], f"cannot be loaded ({err})", "name a shipped recipe or a YAML path") from None
+        raise ConfigError(
+            "recipe", data["recipe"], f"cannot be loaded ({err})", "name a shipped recipe or a YAML path"
+        ) from None
     if recipe.task != data["task"]:
-        raise ConfigError("task", data["task"], f"differs from recipe {data['recipe']!r}'s task {recipe.task!r}", "fix the card's task or recipe")
+        raise ConfigError(
+            "task",
+            data["task"],
+            f"differs from recipe {data['recipe']!r}'s task {recipe.task!r}",
+            "fix the card's task or recipe",
+        )
     recorded = data.get("recorded")
     if recorded is not None and not isinstance(recorded, dict):
         raise ConfigError("recorded", recorded, "must be a mapping", "it is written by reproduce.py --record")
     return BaselineCard(
-        name=name, description=data["description"], task=data["task"], model=data["model"], data=data["data"],
-        recipe=data["recipe"], metric=data["metric"], expected=None if expected is None else float(expected),
-        tolerance=float(tolerance), seeds=seeds, source=dict(data["source"]), data_config=data.get("data_config"),
-        overrides=dict(overrides), check=check, needs_hub=needs_hub, first_seed=first_seed, recorded=recorded,
+        name=name,
+        description=data["description"],
+        task=data["task"],
+        model=data["model"],
+        data=data["data"],
+        recipe=data["recipe"],
+        metric=data["metric"],
+        expected=None if expected is None else float(expected),
+        tolerance=float(tolerance),
+        seeds=seeds,
+        source=dict(data["source"]),
+        data_config=data.get("data_config"),
+        overrides=dict(overrides),
+        check=check,
+        needs_hub=needs_hub,
+        first_seed=first_seed,
+        recorded=recorded,
         path=source if source != "card" else None,
     )
 
@@ -203,7 +259,12 @@ def _check_source(src: Any, where: str) -> None:
         raise ConfigError("source", src, "must be a mapping with kind and citation/command", f"in {where}")
     kind = src.get("kind")
     if kind not in SOURCE_KINDS:
-        raise ConfigError("source.kind", kind, f"is not one of {list(SOURCE_KINDS)}", "publication: a paper/README with its settings; recorded: a figure this project measured")
+        raise ConfigError(
+            "source.kind",
+            kind,
+            f"is not one of {list(SOURCE_KINDS)}",
+            "publication: a paper/README with its settings; recorded: a figure this project measured",
+        )
     need = ("citation", "settings") if kind == "publication" else ("command",)
     for key in need:
         if not isinstance(src.get(key), str) or not src[key].strip():
@@ -228,10 +289,33 @@ def _check_overrides(overrides: dict) -> None:
     flags = {o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")}
     for key in overrides:
         if key in RESERVED_FLAGS:
-            raise ConfigError(f"overrides.{key}", overrides[key], "is set by the card itself", "use the card fields model/data/data_config/recipe/first_seed")
+            raise ConfigError(
+                f"overrides.{key}",
+                overrides[key],
+                "is set by the card itself",
+                "use the card fields model/data/data_config/recipe/first_seed",
+            )
         if key not in flags:
-            raise ConfigError(f"overrides.{key}", overrides[key], "is not a finetune.py flag",
-                              did_you_mean(key, flags) or "see `ftrecipes train --help`")
+            raise ConfigError(
+                f"overrides.{key}",
+                overrides[key],
+                "is not a finetune.py flag",
+                did_you_mean(key, flags) or "see `ftrecipes train --help`",
+            )
 
 
-__all__ = ["REQUIRED", "OPTIONAL", "CHECKS", "SOURCE_KINDS", "RESERVED_FLAGS", "LOCAL_MODELS", "baselines_dir", "BaselineCard", "list_cards", "card_path", "load_card", "card_from_dict", "parse_overrides"]
+__all__ = [
+    "REQUIRED",
+    "OPTIONAL",
+    "CHECKS",
+    "SOURCE_KINDS",
+    "RESERVED_FLAGS",
+    "LOCAL_MODELS",
+    "baselines_dir",
+    "BaselineCard",
+    "list_cards",
+    "card_path",
+    "load_card",
+    "card_from_dict",
+    "parse_overrides",
+]

@@ -56,8 +56,13 @@ def run_seed(card: BaselineCard, seed: int, output_dir: str, extra: dict | None 
 def machine_info() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
     try:
         import transformers
 
@@ -72,9 +77,17 @@ def machine_info() -> dict:
 def card_result(card: BaselineCard, results: Sequence[SeedResult], verdict: Verdict, command: str) -> dict:
     """The JSON record of a reproduction."""
     return {
-        "card": card.name, "metric": card.metric, "command": command, "machine": machine_info(),
-        "expected": card.expected, "tolerance": card.tolerance, "check": card.check,
-        "mean": verdict.mean, "std": verdict.std, "values": verdict.values, "status": verdict.status,
+        "card": card.name,
+        "metric": card.metric,
+        "command": command,
+        "machine": machine_info(),
+        "expected": card.expected,
+        "tolerance": card.tolerance,
+        "check": card.check,
+        "mean": verdict.mean,
+        "std": verdict.std,
+        "values": verdict.values,
+        "status": verdict.status,
         "seeds": [asdict(r) for r in results],
         "source": card.source,
     }
@@ -92,8 +105,12 @@ def record_expected(card: BaselineCard, verdict: Verdict, command: str, min_tole
     text = _set_line(text, "expected", f"{verdict.mean:.4f}")
     text = _set_line(text, "tolerance", f"{tolerance:.4f}")
     recorded = {
-        "mean": round(verdict.mean, 6), "std": round(verdict.std, 6), "values": [round(v, 6) for v in verdict.values],
-        "seeds": card.seed_list[: len(verdict.values)], "command": command, "date": time.strftime("%Y-%m-%d"),
+        "mean": round(verdict.mean, 6),
+        "std": round(verdict.std, 6),
+        "values": [round(v, 6) for v in verdict.values],
+        "seeds": card.seed_list[: len(verdict.values)],
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {machine_info()['torch_threads']}",
     }
     block = "recorded: " + json.dumps(recorded)
@@ -115,7 +132,9 @@ def _set_line(text: str, key: str, value: str) -> str:
     pattern = rf"^{key}:[^\n#]*(#.*)?$"
     if not re.search(pattern, text, flags=re.M):
         raise ConfigError(key, None, "has no top-level line in the card to update")
-    return re.sub(pattern, lambda m: f"{key}: {value}" + (f"  {m.group(1)}" if m.group(1) else ""), text, count=1, flags=re.M)
+    return re.sub(
+        pattern, lambda m: f"{key}: {value}" + (f"  {m.group(1)}" if m.group(1) else ""), text, count=1, flags=re.M
+    )
 
 
 __all__ = ["SeedResult", "run_seed", "machine_info", "card_result", "record_expected"]

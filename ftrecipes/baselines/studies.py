@@ -18,9 +18,19 @@ def add_study_arguments(parser, arms: Sequence[str], output_dir: str) -> None:
     parser.add_argument("--arms", nargs="+", default=list(arms), choices=list(arms), help="Which arms to run.")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds per (card, arm), from the card's first seed.")
     parser.add_argument("--output_dir", default=output_dir)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: finetune.py's --cpu_threads rule).")
-    parser.add_argument("--override", action="append", default=[], metavar="FLAG=VALUE",
-                        help="Extra finetune.py flag for every run (e.g. max_steps=5 for a smoke run).")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads per run (default: finetune.py's --cpu_threads rule).",
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="Extra finetune.py flag for every run (e.g. max_steps=5 for a smoke run).",
+    )
 
 
 def study_cards(names: Sequence[str]) -> tuple[list[BaselineCard], Optional[str]]:
@@ -29,7 +39,12 @@ def study_cards(names: Sequence[str]) -> tuple[list[BaselineCard], Optional[str]
     cards = [load_card(name) for name in names]
     for card in cards:
         if card.task != "sequence-classification":
-            raise ConfigError("--cards", card.name, f"has task {card.task!r}", "the study compares sequence-classification cards (accuracy and macro-F1)")
+            raise ConfigError(
+                "--cards",
+                card.name,
+                f"has task {card.task!r}",
+                "the study compares sequence-classification cards (accuracy and macro-F1)",
+            )
     return cards, next((reason for reason in map(unreachable_reason, cards) if reason is not None), None)
 
 
@@ -49,7 +64,14 @@ STUDY_ARMS: dict[str, dict] = {
     # The card's recipe as shipped (cls: AdamW 5e-5, 5% warmup, cosine to 10%, wd 0.01, clip 1.0).
     "recipe": {},
     # transformers.Trainer's defaults: AdamW 5e-5, linear decay to 0, no warmup, no weight decay.
-    "trainer-defaults": {"lr_scheduler_type": "linear", "warmup": 0, "min_lr_rate": 0, "weight_decay": 0, "learning_rate": 5e-5, "lr_scaling": "none"},
+    "trainer-defaults": {
+        "lr_scheduler_type": "linear",
+        "warmup": 0,
+        "min_lr_rate": 0,
+        "weight_decay": 0,
+        "learning_rate": 5e-5,
+        "lr_scaling": "none",
+    },
     # A constant LR (the recipe's peak), no warmup.
     "constant": {"lr_scheduler_type": "constant", "warmup": 0},
 }
@@ -78,7 +100,10 @@ def study_markdown(summary: Sequence[dict]) -> str:
         v = entry.get(key)
         return "n/a" if v is None else f"{fmt.format(v['mean'])} ± {fmt.format(v['std'])}"
 
-    lines = ["| card | arm | accuracy | macro-F1 | wall time / run (s) | train time / run (s) | seeds |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| card | arm | accuracy | macro-F1 | wall time / run (s) | train time / run (s) | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for e in summary:
         lines.append(
             f"| {e['card']} | {e['arm']} | {cell(e, 'eval_accuracy', '{:.4f}')} | {cell(e, 'eval_f1', '{:.4f}')} | "
@@ -87,4 +112,12 @@ def study_markdown(summary: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["STUDY_CARDS", "add_study_arguments", "study_cards", "study_overrides", "STUDY_ARMS", "summarize_study", "study_markdown"]
+__all__ = [
+    "STUDY_CARDS",
+    "add_study_arguments",
+    "study_cards",
+    "study_overrides",
+    "STUDY_ARMS",
+    "summarize_study",
+    "study_markdown",
+]

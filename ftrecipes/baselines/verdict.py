@@ -30,7 +30,11 @@ class Verdict:
         measured = f"{metric} {self.mean:.4f} ± {self.std:.4f} (n={len(self.values)})"
         if self.expected is None:
             return f"{measured}; no expected value recorded: {self.status}"
-        rule = f"expected {self.expected:.4f} ± {self.tolerance:.4f}" if self.check == "within" else f"expected ≥ {self.expected - self.tolerance:.4f} ({self.expected:.4f} - {self.tolerance:.4f})"
+        rule = (
+            f"expected {self.expected:.4f} ± {self.tolerance:.4f}"
+            if self.check == "within"
+            else f"expected ≥ {self.expected - self.tolerance:.4f} ({self.expected:.4f} - {self.tolerance:.4f})"
+        )
         return f"{measured} vs {rule}: {self.status}"
 
 

@@ -39,7 +39,9 @@ def package_dir(package: str, *, field: str = "--dataset_name", value: str | Non
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            field, value if value is not None else package,
-            f"needs the package {package!r}, which is not installed", DEMO_INSTALL_HINT,
+            field,
+            value if value is not None else package,
+            f"needs the package {package!r}, which is not installed",
+            DEMO_INSTALL_HINT,
         )
     return Path(list(spec.submodule_search_locations)[0])

@@ -49,33 +49,49 @@ class ParsedDuration:
     unit: str  # STEPS, FRACTION or EPOCHS
     value: float
 
-    def steps(self, *, total_steps: int, steps_per_epoch: int | None = None, field: str = "duration", given: object = None) -> int:
+    def steps(
+        self, *, total_steps: int, steps_per_epoch: int | None = None, field: str = "duration", given: object = None
+    ) -> int:
         """Optimizer steps of this duration in a run of ``total_steps`` (``steps_per_epoch`` for epochs)."""
         if self.unit == STEPS:
             return int(self.value)
         if self.unit == FRACTION:
             return math.ceil(total_steps * self.value)
         if steps_per_epoch is None:
-            raise ConfigError(field, self if given is None else given, "epochs need the data set's size to resolve",
-                              "give optimizer steps or a fraction of training instead")
+            raise ConfigError(
+                field,
+                self if given is None else given,
+                "epochs need the data set's size to resolve",
+                "give optimizer steps or a fraction of training instead",
+            )
         return math.ceil(self.value * steps_per_epoch)
 
-    def exact_steps(self, *, total_steps: int, steps_per_epoch: int | None = None, field: str = "duration", given: object = None) -> float:
+    def exact_steps(
+        self, *, total_steps: int, steps_per_epoch: int | None = None, field: str = "duration", given: object = None
+    ) -> float:
         """As :meth:`steps`, without rounding (a restart period may be 12.5 steps)."""
         if self.unit == STEPS:
             return float(self.value)
         if self.unit == FRACTION:
             return total_steps * self.value
         if steps_per_epoch is None:
-            raise ConfigError(field, self if given is None else given, "epochs need the number of steps per epoch",
-                              "give optimizer steps or a fraction of training instead")
+            raise ConfigError(
+                field,
+                self if given is None else given,
+                "epochs need the number of steps per epoch",
+                "give optimizer steps or a fraction of training instead",
+            )
         return self.value * steps_per_epoch
 
 
 def _ambiguous_float(field: str, value: object, number: float) -> ConfigError:
     steps = f"{int(number)} without the decimal point" if number.is_integer() else f"an integer (e.g. {round(number)})"
-    return ConfigError(field, value, "a float is read as a fraction of training and must lie in [0, 1)",
-                       f"write {steps} for optimizer steps, or a fraction of training below 1 or as a percentage (0.05 or '5%')")
+    return ConfigError(
+        field,
+        value,
+        "a float is read as a fraction of training and must lie in [0, 1)",
+        f"write {steps} for optimizer steps, or a fraction of training below 1 or as a percentage (0.05 or '5%')",
+    )
 
 
 def parse_duration(value: object, field: str = "duration", *, fractional_steps: bool = False) -> ParsedDuration:
@@ -124,9 +140,13 @@ def parse_duration(value: object, field: str = "duration", *, fractional_steps: 
     return ParsedDuration(FRACTION, number)
 
 
-def resolve_duration(value: object, *, total_steps: int, steps_per_epoch: int | None = None, field: str = "duration") -> int:
+def resolve_duration(
+    value: object, *, total_steps: int, steps_per_epoch: int | None = None, field: str = "duration"
+) -> int:
     """``value`` in optimizer steps for a run of ``total_steps`` (and ``steps_per_epoch`` for epochs)."""
-    return parse_duration(value, field).steps(total_steps=total_steps, steps_per_epoch=steps_per_epoch, field=field, given=value)
+    return parse_duration(value, field).steps(
+        total_steps=total_steps, steps_per_epoch=steps_per_epoch, field=field, given=value
+    )
 
 
 def check_duration(value: object, field: str = "duration") -> None:
@@ -159,8 +179,12 @@ def training_interval(value: object, field: str) -> Union[int, float]:
     if parsed.unit == EPOCHS:
         kind = field.lstrip("-").split("_")[0]  # eval_steps -> eval, --save_steps -> save
         strategy = f"--{kind}_strategy epoch" if kind in ("eval", "save", "logging") else "an epoch strategy"
-        raise ConfigError(field, value, "a Trainer interval cannot be given in epochs",
-                          f"use {strategy} for once per epoch, or give optimizer steps (500) or a fraction of training ('10%')")
+        raise ConfigError(
+            field,
+            value,
+            "a Trainer interval cannot be given in epochs",
+            f"use {strategy} for once per epoch, or give optimizer steps (500) or a fraction of training ('10%')",
+        )
     if parsed.value <= 0:
         raise ConfigError(field, value, "must be positive", INTERVAL_FIX)
     return int(parsed.value) if parsed.unit == STEPS else float(parsed.value)

@@ -21,63 +21,63 @@ from ftrecipes.config.durations import FRACTION, STEPS, parse_duration
 
 FIELD_REASONS: dict[str, str] = {
     "optimizer": "AdamW (decoupled weight decay) is the standard optimizer for fine-tuning Transformers; SGD + "
-                 "momentum remains the classic baseline for CNNs [Loshchilov & Hutter 2019; He et al. 2016]",
+    "momentum remains the classic baseline for CNNs [Loshchilov & Hutter 2019; He et al. 2016]",
     "learning_rate": "the peak matters more than the schedule's shape: no schedule rescues a peak that is far off. "
-                     "Fine-tuning pretrained encoders works at 2e-5..5e-5; tune the peak first "
-                     "[Devlin et al. 2019, app. A.3; Mosbach et al. 2021]",
+    "Fine-tuning pretrained encoders works at 2e-5..5e-5; tune the peak first "
+    "[Devlin et al. 2019, app. A.3; Mosbach et al. 2021]",
     "lr_rule": "the best fine-tuning peak falls as the model widens: ELECTRA fine-tunes hidden 256 / 768 / 1024 at "
-               "3e-4 / 1e-4 / 5e-5, and muP puts Adam's best LR at ~1/width, so the peak is derived from the model's "
-               "hidden size before training; LoRA trains at ~10x full fine-tuning [Clark et al. 2020, Table 7; "
-               "Yang et al. 2022, Tensor Programs V; Hu et al. 2021; Schulman et al. 2025, LoRA Without Regret]",
+    "3e-4 / 1e-4 / 5e-5, and muP puts Adam's best LR at ~1/width, so the peak is derived from the model's "
+    "hidden size before training; LoRA trains at ~10x full fine-tuning [Clark et al. 2020, Table 7; "
+    "Yang et al. 2022, Tensor Programs V; Hu et al. 2021; Schulman et al. 2025, LoRA Without Regret]",
     "lr_rule_reference_peak": "the anchor of the width rule: a fine-tuning peak known to work at lr_rule_reference_width "
-                              "[Devlin et al. 2019, app. A.3: 2e-5..5e-5 for BERT-base]",
+    "[Devlin et al. 2019, app. A.3: 2e-5..5e-5 for BERT-base]",
     "lr_rule_width_exponent": "1 is muP's Adam scaling (LR ~ 1/width) and matches ELECTRA small -> base (3x wider, 1/3 "
-                              "the peak) [Yang et al. 2022; Clark et al. 2020, Table 7]",
+    "the peak) [Yang et al. 2022; Clark et al. 2020, Table 7]",
     "lr_rule_lora_multiplier": "only the low-rank adapters move, from B = 0, so LoRA needs larger steps: ~10x the full "
-                               "fine-tuning peak, nearly independent of the rank [Hu et al. 2021; Schulman et al. 2025, "
-                               "LoRA Without Regret]",
+    "fine-tuning peak, nearly independent of the rank [Hu et al. 2021; Schulman et al. 2025, "
+    "LoRA Without Regret]",
     "lr_rule_prior_factor": "the range test overshoots for fine-tuning, so its pick is kept near the rule's peak "
-                            "[transformers#16013]",
+    "[transformers#16013]",
     "loraplus_lr_ratio": "with A and B at one LR, LoRA learns inefficiently in wide models; a larger LR for B (ratio "
-                         "~16) trains faster at the same cost [Hayou et al. 2024, LoRA+]",
+    "~16) trains faster at the same cost [Hayou et al. 2024, LoRA+]",
     "lr_groups": "a new head or a module that should move faster or slower than the backbone gets its own "
-                 "multiplier, on the same schedule [axolotl lr_groups]",
+    "multiplier, on the same schedule [axolotl lr_groups]",
     "weight_decay": "decoupled from the gradient step in AdamW, but its effective strength still scales with the "
-                    "LR and the number of steps [Loshchilov & Hutter 2019]",
+    "LR and the number of steps [Loshchilov & Hutter 2019]",
     "max_grad_norm": "clipping the global gradient norm bounds the damage of a rare huge gradient; 1.0 is the "
-                     "Trainer's default [Pascanu et al. 2013; transformers TrainingArguments]",
+    "Trainer's default [Pascanu et al. 2013; transformers TrainingArguments]",
     "lr_scheduler_type": "warmup then cosine decay: smooth, no abrupt drops, slow decay early and faster late "
-                         "[Loshchilov & Hutter 2017]",
+    "[Loshchilov & Hutter 2017]",
     "warmup": "Adam's second-moment estimate is unreliable over the first steps, so full-size steps there can "
-              "wreck pretrained weights; fine-tuning uses 0-10% warmup, pretraining 1-5%; counted in optimizer steps "
-              "[Liu et al. 2020, RAdam; Goyal et al. 2017]",
+    "wreck pretrained weights; fine-tuning uses 0-10% warmup, pretraining 1-5%; counted in optimizer steps "
+    "[Liu et al. 2020, RAdam; Goyal et al. 2017]",
     "warmup_type": "a linear ramp is the common warmup; an exponential (geometric) ramp spends longer at small "
-                   "LRs [Goyal et al. 2017]",
+    "LRs [Goyal et al. 2017]",
     "warmup_start": "warmup usually starts at 0 or at a small fraction of the peak",
     "min_lr_rate": "a floor keeps the last steps learning; 10% of the peak is a common choice, 0 decays fully "
-                   "[Loshchilov & Hutter 2017; transformers cosine_with_min_lr]",
+    "[Loshchilov & Hutter 2017; transformers cosine_with_min_lr]",
     "min_lr": "an absolute floor such as 1e-6, when the recipe's scale calls for one",
     "num_train_epochs": "fine-tuning runs are short (2-4 epochs); the schedule itself is counted in optimizer "
-                        "steps, so it survives changes of data-loader or data-set size [Devlin et al. 2019, app. A.3]",
+    "steps, so it survives changes of data-loader or data-set size [Devlin et al. 2019, app. A.3]",
     "max_steps": "a step budget makes the schedule independent of the data set's size",
     "per_device_train_batch_size": "larger batches lower the gradient noise and often allow a larger peak "
-                                   "[Smith et al. 2018, 'Don't Decay the Learning Rate, Increase the Batch Size']",
+    "[Smith et al. 2018, 'Don't Decay the Learning Rate, Increase the Batch Size']",
     "gradient_accumulation_steps": "schedules count optimizer updates, not micro-batches: accumulation changes the "
-                                   "global batch, not the number of schedule steps per update",
+    "global batch, not the number of schedule steps per update",
     "reference_global_batch_size": "the global batch the peak was tuned at; more processes or accumulation change "
-                                   "the global batch, and lr_scaling moves the peak with it [Goyal et al. 2017]",
+    "the global batch, and lr_scaling moves the peak with it [Goyal et al. 2017]",
     "lr_scaling": "linear scaling holds for SGD within limits; for Adam-type optimizers it is less predictable, "
-                  "so scale gently (sqrt) and tune [Goyal et al. 2017; Malladi et al. 2022]",
+    "so scale gently (sqrt) and tune [Goyal et al. 2017; Malladi et al. 2022]",
     "precision": "mixed precision's loss scaling can amplify early instability; warmup helps, and the loss scale "
-                 "is a first suspect when training diverges [Micikevicius et al. 2018]",
+    "is a first suspect when training diverges [Micikevicius et al. 2018]",
     "eval_strategy": "log the validation metric next to LR, loss and gradient norm, to tell a schedule problem "
-                     "from overfitting",
+    "from overfitting",
     "early_stopping_patience": "a constant LR with early stopping on the validation metric is simple and often "
-                               "enough for fine-tuning [transformers EarlyStoppingCallback]",
+    "enough for fine-tuning [transformers EarlyStoppingCallback]",
     "load_best_model_at_end": "with early stopping or restarts, keep the best validation checkpoint rather than "
-                              "the last [Loshchilov & Hutter 2017]",
+    "the last [Loshchilov & Hutter 2017]",
     "lr_scheduler_kwargs": "options of the schedule type: e.g. x0.1 at 30/60/90% of training for step decay "
-                           "[He et al. 2016], the restart period for SGDR [Loshchilov & Hutter 2017]",
+    "[He et al. 2016], the restart period for SGDR [Loshchilov & Hutter 2017]",
 }
 
 
@@ -119,7 +119,7 @@ def _inline_comment(value: str) -> str:
         elif ch in "'\"":
             quote = ch
         elif ch == "#" and (i == 0 or value[i - 1].isspace()):
-            return value[i + 1:].strip()
+            return value[i + 1 :].strip()
     return ""
 
 
@@ -145,8 +145,9 @@ def _spelled(duration) -> str:
     return repr(duration)
 
 
-def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed: list[str] | None = None,
-                  peak=None, written=None) -> str:
+def describe_plan(
+    plan, *, recipe_file: str | os.PathLike | None = None, assumed: list[str] | None = None, peak=None, written=None
+) -> str:
     """A human-readable account of a :class:`~ftrecipes.config.recipe.RecipePlan` (``ftrecipes show``).
 
     ``peak``: the :class:`~ftrecipes.config.peak_rule.PeakChoice` the plan's recipe was resolved with, and
@@ -168,7 +169,11 @@ def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed
         f"  total steps           {schedule.total_steps} optimizer steps"
         + (f" ({recipe.num_train_epochs:g} epochs)" if recipe.max_steps <= 0 else " (max_steps)"),
         f"  warmup steps          {schedule.warmup_steps} ({_spelled(recipe.warmup)}, {recipe.warmup_type})",
-        *([f"  peak-LR rule          {peak.line(timeline.global_batch_size, plan.learning_rate)}"] if peak is not None else []),
+        *(
+            [f"  peak-LR rule          {peak.line(timeline.global_batch_size, plan.learning_rate)}"]
+            if peak is not None
+            else []
+        ),
         f"  peak learning rate    {scaling.message()}",
         f"  lr_prior              {recipe.lr_prior[0]:.3g}..{recipe.lr_prior[1]:.3g} (bounds --learning_rate auto at batch {recipe.reference_global_batch_size})",
         f"  LR at step 0 / end of warmup / last step   {plan.lr_at(0):.4g} / {plan.lr_at(schedule.warmup_steps):.4g} / "
@@ -179,8 +184,10 @@ def describe_plan(plan, *, recipe_file: str | os.PathLike | None = None, assumed
     if len(schedule.transitions) > 8:
         lines.append(f"  transition            ... {len(schedule.transitions) - 8} more")
     if schedule.momentum is not None:
-        lines.append(f"  momentum/beta1        cycled: {schedule.momentum(0):.3g} at step 0, "
-                     f"{schedule.momentum(schedule.warmup_steps):.3g} at the LR peak")
+        lines.append(
+            f"  momentum/beta1        cycled: {schedule.momentum(0):.3g} at step 0, "
+            f"{schedule.momentum(schedule.warmup_steps):.3g} at the LR peak"
+        )
     if schedule.metric_driven:
         lines.append("  note                  reductions follow the validation metric; the trace shows none")
     if assumed:

@@ -23,8 +23,9 @@ from typing import Optional
 from ftrecipes.config.errors import ConfigError, did_you_mean
 
 # The line of an Accelerate config that names its DeepSpeed JSON (accelerate's deepspeed_config keys).
-_DEEPSPEED_FILE_LINE = re.compile(r"^(?P<lead>\s*deepspeed_config_file:\s*)(?P<path>[^\s#]+)(?P<rest>.*)$",
-                                  re.MULTILINE)
+_DEEPSPEED_FILE_LINE = re.compile(
+    r"^(?P<lead>\s*deepspeed_config_file:\s*)(?P<path>[^\s#]+)(?P<rest>.*)$", re.MULTILINE
+)
 LAUNCH_COMMAND = "accelerate launch --config_file {file} -m ftrecipes.train --recipe cls"
 
 
@@ -69,8 +70,11 @@ def launch_configs() -> list[LaunchConfig]:
     found = [*yamls]
     for name in jsons:
         owner = named_by.get(name)
-        purpose = (f"the DeepSpeed settings {owner.file_name} names (`cp {owner.name}` copies it along)" if owner
-                   else "DeepSpeed settings for --deepspeed")
+        purpose = (
+            f"the DeepSpeed settings {owner.file_name} names (`cp {owner.name}` copies it along)"
+            if owner
+            else "DeepSpeed settings for --deepspeed"
+        )
         found.append(LaunchConfig(name, name, purpose))
     return found
 
@@ -80,8 +84,12 @@ def get_launch_config(name: str) -> LaunchConfig:
     configs = {c.name: c for c in launch_configs()}
     key = name[: -len(".yaml")] if name.endswith(".yaml") and name[: -len(".yaml")] in configs else name
     if key not in configs:
-        raise ConfigError("NAME", name, "is not a shipped launch config",
-                          did_you_mean(name, list(configs)) or "see `ftrecipes configs` for the list")
+        raise ConfigError(
+            "NAME",
+            name,
+            "is not a shipped launch config",
+            did_you_mean(name, list(configs)) or "see `ftrecipes configs` for the list",
+        )
     return configs[key]
 
 
@@ -91,8 +99,12 @@ def _target(config: LaunchConfig, dest: str) -> Path:
         return path / config.file_name
     allowed = (".json",) if config.file_name.endswith(".json") else (".yaml", ".yml")
     if path.suffix.lower() not in allowed:
-        raise ConfigError("DEST", dest, f"is neither a folder nor a {' or '.join(allowed)} file name",
-                          f"give a folder (e.g. .) or a file name such as my-{config.file_name}")
+        raise ConfigError(
+            "DEST",
+            dest,
+            f"is neither a folder nor a {' or '.join(allowed)} file name",
+            f"give a folder (e.g. .) or a file name such as my-{config.file_name}",
+        )
     return path
 
 
@@ -110,18 +122,28 @@ def copy_launch_config(name: str, dest: str = ".", *, force: bool = False) -> li
     notes = {}
     if config.companion is not None:
         companion = target.parent / config.companion
-        pointed = _DEEPSPEED_FILE_LINE.sub(lambda m: f"{m.group('lead')}{companion.as_posix()}{m.group('rest')}",
-                                           writes[0][1], count=1)
+        pointed = _DEEPSPEED_FILE_LINE.sub(
+            lambda m: f"{m.group('lead')}{companion.as_posix()}{m.group('rest')}", writes[0][1], count=1
+        )
         writes = [(target, pointed), (companion, (_folder() / config.companion).read_text(encoding="utf-8"))]
         notes[companion] = f"{target.name} names it as deepspeed_config_file: {companion.as_posix()}" + (
-            "" if companion.is_absolute() else " (relative to the folder you launch from)")
+            "" if companion.is_absolute() else " (relative to the folder you launch from)"
+        )
     for path, _ in writes:
         if not path.parent.is_dir():
-            raise ConfigError("DEST", dest, f"is in a folder that does not exist ({path.parent})",
-                              "create the folder first, or give an existing one")
+            raise ConfigError(
+                "DEST",
+                dest,
+                f"is in a folder that does not exist ({path.parent})",
+                "create the folder first, or give an existing one",
+            )
         if path.exists() and (not force or path.is_dir()):
-            raise ConfigError("DEST", str(path), "already exists" + (" and is a folder" if path.is_dir() else ""),
-                              "choose another DEST" + ("" if path.is_dir() else ", or pass --force to replace it"))
+            raise ConfigError(
+                "DEST",
+                str(path),
+                "already exists" + (" and is a folder" if path.is_dir() else ""),
+                "choose another DEST" + ("" if path.is_dir() else ", or pass --force to replace it"),
+            )
     lines = []
     for path, text in writes:
         replaced = path.exists()

@@ -139,10 +139,16 @@ class PeakChoice:
             return f"peak {format_lr(peak)}: as given, not from the width rule of recipe {self.recipe!r} ({self.note})"
         if not self.applied:
             return f"peak {format_lr(peak)}: the stated learning_rate of recipe {self.recipe!r}, not its width rule ({self.note})"
-        scaled = "" if math.isclose(peak, self.learning_rate, rel_tol=1e-9) else f", batch-scaled from {format_lr(self.learning_rate)}"
-        return (f"peak {format_lr(peak)}: {self.recipe} rule for hidden {self.width}, {self.adaptation}, batch {batch} "
-                f"({self.formula} at batch {self.reference_global_batch_size}{scaled}; width: {self.width_source}; "
-                f"lr_prior {format_lr(self.lr_prior[0])}..{format_lr(self.lr_prior[1])})")
+        scaled = (
+            ""
+            if math.isclose(peak, self.learning_rate, rel_tol=1e-9)
+            else f", batch-scaled from {format_lr(self.learning_rate)}"
+        )
+        return (
+            f"peak {format_lr(peak)}: {self.recipe} rule for hidden {self.width}, {self.adaptation}, batch {batch} "
+            f"({self.formula} at batch {self.reference_global_batch_size}{scaled}; width: {self.width_source}; "
+            f"lr_prior {format_lr(self.lr_prior[0])}..{format_lr(self.lr_prior[1])})"
+        )
 
     def not_used(self, why: str) -> "PeakChoice":
         """This choice set aside for a peak from elsewhere (e.g. a ``learning_rate`` the user gave to TrainingArguments)."""
@@ -156,18 +162,34 @@ def choose_peak(recipe, width: ModelWidth) -> PeakChoice | None:
     """The rule's choice for a model of ``width`` (``None`` when the recipe's ``lr_rule`` is ``none``)."""
     if recipe.lr_rule == "none":
         return None
-    common = dict(recipe=recipe.name, stated_learning_rate=recipe.learning_rate, width=width.width, width_source=width.source,
-                  adaptation=_adaptation(recipe), reference_global_batch_size=recipe.reference_global_batch_size)
+    common = dict(
+        recipe=recipe.name,
+        stated_learning_rate=recipe.learning_rate,
+        width=width.width,
+        width_source=width.source,
+        adaptation=_adaptation(recipe),
+        reference_global_batch_size=recipe.reference_global_batch_size,
+    )
     if width.width is None:
-        return PeakChoice(applied=False, learning_rate=recipe.learning_rate, formula="", lr_prior=tuple(recipe.lr_prior),
-                          note=f"no model width: {width.source}", **common)
+        return PeakChoice(
+            applied=False,
+            learning_rate=recipe.learning_rate,
+            formula="",
+            lr_prior=tuple(recipe.lr_prior),
+            note=f"no model width: {width.source}",
+            **common,
+        )
     peak = rule_peak(recipe, width.width)
-    formula = (f"{format_lr(recipe.lr_rule_reference_peak)} x ({recipe.lr_rule_reference_width}/{width.width})"
-               f"^{recipe.lr_rule_width_exponent:g}")
+    formula = (
+        f"{format_lr(recipe.lr_rule_reference_peak)} x ({recipe.lr_rule_reference_width}/{width.width})"
+        f"^{recipe.lr_rule_width_exponent:g}"
+    )
     if _uses_lora(recipe):
         formula += f" x {recipe.lr_rule_lora_multiplier:g} ({common['adaptation'].split()[0]})"
     factor = recipe.lr_rule_prior_factor
-    return PeakChoice(applied=True, learning_rate=peak, formula=formula, lr_prior=(peak / factor, peak * factor), **common)
+    return PeakChoice(
+        applied=True, learning_rate=peak, formula=formula, lr_prior=(peak / factor, peak * factor), **common
+    )
 
 
 def apply_choice(recipe, choice: PeakChoice | None):
@@ -187,11 +209,25 @@ def peak_record(choice: PeakChoice, record: dict, learning_rate: float) -> dict:
     source = record["sources"].get("learning_rate", {}).get("source")
     if source not in ("recipe", "scaled"):
         choice = choice.not_used(f"learning_rate {learning_rate!r} came from the {source} and is used unchanged")
-    elif choice.applied and not math.isclose(record.get("lr_scaling", {}).get("learning_rate_before", choice.learning_rate), choice.learning_rate, rel_tol=1e-9):
+    elif choice.applied and not math.isclose(
+        record.get("lr_scaling", {}).get("learning_rate_before", choice.learning_rate),
+        choice.learning_rate,
+        rel_tol=1e-9,
+    ):
         choice = choice.not_used("the TrainingArguments' learning_rate was set before the rule was applied")
     batch = record.get("lr_scaling", {}).get("global_batch_size")
     return {**choice.to_dict(), "message": choice.line(batch, learning_rate)}
 
 
-__all__ = ["LR_RULES", "WIDTH_KEYS", "ModelWidth", "PeakChoice", "width_of_config", "rule_peak", "choose_peak",
-           "apply_choice", "peak_record", "format_lr"]
+__all__ = [
+    "LR_RULES",
+    "WIDTH_KEYS",
+    "ModelWidth",
+    "PeakChoice",
+    "width_of_config",
+    "rule_peak",
+    "choose_peak",
+    "apply_choice",
+    "peak_record",
+    "format_lr",
+]

@@ -44,8 +44,13 @@ class LRPrior:
         """The prior stretched to include ``lr`` (a recipe's own documented peak)."""
         if self.contains(lr):
             return self
-        return LRPrior(min(self.low, lr), max(self.high, lr), self.regime,
-                       f"{self.source}; widened to the recipe's own peak {lr:.3g}", self.global_batch_size)
+        return LRPrior(
+            min(self.low, lr),
+            max(self.high, lr),
+            self.regime,
+            f"{self.source}; widened to the recipe's own peak {lr:.3g}",
+            self.global_batch_size,
+        )
 
     def __str__(self) -> str:
         return f"{self.regime} prior {self.low:.3g}..{self.high:.3g}"

@@ -87,27 +87,50 @@ class Recipe:
     momentum: float = _help("SGD momentum.", default=0.9)
     nesterov: bool = _help("SGD Nesterov momentum.", default=False)
     max_grad_norm: float = _help("Clip the global gradient norm to this value (0 disables).", default=1.0)
-    lr_prior: list[float] = _help("[low, high]: peak LRs known to work for this recipe at reference_global_batch_size; "
-                                  "bounds `--learning_rate auto` and `ftrecipes lr-find` (default: AdamW fine-tuning, BERT's grid).",
-                                  default_factory=lambda: [2e-5, 5e-5])
+    lr_prior: list[float] = _help(
+        "[low, high]: peak LRs known to work for this recipe at reference_global_batch_size; "
+        "bounds `--learning_rate auto` and `ftrecipes lr-find` (default: AdamW fine-tuning, BERT's grid).",
+        default_factory=lambda: [2e-5, 5e-5],
+    )
     # The peak-LR rule (ftrecipes.config.peak_rule): the peak derived from the model's width before training.
-    lr_rule: str = _help("'width': the peak follows the model's width, peak = lr_rule_reference_peak x (lr_rule_reference_width / width) "
-                         "** lr_rule_width_exponent (x lr_rule_lora_multiplier under LoRA), then the batch rule; learning_rate is the "
-                         "fallback for a model whose config names no width. 'none': learning_rate as stated. A learning_rate given "
-                         "on top of the recipe (flag, code) turns the rule off.", default="none")
-    lr_rule_reference_peak: float = _help("Width rule: the full fine-tuning peak for a model of width lr_rule_reference_width, "
-                                          "at reference_global_batch_size.", default=5e-5)
-    lr_rule_reference_width: int = _help("Width rule: the width (hidden_size / d_model / n_embd) that lr_rule_reference_peak is for.", default=768)
-    lr_rule_width_exponent: float = _help("Width rule: the peak goes as width ** -exponent (1: Adam's LR ~ 1/width, muP; 0: no width dependence).", default=1.0)
-    lr_rule_lora_multiplier: float = _help("Width rule: LoRA and QLoRA train at this x the full fine-tuning peak.", default=10.0)
-    lr_rule_prior_factor: float = _help("Width rule: lr_prior becomes [peak / factor, peak x factor] around the rule's peak.", default=2.5)
+    lr_rule: str = _help(
+        "'width': the peak follows the model's width, peak = lr_rule_reference_peak x (lr_rule_reference_width / width) "
+        "** lr_rule_width_exponent (x lr_rule_lora_multiplier under LoRA), then the batch rule; learning_rate is the "
+        "fallback for a model whose config names no width. 'none': learning_rate as stated. A learning_rate given "
+        "on top of the recipe (flag, code) turns the rule off.",
+        default="none",
+    )
+    lr_rule_reference_peak: float = _help(
+        "Width rule: the full fine-tuning peak for a model of width lr_rule_reference_width, "
+        "at reference_global_batch_size.",
+        default=5e-5,
+    )
+    lr_rule_reference_width: int = _help(
+        "Width rule: the width (hidden_size / d_model / n_embd) that lr_rule_reference_peak is for.", default=768
+    )
+    lr_rule_width_exponent: float = _help(
+        "Width rule: the peak goes as width ** -exponent (1: Adam's LR ~ 1/width, muP; 0: no width dependence).",
+        default=1.0,
+    )
+    lr_rule_lora_multiplier: float = _help(
+        "Width rule: LoRA and QLoRA train at this x the full fine-tuning peak.", default=10.0
+    )
+    lr_rule_prior_factor: float = _help(
+        "Width rule: lr_prior becomes [peak / factor, peak x factor] around the rule's peak.", default=2.5
+    )
 
     # --- schedule --------------------------------------------------------------------------------
     lr_scheduler_type: str = _help(f"One of {sorted(SCHEDULE_TYPES)}.", default="cosine")
-    warmup: Union[int, float, str] = _help("Warmup length: optimizer steps as an integer (500), a fraction below 1 (0.05 / '5%') or epochs ('1ep').", default="5%")
+    warmup: Union[int, float, str] = _help(
+        "Warmup length: optimizer steps as an integer (500), a fraction below 1 (0.05 / '5%') or epochs ('1ep').",
+        default="5%",
+    )
     warmup_type: str = _help("'linear', 'exponential', 'cosine' or '1-sqrt'.", default="linear")
     warmup_start: float = _help("LR at the start of warmup as a fraction of the peak.", default=0.0)
-    warmup_offset: int = _help("1: step 0 trains at peak/W (no step is wasted at LR 0); 0: at warmup_start (Hugging Face). Hugging Face's own schedule names always count as Hugging Face does.", default=1)
+    warmup_offset: int = _help(
+        "1: step 0 trains at peak/W (no step is wasted at LR 0); 0: at warmup_start (Hugging Face). Hugging Face's own schedule names always count as Hugging Face does.",
+        default=1,
+    )
     min_lr_rate: float = _help("Floor of the decay as a fraction of the peak.", default=0.1)
     min_lr: typing.Optional[float] = _help("Absolute floor; overrides min_lr_rate when set.", default=None)
     lr_scheduler_kwargs: dict = _help("Options of the schedule type (see `ftrecipes show`).", default_factory=dict)
@@ -120,36 +143,59 @@ class Recipe:
     gradient_accumulation_steps: int = _help("Micro-batches per optimizer step.", default=1)
     reference_global_batch_size: int = _help("Global batch the learning_rate was tuned for.", default=16)
     lr_scaling: str = _help("How the peak follows the global batch: 'none', 'linear' (SGD) or 'sqrt'.", default="none")
-    precision: str = _help("'auto' (bf16 where supported, else fp16 on CUDA, else fp32), 'bf16', 'fp16' or 'fp32'.", default="auto")
+    precision: str = _help(
+        "'auto' (bf16 where supported, else fp16 on CUDA, else fp32), 'bf16', 'fp16' or 'fp32'.", default="auto"
+    )
 
     # --- evaluation ------------------------------------------------------------------------------
     eval_strategy: str = _help("When to evaluate: 'no', 'steps' or 'epoch'.", default="epoch")
-    eval_steps: typing.Optional[Union[int, float, str]] = _help("Evaluation interval when eval_strategy='steps': optimizer steps (500) or a fraction of training (0.1 / '10%').", default=None)
-    metric_for_best_model: str = _help("Validation metric that picks the best checkpoint and drives plateau/early stop.", default="accuracy")
+    eval_steps: typing.Optional[Union[int, float, str]] = _help(
+        "Evaluation interval when eval_strategy='steps': optimizer steps (500) or a fraction of training (0.1 / '10%').",
+        default=None,
+    )
+    metric_for_best_model: str = _help(
+        "Validation metric that picks the best checkpoint and drives plateau/early stop.", default="accuracy"
+    )
     greater_is_better: bool = _help("Whether a larger metric is better.", default=True)
     load_best_model_at_end: bool = _help("Reload the best checkpoint at the end.", default=False)
     early_stopping_patience: int = _help("Stop after this many evaluations without improvement (0: off).", default=0)
 
     # --- job defaults (what finetune.py uses when no flag says otherwise) ------------------------
     model_name_or_path: str = _help("Model: a Hub id, a local folder, or 'minilm' (bundled).", default="minilm")
-    dataset_name: typing.Optional[str] = _help("Data: a Hub id or a bundled alias (bbc_news, tweet_sentiment, wnut_ner).", default="bbc_news")
+    dataset_name: typing.Optional[str] = _help(
+        "Data: a Hub id or a bundled alias (bbc_news, tweet_sentiment, wnut_ner).", default="bbc_news"
+    )
     max_seq_length: int = _help("Truncate inputs to this many tokens.", default=128)
     seed: int = _help("Random seed.", default=42)
 
     # --- adaptation: LoRA / QLoRA (ftrecipes.models.lora) and layer-wise LRs (ftrecipes.training.layerwise) ----
-    peft: str = _help(f"Parameter-efficient fine-tuning: one of {PEFT_METHODS} ('qlora': 4-bit NF4 base, needs CUDA).", default="none")
+    peft: str = _help(
+        f"Parameter-efficient fine-tuning: one of {PEFT_METHODS} ('qlora': 4-bit NF4 base, needs CUDA).", default="none"
+    )
     lora_r: int = _help("LoRA rank r of the update B @ A.", default=8)
     lora_alpha: int = _help("LoRA scaling: the update is multiplied by lora_alpha / lora_r.", default=16)
     lora_dropout: float = _help("Dropout on the LoRA branch's input.", default=0.0)
-    lora_target_modules: str = _help("'auto' (the attention projections of the architecture), 'all-linear', or comma-separated module names, e.g. 'query,value'.", default="auto")
-    layerwise_lr_decay: float = _help("LLRD factor xi in (0, 1]: layer l of L at peak * xi^(L-l), embeddings at peak * xi^(L+1); 1.0 is off.", default=1.0)
+    lora_target_modules: str = _help(
+        "'auto' (the attention projections of the architecture), 'all-linear', or comma-separated module names, e.g. 'query,value'.",
+        default="auto",
+    )
+    layerwise_lr_decay: float = _help(
+        "LLRD factor xi in (0, 1]: layer l of L at peak * xi^(L-l), embeddings at peak * xi^(L+1); 1.0 is off.",
+        default=1.0,
+    )
     head_lr_multiplier: float = _help("The task head (and pooler / final norm) trains at peak * this.", default=1.0)
     embedding_lr_multiplier: float = _help("The embeddings train at their (decayed) LR * this.", default=1.0)
-    loraplus_lr_ratio: typing.Optional[float] = _help("LoRA+ (Hayou et al. 2024): the LoRA B matrices train at their LR x this ratio "
-                                                      "(the paper suggests ~16); unset: B trains at the LR of A.", default=None)
-    lr_groups: list[dict] = _help("LR multipliers by parameter name, e.g. [{pattern: classifier, multiplier: 10}]: a trainable parameter "
-                                  "whose name the regex pattern matches (re.search) trains at its LR x multiplier; the first matching "
-                                  "entry counts; composes with layer-wise LRs and LoRA+.", default_factory=list)
+    loraplus_lr_ratio: typing.Optional[float] = _help(
+        "LoRA+ (Hayou et al. 2024): the LoRA B matrices train at their LR x this ratio "
+        "(the paper suggests ~16); unset: B trains at the LR of A.",
+        default=None,
+    )
+    lr_groups: list[dict] = _help(
+        "LR multipliers by parameter name, e.g. [{pattern: classifier, multiplier: 10}]: a trainable parameter "
+        "whose name the regex pattern matches (re.search) trains at its LR x multiplier; the first matching "
+        "entry counts; composes with layer-wise LRs and LoRA+.",
+        default_factory=list,
+    )
 
     def __post_init__(self):
         _coerce_fields(self)
@@ -170,35 +216,85 @@ class Recipe:
         if self.weight_decay < 0:
             raise ConfigError("weight_decay", self.weight_decay, "cannot be negative", "use 0.0 to 0.1")
         if self.max_grad_norm < 0:
-            raise ConfigError("max_grad_norm", self.max_grad_norm, "cannot be negative", "use 1.0, or 0 to disable clipping")
+            raise ConfigError(
+                "max_grad_norm", self.max_grad_norm, "cannot be negative", "use 1.0, or 0 to disable clipping"
+            )
         for name in ("adam_beta1", "adam_beta2", "momentum"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "must lie in [0, 1)", "use e.g. 0.9")
         _positive("adam_epsilon", self.adam_epsilon, "use 1e-8")
-        if len(self.lr_prior) != 2 or not all(0 < v < math.inf for v in self.lr_prior) or self.lr_prior[0] > self.lr_prior[1]:
-            raise ConfigError("lr_prior", self.lr_prior, "must be [low, high] with 0 < low <= high", "write e.g. [2.0e-5, 5.0e-5]")
+        if (
+            len(self.lr_prior) != 2
+            or not all(0 < v < math.inf for v in self.lr_prior)
+            or self.lr_prior[0] > self.lr_prior[1]
+        ):
+            raise ConfigError(
+                "lr_prior", self.lr_prior, "must be [low, high] with 0 < low <= high", "write e.g. [2.0e-5, 5.0e-5]"
+            )
         if not 0 <= self.warmup_start < 1:
-            raise ConfigError("warmup_start", self.warmup_start, "must lie in [0, 1)", "use 0 (start from 0) or e.g. 0.01")
+            raise ConfigError(
+                "warmup_start", self.warmup_start, "must lie in [0, 1)", "use 0 (start from 0) or e.g. 0.01"
+            )
         if self.warmup_offset not in (0, 1):
-            raise ConfigError("warmup_offset", self.warmup_offset, "must be 0 or 1", "use 1 (step 0 at peak/W) or 0 (Hugging Face)")
+            raise ConfigError(
+                "warmup_offset", self.warmup_offset, "must be 0 or 1", "use 1 (step 0 at peak/W) or 0 (Hugging Face)"
+            )
         check_duration(self.warmup, "warmup")
         if not 0 <= self.min_lr_rate <= 1:
-            raise ConfigError("min_lr_rate", self.min_lr_rate, "is a fraction of the peak and must lie in [0, 1]", "use e.g. 0.1 (10% of peak) or 0")
+            raise ConfigError(
+                "min_lr_rate",
+                self.min_lr_rate,
+                "is a fraction of the peak and must lie in [0, 1]",
+                "use e.g. 0.1 (10% of peak) or 0",
+            )
         if self.min_lr is not None and not 0 <= self.min_lr <= self.learning_rate:
-            raise ConfigError("min_lr", self.min_lr, f"the floor must lie in [0, learning_rate={self.learning_rate:g}]", "lower min_lr or use min_lr_rate")
+            raise ConfigError(
+                "min_lr",
+                self.min_lr,
+                f"the floor must lie in [0, learning_rate={self.learning_rate:g}]",
+                "lower min_lr or use min_lr_rate",
+            )
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            raise ConfigError("num_train_epochs", self.num_train_epochs, "the run has no length", "set num_train_epochs > 0 or max_steps > 0")
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "reference_global_batch_size", "max_seq_length"):
+            raise ConfigError(
+                "num_train_epochs",
+                self.num_train_epochs,
+                "the run has no length",
+                "set num_train_epochs > 0 or max_steps > 0",
+            )
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "reference_global_batch_size",
+            "max_seq_length",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(name, getattr(self, name), "must be a positive integer", f"set {name} >= 1")
         if self.early_stopping_patience < 0:
-            raise ConfigError("early_stopping_patience", self.early_stopping_patience, "cannot be negative", "use 0 (off) or e.g. 3")
+            raise ConfigError(
+                "early_stopping_patience", self.early_stopping_patience, "cannot be negative", "use 0 (off) or e.g. 3"
+            )
         if self.early_stopping_patience and self.eval_strategy == "no":
-            raise ConfigError("early_stopping_patience", self.early_stopping_patience, "needs evaluation", "set eval_strategy to 'epoch' or 'steps'")
+            raise ConfigError(
+                "early_stopping_patience",
+                self.early_stopping_patience,
+                "needs evaluation",
+                "set eval_strategy to 'epoch' or 'steps'",
+            )
         if is_metric_driven(self.lr_scheduler_type) and self.eval_strategy == "no":
-            raise ConfigError("lr_scheduler_type", self.lr_scheduler_type, "a metric-driven schedule needs validation metrics", "set eval_strategy to 'epoch' or 'steps'")
+            raise ConfigError(
+                "lr_scheduler_type",
+                self.lr_scheduler_type,
+                "a metric-driven schedule needs validation metrics",
+                "set eval_strategy to 'epoch' or 'steps'",
+            )
         if self.eval_strategy == "steps" and self.eval_steps is None:
-            raise ConfigError("eval_steps", self.eval_steps, "eval_strategy='steps' needs an interval", "set eval_steps, e.g. 100 or '10%'")
+            raise ConfigError(
+                "eval_steps",
+                self.eval_steps,
+                "eval_strategy='steps' needs an interval",
+                "set eval_steps, e.g. 100 or '10%'",
+            )
         if self.eval_steps is not None:
             training_interval(self.eval_steps, "eval_steps")
         _check_adaptation(self)
@@ -213,7 +309,10 @@ class Recipe:
     def durations_in_epochs(self) -> dict[str, Any]:
         """``{field: value}`` of the recipe's durations given in epochs (warmup, schedule kwargs, and
         ``eval_steps`` under ``eval_strategy: steps``): what a run without a sized training set cannot resolve."""
-        durations = {"warmup": self.warmup, **{f"lr_scheduler_kwargs.{k}": v for k, v in self.lr_scheduler_kwargs.items()}}
+        durations = {
+            "warmup": self.warmup,
+            **{f"lr_scheduler_kwargs.{k}": v for k, v in self.lr_scheduler_kwargs.items()},
+        }
         if self.eval_strategy == "steps":
             durations["eval_steps"] = self.eval_steps
         found = {}
@@ -235,18 +334,31 @@ class Recipe:
             warmup = math.ceil(0.3 * total)  # one-cycle needs a rise; 30% is the usual default
         if warmup >= total:
             raise ConfigError(
-                "warmup", self.warmup,
+                "warmup",
+                self.warmup,
                 f"resolves to {warmup} optimizer steps but training has only {total}",
                 _warmup_fix(self, timeline, warmup),
             )
         scaling = recipe_lr_scaling(self, timeline.global_batch_size)
         sizes = Sizes(
-            total_steps=total, warmup_steps=warmup, steps_per_epoch=timeline.steps_per_epoch,
-            warmup_type=self.warmup_type, warmup_start=self.warmup_start, warmup_offset=self.warmup_offset,
-            floor=self.floor, greater_is_better=self.greater_is_better, peak_lr=scaling.learning_rate_after,
+            total_steps=total,
+            warmup_steps=warmup,
+            steps_per_epoch=timeline.steps_per_epoch,
+            warmup_type=self.warmup_type,
+            warmup_start=self.warmup_start,
+            warmup_offset=self.warmup_offset,
+            floor=self.floor,
+            greater_is_better=self.greater_is_better,
+            peak_lr=scaling.learning_rate_after,
         )
         schedule = build_schedule(self.lr_scheduler_type, sizes, self.lr_scheduler_kwargs)
-        return RecipePlan(recipe=self, timeline=timeline, schedule=schedule, learning_rate=scaling.learning_rate_after, scaling=scaling)
+        return RecipePlan(
+            recipe=self,
+            timeline=timeline,
+            schedule=schedule,
+            learning_rate=scaling.learning_rate_after,
+            scaling=scaling,
+        )
 
     def build_schedule(self, num_training_steps: int, steps_per_epoch: int | None = None) -> BuiltSchedule:
         """The schedule for a run of ``num_training_steps`` optimizer steps (what Trainer passes to
@@ -258,7 +370,8 @@ class Recipe:
         """
         timeline = Timeline(
             num_examples=None if steps_per_epoch is None else steps_per_epoch * self.per_device_train_batch_size,
-            per_device_train_batch_size=self.per_device_train_batch_size, max_steps=num_training_steps,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            max_steps=num_training_steps,
         )
         return self.plan(timeline).schedule
 
@@ -284,14 +397,24 @@ class Recipe:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in data:
             if key not in known:
-                raise ConfigError(key, data[key], f"is not a recipe field (in {source})", did_you_mean(key, known) or "see `ftrecipes show cls` for the fields")
+                raise ConfigError(
+                    key,
+                    data[key],
+                    f"is not a recipe field (in {source})",
+                    did_you_mean(key, known) or "see `ftrecipes show cls` for the fields",
+                )
         return cls(**data)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "Recipe":
         path = Path(path)
         if not path.is_file():
-            raise ConfigError("--recipe", str(path), "file does not exist", "give a recipe name (see `ftrecipes list`) or an existing YAML path")
+            raise ConfigError(
+                "--recipe",
+                str(path),
+                "file does not exist",
+                "give a recipe name (see `ftrecipes list`) or an existing YAML path",
+            )
         data = load_yaml_mapping(path, "--recipe")
         data.setdefault("name", path.stem)
         return cls.from_dict(data, source=str(path))
@@ -395,15 +518,27 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             try:
                 value = yaml.safe_load(value) if value.strip() else []
             except yaml.YAMLError:
-                raise ConfigError(name, value, "is not a YAML list", "write e.g. '[{pattern: classifier, multiplier: 10}]'") from None
+                raise ConfigError(
+                    name, value, "is not a YAML list", "write e.g. '[{pattern: classifier, multiplier: 10}]'"
+                ) from None
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(name, value, "must be a list of {pattern, multiplier} entries", "write e.g. '[{pattern: classifier, multiplier: 10}]'")
+            raise ConfigError(
+                name,
+                value,
+                "must be a list of {pattern, multiplier} entries",
+                "write e.g. '[{pattern: classifier, multiplier: 10}]'",
+            )
         return [_lr_group(name, entry) for entry in value]
     if origin is list:  # a list of numbers, e.g. lr_prior: "2e-5,5e-5" on the command line, [2e-5, 5e-5] in YAML
         if isinstance(value, str):
             value = [v for v in value.strip().strip("[]").split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(name, value, "must be a list of numbers", "write e.g. [2.0e-5, 5.0e-5] (or 2e-5,5e-5 on the command line)")
+            raise ConfigError(
+                name,
+                value,
+                "must be a list of numbers",
+                "write e.g. [2.0e-5, 5.0e-5] (or 2e-5,5e-5 on the command line)",
+            )
         return [_coerce(name, v, args[0] if args else float) for v in value]
     if hint is dict:
         if isinstance(value, str):
@@ -442,14 +577,26 @@ def _check_adaptation(recipe: Recipe) -> None:
     """The LoRA / layer-wise LR fields (no torch or peft import: the config layer stays light)."""
     _one_of("peft", recipe.peft, PEFT_METHODS)
     if recipe.lora_r < 1:
-        raise ConfigError("lora_r", recipe.lora_r, "the LoRA rank must be a positive integer", "use e.g. 8 (LoRA paper) or 64 (QLoRA)")
+        raise ConfigError(
+            "lora_r", recipe.lora_r, "the LoRA rank must be a positive integer", "use e.g. 8 (LoRA paper) or 64 (QLoRA)"
+        )
     _positive("lora_alpha", recipe.lora_alpha, "use e.g. 16")
     if not 0 <= recipe.lora_dropout < 1:
         raise ConfigError("lora_dropout", recipe.lora_dropout, "must lie in [0, 1)", "use 0.0 to 0.1")
     if not recipe.lora_target_modules.strip() or any(not m.strip() for m in recipe.lora_target_modules.split(",")):
-        raise ConfigError("lora_target_modules", recipe.lora_target_modules, "names no module", "use 'auto', 'all-linear' or e.g. 'query,value'")
+        raise ConfigError(
+            "lora_target_modules",
+            recipe.lora_target_modules,
+            "names no module",
+            "use 'auto', 'all-linear' or e.g. 'query,value'",
+        )
     if not 0 < recipe.layerwise_lr_decay <= 1:
-        raise ConfigError("layerwise_lr_decay", recipe.layerwise_lr_decay, "must lie in (0, 1]", "use e.g. 0.95 (Sun et al. 2019), or 1.0 for no decay")
+        raise ConfigError(
+            "layerwise_lr_decay",
+            recipe.layerwise_lr_decay,
+            "must lie in (0, 1]",
+            "use e.g. 0.95 (Sun et al. 2019), or 1.0 for no decay",
+        )
     _positive("head_lr_multiplier", recipe.head_lr_multiplier, "use 1.0 (the peak) or e.g. 10 for a faster head")
     _positive("embedding_lr_multiplier", recipe.embedding_lr_multiplier, "use 1.0, or e.g. 0.1 for slower embeddings")
 
@@ -461,11 +608,18 @@ def _lr_group(name: str, entry: Any) -> dict:
         raise ConfigError(name, entry, "each entry needs exactly the keys pattern and multiplier", example)
     pattern = entry["pattern"]
     if not isinstance(pattern, str) or not pattern.strip():
-        raise ConfigError(name, entry, "pattern must be a non-empty string (a regex searched in parameter names)", example)
+        raise ConfigError(
+            name, entry, "pattern must be a non-empty string (a regex searched in parameter names)", example
+        )
     try:
         re.compile(pattern)
     except re.error as err:
-        raise ConfigError(name, pattern, f"is not a valid regular expression ({err})", "escape special characters, e.g. 'layer\\.0\\.'") from None
+        raise ConfigError(
+            name,
+            pattern,
+            f"is not a valid regular expression ({err})",
+            "escape special characters, e.g. 'layer\\.0\\.'",
+        ) from None
     multiplier = entry["multiplier"]
     if isinstance(multiplier, str):
         try:
@@ -473,32 +627,72 @@ def _lr_group(name: str, entry: Any) -> dict:
         except ValueError:
             pass
     if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not 0 < multiplier < math.inf:
-        raise ConfigError(name, entry, f"the multiplier of pattern {pattern!r} must be a positive finite number",
-                          "use e.g. 10 for a faster head, 0.1 for a slower module")
+        raise ConfigError(
+            name,
+            entry,
+            f"the multiplier of pattern {pattern!r} must be a positive finite number",
+            "use e.g. 10 for a faster head, 0.1 for a slower module",
+        )
     return {"pattern": pattern, "multiplier": float(multiplier)}
 
 
 def _check_lr_rule(recipe: Recipe) -> None:
     """The peak-LR rule's fields (ftrecipes.config.peak_rule)."""
     if recipe.lr_rule not in LR_RULES:
-        raise ConfigError("lr_rule", recipe.lr_rule, f"is not one of {list(LR_RULES)}",
-                          did_you_mean(recipe.lr_rule, LR_RULES) or "use 'width' (the peak follows the model's width) or 'none' (learning_rate as stated)")
+        raise ConfigError(
+            "lr_rule",
+            recipe.lr_rule,
+            f"is not one of {list(LR_RULES)}",
+            did_you_mean(recipe.lr_rule, LR_RULES)
+            or "use 'width' (the peak follows the model's width) or 'none' (learning_rate as stated)",
+        )
     _positive("lr_rule_reference_peak", recipe.lr_rule_reference_peak, "use e.g. 5e-5 (a BERT-base fine-tuning peak)")
     if recipe.lr_rule_reference_width < 1:
-        raise ConfigError("lr_rule_reference_width", recipe.lr_rule_reference_width, "must be a positive integer (a hidden size)", "use e.g. 768 (BERT-base)")
+        raise ConfigError(
+            "lr_rule_reference_width",
+            recipe.lr_rule_reference_width,
+            "must be a positive integer (a hidden size)",
+            "use e.g. 768 (BERT-base)",
+        )
     if not 0 <= recipe.lr_rule_width_exponent <= 3:
-        raise ConfigError("lr_rule_width_exponent", recipe.lr_rule_width_exponent, "must lie in [0, 3]", "use 1.0 (Adam's LR ~ 1/width) or 0 for no width dependence")
-    _positive("lr_rule_lora_multiplier", recipe.lr_rule_lora_multiplier, "use e.g. 10 (LoRA at ~10x the full fine-tuning peak)")
+        raise ConfigError(
+            "lr_rule_width_exponent",
+            recipe.lr_rule_width_exponent,
+            "must lie in [0, 3]",
+            "use 1.0 (Adam's LR ~ 1/width) or 0 for no width dependence",
+        )
+    _positive(
+        "lr_rule_lora_multiplier",
+        recipe.lr_rule_lora_multiplier,
+        "use e.g. 10 (LoRA at ~10x the full fine-tuning peak)",
+    )
     if not 1 <= recipe.lr_rule_prior_factor < math.inf:
-        raise ConfigError("lr_rule_prior_factor", recipe.lr_rule_prior_factor, "must be a finite number >= 1", "use e.g. 2.5 (lr_prior from peak / 2.5 to peak x 2.5)")
+        raise ConfigError(
+            "lr_rule_prior_factor",
+            recipe.lr_rule_prior_factor,
+            "must be a finite number >= 1",
+            "use e.g. 2.5 (lr_prior from peak / 2.5 to peak x 2.5)",
+        )
     if recipe.lr_rule != "none" and recipe.optimizer != "adamw":
-        raise ConfigError("lr_rule", recipe.lr_rule, f"the width rule is for AdamW (Adam's LR ~ 1/width) but optimizer is {recipe.optimizer!r}",
-                          "set lr_rule none and give the peak as learning_rate (e.g. 0.1 for SGD on a CNN)")
+        raise ConfigError(
+            "lr_rule",
+            recipe.lr_rule,
+            f"the width rule is for AdamW (Adam's LR ~ 1/width) but optimizer is {recipe.optimizer!r}",
+            "set lr_rule none and give the peak as learning_rate (e.g. 0.1 for SGD on a CNN)",
+        )
     if recipe.loraplus_lr_ratio is not None:
-        _positive("loraplus_lr_ratio", recipe.loraplus_lr_ratio, "use e.g. 16 (Hayou et al. 2024), or leave it unset for plain LoRA")
+        _positive(
+            "loraplus_lr_ratio",
+            recipe.loraplus_lr_ratio,
+            "use e.g. 16 (Hayou et al. 2024), or leave it unset for plain LoRA",
+        )
         if recipe.peft == "none":
-            raise ConfigError("loraplus_lr_ratio", recipe.loraplus_lr_ratio, "scales LoRA's B matrices but peft is 'none'",
-                              "set peft lora, or leave loraplus_lr_ratio unset")
+            raise ConfigError(
+                "loraplus_lr_ratio",
+                recipe.loraplus_lr_ratio,
+                "scales LoRA's B matrices but peft is 'none'",
+                "set peft lora, or leave loraplus_lr_ratio unset",
+            )
 
 
 def _warmup_fix(recipe: "Recipe", timeline: Timeline, warmup: int) -> str:
@@ -514,14 +708,19 @@ def _warmup_fix(recipe: "Recipe", timeline: Timeline, warmup: int) -> str:
         return resolved < steps
 
     candidates: list[Duration] = ["5%", "10%", total - 1] + ([] if one_cycle else [0])
-    shorter = next((c for c in candidates if c != recipe.warmup and (not isinstance(c, int) or c >= 0) and fits(c, total)), None)
+    shorter = next(
+        (c for c in candidates if c != recipe.warmup and (not isinstance(c, int) or c >= 0) and fits(c, total)), None
+    )
     # Steps, epochs: the warmup stays `warmup` steps, so warmup + 1 is the shortest run it fits; a
     # fraction grows with the run (ceil), so search upwards (bounded: 100% never fits).
-    longer = warmup + 1 if fits(recipe.warmup, warmup + 1) else next((t for t in range(total + 1, total + 2001) if fits(recipe.warmup, t)), None)
+    longer = (
+        warmup + 1
+        if fits(recipe.warmup, warmup + 1)
+        else next((t for t in range(total + 1, total + 2001) if fits(recipe.warmup, t)), None)
+    )
     parts = []
     if shorter is not None:
         parts.append(f"set warmup {shorter!r}" + (" (no warmup)" if shorter == 0 else f" (fits the {total}-step run)"))
     if longer is not None:
         parts.append(f"train at least {longer} optimizer steps (e.g. max_steps {longer}, or more num_train_epochs)")
     return " or ".join(parts) or "train longer (num_train_epochs / max_steps)"
-

@@ -44,8 +44,16 @@ SAFE_FACTOR = 8.0
 def scaling_factor(global_batch_size: int, reference_global_batch_size: int, rule: str) -> float:
     """The multiplier of the peak LR: ``B/B_ref`` (linear), ``sqrt(B/B_ref)`` (sqrt) or ``1`` (none)."""
     if rule not in SCALING_RULES:
-        raise ConfigError("lr_scaling", rule, f"is not one of {list(SCALING_RULES)}", did_you_mean(rule, SCALING_RULES) or "use 'sqrt' for AdamW, 'linear' for SGD or 'none'")
-    for name, value in (("global_batch_size", global_batch_size), ("reference_global_batch_size", reference_global_batch_size)):
+        raise ConfigError(
+            "lr_scaling",
+            rule,
+            f"is not one of {list(SCALING_RULES)}",
+            did_you_mean(rule, SCALING_RULES) or "use 'sqrt' for AdamW, 'linear' for SGD or 'none'",
+        )
+    for name, value in (
+        ("global_batch_size", global_batch_size),
+        ("reference_global_batch_size", reference_global_batch_size),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(name, value, "must be a positive integer", f"set {name} >= 1")
     ratio = global_batch_size / reference_global_batch_size
@@ -78,37 +86,61 @@ class LRScaling:
         source = "flag" if self.overridden else "recipe"
         if self.rule == "none" or self.global_batch_size == self.reference_global_batch_size:
             why = "no scaling" if self.rule == "none" else "global batch equals the reference"
-            return (f"peak LR {self.learning_rate_before:.4g} unchanged ({why}; lr_scaling={self.rule} from {source}, "
-                    f"global batch {self.global_batch_size}, reference {self.reference_global_batch_size})")
-        line = (f"peak LR {self.learning_rate_before:.4g} -> {self.learning_rate_after:.4g} "
-                f"({self.rule} rule from {source}: global batch {self.global_batch_size} vs reference "
-                f"{self.reference_global_batch_size}, x{self.factor:.4g})")
+            return (
+                f"peak LR {self.learning_rate_before:.4g} unchanged ({why}; lr_scaling={self.rule} from {source}, "
+                f"global batch {self.global_batch_size}, reference {self.reference_global_batch_size})"
+            )
+        line = (
+            f"peak LR {self.learning_rate_before:.4g} -> {self.learning_rate_after:.4g} "
+            f"({self.rule} rule from {source}: global batch {self.global_batch_size} vs reference "
+            f"{self.reference_global_batch_size}, x{self.factor:.4g})"
+        )
         if self.outside_safe_range:
-            line += (f"; the batch is more than {SAFE_FACTOR:g}x away from the reference, where scaling rules stop "
-                     "holding: re-tune the peak (e.g. `ftrecipes lr-find`) or add warmup")
+            line += (
+                f"; the batch is more than {SAFE_FACTOR:g}x away from the reference, where scaling rules stop "
+                "holding: re-tune the peak (e.g. `ftrecipes lr-find`) or add warmup"
+            )
         elif self.rule == "sqrt":
             line += "; Adam-type scaling is a starting point, tune around it"
         return line
 
     def to_dict(self) -> dict:
         return {
-            "rule": self.rule, "reference_global_batch_size": self.reference_global_batch_size,
-            "global_batch_size": self.global_batch_size, "learning_rate_before": self.learning_rate_before,
-            "learning_rate_after": self.learning_rate_after, "factor": self.factor, "overridden": self.overridden,
+            "rule": self.rule,
+            "reference_global_batch_size": self.reference_global_batch_size,
+            "global_batch_size": self.global_batch_size,
+            "learning_rate_before": self.learning_rate_before,
+            "learning_rate_after": self.learning_rate_after,
+            "factor": self.factor,
+            "overridden": self.overridden,
             "message": self.message(),
         }
 
 
-def scale_learning_rate(learning_rate: float, global_batch_size: int, reference_global_batch_size: int, rule: str, *, overridden: bool = False) -> LRScaling:
+def scale_learning_rate(
+    learning_rate: float,
+    global_batch_size: int,
+    reference_global_batch_size: int,
+    rule: str,
+    *,
+    overridden: bool = False,
+) -> LRScaling:
     """Scale ``learning_rate`` (tuned at ``reference_global_batch_size``) to ``global_batch_size``."""
     factor = scaling_factor(global_batch_size, reference_global_batch_size, rule)
     return LRScaling(
-        rule=rule, reference_global_batch_size=reference_global_batch_size, global_batch_size=global_batch_size,
-        learning_rate_before=learning_rate, learning_rate_after=learning_rate * factor, factor=factor, overridden=overridden,
+        rule=rule,
+        reference_global_batch_size=reference_global_batch_size,
+        global_batch_size=global_batch_size,
+        learning_rate_before=learning_rate,
+        learning_rate_after=learning_rate * factor,
+        factor=factor,
+        overridden=overridden,
     )
 
 
-def recipe_lr_scaling(recipe, global_batch_size: int, *, rule: str | None = None, learning_rate: float | None = None) -> LRScaling:
+def recipe_lr_scaling(
+    recipe, global_batch_size: int, *, rule: str | None = None, learning_rate: float | None = None
+) -> LRScaling:
     """The scaling a recipe applies at ``global_batch_size``.
 
     ``rule`` overrides the recipe's ``lr_scaling`` (the command-line flag); ``learning_rate`` overrides
@@ -117,4 +149,6 @@ def recipe_lr_scaling(recipe, global_batch_size: int, *, rule: str | None = None
     """
     chosen = recipe.lr_scaling if rule is None else rule
     base = recipe.learning_rate if learning_rate is None else learning_rate
-    return scale_learning_rate(base, global_batch_size, recipe.reference_global_batch_size, chosen, overridden=rule is not None)
+    return scale_learning_rate(
+        base, global_batch_size, recipe.reference_global_batch_size, chosen, overridden=rule is not None
+    )

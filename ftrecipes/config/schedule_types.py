@@ -71,17 +71,25 @@ class Sizes:
     peak_lr: float | None = None  # the run's peak LR, to turn absolute kwargs (min_lr, lr_end, eps) into fractions
 
     def duration(self, value: Duration, field_name: str) -> int:
-        return resolve_duration(value, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, field=field_name)
+        return resolve_duration(
+            value, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, field=field_name
+        )
 
 
 def _shape(shape: str) -> Callable[..., S.Schedule]:
     def make(warmup_steps: int, start: float = 0.0, offset: int = 0) -> S.Schedule:
         return S.shaped_warmup(warmup_steps, start=start, offset=offset, shape=shape)
+
     return make
 
 
 # ``cosine`` and ``1-sqrt`` are the warmup shapes of Hugging Face's warmup-stable-decay schedule.
-WARMUP_TYPES = {"linear": S.linear_warmup, "exponential": S.exponential_warmup, "cosine": _shape("cosine"), "1-sqrt": _shape("1-sqrt")}
+WARMUP_TYPES = {
+    "linear": S.linear_warmup,
+    "exponential": S.exponential_warmup,
+    "cosine": _shape("cosine"),
+    "1-sqrt": _shape("1-sqrt"),
+}
 
 
 def _warmup(sizes: Sizes) -> S.Schedule:
@@ -117,7 +125,12 @@ def _opt(name: str) -> str:
 
 def _one_of(name: str, value, choices: Sequence) -> None:
     if value not in choices:
-        raise ConfigError(_opt(name), value, f"is not one of {list(choices)}", did_you_mean(str(value), [str(c) for c in choices]) or f"use {choices[0]!r}")
+        raise ConfigError(
+            _opt(name),
+            value,
+            f"is not one of {list(choices)}",
+            did_you_mean(str(value), [str(c) for c in choices]) or f"use {choices[0]!r}",
+        )
 
 
 def _fraction_of_peak(sizes: Sizes, name: str, value) -> float:
@@ -127,10 +140,13 @@ def _fraction_of_peak(sizes: Sizes, name: str, value) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
         raise ConfigError(_opt(name), value, "must be a non-negative learning rate", f"e.g. {name}: 1e-6")
     if sizes.peak_lr is None:
-        raise ConfigError(_opt(name), value, "is an absolute LR but the peak is unknown here", "build the schedule from a Recipe (it knows learning_rate)")
+        raise ConfigError(
+            _opt(name),
+            value,
+            "is an absolute LR but the peak is unknown here",
+            "build the schedule from a Recipe (it knows learning_rate)",
+        )
     return float(value) / sizes.peak_lr
-
-
 
 
 def _steps_float(sizes: Sizes, name: str, value: Duration) -> float:
@@ -138,9 +154,15 @@ def _steps_float(sizes: Sizes, name: str, value: Duration) -> float:
     ``"12.5%"``): restart periods may be fractional, as Hugging Face's ``num_cycles`` makes them
     (:func:`ftrecipes.config.durations.parse_duration` with ``fractional_steps``)."""
     number = parse_duration(value, _opt(name), fractional_steps=True).exact_steps(
-        total_steps=sizes.total_steps, steps_per_epoch=sizes.steps_per_epoch, field=_opt(name), given=value)
+        total_steps=sizes.total_steps, steps_per_epoch=sizes.steps_per_epoch, field=_opt(name), given=value
+    )
     if not number > 0:
-        raise ConfigError(_opt(name), value, "is not a positive duration", "give steps (500 or 12.5), a fraction (0.1 or '10%') or epochs ('1ep')")
+        raise ConfigError(
+            _opt(name),
+            value,
+            "is not a positive duration",
+            "give steps (500 or 12.5), a fraction (0.1 or '10%') or epochs ('1ep')",
+        )
     return number
 
 
@@ -155,7 +177,9 @@ def _check_plateau_rule(factor: float, patience: int, cooldown: int, threshold: 
     if not 0 < factor < 1:
         raise ConfigError(_opt("factor"), factor, "must be in (0, 1)", "use e.g. factor: 0.5")
     if patience < 0 or cooldown < 0:
-        raise ConfigError(_opt("patience"), patience, "patience and cooldown cannot be negative", "use e.g. patience: 1")
+        raise ConfigError(
+            _opt("patience"), patience, "patience and cooldown cannot be negative", "use e.g. patience: 1"
+        )
     if threshold < 0:
         raise ConfigError(_opt("threshold"), threshold, "cannot be negative", "use e.g. threshold: 1e-4")
     _one_of("threshold_mode", threshold_mode, ("rel", "abs"))
@@ -179,9 +203,15 @@ def _hf_warmup(sizes: Sizes, name: str) -> S.Schedule:
     """Hugging Face's warmup, ``m(t) = t / W`` for ``t < W``; the recipe's warmup shape fields would
     silently change it, so they are refused here rather than ignored."""
     if sizes.warmup_type != "linear" or sizes.warmup_start != 0.0:
-        field_name, value = ("warmup_type", sizes.warmup_type) if sizes.warmup_type != "linear" else ("warmup_start", sizes.warmup_start)
+        field_name, value = (
+            ("warmup_type", sizes.warmup_type)
+            if sizes.warmup_type != "linear"
+            else ("warmup_start", sizes.warmup_start)
+        )
         raise ConfigError(
-            field_name, value, f"does not apply to '{name}', which warms up as Hugging Face does (linear from 0, step/W)",
+            field_name,
+            value,
+            f"does not apply to '{name}', which warms up as Hugging Face does (linear from 0, step/W)",
             f"drop {field_name}, or use lr_scheduler_type '{HF_TYPES[name]}', which honours it",
         )
     return S.linear_warmup(sizes.warmup_steps, start=0.0, offset=0)
@@ -195,9 +225,13 @@ def _hf_with_warmup(sizes: Sizes, name: str, decay: S.Schedule) -> S.Schedule:
 def _own_rise(sizes: Sizes, name: str, how: str) -> None:
     """Families whose rise is their own shape refuse the recipe's warmup shape fields (one line)."""
     if sizes.warmup_type != "linear":
-        raise ConfigError("warmup_type", sizes.warmup_type, f"does not apply to '{name}', whose rise is {how}", "drop warmup_type")
+        raise ConfigError(
+            "warmup_type", sizes.warmup_type, f"does not apply to '{name}', whose rise is {how}", "drop warmup_type"
+        )
     if sizes.warmup_start != 0.0:
-        raise ConfigError("warmup_start", sizes.warmup_start, f"does not apply to '{name}', whose rise is {how}", "drop warmup_start")
+        raise ConfigError(
+            "warmup_start", sizes.warmup_start, f"does not apply to '{name}', whose rise is {how}", "drop warmup_start"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,7 +262,12 @@ def build_polynomial(sizes: Sizes, *, power: float = 1.0, lr_end: float | None =
     if lr_end is not None:
         floor = _fraction_of_peak(sizes, "lr_end", lr_end)
         if floor >= 1.0:
-            raise ConfigError(_opt("lr_end"), lr_end, f"must be below the peak learning rate {sizes.peak_lr:g}", "lower lr_end, e.g. 1e-7")
+            raise ConfigError(
+                _opt("lr_end"),
+                lr_end,
+                f"must be below the peak learning rate {sizes.peak_lr:g}",
+                "lower lr_end, e.g. 1e-7",
+            )
     lr = _with_warmup(sizes, S.polynomial_decay(_decay_steps(sizes), power, floor))
     return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes))
 
@@ -240,7 +279,9 @@ def build_constant(sizes: Sizes) -> BuiltSchedule:
     return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes))
 
 
-def build_step(sizes: Sizes, *, milestones: Sequence[Duration] = ("30%", "60%", "90%"), gamma: float = 0.1) -> BuiltSchedule:
+def build_step(
+    sizes: Sizes, *, milestones: Sequence[Duration] = ("30%", "60%", "90%"), gamma: float = 0.1
+) -> BuiltSchedule:
     """Warmup (optional), then ``x gamma`` at each milestone (the classic CNN baseline: x0.1 at 30/60/90
     of 100 epochs). Milestones are durations from the start of training."""
     if gamma <= 0:
@@ -249,10 +290,16 @@ def build_step(sizes: Sizes, *, milestones: Sequence[Duration] = ("30%", "60%", 
         milestones = [milestones]
     steps = [sizes.duration(m, "lr_scheduler_kwargs.milestones") for m in milestones]
     if steps != sorted(steps) or len(set(steps)) != len(steps):
-        raise ConfigError("lr_scheduler_kwargs.milestones", list(milestones), f"resolve to {steps}, which are not strictly increasing", "list milestones in increasing order")
+        raise ConfigError(
+            "lr_scheduler_kwargs.milestones",
+            list(milestones),
+            f"resolve to {steps}, which are not strictly increasing",
+            "list milestones in increasing order",
+        )
     if steps and (steps[0] <= sizes.warmup_steps or steps[-1] >= sizes.total_steps):
         raise ConfigError(
-            "lr_scheduler_kwargs.milestones", list(milestones),
+            "lr_scheduler_kwargs.milestones",
+            list(milestones),
             f"resolve to steps {steps}, outside the decay phase ({sizes.warmup_steps}, {sizes.total_steps})",
             "put every milestone after warmup and before the last step",
         )
@@ -276,7 +323,12 @@ def build_exponential(sizes: Sizes, *, gamma: float | None = None) -> BuiltSched
 
 
 def build_sgdr(
-    sizes: Sizes, *, period: Duration | None = None, num_cycles: float | None = None, period_mult: float = 1.0, peak_decay: float = 1.0,
+    sizes: Sizes,
+    *,
+    period: Duration | None = None,
+    num_cycles: float | None = None,
+    period_mult: float = 1.0,
+    peak_decay: float = 1.0,
 ) -> BuiltSchedule:
     """Warmup, then cosine annealing with warm restarts to the floor; first cycle ``period`` long (default
     one epoch; may be fractional, e.g. ``12.5`` or ``"0.5ep"``) or ``num_cycles`` equal cycles over the
@@ -294,11 +346,23 @@ def build_sgdr(
         label = _opt("period"), "1ep" if period is None else period
         first = _steps_float(sizes, "period", "1ep" if period is None else period)
     if first < 1:
-        raise ConfigError(label[0], label[1], f"makes cycles of {first:.3g} steps, shorter than one step", "give a longer period, e.g. '1ep' or 500")
+        raise ConfigError(
+            label[0],
+            label[1],
+            f"makes cycles of {first:.3g} steps, shorter than one step",
+            "give a longer period, e.g. '1ep' or 500",
+        )
     if isinstance(period_mult, bool) or not isinstance(period_mult, (int, float)) or period_mult < 1:
-        raise ConfigError("lr_scheduler_kwargs.period_mult", period_mult, "must be >= 1", "use 1 (equal cycles) or 2 (doubling)")
+        raise ConfigError(
+            "lr_scheduler_kwargs.period_mult", period_mult, "must be >= 1", "use 1 (equal cycles) or 2 (doubling)"
+        )
     if not 0 < peak_decay <= 1:
-        raise ConfigError("lr_scheduler_kwargs.peak_decay", peak_decay, "must be in (0, 1]", "use 1 (same peak each cycle) or e.g. 0.8")
+        raise ConfigError(
+            "lr_scheduler_kwargs.peak_decay",
+            peak_decay,
+            "must be in (0, 1]",
+            "use 1 (same peak each cycle) or e.g. 0.8",
+        )
     lr = _with_warmup(sizes, S.sgdr(first, period_mult, peak_decay, sizes.floor))
     restarts = [
         Transition(sizes.warmup_steps + r, "restart", f"warm restart (step {sizes.warmup_steps + r})")
@@ -308,9 +372,16 @@ def build_sgdr(
 
 
 def build_one_cycle(
-    sizes: Sizes, *, div_factor: float = 25.0, final_div_factor: float = 1e4,
-    cycle_momentum: bool = True, base_momentum: float = 0.85, max_momentum: float = 0.95,
-    anneal_strategy: str = "cos", three_phase: bool = False, pct_start: float | None = None,
+    sizes: Sizes,
+    *,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    cycle_momentum: bool = True,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+    anneal_strategy: str = "cos",
+    three_phase: bool = False,
+    pct_start: float | None = None,
 ) -> BuiltSchedule:
     """One-cycle (torch's ``OneCycleLR``): rise from ``peak/div_factor`` to the peak, then fall to
     ``peak/(div_factor*final_div_factor)`` on the **last trained step**; momentum (SGD) or beta1 (Adam)
@@ -319,9 +390,19 @@ def build_one_cycle(
     (torch's name) places it at ``pct_start * T - 1`` exactly, even between steps. ``three_phase`` and
     ``anneal_strategy`` ("cos" or "linear") are torch's."""
     if div_factor < 1 or final_div_factor < 1:
-        raise ConfigError("lr_scheduler_kwargs.div_factor", div_factor, "div_factor and final_div_factor must be >= 1", "use e.g. div_factor: 25")
+        raise ConfigError(
+            "lr_scheduler_kwargs.div_factor",
+            div_factor,
+            "div_factor and final_div_factor must be >= 1",
+            "use e.g. div_factor: 25",
+        )
     if not 0 < base_momentum <= max_momentum < 1:
-        raise ConfigError("lr_scheduler_kwargs.base_momentum", base_momentum, "need 0 < base_momentum <= max_momentum < 1", "use 0.85 and 0.95")
+        raise ConfigError(
+            "lr_scheduler_kwargs.base_momentum",
+            base_momentum,
+            "need 0 < base_momentum <= max_momentum < 1",
+            "use 0.85 and 0.95",
+        )
     _one_of("anneal_strategy", anneal_strategy, ("cos", "linear"))
     _own_rise(sizes, "one_cycle", "set by div_factor and anneal_strategy")
     total = sizes.total_steps
@@ -334,17 +415,27 @@ def build_one_cycle(
     last_needed = 2.0 * peak if three_phase else peak
     if last_needed >= total - 1:
         raise ConfigError(
-            "warmup" if pct_start is None else _opt("pct_start"), sizes.warmup_steps if pct_start is None else pct_start,
-            f"puts the LR peak at step {peak:g}, leaving no annealing before the last step {total - 1}", "shorten the rise (e.g. 30% of training)",
+            "warmup" if pct_start is None else _opt("pct_start"),
+            sizes.warmup_steps if pct_start is None else pct_start,
+            f"puts the LR peak at step {peak:g}, leaving no annealing before the last step {total - 1}",
+            "shorten the rise (e.g. 30% of training)",
         )
     lr = S.one_cycle(total, peak, div_factor, final_div_factor, anneal_strategy, three_phase)
-    momentum = S.one_cycle_momentum(total, peak, base_momentum, max_momentum, anneal_strategy, three_phase) if cycle_momentum else None
+    momentum = (
+        S.one_cycle_momentum(total, peak, base_momentum, max_momentum, anneal_strategy, three_phase)
+        if cycle_momentum
+        else None
+    )
     # Marked at step W like every family's end of warmup (with pct_start: the first step at or after the peak).
     peak_step = rise if pct_start is None else max(0, math.ceil(peak))
-    transitions = [Transition(peak_step, "warmup_end", f"LR peak, end of the rise (step {peak_step})")] if peak_step > 0 else []
+    transitions = (
+        [Transition(peak_step, "warmup_end", f"LR peak, end of the rise (step {peak_step})")] if peak_step > 0 else []
+    )
     if three_phase:
         back = math.ceil(2.0 * peak)
-        transitions.append(Transition(back, "decay_start", f"back at peak/div_factor, final annealing starts (step {back})"))
+        transitions.append(
+            Transition(back, "decay_start", f"back at peak/div_factor, final annealing starts (step {back})")
+        )
     return BuiltSchedule(lr, total, rise, momentum=momentum, transitions=transitions)
 
 
@@ -358,7 +449,12 @@ def build_inverse_sqrt(sizes: Sizes, *, timescale: float | None = None) -> Built
     if timescale is None:
         timescale = W or 10_000
     if isinstance(timescale, bool) or not isinstance(timescale, (int, float)) or not timescale > 0:
-        raise ConfigError(_opt("timescale"), timescale, "must be a positive number of steps", "use e.g. timescale: 10000, or drop it (default: the warmup)")
+        raise ConfigError(
+            _opt("timescale"),
+            timescale,
+            "must be a positive number of steps",
+            "use e.g. timescale: 10000, or drop it (default: the warmup)",
+        )
     decay = S.inverse_sqrt_decay(timescale)
     boundary = max(0, W - sizes.warmup_offset) if W > 0 else 0
     lr = S.join([_warmup(sizes), decay], [boundary]) if boundary > 0 else decay
@@ -368,7 +464,9 @@ def build_inverse_sqrt(sizes: Sizes, *, timescale: float | None = None) -> Built
 _DECAY_SHAPES = {"linear": S.linear_decay, "cosine": S.cosine_decay, "sqrt": S.sqrt_decay, "1-sqrt": S.sqrt_decay}
 
 
-def build_wsd(sizes: Sizes, *, decay: Duration = "20%", decay_shape: str = "sqrt", num_cycles: float = 0.5) -> BuiltSchedule:
+def build_wsd(
+    sizes: Sizes, *, decay: Duration = "20%", decay_shape: str = "sqrt", num_cycles: float = 0.5
+) -> BuiltSchedule:
     """Warmup-stable-decay: warmup (any ``warmup_type``, including Hugging Face's ``cosine`` and
     ``1-sqrt``), hold the peak, then cool down to the floor over the last ``decay`` with ``decay_shape``
     "sqrt" (= "1-sqrt", Hägele et al. 2024), "linear" or "cosine" (``num_cycles`` as Hugging Face's)."""
@@ -376,15 +474,32 @@ def build_wsd(sizes: Sizes, *, decay: Duration = "20%", decay_shape: str = "sqrt
     decay_steps = sizes.duration(decay, "lr_scheduler_kwargs.decay")
     stable_end = sizes.total_steps - decay_steps
     if decay_steps < 1 or stable_end < sizes.warmup_steps:
-        raise ConfigError("lr_scheduler_kwargs.decay", decay, f"resolves to {decay_steps} steps, which does not fit after warmup", "shorten warmup or the decay")
-    cool_down = S.cosine_decay(decay_steps, sizes.floor, num_cycles) if decay_shape == "cosine" else _DECAY_SHAPES[decay_shape](decay_steps, sizes.floor)
+        raise ConfigError(
+            "lr_scheduler_kwargs.decay",
+            decay,
+            f"resolves to {decay_steps} steps, which does not fit after warmup",
+            "shorten warmup or the decay",
+        )
+    cool_down = (
+        S.cosine_decay(decay_steps, sizes.floor, num_cycles)
+        if decay_shape == "cosine"
+        else _DECAY_SHAPES[decay_shape](decay_steps, sizes.floor)
+    )
     lr = S.join([_warmup(sizes), S.constant(1.0), cool_down], [sizes.warmup_steps, stable_end])
-    transitions = _warmup_transitions(sizes) + [Transition(stable_end, "decay_start", f"cool-down starts (step {stable_end})")]
+    transitions = _warmup_transitions(sizes) + [
+        Transition(stable_end, "decay_start", f"cool-down starts (step {stable_end})")
+    ]
     return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=transitions)
 
 
 def build_plateau(
-    sizes: Sizes, *, factor: float = 0.5, patience: int = 1, threshold: float = 1e-4, cooldown: int = 0, threshold_mode: str = "rel",
+    sizes: Sizes,
+    *,
+    factor: float = 0.5,
+    patience: int = 1,
+    threshold: float = 1e-4,
+    cooldown: int = 0,
+    threshold_mode: str = "rel",
 ) -> BuiltSchedule:
     """Warmup, then hold the peak and multiply it by ``factor`` whenever the validation metric has not
     improved for more than ``patience`` evaluations (torch's ``ReduceLROnPlateau`` idea), never below the floor.
@@ -392,10 +507,18 @@ def build_plateau(
     torch, whose rule ``reduce_lr_on_plateau`` keeps); "abs" compares differences."""
     _check_plateau_rule(factor, patience, cooldown, threshold, threshold_mode)
     lr = S.PlateauSchedule(
-        warmup=_with_warmup(sizes, S.constant(1.0)), mode="max" if sizes.greater_is_better else "min",
-        factor=factor, patience=patience, threshold=threshold, cooldown=cooldown, floor=sizes.floor, threshold_mode=threshold_mode,
+        warmup=_with_warmup(sizes, S.constant(1.0)),
+        mode="max" if sizes.greater_is_better else "min",
+        factor=factor,
+        patience=patience,
+        threshold=threshold,
+        cooldown=cooldown,
+        floor=sizes.floor,
+        threshold_mode=threshold_mode,
     )
-    return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes), metric_driven=True)
+    return BuiltSchedule(
+        lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes), metric_driven=True
+    )
 
 
 # ---- Hugging Face's own families (exact ``transformers.get_scheduler`` semantics) -----------------
@@ -426,13 +549,17 @@ def _min_lr_rate(sizes: Sizes, min_lr: float | None, min_lr_rate: float | None) 
         return _fraction_of_peak(sizes, "min_lr", min_lr)
     if min_lr_rate is not None:
         if not 0 <= min_lr_rate <= 1:
-            raise ConfigError(_opt("min_lr_rate"), min_lr_rate, "is a fraction of the peak and must lie in [0, 1]", "use e.g. 0.1")
+            raise ConfigError(
+                _opt("min_lr_rate"), min_lr_rate, "is a fraction of the peak and must lie in [0, 1]", "use e.g. 0.1"
+            )
         return float(min_lr_rate)
     # Hugging Face requires one of the two; ftrecipes falls back to the recipe's floor.
     return sizes.floor
 
 
-def build_cosine_with_min_lr(sizes: Sizes, *, num_cycles: float = 0.5, min_lr: float | None = None, min_lr_rate: float | None = None) -> BuiltSchedule:
+def build_cosine_with_min_lr(
+    sizes: Sizes, *, num_cycles: float = 0.5, min_lr: float | None = None, min_lr_rate: float | None = None
+) -> BuiltSchedule:
     """Hugging Face's ``cosine_with_min_lr``: warmup ``t / W``, then cosine to ``min_lr`` (absolute) or
     ``min_lr_rate`` (of the peak); with neither, the recipe's floor."""
     floor = _min_lr_rate(sizes, min_lr, min_lr_rate)
@@ -441,7 +568,12 @@ def build_cosine_with_min_lr(sizes: Sizes, *, num_cycles: float = 0.5, min_lr: f
 
 
 def build_cosine_warmup_with_min_lr(
-    sizes: Sizes, *, num_cycles: float = 0.5, min_lr: float | None = None, min_lr_rate: float | None = None, warmup_lr_rate: float | None = None,
+    sizes: Sizes,
+    *,
+    num_cycles: float = 0.5,
+    min_lr: float | None = None,
+    min_lr_rate: float | None = None,
+    warmup_lr_rate: float | None = None,
 ) -> BuiltSchedule:
     """Hugging Face's ``cosine_warmup_with_min_lr``: warmup ``(t + 1) / W`` (or, with ``warmup_lr_rate``
     ``r``, ``r + (1 - r) t / (W - 1)``), then a cosine that counts its first step as progress
@@ -454,7 +586,12 @@ def build_cosine_warmup_with_min_lr(
         warmup = S.linear_warmup(W, offset=1)
     else:
         if not 0 <= warmup_lr_rate <= 1:
-            raise ConfigError(_opt("warmup_lr_rate"), warmup_lr_rate, "is a fraction of the peak and must lie in [0, 1]", "use e.g. 0.01")
+            raise ConfigError(
+                _opt("warmup_lr_rate"),
+                warmup_lr_rate,
+                "is a fraction of the peak and must lie in [0, 1]",
+                "use e.g. 0.01",
+            )
         # r + (1 - r) * t / max(1, W - 1): the ramp ends at the peak on the last warmup step.
         warmup = S.linear_warmup(max(1, W - 1), start=warmup_lr_rate, offset=0)
     decay = S.shift(S.cosine_decay(_decay_steps(sizes), floor, num_cycles), 1)
@@ -466,23 +603,48 @@ _WSD_SHAPES = ("linear", "cosine", "1-sqrt")
 
 
 def build_warmup_stable_decay(
-    sizes: Sizes, *, num_decay_steps: Duration | None = None, num_stable_steps: Duration | None = None,
-    warmup_type: str = "linear", decay_type: str = "cosine", min_lr_ratio: float = 0.0, num_cycles: float = 0.5,
+    sizes: Sizes,
+    *,
+    num_decay_steps: Duration | None = None,
+    num_stable_steps: Duration | None = None,
+    warmup_type: str = "linear",
+    decay_type: str = "cosine",
+    min_lr_ratio: float = 0.0,
+    num_cycles: float = 0.5,
 ) -> BuiltSchedule:
     """Hugging Face's ``warmup_stable_decay``: warmup of ``warmup_type`` from ``min_lr_ratio`` to 1, hold,
     then ``decay_type`` down to ``min_lr_ratio`` over ``num_decay_steps`` (required, as in Hugging Face; a
     duration here), held after. The stable phase is ``num_stable_steps`` or whatever is left."""
     _hf_warmup(sizes, "warmup_stable_decay")
     if num_decay_steps is None:
-        raise ConfigError(_opt("num_decay_steps"), None, "is required by warmup_stable_decay", "add it, e.g. num_decay_steps: 200 or '20%'")
+        raise ConfigError(
+            _opt("num_decay_steps"),
+            None,
+            "is required by warmup_stable_decay",
+            "add it, e.g. num_decay_steps: 200 or '20%'",
+        )
     _one_of("warmup_type", warmup_type, _WSD_SHAPES)
     _one_of("decay_type", decay_type, _WSD_SHAPES)
     if not 0 <= min_lr_ratio <= 1:
-        raise ConfigError(_opt("min_lr_ratio"), min_lr_ratio, "is a fraction of the peak and must lie in [0, 1]", "use e.g. 0.0 or 0.1")
+        raise ConfigError(
+            _opt("min_lr_ratio"),
+            min_lr_ratio,
+            "is a fraction of the peak and must lie in [0, 1]",
+            "use e.g. 0.0 or 0.1",
+        )
     W, D = sizes.warmup_steps, sizes.duration(num_decay_steps, _opt("num_decay_steps"))
-    S_ = sizes.total_steps - W - D if num_stable_steps is None else sizes.duration(num_stable_steps, _opt("num_stable_steps"))
+    S_ = (
+        sizes.total_steps - W - D
+        if num_stable_steps is None
+        else sizes.duration(num_stable_steps, _opt("num_stable_steps"))
+    )
     if S_ < 0:
-        raise ConfigError(_opt("num_decay_steps"), num_decay_steps, f"resolves to {D} steps, longer than training after warmup ({sizes.total_steps - W})", "shorten the decay or the warmup")
+        raise ConfigError(
+            _opt("num_decay_steps"),
+            num_decay_steps,
+            f"resolves to {D} steps, longer than training after warmup ({sizes.total_steps - W})",
+            "shorten the decay or the warmup",
+        )
     warmup = S.shaped_warmup(W, start=min_lr_ratio, offset=0, shape=warmup_type)
     if decay_type == "cosine":
         cool_down = S.cosine_decay(D, min_lr_ratio, num_cycles)
@@ -494,8 +656,16 @@ def build_warmup_stable_decay(
 
 
 def build_reduce_lr_on_plateau(
-    sizes: Sizes, *, mode: str | None = None, factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
-    threshold_mode: str = "rel", cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8,
+    sizes: Sizes,
+    *,
+    mode: str | None = None,
+    factor: float = 0.1,
+    patience: int = 10,
+    threshold: float = 1e-4,
+    threshold_mode: str = "rel",
+    cooldown: int = 0,
+    min_lr: float = 0.0,
+    eps: float = 1e-8,
 ) -> BuiltSchedule:
     """Hugging Face's ``reduce_lr_on_plateau``: torch's ``ReduceLROnPlateau`` rule exactly (its defaults,
     its relative threshold for negative metrics too), fed ``eval_<metric_for_best_model>``. Two
@@ -504,17 +674,39 @@ def build_reduce_lr_on_plateau(
     ``greater_is_better`` (torch's default "min" would treat an accuracy as a loss)."""
     _check_plateau_rule(factor, patience, cooldown, threshold, threshold_mode)
     lr = S.PlateauSchedule(
-        warmup=_hf_with_warmup(sizes, "reduce_lr_on_plateau", S.constant(1.0)), mode=_metric_mode(sizes, mode), factor=factor,
-        patience=patience, threshold=threshold, cooldown=cooldown, threshold_mode=threshold_mode, sign_aware=False,
-        floor=_fraction_of_peak(sizes, "min_lr", min_lr) if min_lr else 0.0, eps=_fraction_of_peak(sizes, "eps", eps) if eps else 0.0,
+        warmup=_hf_with_warmup(sizes, "reduce_lr_on_plateau", S.constant(1.0)),
+        mode=_metric_mode(sizes, mode),
+        factor=factor,
+        patience=patience,
+        threshold=threshold,
+        cooldown=cooldown,
+        threshold_mode=threshold_mode,
+        sign_aware=False,
+        floor=_fraction_of_peak(sizes, "min_lr", min_lr) if min_lr else 0.0,
+        eps=_fraction_of_peak(sizes, "eps", eps) if eps else 0.0,
     )
-    return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes), metric_driven=True)
+    return BuiltSchedule(
+        lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes), metric_driven=True
+    )
 
 
 def build_greedy(
-    sizes: Sizes, *, mode: str | None = None, factor: float = 0.95, patience: int = 10, threshold: float = 1e-6,
-    threshold_mode: str = "abs", cooldown: int = 0, warmup: int = 0, min_lr: float = 1e-3, max_lr: float = 1.0, eps: float = 1e-8,
-    verbose: bool = False, smooth: bool = False, window_size: int = 50, reset_start: int = 500,
+    sizes: Sizes,
+    *,
+    mode: str | None = None,
+    factor: float = 0.95,
+    patience: int = 10,
+    threshold: float = 1e-6,
+    threshold_mode: str = "abs",
+    cooldown: int = 0,
+    warmup: int = 0,
+    min_lr: float = 1e-3,
+    max_lr: float = 1.0,
+    eps: float = 1e-8,
+    verbose: bool = False,
+    smooth: bool = False,
+    window_size: int = 50,
+    reset_start: int = 500,
 ) -> BuiltSchedule:
     """Hugging Face's ``greedy`` (``GreedyLR``): raise the LR by ``1/factor`` after more than ``patience``
     improving evaluations, lower it by ``factor`` after more than ``patience`` others, between ``min_lr``
@@ -524,15 +716,31 @@ def build_greedy(
     _check_plateau_rule(factor, patience, cooldown, threshold, threshold_mode)
     for name, value in (("warmup", warmup), ("window_size", window_size), ("reset_start", reset_start)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "window_size" else 0):
-            raise ConfigError(_opt(name), value, "must be a whole number of evaluations" + (" >= 1" if name == "window_size" else " >= 0"), f"e.g. {name}: 10")
+            raise ConfigError(
+                _opt(name),
+                value,
+                "must be a whole number of evaluations" + (" >= 1" if name == "window_size" else " >= 0"),
+                f"e.g. {name}: 10",
+            )
     lr = S.GreedySchedule(
-        warmup=_hf_with_warmup(sizes, "greedy", S.constant(1.0)), mode=_metric_mode(sizes, mode), factor=factor, patience=patience,
-        threshold=threshold, threshold_mode=threshold_mode, cooldown=cooldown, warmup_evals=warmup,
+        warmup=_hf_with_warmup(sizes, "greedy", S.constant(1.0)),
+        mode=_metric_mode(sizes, mode),
+        factor=factor,
+        patience=patience,
+        threshold=threshold,
+        threshold_mode=threshold_mode,
+        cooldown=cooldown,
+        warmup_evals=warmup,
         floor=_fraction_of_peak(sizes, "min_lr", min_lr) if min_lr else 0.0,
-        ceiling=_fraction_of_peak(sizes, "max_lr", max_lr), eps=_fraction_of_peak(sizes, "eps", eps) if eps else 0.0,
-        smooth=bool(smooth), window_size=window_size, reset_start=reset_start,
+        ceiling=_fraction_of_peak(sizes, "max_lr", max_lr),
+        eps=_fraction_of_peak(sizes, "eps", eps) if eps else 0.0,
+        smooth=bool(smooth),
+        window_size=window_size,
+        reset_start=reset_start,
     )
-    return BuiltSchedule(lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes), metric_driven=True)
+    return BuiltSchedule(
+        lr, sizes.total_steps, sizes.warmup_steps, transitions=_warmup_transitions(sizes), metric_driven=True
+    )
 
 
 SCHEDULE_TYPES: dict[str, Callable[..., BuiltSchedule]] = {
@@ -567,20 +775,64 @@ def is_metric_driven(schedule_type: str) -> bool:
 # What people call these schedules elsewhere (torch and timm class names, papers, other libraries),
 # keyed by the name lower-cased with separators and a trailing "lr"/"scheduler"/"schedule" removed.
 _SYNONYMS = {
-    "cosinerestarts": "sgdr", "warmrestarts": "sgdr", "cosinewarmrestarts": "sgdr", "cosineannealingwarmrestarts": "sgdr",
-    "cosinewithwarmrestarts": "sgdr", "restarts": "sgdr", "hardrestarts": "cosine_with_restarts", "cosinehardrestarts": "cosine_with_restarts",
-    "onecycle": "one_cycle", "1cycle": "one_cycle", "onecyclepolicy": "one_cycle", "superconvergence": "one_cycle", "triangular": "one_cycle",
-    "stepdecay": "step", "multistep": "step", "multistepdecay": "step", "steplr": "step", "piecewise": "step", "piecewiseconstant": "step", "staircase": "step",
-    "noam": "inverse_sqrt", "rsqrt": "inverse_sqrt", "invsqrt": "inverse_sqrt", "inversesquareroot": "inverse_sqrt", "transformer": "inverse_sqrt",
-    "attentionisallyouneed": "inverse_sqrt", "vaswani": "inverse_sqrt",
-    "reduceonplateau": "plateau", "reducelronplateau": "reduce_lr_on_plateau", "plateaudecay": "plateau",
-    "exp": "exponential", "expdecay": "exponential", "exponentialdecay": "exponential",
-    "cosineannealing": "cosine", "cosinedecay": "cosine", "halfcosine": "cosine", "cos": "cosine", "cosinewarmup": "cosine",
-    "linearwarmup": "linear", "lineardecay": "linear", "triangle": "linear",
-    "poly": "polynomial", "polynomialdecay": "polynomial", "power": "polynomial",
-    "fixed": "constant", "none": "constant", "flat": "constant", "constantlr": "constant", "warmupconstant": "constant_with_warmup",
-    "trapezoidal": "wsd", "trapezoid": "wsd", "warmupstabledecay": "warmup_stable_decay", "stabledecay": "wsd", "cooldown": "wsd",
-    "cosineminlr": "cosine_with_min_lr", "cosinewithfloor": "cosine_with_min_lr", "adaptive": "greedy", "greedylr": "greedy",
+    "cosinerestarts": "sgdr",
+    "warmrestarts": "sgdr",
+    "cosinewarmrestarts": "sgdr",
+    "cosineannealingwarmrestarts": "sgdr",
+    "cosinewithwarmrestarts": "sgdr",
+    "restarts": "sgdr",
+    "hardrestarts": "cosine_with_restarts",
+    "cosinehardrestarts": "cosine_with_restarts",
+    "onecycle": "one_cycle",
+    "1cycle": "one_cycle",
+    "onecyclepolicy": "one_cycle",
+    "superconvergence": "one_cycle",
+    "triangular": "one_cycle",
+    "stepdecay": "step",
+    "multistep": "step",
+    "multistepdecay": "step",
+    "steplr": "step",
+    "piecewise": "step",
+    "piecewiseconstant": "step",
+    "staircase": "step",
+    "noam": "inverse_sqrt",
+    "rsqrt": "inverse_sqrt",
+    "invsqrt": "inverse_sqrt",
+    "inversesquareroot": "inverse_sqrt",
+    "transformer": "inverse_sqrt",
+    "attentionisallyouneed": "inverse_sqrt",
+    "vaswani": "inverse_sqrt",
+    "reduceonplateau": "plateau",
+    "reducelronplateau": "reduce_lr_on_plateau",
+    "plateaudecay": "plateau",
+    "exp": "exponential",
+    "expdecay": "exponential",
+    "exponentialdecay": "exponential",
+    "cosineannealing": "cosine",
+    "cosinedecay": "cosine",
+    "halfcosine": "cosine",
+    "cos": "cosine",
+    "cosinewarmup": "cosine",
+    "linearwarmup": "linear",
+    "lineardecay": "linear",
+    "triangle": "linear",
+    "poly": "polynomial",
+    "polynomialdecay": "polynomial",
+    "power": "polynomial",
+    "fixed": "constant",
+    "none": "constant",
+    "flat": "constant",
+    "constantlr": "constant",
+    "warmupconstant": "constant_with_warmup",
+    "trapezoidal": "wsd",
+    "trapezoid": "wsd",
+    "warmupstabledecay": "warmup_stable_decay",
+    "stabledecay": "wsd",
+    "cooldown": "wsd",
+    "cosineminlr": "cosine_with_min_lr",
+    "cosinewithfloor": "cosine_with_min_lr",
+    "adaptive": "greedy",
+    "greedylr": "greedy",
 }
 
 
@@ -610,7 +862,12 @@ def schedule_kwargs(schedule_type: str) -> dict[str, object]:
 
 def check_schedule_type(schedule_type: str) -> None:
     if schedule_type not in SCHEDULE_TYPES:
-        raise ConfigError("lr_scheduler_type", schedule_type, "is not a known schedule", suggest_schedule_type(schedule_type) or f"choose one of {sorted(SCHEDULE_TYPES)}")
+        raise ConfigError(
+            "lr_scheduler_type",
+            schedule_type,
+            "is not a known schedule",
+            suggest_schedule_type(schedule_type) or f"choose one of {sorted(SCHEDULE_TYPES)}",
+        )
 
 
 def check_schedule_kwargs(schedule_type: str, kwargs: dict) -> None:
@@ -618,7 +875,9 @@ def check_schedule_kwargs(schedule_type: str, kwargs: dict) -> None:
     for key in kwargs:
         if key not in accepted:
             hint = did_you_mean(key, accepted) or (f"it accepts {sorted(accepted)}" if accepted else "it accepts none")
-            raise ConfigError(f"lr_scheduler_kwargs.{key}", kwargs[key], f"is not an option of the '{schedule_type}' schedule", hint)
+            raise ConfigError(
+                f"lr_scheduler_kwargs.{key}", kwargs[key], f"is not an option of the '{schedule_type}' schedule", hint
+            )
 
 
 def build_schedule(schedule_type: str, sizes: Sizes, kwargs: dict | None = None) -> BuiltSchedule:

@@ -152,13 +152,18 @@ def cosine_hard_restarts(decay_steps: int, num_cycles: float = 1.0, floor: float
 
 def hard_restart_steps(decay_steps: int, num_cycles: float) -> list[int]:
     """Steps ``0 < t < decay_steps`` at which :func:`cosine_hard_restarts` jumps back to the peak."""
+
     def position(t: int) -> float:
         return (float(num_cycles) * (t / max(1, decay_steps))) % 1.0
 
     steps: list[int] = []
     for k in range(1, math.ceil(num_cycles)):
         guess = math.ceil(k * decay_steps / num_cycles)
-        steps += [t for t in (guess - 1, guess, guess + 1) if 0 < t < decay_steps and position(t) < position(t - 1) and t not in steps]
+        steps += [
+            t
+            for t in (guess - 1, guess, guess + 1)
+            if 0 < t < decay_steps and position(t) < position(t - 1) and t not in steps
+        ]
     return steps
 
 
@@ -304,7 +309,9 @@ def sgdr(period: float, period_mult: float = 1.0, peak_decay: float = 1.0, floor
     """
     if not period > 0:
         raise ValueError(f"sgdr needs period > 0, got {period=}")
-    return partial(_sgdr, period=float(period), period_mult=float(period_mult), peak_decay=float(peak_decay), floor=float(floor))
+    return partial(
+        _sgdr, period=float(period), period_mult=float(period_mult), peak_decay=float(peak_decay), floor=float(floor)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,7 +336,9 @@ def _phases(step: int, *, phases: tuple[tuple[float, float, float], ...], strate
     raise AssertionError("unreachable: the last phase always answers")
 
 
-def _one_cycle_phases(total_steps: int, peak_step: float, values: tuple[float, float, float], three_phase: bool) -> tuple:
+def _one_cycle_phases(
+    total_steps: int, peak_step: float, values: tuple[float, float, float], three_phase: bool
+) -> tuple:
     low, high, final = values
     last = float(total_steps - 1)  # the last trained step reaches the final value (torch's OneCycleLR)
     if three_phase:
@@ -338,8 +347,12 @@ def _one_cycle_phases(total_steps: int, peak_step: float, values: tuple[float, f
 
 
 def one_cycle(
-    total_steps: int, peak_step: float, div_factor: float = 25.0, final_div_factor: float = 1e4,
-    anneal_strategy: str = "cos", three_phase: bool = False,
+    total_steps: int,
+    peak_step: float,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    anneal_strategy: str = "cos",
+    three_phase: bool = False,
 ) -> Schedule:
     """One-cycle policy (Smith, "Super-convergence"), torch's ``OneCycleLR`` relative to ``max_lr``.
 
@@ -353,18 +366,26 @@ def one_cycle(
     if anneal_strategy not in ("cos", "linear"):
         raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
     low = 1.0 / div_factor
-    phases = _one_cycle_phases(int(total_steps), float(peak_step), (low, 1.0, low / final_div_factor), bool(three_phase))
+    phases = _one_cycle_phases(
+        int(total_steps), float(peak_step), (low, 1.0, low / final_div_factor), bool(three_phase)
+    )
     return partial(_phases, phases=phases, strategy=anneal_strategy)
 
 
 def one_cycle_momentum(
-    total_steps: int, peak_step: float, base_momentum: float = 0.85, max_momentum: float = 0.95,
-    anneal_strategy: str = "cos", three_phase: bool = False,
+    total_steps: int,
+    peak_step: float,
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+    anneal_strategy: str = "cos",
+    three_phase: bool = False,
 ) -> Schedule:
     """The momentum (or Adam beta1) of one-cycle, cycled inversely to the LR: ``max_momentum`` at the
     start, ``base_momentum`` at the LR peak, back to ``max_momentum`` (and held there in the third phase
     of ``three_phase``), as torch's ``OneCycleLR`` does. Returns absolute values."""
-    phases = _one_cycle_phases(int(total_steps), float(peak_step), (max_momentum, base_momentum, max_momentum), bool(three_phase))
+    phases = _one_cycle_phases(
+        int(total_steps), float(peak_step), (max_momentum, base_momentum, max_momentum), bool(three_phase)
+    )
     if three_phase:  # torch holds the momentum at its maximum through the final annealing phase
         phases = (phases[0], phases[1], (phases[2][0], max_momentum, max_momentum))
     return partial(_phases, phases=phases, strategy=anneal_strategy)
@@ -403,7 +424,9 @@ def inverse_sqrt(warmup_steps: int) -> Schedule:
 # Reduce-on-plateau with warmup (stateful)
 
 
-def _is_better(metric: float, best: float | None, *, mode: str, threshold: float, threshold_mode: str, sign_aware: bool) -> bool:
+def _is_better(
+    metric: float, best: float | None, *, mode: str, threshold: float, threshold_mode: str, sign_aware: bool
+) -> bool:
     """Whether ``metric`` improves on ``best`` (``None``: nothing seen yet; a NaN never improves).
 
     ``abs``: by more than ``threshold`` (``metric > best + threshold`` in max mode). ``rel`` with
@@ -461,7 +484,14 @@ class PlateauSchedule:
         return self.warmup(step) * self.scale
 
     def _improved(self, metric: float) -> bool:
-        return _is_better(metric, self.best, mode=self.mode, threshold=self.threshold, threshold_mode=self.threshold_mode, sign_aware=self.sign_aware)
+        return _is_better(
+            metric,
+            self.best,
+            mode=self.mode,
+            threshold=self.threshold,
+            threshold_mode=self.threshold_mode,
+            sign_aware=self.sign_aware,
+        )
 
     def observe(self, metric: float, step: int = 0) -> bool:
         """Record one validation metric; returns True when the LR was reduced."""
@@ -563,7 +593,14 @@ class GreedySchedule:
             self.warmup_left -= 1
             self.num_bad_evals = self.num_good_evals = 0
         else:
-            if _is_better(current, self.best, mode=self.mode, threshold=self.threshold, threshold_mode=self.threshold_mode, sign_aware=False):
+            if _is_better(
+                current,
+                self.best,
+                mode=self.mode,
+                threshold=self.threshold,
+                threshold_mode=self.threshold_mode,
+                sign_aware=False,
+            ):
                 self.best, self.num_bad_evals = current, 0
                 self.num_good_evals += 1
             else:
@@ -595,7 +632,18 @@ class GreedySchedule:
                 self.reset_left = self.reset_start
                 self.window, self.window_sum = [], 0.0
 
-    _STATE = ("scale", "best", "num_bad_evals", "num_good_evals", "cooldown_left", "warmup_left", "reset_left", "window", "window_sum", "drops")
+    _STATE = (
+        "scale",
+        "best",
+        "num_bad_evals",
+        "num_good_evals",
+        "cooldown_left",
+        "warmup_left",
+        "reset_left",
+        "window",
+        "window_sum",
+        "drops",
+    )
 
     def state_dict(self) -> dict:
         return {key: getattr(self, key) for key in self._STATE}

@@ -60,12 +60,21 @@ class Timeline:
         if self.num_examples is not None and self.num_examples < 0:
             raise ConfigError("num_examples", self.num_examples, "cannot be negative")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            raise ConfigError("num_train_epochs", self.num_train_epochs, "no training length", "set num_train_epochs > 0 or max_steps > 0")
+            raise ConfigError(
+                "num_train_epochs",
+                self.num_train_epochs,
+                "no training length",
+                "set num_train_epochs > 0 or max_steps > 0",
+            )
         if self.max_steps <= 0 and self.num_examples is None:
-            raise ConfigError("max_steps", self.max_steps, "a data set without a length needs a step budget", "set max_steps > 0")
+            raise ConfigError(
+                "max_steps", self.max_steps, "a data set without a length needs a step budget", "set max_steps > 0"
+            )
 
     @classmethod
-    def from_training_args(cls, args: Any, num_examples: Optional[int], num_training_steps: Optional[int] = None) -> "Timeline":
+    def from_training_args(
+        cls, args: Any, num_examples: Optional[int], num_training_steps: Optional[int] = None
+    ) -> "Timeline":
         """The timeline of a Trainer run with ``args`` (a ``TrainingArguments``, read by attribute)
         over ``num_examples`` training rows (``None`` for a data set without a length).
 
@@ -113,4 +122,6 @@ class Timeline:
 
     def resolve(self, duration: Duration, field: str = "duration") -> int:
         """``duration`` in optimizer steps (see :mod:`ftrecipes.config.durations` for the accepted forms)."""
-        return resolve_duration(duration, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, field=field)
+        return resolve_duration(
+            duration, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch, field=field
+        )

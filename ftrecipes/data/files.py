@@ -27,12 +27,15 @@ def file_builder(path: str, field: str) -> tuple[str, dict]:
     """``(datasets builder, kwargs)`` for the data file ``path`` given as ``field``; a missing file or an
     extension the loader does not read is a :class:`ConfigError` naming ``field``."""
     if not os.path.isfile(path):
-        raise ConfigError(field, path, "file does not exist",
-                          "check the path (relative paths are from the working directory)")
+        raise ConfigError(
+            field, path, "file does not exist", "check the path (relative paths are from the working directory)"
+        )
     ext = Path(path).suffix.lower().lstrip(".")
     if ext not in FILE_BUILDERS:
         raise ConfigError(
-            field, path, f"unsupported file extension {('.' + ext) if ext else '(none)'!r}",
+            field,
+            path,
+            f"unsupported file extension {('.' + ext) if ext else '(none)'!r}",
             f"use one of {', '.join('.' + e for e in FILE_BUILDERS)}",
         )
     return FILE_BUILDERS[ext]

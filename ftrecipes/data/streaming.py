@@ -25,18 +25,32 @@ def has_length(dataset: Any) -> bool:
     return True
 
 
-def plan_unknown_length(recipe: Recipe, max_steps: int, *, per_device_train_batch_size: int | None = None,
-                        num_processes: int = 1, gradient_accumulation_steps: int | None = None) -> RecipePlan:
+def plan_unknown_length(
+    recipe: Recipe,
+    max_steps: int,
+    *,
+    per_device_train_batch_size: int | None = None,
+    num_processes: int = 1,
+    gradient_accumulation_steps: int | None = None,
+) -> RecipePlan:
     """The recipe's plan for data of unknown length: ``max_steps`` optimizer steps, every duration a
     number of steps or a fraction of ``max_steps``; the peak scaled for the global batch as usual."""
     if max_steps is None or int(max_steps) <= 0:
-        raise ConfigError("--max_steps", max_steps, "data of unknown length (streaming, IterableDataset) has no epochs to count",
-                          "set --max_steps to the number of optimizer steps to train")
+        raise ConfigError(
+            "--max_steps",
+            max_steps,
+            "data of unknown length (streaming, IterableDataset) has no epochs to count",
+            "set --max_steps to the number of optimizer steps to train",
+        )
     epochs = recipe.durations_in_epochs()
     if epochs:
         name, value = next(iter(epochs.items()))
-        raise ConfigError(name, value, "is in epochs, but data of unknown length (streaming, IterableDataset) has no epochs",
-                          f"give optimizer steps or a fraction of --max_steps={max_steps} (e.g. '5%')")
+        raise ConfigError(
+            name,
+            value,
+            "is in epochs, but data of unknown length (streaming, IterableDataset) has no epochs",
+            f"give optimizer steps or a fraction of --max_steps={max_steps} (e.g. '5%')",
+        )
     timeline = Timeline(
         num_examples=None,  # unknown; with max_steps set it does not enter the step count
         per_device_train_batch_size=per_device_train_batch_size or recipe.per_device_train_batch_size,
@@ -52,9 +66,13 @@ def check_unknown_length(recipe: Recipe, args: Any, train_dataset: Any) -> Recip
     :func:`plan_unknown_length` for ``args`` (raising its one-line errors)."""
     if has_length(train_dataset):
         return None
-    return plan_unknown_length(recipe, args.max_steps, per_device_train_batch_size=args.per_device_train_batch_size,
-                               num_processes=max(1, int(getattr(args, "world_size", 1))),
-                               gradient_accumulation_steps=args.gradient_accumulation_steps)
+    return plan_unknown_length(
+        recipe,
+        args.max_steps,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        num_processes=max(1, int(getattr(args, "world_size", 1))),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+    )
 
 
 def check_streaming_job(config: Any, args: Any) -> RecipePlan:
@@ -74,21 +92,41 @@ def check_streaming_job(config: Any, args: Any) -> RecipePlan:
     script, recipe = config.script, config.recipe
     task = get_task(recipe.task, field="task")
     if not task.supports_streaming:
-        raise ConfigError("--streaming", True, f"task {task.name!r} reads its data in memory",
-                          "drop --streaming (streaming supports " + ", ".join(_streaming_tasks()) + ")")
+        raise ConfigError(
+            "--streaming",
+            True,
+            f"task {task.name!r} reads its data in memory",
+            "drop --streaming (streaming supports " + ", ".join(_streaming_tasks()) + ")",
+        )
     has_files = any((script.train_file, script.validation_file, script.test_file))
     if not has_files and canonical_dataset_name(recipe.dataset_name) is not None:
-        raise ConfigError("--streaming", True, f"the bundled data set {recipe.dataset_name!r} is built in memory; there is nothing to stream",
-                          "drop --streaming, or stream a --train_file or a Hub --dataset_name")
-    plan = plan_unknown_length(recipe, args.max_steps, per_device_train_batch_size=args.per_device_train_batch_size,
-                               num_processes=max(1, int(getattr(args, "world_size", 1))),
-                               gradient_accumulation_steps=args.gradient_accumulation_steps)
+        raise ConfigError(
+            "--streaming",
+            True,
+            f"the bundled data set {recipe.dataset_name!r} is built in memory; there is nothing to stream",
+            "drop --streaming, or stream a --train_file or a Hub --dataset_name",
+        )
+    plan = plan_unknown_length(
+        recipe,
+        args.max_steps,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        num_processes=max(1, int(getattr(args, "world_size", 1))),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+    )
     if has_files and script.validation_file is None and args.eval_strategy != "no":
-        raise ConfigError("--validation_file", None, "a streamed --train_file has no length to carve a validation split from",
-                          f"pass --validation_file PATH, or --eval_strategy no (now {getattr(args.eval_strategy, 'value', args.eval_strategy)!r})")
+        raise ConfigError(
+            "--validation_file",
+            None,
+            "a streamed --train_file has no length to carve a validation split from",
+            f"pass --validation_file PATH, or --eval_strategy no (now {getattr(args.eval_strategy, 'value', args.eval_strategy)!r})",
+        )
     if has_files and "label_list" in task.flags and script.label_list is None and script.validation_file is None:
-        raise ConfigError("--label_list", None, "a streamed --train_file cannot be scanned for its classes, and no --validation_file names them",
-                          "pass every class in id order, e.g. --label_list negative neutral positive, or a --validation_file")
+        raise ConfigError(
+            "--label_list",
+            None,
+            "a streamed --train_file cannot be scanned for its classes, and no --validation_file names them",
+            "pass every class in id order, e.g. --label_list negative neutral positive, or a --validation_file",
+        )
     return plan
 
 
@@ -119,9 +157,13 @@ def check_stream_sharding(args: Any, stream: Any) -> None:
     for flag in ("eval_strategy", "save_strategy"):
         value = getattr(getattr(args, flag), "value", getattr(args, flag))
         if value == "epoch":
-            raise ConfigError(f"--{flag}", value, f"with --streaming on {processes} processes each process reads its own files of the stream "
-                              f"({shards} files), so their passes end at different steps",
-                              f"use --{flag} steps with --{flag.split('_')[0]}_steps (e.g. 10%)")
+            raise ConfigError(
+                f"--{flag}",
+                value,
+                f"with --streaming on {processes} processes each process reads its own files of the stream "
+                f"({shards} files), so their passes end at different steps",
+                f"use --{flag} steps with --{flag.split('_')[0]}_steps (e.g. 10%)",
+            )
 
 
 def _streaming_tasks() -> list[str]:
@@ -130,4 +172,11 @@ def _streaming_tasks() -> list[str]:
     return [t.short for t in REGISTRY.values() if t.supports_streaming]
 
 
-__all__ = ["has_length", "plan_unknown_length", "check_unknown_length", "check_streaming_job", "read_per_process", "check_stream_sharding"]
+__all__ = [
+    "has_length",
+    "plan_unknown_length",
+    "check_unknown_length",
+    "check_streaming_job",
+    "read_per_process",
+    "check_stream_sharding",
+]

@@ -118,8 +118,12 @@ def check_task_flags(script, task) -> None:
         if value is not None and value is not False:
             readers = ", ".join(t.name for t in REGISTRY.values() if flag in t.flags)
             takes = ", ".join(f"--{f}" for f in task.flags if hasattr(script, f))
-            raise ConfigError(f"--{flag}", value, f"does not apply to task {task.name!r} (it is read by {readers})",
-                              f"remove it; task {task.name!r} takes {takes}")
+            raise ConfigError(
+                f"--{flag}",
+                value,
+                f"does not apply to task {task.name!r} (it is read by {readers})",
+                f"remove it; task {task.name!r} takes {takes}",
+            )
 
 
 def check_task_metric(recipe, task) -> bool:
@@ -139,22 +143,34 @@ def check_task_metric(recipe, task) -> bool:
         return True
     if metric == Recipe.__dataclass_fields__["metric_for_best_model"].default:
         return False
-    raise ConfigError("metric_for_best_model", metric, f"is not a metric of task {task.name!r}",
-                      f"use one of {', '.join(reported)} (default: {task.metric_for_best_model})")
+    raise ConfigError(
+        "metric_for_best_model",
+        metric,
+        f"is not a metric of task {task.name!r}",
+        f"use one of {', '.join(reported)} (default: {task.metric_for_best_model})",
+    )
 
 
 def check_resume_from(resume: Any) -> None:
     """``--resume_from_checkpoint`` is ``true`` (the last checkpoint in output_dir) or an existing folder."""
     if resume is not None and resume not in ("True", "true", True) and not os.path.isdir(resume):
-        raise ConfigError("--resume_from_checkpoint", resume, "is not a checkpoint folder",
-                          "give a checkpoint-N folder inside output_dir")
+        raise ConfigError(
+            "--resume_from_checkpoint",
+            resume,
+            "is not a checkpoint folder",
+            "give a checkpoint-N folder inside output_dir",
+        )
 
 
 def check_merge_adapter(recipe, script) -> None:
     """``--merge_adapter`` needs an adapter to merge."""
     if script.merge_adapter and recipe.peft == "none":
-        raise ConfigError("--merge_adapter", True, "there is no adapter to merge (peft: none)",
-                          "drop --merge_adapter or pass --peft lora")
+        raise ConfigError(
+            "--merge_adapter",
+            True,
+            "there is no adapter to merge (peft: none)",
+            "drop --merge_adapter or pass --peft lora",
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -170,8 +186,12 @@ def _env_int(name: str, minimum: int) -> Optional[int]:
     except ValueError:
         number = None
     if number is None or number < minimum:
-        raise ConfigError(name, value, f"must be an integer >= {minimum}",
-                          "let `torchrun` or `accelerate launch` set it, or unset it for one process")
+        raise ConfigError(
+            name,
+            value,
+            f"must be an integer >= {minimum}",
+            "let `torchrun` or `accelerate launch` set it, or unset it for one process",
+        )
     return number
 
 
@@ -188,7 +208,9 @@ def check_launch_environment(*, use_cpu: bool = False, count_gpus: bool = True) 
     if world is not None and world > 1:
         missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
         if missing:
-            raise ConfigError("WORLD_SIZE", str(world), f"asks for {world} processes but {', '.join(missing)} is not set", launch)
+            raise ConfigError(
+                "WORLD_SIZE", str(world), f"asks for {world} processes but {', '.join(missing)} is not set", launch
+            )
     if rank is not None and world is not None and rank >= world:
         raise ConfigError("RANK", str(rank), f"must be below WORLD_SIZE={world}", launch)
     if local_rank is not None and local_world is not None and local_rank >= local_world:
@@ -199,8 +221,12 @@ def check_launch_environment(*, use_cpu: bool = False, count_gpus: bool = True) 
 
         gpus = torch.cuda.device_count()
         if gpus and local_world > gpus:
-            raise ConfigError("LOCAL_WORLD_SIZE", str(local_world), f"starts more processes per node than the {gpus} visible GPUs",
-                              f"use --nproc_per_node {gpus} (or --num_processes {gpus})")
+            raise ConfigError(
+                "LOCAL_WORLD_SIZE",
+                str(local_world),
+                f"starts more processes per node than the {gpus} visible GPUs",
+                f"use --nproc_per_node {gpus} (or --num_processes {gpus})",
+            )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -212,7 +238,9 @@ def check_seed(flag: str, seed: Any) -> None:
     if seed is None:
         return
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        fix = f"use an integer in [0, {MAX_SEED}], e.g. {flag} 42" if seed != 42 else f"use an integer in [0, {MAX_SEED}]"
+        fix = (
+            f"use an integer in [0, {MAX_SEED}], e.g. {flag} 42" if seed != 42 else f"use an integer in [0, {MAX_SEED}]"
+        )
         raise ConfigError(flag, seed, "is not a valid seed", fix)
 
 
@@ -246,14 +274,20 @@ def training_args_errors(recipe, overrides: Mapping[str, Any]) -> Iterator[None]
         text = " ".join(str(err).split())
         if len(text) > 240:
             text = text[:237] + "..."
-        fix = f"change or drop {field}" if field.startswith("--") else f"change the recipe's {field} (or pass --{field})"
+        fix = (
+            f"change or drop {field}" if field.startswith("--") else f"change the recipe's {field} (or pass --{field})"
+        )
         raise ConfigError(field, value, f"rejected by TrainingArguments: {text}", fix) from None
     except TypeError:
         for name in ("eval_steps", "save_steps", "logging_steps"):
             value = overrides.get(name, getattr(recipe, name, None))
             if isinstance(value, str) and not _is_number(value.strip().rstrip("%")):
-                raise ConfigError(f"--{name}", value, "TrainingArguments takes this interval as steps or a fraction of training",
-                                  f"give steps (e.g. --{name} 100) or a fraction (e.g. --{name} 0.1)") from None
+                raise ConfigError(
+                    f"--{name}",
+                    value,
+                    "TrainingArguments takes this interval as steps or a fraction of training",
+                    f"give steps (e.g. --{name} 100) or a fraction (e.g. --{name} 0.1)",
+                ) from None
         raise
 
 
@@ -299,8 +333,13 @@ def check_report_to(report_to: Any) -> None:
         except ValueError:
             from ftrecipes.config.errors import did_you_mean
 
-            raise ConfigError("--report_to", name, "is not an integration transformers reports to",
-                              did_you_mean(name, list(dict.fromkeys([*available, "tensorboard", "wandb", "mlflow", "none"]))) or "use --report_to none") from None
+            raise ConfigError(
+                "--report_to",
+                name,
+                "is not an integration transformers reports to",
+                did_you_mean(name, list(dict.fromkeys([*available, "tensorboard", "wandb", "mlflow", "none"])))
+                or "use --report_to none",
+            ) from None
         if name not in available:
             raise ConfigError("--report_to", name, "is not installed", f"pip install {name}, or use --report_to none")
 
@@ -315,15 +354,24 @@ def check_output_dir(output_dir: str, *, flag: str = "--output_dir", suggestion:
     other = suggestion if Path(suggestion) != path else f"{suggestion}-2"
     if path.exists():
         if not path.is_dir():
-            raise ConfigError(flag, output_dir, "exists and is a file, not a folder", f"give a folder, e.g. {flag} {other}")
+            raise ConfigError(
+                flag, output_dir, "exists and is a file, not a folder", f"give a folder, e.g. {flag} {other}"
+            )
         if not os.access(path, os.W_OK | os.X_OK) or _read_only_mount(path):
-            raise ConfigError(flag, output_dir, "is a folder this user cannot write to", f"choose a writable folder, e.g. {flag} {other}")
+            raise ConfigError(
+                flag,
+                output_dir,
+                "is a folder this user cannot write to",
+                f"choose a writable folder, e.g. {flag} {other}",
+            )
         return
     ancestor = path.absolute()
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise ConfigError(flag, output_dir, f"cannot be created: {ancestor} is a file", f"choose another folder, e.g. {flag} {other}")
+        raise ConfigError(
+            flag, output_dir, f"cannot be created: {ancestor} is a file", f"choose another folder, e.g. {flag} {other}"
+        )
     try:
         # The real test: make (and remove) an empty folder where output_dir's first missing part
         # would go. os.access is not enough: root passes it on /proc and on read-only mounts.
@@ -332,7 +380,9 @@ def check_output_dir(output_dir: str, *, flag: str = "--output_dir", suggestion:
         reason = os.strerror(err.errno) if err.errno else str(err)
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
             reason = f"{ancestor} does not accept new folders ({reason})"
-        raise ConfigError(flag, output_dir, f"cannot be created: {reason}", f"choose a folder you can write to, e.g. {flag} {other}") from None
+        raise ConfigError(
+            flag, output_dir, f"cannot be created: {reason}", f"choose a folder you can write to, e.g. {flag} {other}"
+        ) from None
 
 
 def _read_only_mount(path: Path) -> bool:

@@ -22,7 +22,9 @@ def add_lr_find_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset_name", default=None, help="overrides the recipe's data set")
     parser.add_argument("--max_seq_length", type=int, default=None)
     parser.add_argument("--per_device_train_batch_size", type=int, default=None)
-    parser.add_argument("--accumulation_steps", type=int, default=None, help="micro-batches per step (default: the recipe's)")
+    parser.add_argument(
+        "--accumulation_steps", type=int, default=None, help="micro-batches per step (default: the recipe's)"
+    )
     parser.add_argument("--num_steps", type=int, default=100, help="ramp length in optimizer steps (default: 100)")
     parser.add_argument("--min_lr", type=float, default=None, help="start of the ramp (default: prior low / 100)")
     parser.add_argument("--max_lr", type=float, default=None, help="end of the ramp (default: prior high x 100)")
@@ -71,30 +73,66 @@ def run_lr_find(args, build_components: ComponentBuilder | None = None, finetune
     from ftrecipes.models.width import resolve_peak_rule_for_model
     from ftrecipes.tuning.range_test import check_finder_args, choose_learning_rate
 
-    check_finder_args(num_steps=args.num_steps, min_lr=args.min_lr, max_lr=args.max_lr, rule=args.rule,
-                      accumulation_steps=args.accumulation_steps, prior=args.prior)
+    check_finder_args(
+        num_steps=args.num_steps,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        rule=args.rule,
+        accumulation_steps=args.accumulation_steps,
+        prior=args.prior,
+    )
     output_dir = Path(args.output_dir)
     check_output_dir(args.output_dir, suggestion="lr_find")  # writable or creatable, before any loading
-    passed = [f"--{k}={getattr(args, k)}" for k in ("model_name_or_path", "dataset_name", "max_seq_length",
-                                                   "per_device_train_batch_size", "seed", "precision")
-              if getattr(args, k) is not None]
+    passed = [
+        f"--{k}={getattr(args, k)}"
+        for k in (
+            "model_name_or_path",
+            "dataset_name",
+            "max_seq_length",
+            "per_device_train_batch_size",
+            "seed",
+            "precision",
+        )
+        if getattr(args, k) is not None
+    ]
     if build_components is None:
         model, dataloader, recipe = _unpack_components(_pipeline_builder(args.recipe, [*passed, *finetune_argv]))
     else:
         if finetune_argv:
             raise ConfigError(finetune_argv[0], None, "is not an lr-find flag", "see `ftrecipes lr-find --help`")
-        recipe = get_recipe(args.recipe, **{k: getattr(args, k) for k in ("model_name_or_path", "dataset_name", "max_seq_length",
-                                                                         "per_device_train_batch_size", "seed", "precision")
-                                             if getattr(args, k) is not None})
+        recipe = get_recipe(
+            args.recipe,
+            **{
+                k: getattr(args, k)
+                for k in (
+                    "model_name_or_path",
+                    "dataset_name",
+                    "max_seq_length",
+                    "per_device_train_batch_size",
+                    "seed",
+                    "precision",
+                )
+                if getattr(args, k) is not None
+            },
+        )
         model, dataloader, _ = _unpack_components(build_components(recipe))
     if recipe is None:
         recipe = get_recipe(args.recipe)
     # A recipe with the width rule: the peak and prior for this model (a no-op for the pipeline's, already resolved).
     recipe = resolve_peak_rule_for_model(recipe, model)[0]
     _, result = choose_learning_rate(
-        recipe, model, dataloader, output_dir=output_dir, num_steps=args.num_steps, min_lr=args.min_lr,
-        max_lr=args.max_lr, accumulation_steps=args.accumulation_steps, precision=recipe.precision, rule=args.rule,
-        prior=args.prior, show_progress=not args.no_progress,
+        recipe,
+        model,
+        dataloader,
+        output_dir=output_dir,
+        num_steps=args.num_steps,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        accumulation_steps=args.accumulation_steps,
+        precision=recipe.precision,
+        rule=args.rule,
+        prior=args.prior,
+        show_progress=not args.no_progress,
     )
     print(result.summary())
     print(f"wrote {output_dir / LR_FINDER_JSON} and {output_dir / LR_FINDER_PNG}")

@@ -58,8 +58,11 @@ def fields_of(cls: type) -> list[OptionField]:
     """The ``init`` fields of dataclass ``cls`` with their annotations resolved (``typing.get_type_hints``),
     as ``HfArgumentParser`` reads them."""
     hints = typing.get_type_hints(cls)
-    return [OptionField(f.name, hints[f.name], f.default, f.default_factory, dict(f.metadata))
-            for f in dataclasses.fields(cls) if f.init]
+    return [
+        OptionField(f.name, hints[f.name], f.default, f.default_factory, dict(f.metadata))
+        for f in dataclasses.fields(cls)
+        if f.init
+    ]
 
 
 class TruthValueError(argparse.ArgumentTypeError):
@@ -75,8 +78,9 @@ def truth_value(text: Any) -> bool:
         return True
     if lowered in ("no", "false", "f", "n", "0"):
         return False
-    raise TruthValueError(f"Truthy value expected: got {text} but expected one of yes/no, true/false, t/f, y/n, 1/0 "
-                          "(case insensitive).")
+    raise TruthValueError(
+        f"Truthy value expected: got {text} but expected one of yes/no, true/false, t/f, y/n, 1/0 (case insensitive)."
+    )
 
 
 def _choice_reader(choices: Iterable[Any]) -> Callable[[str], Any]:
@@ -140,8 +144,13 @@ def add_dataclass_options(parser: argparse.ArgumentParser, fields: Iterable[Opti
             _set_default(kwargs, f)
         parser.add_argument(*names, **kwargs)
         if complement is not None and f.default is True:
-            parser.add_argument(f"--no_{f.name}", f"--no-{f.name.replace('_', '-')}", action="store_false",
-                                dest=f.name, **{**complement, "default": False})
+            parser.add_argument(
+                f"--no_{f.name}",
+                f"--no-{f.name.replace('_', '-')}",
+                action="store_false",
+                dest=f.name,
+                **{**complement, "default": False},
+            )
 
 
 def _set_default(kwargs: dict, f: OptionField) -> None:
@@ -189,9 +198,22 @@ def transformers_source(module: str = "training_args") -> Optional[Path]:
 
 
 def _annotation_names() -> dict[str, Any]:
-    return {"int": int, "float": float, "bool": bool, "str": str, "bytes": bytes, "list": list, "dict": dict,
-            "tuple": tuple, "set": set, "Optional": Optional, "Union": Union, "Literal": Literal, "Any": Any,
-            "typing": typing}
+    return {
+        "int": int,
+        "float": float,
+        "bool": bool,
+        "str": str,
+        "bytes": bytes,
+        "list": list,
+        "dict": dict,
+        "tuple": tuple,
+        "set": set,
+        "Optional": Optional,
+        "Union": Union,
+        "Literal": Literal,
+        "Any": Any,
+        "typing": typing,
+    }
 
 
 class _Names(dict):
@@ -222,7 +244,8 @@ def _is_dataclass_field_call(node: ast.expr) -> bool:
         return False
     func = node.func
     return (isinstance(func, ast.Name) and func.id == "field") or (
-        isinstance(func, ast.Attribute) and func.attr == "field")
+        isinstance(func, ast.Attribute) and func.attr == "field"
+    )
 
 
 def _read_field(statement: ast.AnnAssign) -> Optional[OptionField]:
@@ -325,5 +348,12 @@ def training_argument_fields() -> Optional[tuple[OptionField, ...]]:
         return None
 
 
-__all__ = ["OptionField", "fields_of", "add_dataclass_options", "truth_value", "training_argument_fields",
-           "transformers_source", "NOT_A_LITERAL"]
+__all__ = [
+    "OptionField",
+    "fields_of",
+    "add_dataclass_options",
+    "truth_value",
+    "training_argument_fields",
+    "transformers_source",
+    "NOT_A_LITERAL",
+]

@@ -31,33 +31,103 @@ class ScriptArguments:
     """Model and data flags (the recipe supplies ``model_name_or_path``, ``dataset_name`` and
     ``max_seq_length`` defaults; see the recipe group below)."""
 
-    recipe: str = field(default="cls", metadata={"help": "A shipped recipe name (see `ftrecipes list`) or a path to a recipe YAML file."})
-    config_name: Optional[str] = field(default=None, metadata={"help": "Config name or path if not the same as the model."})
-    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer name or path if not the same as the model."})
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models and data sets downloaded from the Hub."})
-    ignore_mismatched_sizes: bool = field(default=False, metadata={"help": "Replace a checkpoint's classification head of a different size."})
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "The configuration name of the Hub data set."})
-    train_file: Optional[str] = field(default=None, metadata={"help": "Training data: csv, tsv, json, jsonl, parquet or txt."})
+    recipe: str = field(
+        default="cls",
+        metadata={"help": "A shipped recipe name (see `ftrecipes list`) or a path to a recipe YAML file."},
+    )
+    config_name: Optional[str] = field(
+        default=None, metadata={"help": "Config name or path if not the same as the model."}
+    )
+    tokenizer_name: Optional[str] = field(
+        default=None, metadata={"help": "Tokenizer name or path if not the same as the model."}
+    )
+    cache_dir: Optional[str] = field(
+        default=None, metadata={"help": "Where to store models and data sets downloaded from the Hub."}
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Replace a checkpoint's classification head of a different size."}
+    )
+    dataset_config_name: Optional[str] = field(
+        default=None, metadata={"help": "The configuration name of the Hub data set."}
+    )
+    train_file: Optional[str] = field(
+        default=None, metadata={"help": "Training data: csv, tsv, json, jsonl, parquet or txt."}
+    )
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data (else carved from train)."})
-    test_file: Optional[str] = field(default=None, metadata={"help": "Test data, predicted and scored at the end when labelled."})
-    text_column_name: Optional[str] = field(default=None, metadata={"help": "Text column (cls/regression/clm) or word column (ner)."})
-    text_pair_column_name: Optional[str] = field(default=None, metadata={"help": "Second text column for sentence-pair classification."})
-    label_column_name: Optional[str] = field(default=None, metadata={"help": "Label column (default 'label', or 'ner_tags' for NER)."})
-    image_column_name: Optional[str] = field(default=None, metadata={"help": "Image column of image classification (default 'pixel_values')."})
-    validation_split_percentage: float = field(default=10.0, metadata={"help": "Percent of train held out when there is no validation split."})
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training set (deterministic subsample)."})
+    test_file: Optional[str] = field(
+        default=None, metadata={"help": "Test data, predicted and scored at the end when labelled."}
+    )
+    text_column_name: Optional[str] = field(
+        default=None, metadata={"help": "Text column (cls/regression/clm) or word column (ner)."}
+    )
+    text_pair_column_name: Optional[str] = field(
+        default=None, metadata={"help": "Second text column for sentence-pair classification."}
+    )
+    label_column_name: Optional[str] = field(
+        default=None, metadata={"help": "Label column (default 'label', or 'ner_tags' for NER)."}
+    )
+    image_column_name: Optional[str] = field(
+        default=None, metadata={"help": "Image column of image classification (default 'pixel_values')."}
+    )
+    validation_split_percentage: float = field(
+        default=10.0, metadata={"help": "Percent of train held out when there is no validation split."}
+    )
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "Truncate the training set (deterministic subsample)."}
+    )
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation and test sets."})
-    split_seed: Optional[int] = field(default=None, metadata={"help": "Seed of the validation carve and the max_*_samples subsample (default: --seed); fix it to train several seeds on one split."})
+    split_seed: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "Seed of the validation carve and the max_*_samples subsample (default: --seed); fix it to train several seeds on one split."
+        },
+    )
     label_all_tokens: bool = field(default=False, metadata={"help": "NER: label every sub-word, not only the first."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."})
-    plots: bool = field(default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."})
-    cpu_threads: Optional[int] = field(default=None, metadata={"help": "torch threads per process when training on CPU (default: OMP_NUM_THREADS if you set it outside a launcher, else the cores this process may use divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1 themselves, which would leave cores idle)."})
-    merge_adapter: bool = field(default=False, metadata={"help": "With peft: also save the adapters merged into the base weights, in output_dir/merged."})
-    on_divergence: str = field(default="stop", metadata={"help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.", "choices": ["stop", "skip"]})
-    replan: bool = field(default=False, metadata={"help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."})
-    streaming: bool = field(default=False, metadata={"help": "Stream the training split (datasets' streaming=True) from --train_file or a Hub --dataset_name instead of loading it whole: needs --max_steps, and every duration of the recipe resolves against it (no epochs)."})
-    shuffle_buffer_size: int = field(default=10_000, metadata={"help": "With --streaming: rows in the shuffle buffer of the stream (0: keep the stream's order)."})
-    label_list: Optional[list[str]] = field(default=None, metadata={"help": "The classes in id order (cls, ner), e.g. --label_list negative neutral positive; with --streaming needed when neither a ClassLabel feature nor the validation split names them."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Start fresh even if output_dir holds a checkpoint."}
+    )
+    plots: bool = field(
+        default=True, metadata={"help": "Write training_curves.png (LR, loss, grad norm, metric) at the end."}
+    )
+    cpu_threads: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "torch threads per process when training on CPU (default: OMP_NUM_THREADS if you set it outside a launcher, else the cores this process may use divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1 themselves, which would leave cores idle)."
+        },
+    )
+    merge_adapter: bool = field(
+        default=False,
+        metadata={"help": "With peft: also save the adapters merged into the base weights, in output_dir/merged."},
+    )
+    on_divergence: str = field(
+        default="stop",
+        metadata={
+            "help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.",
+            "choices": ["stop", "skip"],
+        },
+    )
+    replan: bool = field(
+        default=False,
+        metadata={
+            "help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the training split (datasets' streaming=True) from --train_file or a Hub --dataset_name instead of loading it whole: needs --max_steps, and every duration of the recipe resolves against it (no epochs)."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=10_000,
+        metadata={"help": "With --streaming: rows in the shuffle buffer of the stream (0: keep the stream's order)."},
+    )
+    label_list: Optional[list[str]] = field(
+        default=None,
+        metadata={
+            "help": "The classes in id order (cls, ner), e.g. --label_list negative neutral positive; with --streaming needed when neither a ClassLabel feature nor the validation split names them."
+        },
+    )
 
 
 # TrainingArguments' warmup flags, accepted as aliases of the recipe's `warmup` (users know them).
@@ -73,8 +143,13 @@ def build_parser(prog: Optional[str] = None):
     """The main job's argument parser: ScriptArguments + TrainingArguments + every Recipe field."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    parser = HfArgumentParser((ScriptArguments, TrainingArguments), conflict_handler="resolve", allow_abbrev=False,
-                              prog=prog, description=_DESCRIPTION)
+    parser = HfArgumentParser(
+        (ScriptArguments, TrainingArguments),
+        conflict_handler="resolve",
+        allow_abbrev=False,
+        prog=prog,
+        description=_DESCRIPTION,
+    )
     return _add_recipe_flags(parser)
 
 
@@ -86,8 +161,9 @@ def build_early_parser(prog: Optional[str] = None) -> tuple[argparse.ArgumentPar
     Its option names, value counts and plain types (int, float, bool) are the real parser's; values of
     a type defined in transformers (strategy enums) are left as text, checked by the real parser later.
     """
-    parser = argparse.ArgumentParser(prog=prog, conflict_handler="resolve", allow_abbrev=False,
-                                     description=_DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog=prog, conflict_handler="resolve", allow_abbrev=False, description=_DESCRIPTION
+    )
     add_dataclass_options(parser, fields_of(ScriptArguments))
     training = training_argument_fields()
     if training is not None:
@@ -104,11 +180,23 @@ def _add_recipe_flags(parser):
         # Typed as strings here: the Recipe coerces and validates them, naming the field on error.
         help_text = f"{f.metadata.get('help', '')} (class default: {getattr(defaults, f.name)!r})"
         group.add_argument(f"--{f.name}", type=str, default=None, help=help_text.replace("%", "%%"))
-    group.add_argument("--warmup_steps", type=str, default=None, help="Alias of --warmup: an integer of steps, or a fraction < 1 (as in transformers 5).")
-    group.add_argument("--warmup_ratio", type=str, default=None, help="Alias of --warmup as a fraction of training (0.05 or 5%%).")
+    group.add_argument(
+        "--warmup_steps",
+        type=str,
+        default=None,
+        help="Alias of --warmup: an integer of steps, or a fraction < 1 (as in transformers 5).",
+    )
+    group.add_argument(
+        "--warmup_ratio", type=str, default=None, help="Alias of --warmup as a fraction of training (0.05 or 5%%)."
+    )
     # TrainingArguments' intervals read through the one duration parser (steps, fraction or '%').
     for name in _INTERVAL_FLAGS:
-        group.add_argument(f"--{name}", type=str, default=None, help=f"TrainingArguments' {name}: optimizer steps (500) or a fraction of training (0.1 / 10%%).")
+        group.add_argument(
+            f"--{name}",
+            type=str,
+            default=None,
+            help=f"TrainingArguments' {name}: optimizer steps (500) or a fraction of training (0.1 / 10%%).",
+        )
 
     return raise_usage_errors(parser)  # argparse's own errors: one line naming the flag, exit 2
 
@@ -124,8 +212,12 @@ class JobConfig:
     program: str = "finetune.py"  # the command's name in its error lines
 
 
-def parse_args(argv: Sequence[str] | None = None, *, prog: Optional[str] = None,
-               early_checks: Optional[Callable[[JobConfig], None]] = None) -> JobConfig:
+def parse_args(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: Optional[str] = None,
+    early_checks: Optional[Callable[[JobConfig], None]] = None,
+) -> JobConfig:
     """Parse ``argv`` with the precedence command line > recipe file > Recipe defaults.
 
     Twice, light first: the command line is parsed by :func:`build_early_parser` (no transformers) and
@@ -169,7 +261,12 @@ def _parse_with(parser, training_fields: set[str], argv: list[str], program: str
             if "warmup" in recipe_overrides:
                 raise ConfigError(f"--{alias}", given[alias], "was given together with --warmup", "give one of them")
             if parse_duration(given[alias], f"--{alias}").unit != FRACTION and alias == "warmup_ratio":
-                raise ConfigError("--warmup_ratio", given[alias], "is a ratio of training", "give a fraction below 1 (0.05 or 5%), or --warmup for steps or epochs")
+                raise ConfigError(
+                    "--warmup_ratio",
+                    given[alias],
+                    "is a ratio of training",
+                    "give a fraction below 1 (0.05 or 5%), or --warmup for steps or epochs",
+                )
             recipe_overrides["warmup"] = given[alias]
     for name in _INTERVAL_FLAGS:
         if name in given:
@@ -180,7 +277,14 @@ def _parse_with(parser, training_fields: set[str], argv: list[str], program: str
 
     recipe = get_recipe(script.recipe, **recipe_overrides)
     training_overrides = {
-        k: v for k, v in given.items() if k in training_fields and k not in recipe_fields and k not in _WARMUP_ALIASES and k not in script_fields
+        k: v
+        for k, v in given.items()
+        if k in training_fields and k not in recipe_fields and k not in _WARMUP_ALIASES and k not in script_fields
     }
-    return JobConfig(script=script, recipe=recipe, training_overrides=training_overrides,
-                     learning_rate_auto=learning_rate_auto, program=program)
+    return JobConfig(
+        script=script,
+        recipe=recipe,
+        training_overrides=training_overrides,
+        learning_rate_auto=learning_rate_auto,
+        program=program,
+    )

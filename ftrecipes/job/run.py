@@ -51,7 +51,9 @@ class TrainingComponents:
     last_checkpoint: Optional[str]
     lr_scaling: dict = field(default_factory=dict)  # before/after of the batch-size rule
     learning_rate_source: dict = field(default_factory=lambda: {"source": "recipe"})
-    peak_rule: Optional[dict] = None  # what the recipe's peak-LR rule chose (ftrecipes.config.peak_rule), when it has one
+    peak_rule: Optional[dict] = (
+        None  # what the recipe's peak-LR rule chose (ftrecipes.config.peak_rule), when it has one
+    )
 
     def train_dataloader(self):
         """A shuffled, seeded loader of the training split at the per-device batch, with the task's
@@ -65,8 +67,13 @@ class TrainingComponents:
         # A stream cannot be sampled (torch's DataLoader refuses shuffle for an IterableDataset); it
         # comes shuffled through its own buffer (ftrecipes.data.loading.load_streamed_datasets).
         shuffle = has_length(train)
-        return DataLoader(train, batch_size=self.args.per_device_train_batch_size, shuffle=shuffle,
-                          collate_fn=self.prepared.data_collator, generator=torch.Generator().manual_seed(self.args.seed) if shuffle else None)
+        return DataLoader(
+            train,
+            batch_size=self.args.per_device_train_batch_size,
+            shuffle=shuffle,
+            collate_fn=self.prepared.data_collator,
+            generator=torch.Generator().manual_seed(self.args.seed) if shuffle else None,
+        )
 
 
 def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -> Optional[str]:
@@ -82,7 +89,12 @@ def _check_output_dir(output_dir: str, overwrite: bool, resume: Optional[str]) -
         return None
     last = get_last_checkpoint(output_dir)
     if last is None and any(Path(output_dir).glob("*.safetensors")):
-        raise ConfigError("--output_dir", output_dir, "already holds a trained model and no checkpoint to resume", "choose a new --output_dir or pass --overwrite_output_dir")
+        raise ConfigError(
+            "--output_dir",
+            output_dir,
+            "already holds a trained model and no checkpoint to resume",
+            "choose a new --output_dir or pass --overwrite_output_dir",
+        )
     return last
 
 
@@ -121,14 +133,26 @@ def build_training_components(config: JobConfig) -> TrainingComponents:
     model = build_job_model(job, data)
     peak, scaling = job.peak, data.scaling
     components = TrainingComponents(
-        job.config, job.recipe, job.args, data.tokenizer, data.prepared, model, data.plan, job.last_checkpoint,
+        job.config,
+        job.recipe,
+        job.args,
+        data.tokenizer,
+        data.prepared,
+        model,
+        data.plan,
+        job.last_checkpoint,
         scaling.to_dict(),
-        peak_rule=None if peak is None else {**peak.to_dict(), "message": peak.line(scaling.global_batch_size, scaling.learning_rate_after)})
+        peak_rule=None
+        if peak is None
+        else {**peak.to_dict(), "message": peak.line(scaling.global_batch_size, scaling.learning_rate_after)},
+    )
     if config.learning_rate_auto:
         _choose_learning_rate(components)
         if components.peak_rule is not None:  # the range test's pick replaces the rule's, inside the rule's prior
-            components.peak_rule["message"] += (f"; --learning_rate auto: the run trains at the range test's "
-                                                f"{components.args.learning_rate:.3g} instead")
+            components.peak_rule["message"] += (
+                f"; --learning_rate auto: the run trains at the range test's "
+                f"{components.args.learning_rate:.3g} instead"
+            )
     return components
 
 
@@ -178,35 +202,57 @@ def load_data(job: CheckedJob) -> LoadedData:
     has_files = any((script.train_file, script.validation_file, script.test_file))
     if script.streaming:  # the train split as a datasets.IterableDataset (ftrecipes.data.streaming)
         raw = load_streamed_datasets(
-            dataset_name=None if has_files else recipe.dataset_name, dataset_config_name=script.dataset_config_name,
-            train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
-            seed=args.data_seed if args.data_seed is not None else args.seed, shuffle_buffer_size=script.shuffle_buffer_size,
-            max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
+            dataset_name=None if has_files else recipe.dataset_name,
+            dataset_config_name=script.dataset_config_name,
+            train_file=script.train_file,
+            validation_file=script.validation_file,
+            test_file=script.test_file,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            shuffle_buffer_size=script.shuffle_buffer_size,
+            max_train_samples=script.max_train_samples,
+            max_eval_samples=script.max_eval_samples,
+            cache_dir=script.cache_dir,
         )
     else:
         raw = load_raw_datasets(
             dataset_name=None if has_files else recipe.dataset_name,
             dataset_config_name=script.dataset_config_name,
-            train_file=script.train_file, validation_file=script.validation_file, test_file=script.test_file,
-            validation_split_percentage=script.validation_split_percentage, seed=args.seed if script.split_seed is None else script.split_seed,
-            max_train_samples=script.max_train_samples, max_eval_samples=script.max_eval_samples, cache_dir=script.cache_dir,
+            train_file=script.train_file,
+            validation_file=script.validation_file,
+            test_file=script.test_file,
+            validation_split_percentage=script.validation_split_percentage,
+            seed=args.seed if script.split_seed is None else script.split_seed,
+            max_train_samples=script.max_train_samples,
+            max_eval_samples=script.max_eval_samples,
+            cache_dir=script.cache_dir,
         )
     tokenizer = None
     if task.uses_tokenizer:
         tokenizer_path = resolve_model_name_or_path(script.tokenizer_name or recipe.model_name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, cache_dir=script.cache_dir)
-    task_kwargs = {keyword: getattr(script, flag) if hasattr(script, flag) else getattr(recipe, flag)
-                   for flag, keyword in task.flags.items()}
+    task_kwargs = {
+        keyword: getattr(script, flag) if hasattr(script, flag) else getattr(recipe, flag)
+        for flag, keyword in task.flags.items()
+    }
     with args.main_process_first(desc="dataset map pre-processing"):
         prepared = prepare_task(task, raw, tokenizer, **task_kwargs)
     train = prepared.datasets["train"]
     if has_length(train) and len(train) == 0:
-        raise ConfigError("--train_file" if has_files else "--dataset_name", script.train_file or recipe.dataset_name, "has no training rows after preprocessing", "give more data or a smaller --max_seq_length for clm")
+        raise ConfigError(
+            "--train_file" if has_files else "--dataset_name",
+            script.train_file or recipe.dataset_name,
+            "has no training rows after preprocessing",
+            "give more data or a smaller --max_seq_length for clm",
+        )
 
     # The schedule is checked against the run's real sizes now (warmup longer than training, bad
     # milestones...), before output_dir exists. RecipeTrainer rebuilds it from Trainer's own count.
     # A streamed split has no size: its plan is max_steps long (checked before loading, too).
-    plan = recipe.plan(Timeline.from_training_args(args, len(train))) if has_length(train) else check_unknown_length(recipe, args, train)
+    plan = (
+        recipe.plan(Timeline.from_training_args(args, len(train)))
+        if has_length(train)
+        else check_unknown_length(recipe, args, train)
+    )
     if script.streaming:
         check_stream_sharding(args, train)
     scaling = recipe_lr_scaling(recipe, plan.timeline.global_batch_size)
@@ -222,10 +268,17 @@ def build_job_model(job: CheckedJob, data: LoadedData):
 
     script, recipe, args = job.config.script, job.recipe, job.args
     # Eager attention for bf16 on a CPU: torch's CPU flash-attention backward is slow in bf16.
-    model = build_model(job.task, data.prepared, recipe.model_name_or_path, config_name=script.config_name,
-                        cache_dir=script.cache_dir, ignore_mismatched_sizes=script.ignore_mismatched_sizes, recipe=recipe,
-                        attn_implementation=attention_implementation(args_precision(args), args.device.type),
-                        load_kwargs=job.load_kwargs)
+    model = build_model(
+        job.task,
+        data.prepared,
+        recipe.model_name_or_path,
+        config_name=script.config_name,
+        cache_dir=script.cache_dir,
+        ignore_mismatched_sizes=script.ignore_mismatched_sizes,
+        recipe=recipe,
+        attn_implementation=attention_implementation(args_precision(args), args.device.type),
+        load_kwargs=job.load_kwargs,
+    )
     _check_model_lrs(model, recipe, job.peak)
     return model
 
@@ -245,9 +298,12 @@ def _check_model_lrs(model, recipe: Recipe, peak) -> None:
     from ftrecipes.training.lr_groups import check_lr_groups
 
     if peak is not None and peak.applied and model_width(model).width != peak.width:
-        raise ConfigError("--model_name_or_path", recipe.model_name_or_path,
-                          f"the peak-LR rule read hidden {peak.width} ({peak.width_source}) but the loaded model's config says {model_width(model).width}",
-                          "give a model folder whose config.json describes its weights, or --lr_rule none with a --learning_rate")
+        raise ConfigError(
+            "--model_name_or_path",
+            recipe.model_name_or_path,
+            f"the peak-LR rule read hidden {peak.width} ({peak.width_source}) but the loaded model's config says {model_width(model).width}",
+            "give a model folder whose config.json describes its weights, or --lr_rule none with a --learning_rate",
+        )
     check_lr_groups(model, recipe)
 
 
@@ -270,11 +326,18 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
     payload: list = [None]
     if args.process_index == 0:
         precision = args_precision(args)
-        payload = [choose_learning_rate(
-            c.recipe, c.model, c.train_dataloader(), output_dir=args.output_dir, num_processes=1,
-            accumulation_steps=args.gradient_accumulation_steps * max(1, args.world_size),
-            device=args.device, precision=precision,
-        )]
+        payload = [
+            choose_learning_rate(
+                c.recipe,
+                c.model,
+                c.train_dataloader(),
+                output_dir=args.output_dir,
+                num_processes=1,
+                accumulation_steps=args.gradient_accumulation_steps * max(1, args.world_size),
+                device=args.device,
+                precision=precision,
+            )
+        ]
     if args.world_size > 1:
         broadcast_object_list(payload, from_process=0)
     lr, result = payload[0]
@@ -282,11 +345,22 @@ def _choose_learning_rate(c: "TrainingComponents") -> None:
         logger.info("--learning_rate auto: %s", result.summary())
         if result.warning:
             logger.warning("%s", result.warning)
-    logger.info("--learning_rate auto: process %d of %d trains at peak %r (range test on process 0, %s)",
-                args.process_index, max(1, args.world_size), lr, result.device)
+    logger.info(
+        "--learning_rate auto: process %d of %d trains at peak %r (range test on process 0, %s)",
+        args.process_index,
+        max(1, args.world_size),
+        lr,
+        result.device,
+    )
     args.learning_rate = lr
-    c.learning_rate_source = {"source": "lr-find", "learning_rate": lr, "suggestion": result.suggestion,
-                              "rule": result.rule, "reason": result.reason, "warning": result.warning}
+    c.learning_rate_source = {
+        "source": "lr-find",
+        "learning_rate": lr,
+        "suggestion": result.suggestion,
+        "rule": result.rule,
+        "reason": result.reason,
+        "warning": result.warning,
+    }
 
 
 def _with_task_metric(recipe: Recipe, task) -> Recipe:
@@ -297,8 +371,12 @@ def _with_task_metric(recipe: Recipe, task) -> Recipe:
 
     if check_task_metric(recipe, task):
         return recipe
-    logger.info("metric_for_best_model: %s (task %s's default; %r is not one of its metrics)",
-                task.metric_for_best_model, task.name, recipe.metric_for_best_model)
+    logger.info(
+        "metric_for_best_model: %s (task %s's default; %r is not one of its metrics)",
+        task.metric_for_best_model,
+        task.name,
+        recipe.metric_for_best_model,
+    )
     return recipe.replace(metric_for_best_model=task.metric_for_best_model, greater_is_better=task.greater_is_better)
 
 
@@ -346,15 +424,30 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
     eval_dataset = c.prepared.datasets.get("validation")
     args = c.args
     if eval_dataset is None and args.eval_strategy != "no":
-        raise ConfigError("--validation_file", None, "evaluation needs a validation split", "pass --validation_file or --eval_strategy no")
+        raise ConfigError(
+            "--validation_file",
+            None,
+            "evaluation needs a validation split",
+            "pass --validation_file or --eval_strategy no",
+        )
 
     _log_plan(c)
-    replanned = check_resume_plan(resume_checkpoint(args, c.last_checkpoint), args, c.plan.total_steps, c.plan.warmup_steps,
-                                  replan=config.script.replan, compare_learning_rate=not config.learning_rate_auto)
+    replanned = check_resume_plan(
+        resume_checkpoint(args, c.last_checkpoint),
+        args,
+        c.plan.total_steps,
+        c.plan.warmup_steps,
+        replan=config.script.replan,
+        compare_learning_rate=not config.learning_rate_auto,
+    )
     trainer = RecipeTrainer(
-        model=c.model, args=args, recipe=c.recipe,
-        train_dataset=c.prepared.datasets["train"], eval_dataset=eval_dataset,
-        data_collator=c.prepared.data_collator, processing_class=c.tokenizer,
+        model=c.model,
+        args=args,
+        recipe=c.recipe,
+        train_dataset=c.prepared.datasets["train"],
+        eval_dataset=eval_dataset,
+        data_collator=c.prepared.data_collator,
+        processing_class=c.tokenizer,
         compute_metrics=task.compute_metrics(c.prepared),
         preprocess_logits_for_metrics=task.preprocess_logits_for_metrics(),
     )
@@ -371,7 +464,10 @@ def run(config: JobConfig, callbacks: Sequence[Any] = ()) -> int:
         trainer.add_callback(callback)
     checkpoint = args.resume_from_checkpoint or c.last_checkpoint
     if c.last_checkpoint and not args.resume_from_checkpoint:
-        logger.warning("Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).", c.last_checkpoint)
+        logger.warning(
+            "Checkpoint detected, resuming training at %s (pass --overwrite_output_dir to start fresh).",
+            c.last_checkpoint,
+        )
     if checkpoint in ("True", "true"):
         checkpoint = True
 
@@ -421,7 +517,11 @@ def _evaluated_already(trainer) -> Optional[dict]:
     ``load_best_model_at_end`` those are the best checkpoint's (scored at ``best_global_step``),
     otherwise the final step's. Evaluating them again gives the same numbers at the cost of a pass."""
     state = trainer.state
-    step = state.best_global_step if trainer.args.load_best_model_at_end and state.best_model_checkpoint else state.global_step
+    step = (
+        state.best_global_step
+        if trainer.args.load_best_model_at_end and state.best_model_checkpoint
+        else state.global_step
+    )
     for entry in reversed(state.log_history):
         if entry.get("step") == step and "eval_loss" in entry:
             return {k: v for k, v in entry.items() if k != "step"}
@@ -443,8 +543,18 @@ def _log_plan(c: TrainingComponents) -> None:
     per_epoch = f"{t.steps_per_epoch}/epoch" if t.steps_per_epoch is not None else "streamed: --max_steps, no epochs"
     logger.info(
         "recipe %s: %d optimizer steps (%s), warmup %d, global batch %d = %d x %d processes x %d accumulation, peak LR %.3g (%s scaling from %.3g at batch %d)",
-        c.recipe.name, c.plan.total_steps, per_epoch, c.plan.warmup_steps, t.global_batch_size, t.per_device_train_batch_size,
-        t.num_processes, t.gradient_accumulation_steps, c.args.learning_rate, c.recipe.lr_scaling, c.recipe.learning_rate, c.recipe.reference_global_batch_size,
+        c.recipe.name,
+        c.plan.total_steps,
+        per_epoch,
+        c.plan.warmup_steps,
+        t.global_batch_size,
+        t.per_device_train_batch_size,
+        t.num_processes,
+        t.gradient_accumulation_steps,
+        c.args.learning_rate,
+        c.recipe.lr_scaling,
+        c.recipe.learning_rate,
+        c.recipe.reference_global_batch_size,
     )
     if c.peak_rule is not None:  # the recipe's peak-LR rule: what it picked and why, or why it did not
         logger.info("recipe %s: %s", c.recipe.name, c.peak_rule["message"])

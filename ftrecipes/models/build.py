@@ -69,7 +69,10 @@ def build_model(
         for key, value in task.config_overrides(prepared).items():
             setattr(config, key, value)
         model = task.auto_model_class().from_pretrained(
-            model_path, config=config, cache_dir=cache_dir, ignore_mismatched_sizes=ignore_mismatched_sizes,
+            model_path,
+            config=config,
+            cache_dir=cache_dir,
+            ignore_mismatched_sizes=ignore_mismatched_sizes,
             **({"attn_implementation": attn_implementation} if attn_implementation else {}),
             **(load_kwargs or {}),  # e.g. QLoRA's 4-bit quantization_config (ftrecipes.models.lora.peft_load_kwargs)
         )

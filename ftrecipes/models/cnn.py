@@ -116,8 +116,11 @@ def small_cnn_config_for(prepared, **overrides) -> SmallCNNConfig:
     """A :class:`SmallCNNConfig` sized for the prepared image task (channels, size, labels)."""
     sample = prepared.datasets["train"][0]["pixel_values"]
     kwargs = dict(
-        num_channels=int(sample.shape[0]), image_size=int(sample.shape[-1]), num_labels=len(prepared.label_list),
-        id2label=prepared.id2label, label2id=prepared.label2id,
+        num_channels=int(sample.shape[0]),
+        image_size=int(sample.shape[-1]),
+        num_labels=len(prepared.label_list),
+        id2label=prepared.id2label,
+        label2id=prepared.label2id,
     )
     kwargs.update(overrides)
     return SmallCNNConfig(**kwargs)

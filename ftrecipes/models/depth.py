@@ -20,7 +20,9 @@ SUPPORTED_FAMILIES = "BERT, MiniLM, RoBERTa, DeBERTa, ELECTRA, Llama, Mistral, Q
 _LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h)\.(\d+)\.")
 # Token / position / type embeddings, ELECTRA's embedding projection, DeBERTa's relative-position
 # embeddings and the LayerNorm DeBERTa-v2's encoder applies to them (``encoder.LayerNorm``).
-_EMBEDDINGS = re.compile(r"(?:^|\.)(?:embeddings|embeddings_project|embed_tokens|wte|wpe|rel_embeddings)(?:\.|$)|^encoder\.LayerNorm\.")
+_EMBEDDINGS = re.compile(
+    r"(?:^|\.)(?:embeddings|embeddings_project|embed_tokens|wte|wpe|rel_embeddings)(?:\.|$)|^encoder\.LayerNorm\."
+)
 # Parts of the backbone that sit above the last layer: they belong with the head.
 _TOP = re.compile(r"(?:^|\.)(?:pooler|norm|ln_f|final_layer_norm)(?:\.|$)")
 # DeBERTa-v2's optional convolution is applied to the first layer's output.
@@ -69,13 +71,17 @@ def parameter_depths(model: nn.Module, recipe=None) -> dict[str, tuple[str, int 
         if id(param) not in backbone_ids:  # the task head: classifier, score, lm_head, DeBERTa's pooler
             depths[name] = ("head", None)
             continue
-        local = name[len(prefix):] if name.startswith(prefix) else name
+        local = name[len(prefix) :] if name.startswith(prefix) else name
         match = _LAYER.search(local)
         if match:
             index = int(match.group(1))
             if total >= 0 and index >= total:
-                raise ConfigError("layerwise_lr_decay", value, f"module {_module(name)!r} has layer index {index} but the config has num_hidden_layers={total}",
-                                  "set layerwise_lr_decay: 1.0 for this model, or fix its config")
+                raise ConfigError(
+                    "layerwise_lr_decay",
+                    value,
+                    f"module {_module(name)!r} has layer index {index} but the config has num_hidden_layers={total}",
+                    "set layerwise_lr_decay: 1.0 for this model, or fix its config",
+                )
             depths[name] = (f"layer_{index}", index)
         elif _FIRST_LAYER_EXTRA.search(local):
             depths[name] = ("layer_0", 0)
@@ -86,7 +92,8 @@ def parameter_depths(model: nn.Module, recipe=None) -> dict[str, tuple[str, int 
         else:
             model_type = getattr(getattr(inner, "config", None), "model_type", type(inner).__name__)
             raise ConfigError(
-                "layerwise_lr_decay", value,
+                "layerwise_lr_decay",
+                value,
                 f"cannot place module {_module(name)!r} of a {model_type!r} model in a layer, the embeddings or the head",
                 f"use a supported family ({SUPPORTED_FAMILIES}) or set layerwise_lr_decay, head_lr_multiplier and embedding_lr_multiplier to 1.0",
             )

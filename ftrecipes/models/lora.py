@@ -37,10 +37,14 @@ from ftrecipes.config.errors import ConfigError
 
 PEFT_EXTRA = "pip install 'ftrecipes[peft]'"
 _TASK_TYPES = {
-    "sequence-classification": "SEQ_CLS", "cls": "SEQ_CLS",
-    "token-classification": "TOKEN_CLS", "ner": "TOKEN_CLS",
-    "causal-lm": "CAUSAL_LM", "clm": "CAUSAL_LM",
-    "image-classification": None, "image": None,
+    "sequence-classification": "SEQ_CLS",
+    "cls": "SEQ_CLS",
+    "token-classification": "TOKEN_CLS",
+    "ner": "TOKEN_CLS",
+    "causal-lm": "CAUSAL_LM",
+    "clm": "CAUSAL_LM",
+    "image-classification": None,
+    "image": None,
 }
 MERGED_DIR = "merged"
 
@@ -59,10 +63,19 @@ def check_peft_environment(recipe) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError("peft", "qlora", "the 4-bit NF4 base (bitsandbytes) needs a CUDA GPU and none is visible",
-                              "run on a CUDA machine, or use --peft lora (LoRA on a full-precision base)")
+            raise ConfigError(
+                "peft",
+                "qlora",
+                "the 4-bit NF4 base (bitsandbytes) needs a CUDA GPU and none is visible",
+                "run on a CUDA machine, or use --peft lora (LoRA on a full-precision base)",
+            )
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise ConfigError("peft", "qlora", "needs bitsandbytes for the 4-bit base, which is not installed", "pip install bitsandbytes")
+            raise ConfigError(
+                "peft",
+                "qlora",
+                "needs bitsandbytes for the 4-bit base, which is not installed",
+                "pip install bitsandbytes",
+            )
 
 
 def peft_load_kwargs(recipe) -> dict[str, Any]:
@@ -76,8 +89,11 @@ def peft_load_kwargs(recipe) -> dict[str, Any]:
 
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     # QLoRA's storage: NF4 with double quantization of the quantization constants, compute in bf16.
-    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)}
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+        )
+    }
 
 
 def _adaptable_module_names(model) -> list[str]:
@@ -86,7 +102,9 @@ def _adaptable_module_names(model) -> list[str]:
     from transformers.pytorch_utils import Conv1D
 
     kinds = (torch.nn.Linear, Conv1D, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Embedding)
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name and isinstance(module, kinds)})
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name and isinstance(module, kinds)}
+    )
 
 
 def resolve_target_modules(model, spec: str) -> list[str] | str:
@@ -103,16 +121,24 @@ def resolve_target_modules(model, spec: str) -> list[str] | str:
 
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         if model_type not in MAPPING:
-            raise ConfigError("lora_target_modules", "auto", f"knows no attention projections for model type {model_type!r}; the model has {available}",
-                              "name them, e.g. --lora_target_modules " + ",".join(available[:2]) + ", or use 'all-linear'")
+            raise ConfigError(
+                "lora_target_modules",
+                "auto",
+                f"knows no attention projections for model type {model_type!r}; the model has {available}",
+                "name them, e.g. --lora_target_modules " + ",".join(available[:2]) + ", or use 'all-linear'",
+            )
         wanted = list(MAPPING[model_type])
     else:
         wanted = [m.strip() for m in spec.split(",")]
     names = [name for name, _ in model.named_modules()]
     missing = [m for m in wanted if not any(n == m or n.endswith("." + m) for n in names)]
     if missing:
-        raise ConfigError("lora_target_modules", spec, f"the model has no module {missing}; it has {available}",
-                          "choose among those, or use 'auto' or 'all-linear'")
+        raise ConfigError(
+            "lora_target_modules",
+            spec,
+            f"the model has no module {missing}; it has {available}",
+            "choose among those, or use 'auto' or 'all-linear'",
+        )
     return wanted
 
 
@@ -126,7 +152,9 @@ def head_modules(model, task_type: str | None = None) -> list[str]:
     backbone = getattr(model, prefix, None) if prefix else None
     if backbone is None:
         return []  # a bare backbone: no head
-    heads = [name for name, child in model.named_children() if name != prefix and next(child.parameters(), None) is not None]
+    heads = [
+        name for name, child in model.named_children() if name != prefix and next(child.parameters(), None) is not None
+    ]
     pooler = getattr(backbone, "pooler", None)
     if task_type == "SEQ_CLS" and isinstance(pooler, torch.nn.Module) and next(pooler.parameters(), None) is not None:
         heads.append("pooler")
@@ -156,8 +184,12 @@ def _target_modules_for_name(name: str, spec: str) -> list[str] | str:
 
     model_type = AutoConfig.from_pretrained(name).model_type
     if model_type not in MAPPING:
-        raise ConfigError("lora_target_modules", "auto", f"knows no attention projections for model type {model_type!r}",
-                          "name them, e.g. --lora_target_modules q_proj,v_proj, or use 'all-linear'")
+        raise ConfigError(
+            "lora_target_modules",
+            "auto",
+            f"knows no attention projections for model type {model_type!r}",
+            "name them, e.g. --lora_target_modules q_proj,v_proj, or use 'all-linear'",
+        )
     return list(MAPPING[model_type])
 
 
@@ -173,9 +205,19 @@ def lora_config(recipe, model, task: str | None = None):
     task_type = _TASK_TYPES.get(task)
     by_name = isinstance(model, (str, os.PathLike))
     heads = head_modules(model, task_type) if task_type != "CAUSAL_LM" and not by_name else []
-    targets = _target_modules_for_name(str(model), recipe.lora_target_modules) if by_name else resolve_target_modules(model, recipe.lora_target_modules)
-    return LoraConfig(task_type=task_type, r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                      target_modules=targets, modules_to_save=heads or None)
+    targets = (
+        _target_modules_for_name(str(model), recipe.lora_target_modules)
+        if by_name
+        else resolve_target_modules(model, recipe.lora_target_modules)
+    )
+    return LoraConfig(
+        task_type=task_type,
+        r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        target_modules=targets,
+        modules_to_save=heads or None,
+    )
 
 
 def apply_peft(model, recipe, task: str | None = None):
@@ -217,5 +259,15 @@ def save_merged(model, output_dir: str | os.PathLike, processing_class=None) -> 
     return target
 
 
-__all__ = ["apply_peft", "check_peft_environment", "peft_load_kwargs", "resolve_target_modules", "head_modules",
-           "trainable_parameters", "save_merged", "uses_peft", "PEFT_EXTRA", "MERGED_DIR"]
+__all__ = [
+    "apply_peft",
+    "check_peft_environment",
+    "peft_load_kwargs",
+    "resolve_target_modules",
+    "head_modules",
+    "trainable_parameters",
+    "save_merged",
+    "uses_peft",
+    "PEFT_EXTRA",
+    "MERGED_DIR",
+]

@@ -43,7 +43,14 @@ def _part_files() -> dict[str, tuple[str, ...]]:
     return {
         "config": (CONFIG_NAME,),
         "weights": (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME),
-        "tokenizer": (FULL_TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model"),
+        "tokenizer": (
+            FULL_TOKENIZER_FILE,
+            TOKENIZER_CONFIG_FILE,
+            "vocab.txt",
+            "vocab.json",
+            "spiece.model",
+            "tokenizer.model",
+        ),
     }
 
 
@@ -57,8 +64,13 @@ def _describe(parts: Iterable[str], files: dict[str, tuple[str, ...]]) -> str:
     return "; ".join(f"{part}: {' or '.join(files[part])}" for part in parts)
 
 
-def check_model_source(name: str, *, field: str = "--model_name_or_path", parts: tuple[str, ...] = ("config", "weights"),
-                       cache_dir: Optional[str] = None) -> str:
+def check_model_source(
+    name: str,
+    *,
+    field: str = "--model_name_or_path",
+    parts: tuple[str, ...] = ("config", "weights"),
+    cache_dir: Optional[str] = None,
+) -> str:
     """The loadable location of ``name`` (a local folder or a Hub id), checked for the files in ``parts``
     (``config``, ``weights``, ``tokenizer``) without loading anything. Raises :class:`ConfigError`
     naming ``field`` when the load would fail."""
@@ -70,8 +82,12 @@ def check_model_source(name: str, *, field: str = "--model_name_or_path", parts:
     if path.exists():
         location = _check_local_folder(name, path, field, parts, files)
     elif not _is_hub_id(location):
-        raise ConfigError(field, name, f"does not exist (looked for a folder holding {_describe(parts, files)})",
-                          f"check the path, or {_WAYS_FORWARD} or a Hub id")
+        raise ConfigError(
+            field,
+            name,
+            f"does not exist (looked for a folder holding {_describe(parts, files)})",
+            f"check the path, or {_WAYS_FORWARD} or a Hub id",
+        )
     else:
         location = _check_hub_id(name, location, field, parts, files, cache_dir)
     if "config" in parts:
@@ -88,8 +104,12 @@ def _check_config_readable(name: str, location: str, field: str, cache_dir: Opti
         AutoConfig.from_pretrained(location, cache_dir=cache_dir)
     except (OSError, ValueError, KeyError) as err:
         first = " ".join(str(err).split()).split(". ")[0].rstrip(".")  # the library's first sentence says what is wrong
-        raise ConfigError(field, name, f"has a config.json that transformers cannot read ({first})",
-                          "re-save the model with save_pretrained, or give another folder, the bundled 'minilm' or a Hub id") from None
+        raise ConfigError(
+            field,
+            name,
+            f"has a config.json that transformers cannot read ({first})",
+            "re-save the model with save_pretrained, or give another folder, the bundled 'minilm' or a Hub id",
+        ) from None
 
 
 def _is_hub_id(name: str) -> bool:
@@ -103,15 +123,23 @@ def _is_hub_id(name: str) -> bool:
     return True
 
 
-def _check_local_folder(name: str, path: Path, field: str, parts: tuple[str, ...], files: dict[str, tuple[str, ...]]) -> str:
+def _check_local_folder(
+    name: str, path: Path, field: str, parts: tuple[str, ...], files: dict[str, tuple[str, ...]]
+) -> str:
     if not path.is_dir():
-        raise ConfigError(field, name, "is a file, not a model folder", f"give the folder that holds {_describe(parts, files)}")
+        raise ConfigError(
+            field, name, "is a file, not a model folder", f"give the folder that holds {_describe(parts, files)}"
+        )
     missing = [part for part in parts if not any((path / f).is_file() for f in files[part])]
     if missing:
         checkpoints = sorted(p.name for p in path.glob("checkpoint-*") if p.is_dir())
         hint = f"; it holds {checkpoints[-1]}/, pass that folder instead" if checkpoints else ""
-        raise ConfigError(field, name, f"holds no {' and no '.join(missing)} (looked for {_describe(missing, files)}){hint}",
-                          f"give a folder written by save_pretrained, the bundled 'minilm' or a Hub id")
+        raise ConfigError(
+            field,
+            name,
+            f"holds no {' and no '.join(missing)} (looked for {_describe(missing, files)}){hint}",
+            f"give a folder written by save_pretrained, the bundled 'minilm' or a Hub id",
+        )
     if "weights" in parts:
         _check_safetensors_header(name, path / files["weights"][0], field)
     return str(path)
@@ -128,12 +156,22 @@ def _check_safetensors_header(name: str, weights: Path, field: str) -> None:
         with safe_open(str(weights), framework="pt") as f:
             f.keys()
     except Exception as err:  # safetensors raises its own SafetensorError (and OSError); any failure here is the file's
-        raise ConfigError(field, name, f"has a {weights.name} that cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:120]})",
-                          "re-save the model with save_pretrained, or give another folder, the bundled 'minilm' or a Hub id") from None
+        raise ConfigError(
+            field,
+            name,
+            f"has a {weights.name} that cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:120]})",
+            "re-save the model with save_pretrained, or give another folder, the bundled 'minilm' or a Hub id",
+        ) from None
 
 
-def _check_hub_id(name: str, repo_id: str, field: str, parts: tuple[str, ...], files: dict[str, tuple[str, ...]],
-                  cache_dir: Optional[str]) -> str:
+def _check_hub_id(
+    name: str,
+    repo_id: str,
+    field: str,
+    parts: tuple[str, ...],
+    files: dict[str, tuple[str, ...]],
+    cache_dir: Optional[str],
+) -> str:
     from huggingface_hub import constants, is_offline_mode, try_to_load_from_cache
 
     def cached(filename: str) -> bool:
@@ -143,10 +181,18 @@ def _check_hub_id(name: str, repo_id: str, field: str, parts: tuple[str, ...], f
     if not missing:
         return repo_id
     cache = cache_dir or constants.HF_HUB_CACHE
-    what = "is not in the local Hugging Face cache" if len(missing) == len(parts) else f"has no {' and no '.join(missing)} in the local Hugging Face cache"
+    what = (
+        "is not in the local Hugging Face cache"
+        if len(missing) == len(parts)
+        else f"has no {' and no '.join(missing)} in the local Hugging Face cache"
+    )
     if is_offline_mode():
-        raise ConfigError(field, name, f"{what} ({cache}) and the Hub is offline (HF_HUB_OFFLINE=1), nor is it a local folder",
-                          f"{_WAYS_FORWARD}, or go online (unset HF_HUB_OFFLINE) to download it")
+        raise ConfigError(
+            field,
+            name,
+            f"{what} ({cache}) and the Hub is offline (HF_HUB_OFFLINE=1), nor is it a local folder",
+            f"{_WAYS_FORWARD}, or go online (unset HF_HUB_OFFLINE) to download it",
+        )
     _ask_hub(name, repo_id, field, what)
     return repo_id
 
@@ -165,14 +211,30 @@ def _ask_hub(name: str, repo_id: str, field: str, what: str) -> None:
     try:
         HfApi().model_info(repo_id, timeout=HUB_TIMEOUT_S)
     except GatedRepoError:
-        raise ConfigError(field, name, "is a gated model on the Hub", "accept its terms on huggingface.co and log in (`hf auth login`), or "
-                          + _WAYS_FORWARD) from None
+        raise ConfigError(
+            field,
+            name,
+            "is a gated model on the Hub",
+            "accept its terms on huggingface.co and log in (`hf auth login`), or " + _WAYS_FORWARD,
+        ) from None
     except RepositoryNotFoundError:
-        raise ConfigError(field, name, "is neither a local folder nor a model on the Hub (or it is private)",
-                          f"check the spelling, log in (`hf auth login`) for a private model, or {_WAYS_FORWARD}") from None
+        raise ConfigError(
+            field,
+            name,
+            "is neither a local folder nor a model on the Hub (or it is private)",
+            f"check the spelling, log in (`hf auth login`) for a private model, or {_WAYS_FORWARD}",
+        ) from None
     except HfHubHTTPError as err:
-        raise ConfigError(field, name, f"{what} and the Hub answered {err.response.status_code if err.response is not None else 'an error'}",
-                          f"try again later, or {_WAYS_FORWARD}") from None
+        raise ConfigError(
+            field,
+            name,
+            f"{what} and the Hub answered {err.response.status_code if err.response is not None else 'an error'}",
+            f"try again later, or {_WAYS_FORWARD}",
+        ) from None
     except HTTPError as err:  # the transport failed: no DNS, no route, timeout
-        raise ConfigError(field, name, f"{what} and the Hub cannot be reached ({type(err).__name__})",
-                          f"{_WAYS_FORWARD}, or check the connection (HF_HUB_OFFLINE=1 works offline with cached models)") from None
+        raise ConfigError(
+            field,
+            name,
+            f"{what} and the Hub cannot be reached ({type(err).__name__})",
+            f"{_WAYS_FORWARD}, or check the connection (HF_HUB_OFFLINE=1 works offline with cached models)",
+        ) from None

@@ -94,8 +94,9 @@ def model_width(model: Any) -> ModelWidth:
     return ModelWidth(width, f"{key} of the model's config")
 
 
-def resolve_peak_rule(recipe, model_name_or_path: str | None = None, *, config_name: str | None = None,
-                      cache_dir: str | None = None) -> tuple[Any, PeakChoice | None]:
+def resolve_peak_rule(
+    recipe, model_name_or_path: str | None = None, *, config_name: str | None = None, cache_dir: str | None = None
+) -> tuple[Any, PeakChoice | None]:
     """``(recipe with the rule applied, the choice)`` for the model named ``config_name`` (whose config
     the model is built from when given) or ``model_name_or_path`` (default: the recipe's); the recipe
     unchanged and ``None`` when its ``lr_rule`` is ``none``."""

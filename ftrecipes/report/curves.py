@@ -73,7 +73,12 @@ class RunLogs:
         keys: list[str] = []
         for entry in self.log_history:
             for key in entry:
-                if key.startswith("eval_") and key != "eval_loss" and not key.endswith(_NOT_METRICS) and key not in keys:
+                if (
+                    key.startswith("eval_")
+                    and key != "eval_loss"
+                    and not key.endswith(_NOT_METRICS)
+                    and key not in keys
+                ):
                     keys.append(key)
         return keys
 
@@ -83,7 +88,12 @@ def _read_json(path: str) -> Any:
         with open(path) as handle:
             return json.load(handle)
     except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError("OUTPUT_DIR", os.path.dirname(path), f"cannot read {os.path.basename(path)} ({err.__class__.__name__})", "give the output_dir of a run that finished writing") from None
+        raise ConfigError(
+            "OUTPUT_DIR",
+            os.path.dirname(path),
+            f"cannot read {os.path.basename(path)} ({err.__class__.__name__})",
+            "give the output_dir of a run that finished writing",
+        ) from None
 
 
 def _state_file(output_dir: str) -> str | None:
@@ -107,13 +117,17 @@ def load_run(output_dir: str) -> RunLogs:
     state_path = _state_file(output_dir)
     if state_path is None:
         raise ConfigError(
-            "OUTPUT_DIR", output_dir, "holds no trainer_state.json (nor a checkpoint-*/trainer_state.json)",
+            "OUTPUT_DIR",
+            output_dir,
+            "holds no trainer_state.json (nor a checkpoint-*/trainer_state.json)",
             "give the output_dir of a run that called trainer.save_state() or saved a checkpoint",
         )
     state = _read_json(state_path)
     history = state.get("log_history") if isinstance(state, dict) else None
     if not isinstance(history, list):
-        raise ConfigError("OUTPUT_DIR", output_dir, f"{state_path} has no log_history", "give the output_dir of a Trainer run")
+        raise ConfigError(
+            "OUTPUT_DIR", output_dir, f"{state_path} has no log_history", "give the output_dir of a Trainer run"
+        )
     optional = {}
     for name in (SCHEDULE_FILE, SPIKES_FILE, DIVERGENCE_FILE):
         path = os.path.join(output_dir, name)
@@ -135,7 +149,9 @@ def plot_curves(run: RunLogs, output: str, title: str | None = None) -> str:
 
     # LR: what was used (logged) over what was planned; other param groups and a cycled momentum.
     if schedule.get("planned_steps"):
-        ax_lr.plot(schedule["planned_steps"], schedule["planned_lr"], "--", color="0.6", lw=1, label="planned (group 0)")
+        ax_lr.plot(
+            schedule["planned_steps"], schedule["planned_lr"], "--", color="0.6", lw=1, label="planned (group 0)"
+        )
     steps, lrs = run.series("learning_rate")
     ax_lr.plot(steps, lrs, ".-", color="C0", ms=3, label="learning_rate")
     group_keys = sorted({k for e in run.log_history for k in e if k.startswith("learning_rate/")})
@@ -157,10 +173,20 @@ def plot_curves(run: RunLogs, output: str, title: str | None = None) -> str:
         ax_loss.plot(eval_steps, eval_losses, "o-", color="C2", label="eval loss")
     spikes = [s for s in run.spikes if isinstance(s.get("loss"), (int, float)) and math.isfinite(s["loss"])]
     if spikes:
-        ax_loss.scatter([s["step"] for s in spikes], [s["loss"] for s in spikes], marker="x", s=80, color="red", zorder=5, label="spike")
+        ax_loss.scatter(
+            [s["step"] for s in spikes],
+            [s["loss"] for s in spikes],
+            marker="x",
+            s=80,
+            color="red",
+            zorder=5,
+            label="spike",
+        )
         for s in spikes:
             tag = s["transition"]["kind"] if s.get("transition") else "no transition"
-            ax_loss.annotate(tag, (s["step"], s["loss"]), textcoords="offset points", xytext=(4, 4), fontsize="x-small", color="red")
+            ax_loss.annotate(
+                tag, (s["step"], s["loss"]), textcoords="offset points", xytext=(4, 4), fontsize="x-small", color="red"
+            )
     all_losses = [v for v in losses + eval_losses if v > 0]
     if all_losses and max(all_losses) / min(all_losses) > 100:
         ax_loss.set_yscale("log")  # one exploded loss would flatten the rest of the curve
@@ -185,7 +211,15 @@ def plot_curves(run: RunLogs, output: str, title: str | None = None) -> str:
     if metrics:
         ax_metric.legend(loc="best", fontsize="small")
     else:
-        ax_metric.text(0.5, 0.5, "no validation metric logged", ha="center", va="center", transform=ax_metric.transAxes, color="0.5")
+        ax_metric.text(
+            0.5,
+            0.5,
+            "no validation metric logged",
+            ha="center",
+            va="center",
+            transform=ax_metric.transAxes,
+            color="0.5",
+        )
     ax_metric.set_ylabel("validation")
     ax_metric.set_xlabel("optimizer step")
 
@@ -194,13 +228,28 @@ def plot_curves(run: RunLogs, output: str, title: str | None = None) -> str:
         x = transition["step"] + 0.5
         for ax in (ax_lr, ax_loss, ax_grad, ax_metric):
             ax.axvline(x, color="0.3", ls=":", lw=1)
-        ax_lr.annotate(transition["label"], (x, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                       va="top", ha="right", fontsize="x-small", color="0.3")
+        ax_lr.annotate(
+            transition["label"],
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize="x-small",
+            color="0.3",
+        )
     if run.divergence and isinstance(run.divergence.get("step"), int):
         for ax in (ax_lr, ax_loss, ax_grad, ax_metric):
             ax.axvline(run.divergence["step"], color="red", lw=1.5)
-        ax_loss.annotate(" diverged", (run.divergence["step"], 0.5), xycoords=("data", "axes fraction"),
-                         va="center", ha="left", fontsize="small", color="red")
+        ax_loss.annotate(
+            " diverged",
+            (run.divergence["step"], 0.5),
+            xycoords=("data", "axes fraction"),
+            va="center",
+            ha="left",
+            fontsize="small",
+            color="red",
+        )
     for ax in (ax_lr, ax_loss, ax_grad, ax_metric):
         ax.grid(alpha=0.3)
     figure.suptitle(title or os.path.dirname(run.source) or "training curves")
@@ -212,7 +261,9 @@ def plot_curves(run: RunLogs, output: str, title: str | None = None) -> str:
 def plot_run(output_dir: str, output: str | None = None) -> str:
     """Read ``output_dir`` and write its curves to ``output`` (default ``output_dir/training_curves.png``)."""
     run = load_run(output_dir)
-    return plot_curves(run, output or os.path.join(output_dir, CURVES_FILE), title=os.path.basename(os.path.abspath(output_dir)))
+    return plot_curves(
+        run, output or os.path.join(output_dir, CURVES_FILE), title=os.path.basename(os.path.abspath(output_dir))
+    )
 
 
 def main_plot_run(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,12 @@ from ftrecipes.config.files import atomic_path
 # Eighth-blocks: a column of height h cells shows 8*h levels.
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 _ASCII_BLOCKS = " .:-=+*##"
-_TRANSITION_COLORS = {"warmup_end": "tab:orange", "restart": "tab:purple", "step_drop": "tab:red", "decay_start": "tab:brown"}
+_TRANSITION_COLORS = {
+    "warmup_end": "tab:orange",
+    "restart": "tab:purple",
+    "step_drop": "tab:red",
+    "decay_start": "tab:brown",
+}
 
 
 def new_figure(width: float = 8.0, height: float = 4.5, rows: int = 1, cols: int = 1, *, sharex: bool = True):
@@ -31,7 +36,9 @@ def new_figure(width: float = 8.0, height: float = 4.5, rows: int = 1, cols: int
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ConfigError("matplotlib", "not installed", "PNG plots need matplotlib", "pip install 'ftrecipes[plot]'") from None
+        raise ConfigError(
+            "matplotlib", "not installed", "PNG plots need matplotlib", "pip install 'ftrecipes[plot]'"
+        ) from None
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.subplots(rows, cols, sharex=sharex, squeeze=False)
@@ -73,8 +80,14 @@ def schedule_trace(schedule, peak_lr: float = 1.0, max_points: int = 2000):
     return steps, lrs, momenta
 
 
-def plot_schedule(schedule, path: str | os.PathLike, *, peak_lr: float = 1.0, title: str | None = None,
-                  momentum_label: str = "momentum / beta1") -> Path:
+def plot_schedule(
+    schedule,
+    path: str | os.PathLike,
+    *,
+    peak_lr: float = 1.0,
+    title: str | None = None,
+    momentum_label: str = "momentum / beta1",
+) -> Path:
     """PNG of LR against optimizer steps (plus momentum/beta1 where the schedule cycles it), with the
     transitions (end of warmup, restarts, step drops, cool-down) marked as vertical lines."""
     steps, lrs, momenta = schedule_trace(schedule, peak_lr)
@@ -93,8 +106,16 @@ def plot_schedule(schedule, path: str | os.PathLike, *, peak_lr: float = 1.0, ti
         axes[1].grid(alpha=0.3)
     _mark_transitions(axes, schedule.transitions)
     if getattr(schedule, "metric_driven", False):
-        ax.text(0.99, 0.02, "metric-driven: reductions follow validation (not shown)", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=8, color="0.3")
+        ax.text(
+            0.99,
+            0.02,
+            "metric-driven: reductions follow validation (not shown)",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
+        )
     axes[-1].set_xlabel("optimizer step")
     axes[-1].set_xlim(0, max(1, schedule.total_steps - 1))
     return save_figure(fig, path)
@@ -106,8 +127,16 @@ def _mark_transitions(axes, transitions, max_labels: int = 6) -> None:
         for ax in axes:
             ax.axvline(t.step, color=color, ls=":", lw=1.0)
         if k < max_labels:  # dozens of restart labels would hide the curve
-            axes[0].annotate(t.label, xy=(t.step, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                             ha="right", va="top", fontsize=7, color=color)
+            axes[0].annotate(
+                t.label,
+                xy=(t.step, 1.0),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                ha="right",
+                va="top",
+                fontsize=7,
+                color=color,
+            )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -120,23 +149,37 @@ def plot_lr_finder(result, path: str | os.PathLike, *, title: str | None = None)
     fig, (ax,) = _figure()
     if result.lrs:
         ax.plot(result.lrs, result.losses, ".", color="0.65", ms=3, label="loss (per step)")
-        ax.plot(result.lrs, result.smoothed, color="tab:blue", lw=1.8, label=f"smoothed (zero-phase EMA {result.beta:g})")
+        ax.plot(
+            result.lrs, result.smoothed, color="tab:blue", lw=1.8, label=f"smoothed (zero-phase EMA {result.beta:g})"
+        )
         ax.set_xscale("log")
         ax.set_ylim(*_finder_ylim(result))
     if result.prior is not None:
         ax.axvspan(result.prior.low, result.prior.high, color="tab:green", alpha=0.15, label=f"{result.prior} ")
     if result.suggestion is not None:
-        ax.axvline(result.suggestion, color="tab:red", lw=1.5, label=f"suggestion ({result.rule}) {result.suggestion:.3g}")
+        ax.axvline(
+            result.suggestion, color="tab:red", lw=1.5, label=f"suggestion ({result.rule}) {result.suggestion:.3g}"
+        )
     if result.recommended is not None and result.recommended != result.suggestion:
-        ax.axvline(result.recommended, color="tab:green", lw=1.5, ls="--", label=f"recommended {result.recommended:.3g}")
+        ax.axvline(
+            result.recommended, color="tab:green", lw=1.5, ls="--", label=f"recommended {result.recommended:.3g}"
+        )
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title or "LR range test", fontsize=10)
     if result.warning:
-        ax.text(0.99, 0.02, "suggestion outside the prior: see warning in lr_finder.json", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=7, color="tab:red")
+        ax.text(
+            0.99,
+            0.02,
+            "suggestion outside the prior: see warning in lr_finder.json",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            color="tab:red",
+        )
     return save_figure(fig, path)
 
 
@@ -153,9 +196,18 @@ def _finder_ylim(result) -> tuple[float, float]:
 # Terminal
 
 
-def render_chart(values: Sequence[float], *, width: int = 64, height: int = 8, baseline: float | None = 0.0,
-                 ascii_only: bool = False, marks: Sequence[float] = (), x_range: tuple[float, float] | None = None,
-                 label: str = "", fmt: str = "{:.3g}") -> str:
+def render_chart(
+    values: Sequence[float],
+    *,
+    width: int = 64,
+    height: int = 8,
+    baseline: float | None = 0.0,
+    ascii_only: bool = False,
+    marks: Sequence[float] = (),
+    x_range: tuple[float, float] | None = None,
+    label: str = "",
+    fmt: str = "{:.3g}",
+) -> str:
     """A column chart of ``values`` in ``height`` text rows and ``width`` columns (each column shows the
     mean of its slice of ``values``). ``baseline`` is the value at the bottom (None: the minimum);
     ``marks`` are x positions (in the units of ``x_range``, default the value index) drawn as ``^``."""
@@ -165,7 +217,7 @@ def render_chart(values: Sequence[float], *, width: int = 64, height: int = 8, b
     width = max(1, min(width, len(values)))
     columns = []
     for c in range(width):
-        chunk = values[c * len(values) // width: max(c * len(values) // width + 1, (c + 1) * len(values) // width)]
+        chunk = values[c * len(values) // width : max(c * len(values) // width + 1, (c + 1) * len(values) // width)]
         columns.append(sum(chunk) / len(chunk))
     top = max(values)
     bottom = min(values) if baseline is None else min(baseline, min(values))
@@ -192,7 +244,9 @@ def render_chart(values: Sequence[float], *, width: int = 64, height: int = 8, b
     return "\n".join(rows)
 
 
-def render_schedule(schedule, *, peak_lr: float = 1.0, width: int = 64, height: int = 8, ascii_only: bool = False) -> str:
+def render_schedule(
+    schedule, *, peak_lr: float = 1.0, width: int = 64, height: int = 8, ascii_only: bool = False
+) -> str:
     """The terminal rendering of a schedule: LR chart (and momentum/beta1 chart where it cycles), with
     transitions marked ``^`` under the x axis and listed below."""
     steps, lrs, momenta = schedule_trace(schedule, peak_lr, max_points=max(width * 8, 512))
@@ -200,12 +254,31 @@ def render_schedule(schedule, *, peak_lr: float = 1.0, width: int = 64, height: 
     uniform = [peak_lr * schedule.lr(s) for s in _uniform_steps(schedule.total_steps, width * 4)]
     marks = [t.step for t in schedule.transitions]
     x_range = (0, schedule.total_steps - 1)
-    parts = [render_chart(uniform, width=width, height=height, marks=marks, x_range=x_range, ascii_only=ascii_only,
-                          label=f"learning rate vs optimizer step (peak {max(lrs):.3g}, {schedule.total_steps} steps)")]
+    parts = [
+        render_chart(
+            uniform,
+            width=width,
+            height=height,
+            marks=marks,
+            x_range=x_range,
+            ascii_only=ascii_only,
+            label=f"learning rate vs optimizer step (peak {max(lrs):.3g}, {schedule.total_steps} steps)",
+        )
+    ]
     if momenta:
         m_uniform = [schedule.momentum(s) for s in _uniform_steps(schedule.total_steps, width * 4)]
-        parts.append(render_chart(m_uniform, width=width, height=max(3, height // 2), baseline=None, marks=marks,
-                                  x_range=x_range, ascii_only=ascii_only, label="momentum / beta1"))
+        parts.append(
+            render_chart(
+                m_uniform,
+                width=width,
+                height=max(3, height // 2),
+                baseline=None,
+                marks=marks,
+                x_range=x_range,
+                ascii_only=ascii_only,
+                label="momentum / beta1",
+            )
+        )
     if schedule.transitions:
         shown = schedule.transitions[:8]
         more = f" (+{len(schedule.transitions) - 8} more)" if len(schedule.transitions) > 8 else ""

@@ -28,8 +28,13 @@ def _tune_point(config, stage: str, params: dict) -> dict:
         result = run_point(config, params, folder)
     except TrialDiverged as err:
         return {"score": float("nan"), "status": "diverged", "reason": str(err), "output_dir": str(folder)}
-    return {"score": statistics.fmean(result["values"]), "values": result["values"], "seconds": sum(result["seconds"]),
-            "status": "complete", "output_dir": str(folder)}
+    return {
+        "score": statistics.fmean(result["values"]),
+        "values": result["values"],
+        "seconds": sum(result["seconds"]),
+        "status": "complete",
+        "output_dir": str(folder),
+    }
 
 
 def _fit(config, stage: str, space: dict, num_samples: int):
@@ -42,9 +47,12 @@ def _fit(config, stage: str, space: dict, num_samples: int):
         tune.report(_tune_point(config, stage, dict(params)))
 
     tuner = tune.Tuner(
-        trainable, param_space=space,
+        trainable,
+        param_space=space,
         tune_config=tune.TuneConfig(num_samples=num_samples, metric="score", mode=mode),
-        run_config=tune.RunConfig(name=f"{config.study_name}-{stage}", storage_path=str(Path(config.output_dir).resolve() / "ray")),
+        run_config=tune.RunConfig(
+            name=f"{config.study_name}-{stage}", storage_path=str(Path(config.output_dir).resolve() / "ray")
+        ),
     )
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
@@ -58,8 +66,18 @@ def _rows(config, stage: str, grid, fixed: dict):
     for number, result in enumerate(grid):
         metrics, params = result.metrics or {}, {**fixed, **(result.config or {})}
         status = metrics.get("status", "error" if result.error else "interrupted")
-        rows.append(PointResult(stage, number, float(params["learning_rate"]), str(params.get("warmup", config.fixed_warmup or config.recipe.warmup)),
-                                status, list(metrics.get("values", [])), float(metrics.get("seconds", 0.0)), metrics.get("output_dir", "")))
+        rows.append(
+            PointResult(
+                stage,
+                number,
+                float(params["learning_rate"]),
+                str(params.get("warmup", config.fixed_warmup or config.recipe.warmup)),
+                status,
+                list(metrics.get("values", [])),
+                float(metrics.get("seconds", 0.0)),
+                metrics.get("output_dir", ""),
+            )
+        )
     return rows
 
 
@@ -71,7 +89,12 @@ def run_ray(config) -> dict:
     from ftrecipes.sweeps.report import best_point, write_report
 
     if config.report_only:
-        raise ConfigError("--report_only", True, "reads an Optuna study", "drop --backend ray (Ray keeps its results under <output_dir>/ray)")
+        raise ConfigError(
+            "--report_only",
+            True,
+            "reads an Optuna study",
+            "drop --backend ray (Ray keeps its results under <output_dir>/ray)",
+        )
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     if config.lr_mode == "grid":
         space, samples = {"learning_rate": tune.grid_search(config.lr_values)}, 1

@@ -52,43 +52,114 @@ def write_report(config: SweepConfig, rows: list[PointResult], finder: dict | No
     best_lr_row = best_point(rows, STAGE_LR, greater)
     best_warmup_row = best_point(rows, STAGE_WARMUP, greater)
     # Stage 2 must beat stage 1 to move the warmup off the recipe's (a tie keeps the recipe's).
-    best = best_warmup_row if best_warmup_row is not None and (
-        best_lr_row is None or (best_warmup_row.mean > best_lr_row.mean if greater else best_warmup_row.mean < best_lr_row.mean)) else best_lr_row
+    best = (
+        best_warmup_row
+        if best_warmup_row is not None
+        and (
+            best_lr_row is None
+            or (best_warmup_row.mean > best_lr_row.mean if greater else best_warmup_row.mean < best_lr_row.mean)
+        )
+        else best_lr_row
+    )
     metric = config.metric
 
     with atomic_path(out / "trials.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["stage", "trial", "learning_rate", "warmup", f"{metric}_mean", f"{metric}_std", "values", "seconds", "status", "output_dir"])
+        writer.writerow(
+            [
+                "stage",
+                "trial",
+                "learning_rate",
+                "warmup",
+                f"{metric}_mean",
+                f"{metric}_std",
+                "values",
+                "seconds",
+                "status",
+                "output_dir",
+            ]
+        )
         for r in rows:
-            writer.writerow([r.stage, r.trial, f"{r.learning_rate:.6g}", r.warmup, _num(r.mean), _num(r.std),
-                             " ".join(f"{v:.4f}" for v in r.values), f"{r.seconds:.1f}", r.status, r.output_dir])
+            writer.writerow(
+                [
+                    r.stage,
+                    r.trial,
+                    f"{r.learning_rate:.6g}",
+                    r.warmup,
+                    _num(r.mean),
+                    _num(r.std),
+                    " ".join(f"{v:.4f}" for v in r.values),
+                    f"{r.seconds:.1f}",
+                    r.status,
+                    r.output_dir,
+                ]
+            )
 
-    lines = [f"Sweep `{config.study_name}` — recipe `{config.recipe_arg}`, metric `{metric}` ({'higher' if greater else 'lower'} is better), "
-             f"seeds {config.seeds}", "",
-             f"| stage | trial | peak LR | warmup | {metric} (mean ± std) | seconds | status |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Sweep `{config.study_name}` — recipe `{config.recipe_arg}`, metric `{metric}` ({'higher' if greater else 'lower'} is better), "
+        f"seeds {config.seeds}",
+        "",
+        f"| stage | trial | peak LR | warmup | {metric} (mean ± std) | seconds | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(rows, key=lambda r: (r.stage != STAGE_LR, r.learning_rate, r.warmup)):
         score = f"{r.mean:.4f} ± {r.std:.4f}" if r.values else "—"
         mark = " **best**" if best is not None and r is best else ""
-        lines.append(f"| {r.stage} | {r.trial} | {r.learning_rate:.3g} | {r.warmup} | {score}{mark} | {r.seconds:.0f} | {r.status} |")
-    summary: dict[str, Any] = {"study": config.study_name, "storage": config.storage, "metric": metric, "greater_is_better": greater,
-                               "seeds": config.seeds, "recipe_default_lr": config.default_lr, "finder": finder,
-                               "trials": [r.__dict__ | {"mean": _num(r.mean), "std": _num(r.std)} for r in rows]}
+        lines.append(
+            f"| {r.stage} | {r.trial} | {r.learning_rate:.3g} | {r.warmup} | {score}{mark} | {r.seconds:.0f} | {r.status} |"
+        )
+    summary: dict[str, Any] = {
+        "study": config.study_name,
+        "storage": config.storage,
+        "metric": metric,
+        "greater_is_better": greater,
+        "seeds": config.seeds,
+        "recipe_default_lr": config.default_lr,
+        "finder": finder,
+        "trials": [r.__dict__ | {"mean": _num(r.mean), "std": _num(r.std)} for r in rows],
+    }
     if best is not None:
-        default_row = next((r for r in rows if r.stage == STAGE_LR and r.status == "complete" and math.isclose(r.learning_rate, config.default_lr, rel_tol=1e-9)), None)
-        summary["best"] = {"learning_rate": best.learning_rate, "warmup": best.warmup, "mean": best.mean, "std": best.std}
-        lines += ["", f"Best: peak {best.learning_rate:.3g}, warmup {best.warmup}: {metric} {best.mean:.4f} ± {best.std:.4f}."]
+        default_row = next(
+            (
+                r
+                for r in rows
+                if r.stage == STAGE_LR
+                and r.status == "complete"
+                and math.isclose(r.learning_rate, config.default_lr, rel_tol=1e-9)
+            ),
+            None,
+        )
+        summary["best"] = {
+            "learning_rate": best.learning_rate,
+            "warmup": best.warmup,
+            "mean": best.mean,
+            "std": best.std,
+        }
+        lines += [
+            "",
+            f"Best: peak {best.learning_rate:.3g}, warmup {best.warmup}: {metric} {best.mean:.4f} ± {best.std:.4f}.",
+        ]
         ratio = config.default_lr / best.learning_rate
-        gap = f"; metric {default_row.mean - best.mean:+.4f} vs best" if default_row is not None else " (not on the grid)"
+        gap = (
+            f"; metric {default_row.mean - best.mean:+.4f} vs best" if default_row is not None else " (not on the grid)"
+        )
         lines.append(f"Recipe default peak {config.default_lr:.3g} = {ratio:.2f}x the best{gap}.")
-        summary["recipe_default"] = {"ratio_to_best": ratio, "metric_gap": None if default_row is None else default_row.mean - best.mean}
+        summary["recipe_default"] = {
+            "ratio_to_best": ratio,
+            "metric_gap": None if default_row is None else default_row.mean - best.mean,
+        }
         if finder:
             for key in ("suggestion", "recommended"):
                 if finder.get(key):
-                    lines.append(f"LR range test {'raw pick' if key == 'suggestion' else 'pick clipped into the prior'}: "
-                                 f"{finder[key]:.3g} = {finder[key] / best.learning_rate:.2f}x the best.")
+                    lines.append(
+                        f"LR range test {'raw pick' if key == 'suggestion' else 'pick clipped into the prior'}: "
+                        f"{finder[key]:.3g} = {finder[key] / best.learning_rate:.2f}x the best."
+                    )
         _write_best_recipe(config, best)
-        lines.append(f"Best setting as a recipe: `ftrecipes train --recipe {out / 'best_recipe.yaml'}"
-                     f"{' ' + ' '.join(_non_recipe_flags(config)) if _non_recipe_flags(config) else ''}`")
+        lines.append(
+            f"Best setting as a recipe: `ftrecipes train --recipe {out / 'best_recipe.yaml'}"
+            f"{' ' + ' '.join(_non_recipe_flags(config)) if _non_recipe_flags(config) else ''}`"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     try:
@@ -131,11 +202,17 @@ def _non_recipe_flags(config: SweepConfig) -> list[str]:
 
 
 def _write_best_recipe(config: SweepConfig, best: PointResult) -> Path:
-    recipe = config.recipe.replace(learning_rate=best.learning_rate, warmup=_as_duration(best.warmup),
-                                   name=f"{config.recipe.name}-swept", description=f"{config.recipe.name} with the sweep's best peak and warmup")
+    recipe = config.recipe.replace(
+        learning_rate=best.learning_rate,
+        warmup=_as_duration(best.warmup),
+        name=f"{config.recipe.name}-swept",
+        description=f"{config.recipe.name} with the sweep's best peak and warmup",
+    )
     path = config.output_dir / "best_recipe.yaml"
-    header = (f"# Best setting of sweep {config.study_name!r} ({config.metric} {best.mean:.4f} ± {best.std:.4f} over seeds {config.seeds}).\n"
-              f"# Run: ftrecipes train --recipe {path} {' '.join(_non_recipe_flags(config))}\n")
+    header = (
+        f"# Best setting of sweep {config.study_name!r} ({config.metric} {best.mean:.4f} ± {best.std:.4f} over seeds {config.seeds}).\n"
+        f"# Run: ftrecipes train --recipe {path} {' '.join(_non_recipe_flags(config))}\n"
+    )
     path.write_text(header + recipe.to_yaml())
     return path
 
@@ -150,7 +227,9 @@ def _as_duration(text: str):
             return text
 
 
-def plot_sweep(config: SweepConfig, rows: list[PointResult], finder: dict | None, best: PointResult | None, path: Path) -> Path:
+def plot_sweep(
+    config: SweepConfig, rows: list[PointResult], finder: dict | None, best: PointResult | None, path: Path
+) -> Path:
     """Metric against the peak LR (log axis; every seed, mean ± std, pruned/diverged marked) and, with
     stage 2, against the warmup; the recipe's default and the range test's picks as vertical lines."""
     from ftrecipes.report.plotting import new_figure, save_figure
@@ -163,21 +242,43 @@ def plot_sweep(config: SweepConfig, rows: list[PointResult], finder: dict | None
     for r in done:
         ax.scatter([r.learning_rate] * len(r.values), r.values, s=12, color="tab:blue", alpha=0.4)
     if done:
-        ax.errorbar([r.learning_rate for r in done], [r.mean for r in done], yerr=[r.std for r in done],
-                    fmt="o-", color="tab:blue", capsize=3, label=f"mean ± std ({len(config.seeds)} seeds)")
+        ax.errorbar(
+            [r.learning_rate for r in done],
+            [r.mean for r in done],
+            yerr=[r.std for r in done],
+            fmt="o-",
+            color="tab:blue",
+            capsize=3,
+            label=f"mean ± std ({len(config.seeds)} seeds)",
+        )
     bottom = min((v for r in done for v in r.values), default=0.0)
     for status, marker in (("pruned", "v"), ("diverged", "x")):
         hit = [r for r in stage1 if r.status == status]
         if hit:
-            ax.scatter([r.learning_rate for r in hit], [bottom] * len(hit), marker=marker, color="tab:red", label=status)
+            ax.scatter(
+                [r.learning_rate for r in hit], [bottom] * len(hit), marker=marker, color="tab:red", label=status
+            )
     ax.axvline(config.default_lr, color="tab:green", ls="--", label=f"recipe default {config.default_lr:.2g}")
     if finder:
         if finder.get("suggestion"):
-            ax.axvline(finder["suggestion"], color="tab:orange", ls=":", label=f"range test raw {finder['suggestion']:.2g}")
+            ax.axvline(
+                finder["suggestion"], color="tab:orange", ls=":", label=f"range test raw {finder['suggestion']:.2g}"
+            )
         if finder.get("recommended"):
-            ax.axvline(finder["recommended"], color="tab:red", ls=":", label=f"range test clipped {finder['recommended']:.2g}")
+            ax.axvline(
+                finder["recommended"], color="tab:red", ls=":", label=f"range test clipped {finder['recommended']:.2g}"
+            )
     if best is not None:
-        ax.scatter([best.learning_rate], [best.mean], marker="*", s=180, color="gold", edgecolor="black", zorder=5, label="best")
+        ax.scatter(
+            [best.learning_rate],
+            [best.mean],
+            marker="*",
+            s=180,
+            color="gold",
+            edgecolor="black",
+            zorder=5,
+            label="best",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("peak learning rate")
     ax.set_ylabel(config.metric)
@@ -188,7 +289,9 @@ def plot_sweep(config: SweepConfig, rows: list[PointResult], finder: dict | None
         done2 = [r for r in stage2 if r.status == "complete"]
         order = [w for w in config.warmups]
         xs = {w: i for i, w in enumerate(order)}
-        ax2.errorbar([xs[r.warmup] for r in done2], [r.mean for r in done2], yerr=[r.std for r in done2], fmt="o", capsize=3)
+        ax2.errorbar(
+            [xs[r.warmup] for r in done2], [r.mean for r in done2], yerr=[r.std for r in done2], fmt="o", capsize=3
+        )
         ax2.set_xticks(range(len(order)), order)
         best1 = best_point(rows, STAGE_LR, config.greater_is_better)
         if best1 is not None:

@@ -92,7 +92,9 @@ def _open_study_locked(config: SweepConfig, name: str, create: bool):
 
     try:
         storage = optuna.storages.RDBStorage(
-            config.storage, heartbeat_interval=config.heartbeat, grace_period=4 * config.heartbeat,
+            config.storage,
+            heartbeat_interval=config.heartbeat,
+            grace_period=4 * config.heartbeat,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
             engine_kwargs={"connect_args": {"timeout": 60}} if config.storage.startswith("sqlite") else None,
         )
@@ -104,19 +106,36 @@ def _open_study_locked(config: SweepConfig, name: str, create: bool):
         # Unseeded on purpose: workers sharing a study must not propose the same range points.
         # (Grid points come from the queue, so grids are reproducible regardless.)
         sampler = optuna.samplers.TPESampler()
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=2) if config.pruner == "median" else optuna.pruners.NopPruner()
-        study = optuna.create_study(storage=storage, study_name=name, direction=_direction(config), sampler=sampler,
-                                    pruner=pruner, load_if_exists=True)
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=2) if config.pruner == "median" else optuna.pruners.NopPruner()
+        )
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            direction=_direction(config),
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
     except (SQLAlchemyError, ImportError, OSError) as err:
         reason = str(err).splitlines()[0][:160]
-        raise ConfigError("--storage", config.storage, f"cannot be opened ({reason})", "check the URL, the server and its driver, or drop --storage for a local SQLite file") from None
+        raise ConfigError(
+            "--storage",
+            config.storage,
+            f"cannot be opened ({reason})",
+            "check the URL, the server and its driver, or drop --storage for a local SQLite file",
+        ) from None
     stored = study.user_attrs.get("settings")
     if stored is None:
         study.set_user_attr("settings", config.settings())
     elif stored != json.loads(json.dumps(config.settings())):
         changed = sorted(k for k in stored if stored.get(k) != json.loads(json.dumps(config.settings())).get(k))
-        raise ConfigError("--study_name", config.study_name, f"exists in {config.storage} with other settings ({', '.join(changed)})",
-                          "rerun with the same flags to resume it, or give a new --study_name")
+        raise ConfigError(
+            "--study_name",
+            config.study_name,
+            f"exists in {config.storage} with other settings ({', '.join(changed)})",
+            "rerun with the same flags to resume it, or give a new --study_name",
+        )
     return study
 
 
@@ -138,8 +157,11 @@ def _enqueue_missing(config: SweepConfig, study, points: list[dict]) -> None:
         final = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
         # A waiting trial has no params yet (Optuna keeps them aside until they are suggested): the
         # point is read from the 'point' attribute it was enqueued with.
-        taken = {_point_key(t.params or t.user_attrs.get("point", {})) for t in study.get_trials(deepcopy=False)
-                 if t.state in final or t.user_attrs.get("status") == "diverged"}
+        taken = {
+            _point_key(t.params or t.user_attrs.get("point", {}))
+            for t in study.get_trials(deepcopy=False)
+            if t.state in final or t.user_attrs.get("status") == "diverged"
+        }
         for params in points:
             if _point_key(params) not in taken:
                 study.enqueue_trial(params, user_attrs={"queued": True, "point": params})
@@ -163,7 +185,11 @@ def _objective(config: SweepConfig, stage: str, best_lr: float | None):
             if config.lr_mode == "grid" and not from_queue:
                 trial.set_user_attr("status", SURPLUS)
                 raise _SurplusTrial()
-            low, high = (config.lr_values[0], config.lr_values[-1]) if config.lr_mode == "range" else (min(config.lr_values), max(config.lr_values))
+            low, high = (
+                (config.lr_values[0], config.lr_values[-1])
+                if config.lr_mode == "range"
+                else (min(config.lr_values), max(config.lr_values))
+            )
             params = {"learning_rate": trial.suggest_float("learning_rate", low, high, log=True)}
         else:
             if not from_queue:
@@ -213,7 +239,9 @@ def _open_count(study) -> tuple[int, int]:
 
 def _counted(study) -> int:
     """Trials that use up the range's budget (everything but surplus and interrupted-then-retried)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") != SURPLUS and not _interrupted(t))
+    return sum(
+        1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") != SURPLUS and not _interrupted(t)
+    )
 
 
 def _interrupted(t) -> bool:
@@ -234,7 +262,11 @@ def _work(config: SweepConfig, study, stage: str, best_lr: float | None) -> None
         if waiting == 0 and not budget_left:
             if running == 0:
                 return
-            logger.info("waiting for %d running trial(s) of other workers (a dead worker's trial is retried after %ds)", running, 4 * config.heartbeat)
+            logger.info(
+                "waiting for %d running trial(s) of other workers (a dead worker's trial is retried after %ds)",
+                running,
+                4 * config.heartbeat,
+            )
             time.sleep(min(5, config.heartbeat))
             continue
         # optimize() takes a waiting point if there is one, and keeps the trial's heartbeat while it
@@ -258,8 +290,18 @@ def collect(config: SweepConfig) -> list[PointResult]:
                 status = "running" if t.state == TrialState.RUNNING else "interrupted"
             lr = t.params.get("learning_rate", study.user_attrs.get("best_lr"))
             warmup = t.params.get("warmup", config.fixed_warmup or str(config.recipe.warmup))
-            rows.append(PointResult(stage, t.number, lr, str(warmup), status, list(t.user_attrs.get("values", [])),
-                                    float(t.user_attrs.get("seconds", 0.0)), t.user_attrs.get("output_dir", "")))
+            rows.append(
+                PointResult(
+                    stage,
+                    t.number,
+                    lr,
+                    str(warmup),
+                    status,
+                    list(t.user_attrs.get("values", [])),
+                    float(t.user_attrs.get("seconds", 0.0)),
+                    t.user_attrs.get("output_dir", ""),
+                )
+            )
     return rows
 
 
@@ -280,7 +322,9 @@ def _run_finder(config: SweepConfig, study) -> dict | None:
     folder = config.output_dir / "lr_finder"
     argv = ["--recipe", config.recipe_arg, "--output_dir", str(folder), "--no_progress", *config.finetune_argv]
     if lr_find_main(argv) != 0:
-        raise ConfigError("--lr_finder", None, "the LR range test failed (see the line above)", "drop --lr_finder or fix its flags")
+        raise ConfigError(
+            "--lr_finder", None, "the LR range test failed (see the line above)", "drop --lr_finder or fix its flags"
+        )
     result = LRFinderResult.from_json(folder / "lr_finder.json")
     prior = [result.prior.low, result.prior.high] if result.prior is not None else None
     finder = {"suggestion": result.suggestion, "recommended": result.recommended, "prior": prior}

@@ -47,15 +47,28 @@ def run_point(config: SweepConfig, params: dict, folder: Path, trial=None) -> di
     values, seconds, dirs = [], [], []
     for i, seed in enumerate(config.seeds):
         out = folder / f"seed-{seed}"
-        argv = ["--recipe", config.recipe_arg, *config.finetune_argv, "--learning_rate", repr(params["learning_rate"]),
-                "--seed", str(seed), "--output_dir", str(out), "--overwrite_output_dir", "true"]
+        argv = [
+            "--recipe",
+            config.recipe_arg,
+            *config.finetune_argv,
+            "--learning_rate",
+            repr(params["learning_rate"]),
+            "--seed",
+            str(seed),
+            "--output_dir",
+            str(out),
+            "--overwrite_output_dir",
+            "true",
+        ]
         if not config.split_seed_given:
             argv += ["--split_seed", str(config.seeds[0])]  # every seed trains on the same split
         warmup = params.get("warmup", config.fixed_warmup)
         if warmup is not None:
             argv += ["--warmup", str(warmup)]
         job = parse_args(argv)
-        callbacks = [pruning_callback(trial, config.metric)] if trial is not None and i == 0 and config.pruner != "none" else []
+        callbacks = (
+            [pruning_callback(trial, config.metric)] if trial is not None and i == 0 and config.pruner != "none" else []
+        )
         start = time.perf_counter()
         code = run(job, callbacks=callbacks)
         seconds.append(time.perf_counter() - start)
@@ -70,6 +83,8 @@ def run_point(config: SweepConfig, params: dict, folder: Path, trial=None) -> di
         results = json.loads((out / "eval_results.json").read_text()) if (out / "eval_results.json").is_file() else {}
         if config.metric not in results:
             known = ", ".join(sorted(k for k in results if k.startswith("eval_"))) or "none"
-            raise ConfigError("--metric", config.metric, f"is not among the evaluation metrics ({known})", "pick one of those")
+            raise ConfigError(
+                "--metric", config.metric, f"is not among the evaluation metrics ({known})", "pick one of those"
+            )
         values.append(float(results[config.metric]))
     return {"values": values, "seconds": seconds, "output_dirs": dirs}

@@ -49,13 +49,28 @@ logger = logging.getLogger(__name__)
 
 # TrainingArguments fields whose value the recipe supplies unless the user gave one.
 OWNED = (
-    "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
-    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-    "num_train_epochs", "max_steps", "bf16", "fp16",
+    "learning_rate",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "max_steps",
+    "bf16",
+    "fp16",
 )
 # TrainingArguments' schedule flags: the recipe's schedule replaces Trainer's, so a flag given for one of
 # these becomes the recipe override named here, or (when it cannot) one warning naming that field.
-SCHEDULE_FLAGS = {"lr_scheduler_type": "lr_scheduler_type", "warmup_steps": "warmup", "warmup_ratio": "warmup", "lr_scheduler_kwargs": "lr_scheduler_kwargs"}
+SCHEDULE_FLAGS = {
+    "lr_scheduler_type": "lr_scheduler_type",
+    "warmup_steps": "warmup",
+    "warmup_ratio": "warmup",
+    "lr_scheduler_kwargs": "lr_scheduler_kwargs",
+}
 # Evaluation fields a metric-driven recipe (reduce-on-plateau, early stopping) cannot run without.
 EVAL_OWNED = ("eval_strategy", "eval_steps", "metric_for_best_model", "greater_is_better")
 RECORD_ATTRIBUTE = "_ftrecipes_record"  # attribute of applied TrainingArguments: plain data, pickles anywhere
@@ -114,8 +129,13 @@ def recipe_record(args: TrainingArguments) -> dict:
 
 
 def apply_recipe(
-    recipe: Recipe, args: TrainingArguments, argv: Sequence[str] | None = None, *,
-    explicit: Sequence[str] | None = None, num_processes: int | None = None, log: bool = True,
+    recipe: Recipe,
+    args: TrainingArguments,
+    argv: Sequence[str] | None = None,
+    *,
+    explicit: Sequence[str] | None = None,
+    num_processes: int | None = None,
+    log: bool = True,
 ) -> TrainingArguments:
     """``args`` with the recipe's values for every owned field the user did not give.
 
@@ -147,7 +167,13 @@ def apply_recipe(
             note = "; ".join(part for part in (detail, _replaced_default(args, name, recipe_value)) if part)
             sources[name] = {"value": recipe_value, "source": "recipe", "detail": note}
 
-    for name in ("weight_decay", "max_grad_norm", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+    for name in (
+        "weight_decay",
+        "max_grad_norm",
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+    ):
         take(name, getattr(recipe, name))
     if recipe.optimizer == "adamw":
         for name in ("adam_beta1", "adam_beta2", "adam_epsilon"):
@@ -157,19 +183,31 @@ def apply_recipe(
     take("num_train_epochs", recipe.num_train_epochs)
     if epochs_given and not steps_given and recipe.max_steps > 0:
         changes["max_steps"] = -1
-        sources["max_steps"] = {"value": -1, "source": epochs_given, "detail": f"the recipe's max_steps {recipe.max_steps} dropped for the given num_train_epochs"}
+        sources["max_steps"] = {
+            "value": -1,
+            "source": epochs_given,
+            "detail": f"the recipe's max_steps {recipe.max_steps} dropped for the given num_train_epochs",
+        }
     else:
         take("max_steps", recipe.max_steps)
     if gave("bf16") or gave("fp16"):
         for name in ("bf16", "fp16"):
-            sources[name] = {"value": getattr(args, name), "source": gave(name) or gave("bf16") or gave("fp16"), "detail": ""}
+            sources[name] = {
+                "value": getattr(args, name),
+                "source": gave(name) or gave("bf16") or gave("fp16"),
+                "detail": "",
+            }
     else:
         # bf16/fp16 (and use_cpu for bf16 autocast on a CPU) from the recipe's policy, checked for this machine.
         wiring = training_args_precision(recipe.precision, {"use_cpu": args.use_cpu} if args.use_cpu else {})
         precision = "bf16" if wiring["bf16"] else "fp16" if wiring["fp16"] else "fp32"
         changes.update(wiring)
         for name in ("bf16", "fp16"):
-            sources[name] = {"value": wiring[name], "source": "recipe", "detail": f"precision {recipe.precision!r} -> {precision}"}
+            sources[name] = {
+                "value": wiring[name],
+                "source": "recipe",
+                "detail": f"precision {recipe.precision!r} -> {precision}",
+            }
 
     # The schedule: flags for Trainer's scheduler become overrides of the recipe's, or a warning.
     overrides: dict[str, Any] = {}
@@ -199,16 +237,28 @@ def apply_recipe(
         overrides[field_name] = value
         from_flag[field_name] = flag
     if gave("optim"):
-        ignored.append(f"--optim {getattr(args.optim, 'value', args.optim)} is replaced by the recipe's optimizer "
-                       f"{recipe.optimizer!r}; to change it set the recipe field `optimizer`")
+        ignored.append(
+            f"--optim {getattr(args.optim, 'value', args.optim)} is replaced by the recipe's optimizer "
+            f"{recipe.optimizer!r}; to change it set the recipe field `optimizer`"
+        )
     effective = recipe.replace(**overrides) if overrides else recipe
     for name in ("lr_scheduler_type", "warmup", "lr_scheduler_kwargs"):
         flag = from_flag.get(name)
-        sources[name] = {"value": getattr(effective, name), "source": gave(flag) if flag else "recipe", "flag": flag or name,
-                         "detail": f"recipe field {name!r} set from --{flag}" if flag else ""}
+        sources[name] = {
+            "value": getattr(effective, name),
+            "source": gave(flag) if flag else "recipe",
+            "flag": flag or name,
+            "detail": f"recipe field {name!r} set from --{flag}" if flag else "",
+        }
     if effective.early_stopping_patience > 0 or is_metric_driven(effective.lr_scheduler_type):
-        hf_values = {"eval_strategy": effective.eval_strategy, "eval_steps": training_interval(effective.eval_steps, "eval_steps") if effective.eval_steps is not None else None,
-                     "metric_for_best_model": effective.metric_for_best_model, "greater_is_better": effective.greater_is_better}
+        hf_values = {
+            "eval_strategy": effective.eval_strategy,
+            "eval_steps": training_interval(effective.eval_steps, "eval_steps")
+            if effective.eval_steps is not None
+            else None,
+            "metric_for_best_model": effective.metric_for_best_model,
+            "greater_is_better": effective.greater_is_better,
+        }
         for name in EVAL_OWNED:
             if name == "eval_steps" and effective.eval_strategy != "steps":
                 continue
@@ -220,18 +270,40 @@ def apply_recipe(
     scaling = recipe_lr_scaling(effective, global_batch)
     lr_source = gave("learning_rate")
     if lr_source:
-        sources["learning_rate"] = {"value": new.learning_rate, "source": lr_source, "detail": "used as given (no batch scaling)"}
+        sources["learning_rate"] = {
+            "value": new.learning_rate,
+            "source": lr_source,
+            "detail": "used as given (no batch scaling)",
+        }
     else:
         new.learning_rate = scaling.learning_rate_after
-        note = "; ".join(part for part in (scaling.message(), _replaced_default(args, "learning_rate", new.learning_rate)) if part)
-        sources["learning_rate"] = {"value": new.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe", "detail": note}
+        note = "; ".join(
+            part for part in (scaling.message(), _replaced_default(args, "learning_rate", new.learning_rate)) if part
+        )
+        sources["learning_rate"] = {
+            "value": new.learning_rate,
+            "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe",
+            "detail": note,
+        }
         if effective.lr_rule != "none":  # the rule needs the model: RecipeTrainer and finetune.py resolve it first
-            sources["learning_rate"]["detail"] += (f"; the stated peak until lr_rule {effective.lr_rule!r} sees the model "
-                                                   "(RecipeTrainer and recipe_optimizers set the rule's peak then)")
+            sources["learning_rate"]["detail"] += (
+                f"; the stated peak until lr_rule {effective.lr_rule!r} sees the model "
+                "(RecipeTrainer and recipe_optimizers set the rule's peak then)"
+            )
     if effective.optimizer == "sgd":
-        sources["momentum"] = {"value": effective.momentum, "source": "recipe", "detail": f"nesterov={effective.nesterov}"}
+        sources["momentum"] = {
+            "value": effective.momentum,
+            "source": "recipe",
+            "detail": f"nesterov={effective.nesterov}",
+        }
 
-    record = {"recipe": effective.name, "sources": sources, "recipe_overrides": overrides, "lr_scaling": scaling.to_dict(), "ignored": ignored}
+    record = {
+        "recipe": effective.name,
+        "sources": sources,
+        "recipe_overrides": overrides,
+        "lr_scaling": scaling.to_dict(),
+        "ignored": ignored,
+    }
     setattr(new, RECORD_ATTRIBUTE, record)
     describe_schedule(new, effective)
     if log:
@@ -272,7 +344,13 @@ def _follow_transformers_verbosity() -> None:
 
 def _source_line(recipe_name: str, name: str, entry: dict) -> str:
     source = entry["source"]
-    label = {"flag": f"flag --{entry.get('flag', name)}", "script": "set by the script", "argument": "argument", "recipe": f"recipe {recipe_name!r}", "scaled": f"recipe {recipe_name!r}, batch-scaled"}.get(source, source)
+    label = {
+        "flag": f"flag --{entry.get('flag', name)}",
+        "script": "set by the script",
+        "argument": "argument",
+        "recipe": f"recipe {recipe_name!r}",
+        "scaled": f"recipe {recipe_name!r}, batch-scaled",
+    }.get(source, source)
     detail = f"; {entry['detail']}" if entry.get("detail") else ""
     return f"recipe {recipe_name!r}: {name} = {entry['value']!r} ({label}{detail})"
 
@@ -312,12 +390,17 @@ def describe_schedule(args: TrainingArguments, recipe: Recipe, schedule: BuiltSc
     one-line description (``args.lr_scheduler_type.value``)."""
     parts = [f"ftrecipes recipe {recipe.name!r}"]
     if schedule is not None:
-        warmup_text = f"{recipe.warmup_type} warmup {schedule.warmup_steps} steps" if schedule.warmup_steps else "no warmup"
+        warmup_text = (
+            f"{recipe.warmup_type} warmup {schedule.warmup_steps} steps" if schedule.warmup_steps else "no warmup"
+        )
         parts += [f"{schedule.total_steps} optimizer steps", warmup_text]
         parts += [t.label for t in schedule.transitions if t.kind != "warmup_end"]
         # Read off the schedule itself, so the card is right for every type (floors, step drops, ...).
-        parts.append("reduced when the validation metric stalls" if schedule.metric_driven
-                     else f"last step at {schedule.lr(schedule.total_steps - 1):.3g} x peak")
+        parts.append(
+            "reduced when the validation metric stalls"
+            if schedule.metric_driven
+            else f"last step at {schedule.lr(schedule.total_steps - 1):.3g} x peak"
+        )
     else:
         parts.append(f"{recipe.warmup_type} warmup {recipe.warmup}")
     spelling = transformers_spelling(recipe, args.learning_rate)
@@ -336,7 +419,9 @@ def describe_schedule(args: TrainingArguments, recipe: Recipe, schedule: BuiltSc
     args.lr_scheduler_kwargs = kwargs
 
 
-def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int | None = None, **overrides) -> TrainingArguments:
+def recipe_training_args(
+    recipe: Recipe, output_dir: str, *, num_processes: int | None = None, **overrides
+) -> TrainingArguments:
     """``TrainingArguments`` built from a recipe alone (what ``scripts/finetune.py`` uses): the recipe's
     owned values (see :func:`apply_recipe`), its evaluation policy and the job's logging/saving
     defaults; ``overrides`` (any TrainingArguments field) win. To adopt a recipe in a script that
@@ -364,7 +449,9 @@ def recipe_training_args(recipe: Recipe, output_dir: str, *, num_processes: int 
     if saving == "steps" and evaluation == "no" and "save_steps" not in overrides:
         job.pop("save_steps", None)  # TrainingArguments' own default interval (500), not the evaluation's
     job.update(overrides)
-    return apply_recipe(recipe, TrainingArguments(**job), explicit=list(overrides), num_processes=num_processes, log=False)
+    return apply_recipe(
+        recipe, TrainingArguments(**job), explicit=list(overrides), num_processes=num_processes, log=False
+    )
 
 
 def adopt_rule_peak(args: TrainingArguments, recipe: Recipe) -> None:
@@ -378,13 +465,16 @@ def adopt_rule_peak(args: TrainingArguments, recipe: Recipe) -> None:
     if record["sources"].get("learning_rate", {}).get("source") not in ("recipe", "scaled"):
         return
     before = record["lr_scaling"]
-    scaling = recipe_lr_scaling(recipe, before["global_batch_size"], rule=before["rule"] if before["overridden"] else None)
+    scaling = recipe_lr_scaling(
+        recipe, before["global_batch_size"], rule=before["rule"] if before["overridden"] else None
+    )
     if scaling.learning_rate_after == args.learning_rate:
         return
     args.learning_rate = scaling.learning_rate_after
     record["lr_scaling"] = scaling.to_dict()
     record["sources"]["learning_rate"] = {
-        "value": args.learning_rate, "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe",
+        "value": args.learning_rate,
+        "source": "scaled" if scaling.learning_rate_after != scaling.learning_rate_before else "recipe",
         "detail": f"{scaling.message()}; the peak-LR rule's peak for the model, set when the model was known",
     }
 
@@ -395,23 +485,38 @@ def effective_recipe(recipe: Recipe, args: TrainingArguments) -> Recipe:
     return recipe.replace(**overrides) if overrides else recipe
 
 
-def recipe_schedule(recipe: Recipe, args: TrainingArguments, num_training_steps: int, train_dataset=None) -> BuiltSchedule:
+def recipe_schedule(
+    recipe: Recipe, args: TrainingArguments, num_training_steps: int, train_dataset=None
+) -> BuiltSchedule:
     """The recipe's schedule shape sized for this run: ``num_training_steps`` optimizer steps (Trainer's
     own count) and, for durations in epochs, the steps per epoch of ``train_dataset`` under ``args``."""
     # An absolute floor (min_lr) is a fraction of the peak that actually runs, not of the recipe's.
     shape = recipe if recipe.min_lr is None else recipe.replace(learning_rate=args.learning_rate)
     if train_dataset is not None and has_len(train_dataset):
-        timeline = dataclasses.replace(Timeline.from_training_args(args, len(train_dataset)), max_steps=num_training_steps)
-        if args.max_steps <= 0 and Timeline.from_training_args(args, len(train_dataset)).total_steps != num_training_steps:
-            logger.warning("Trainer counts %d optimizer steps, the timeline %d; the schedule follows the Trainer.",
-                           num_training_steps, Timeline.from_training_args(args, len(train_dataset)).total_steps)
+        timeline = dataclasses.replace(
+            Timeline.from_training_args(args, len(train_dataset)), max_steps=num_training_steps
+        )
+        if (
+            args.max_steps <= 0
+            and Timeline.from_training_args(args, len(train_dataset)).total_steps != num_training_steps
+        ):
+            logger.warning(
+                "Trainer counts %d optimizer steps, the timeline %d; the schedule follows the Trainer.",
+                num_training_steps,
+                Timeline.from_training_args(args, len(train_dataset)).total_steps,
+            )
         return shape.plan(timeline).schedule
     # No sized training set (an IterableDataset with max_steps): there is no epoch to count in.
     for name, value in recipe.durations_in_epochs().items():
         if name != "eval_steps":
-            raise ConfigError(name, value, "durations in epochs need a training set of known length", "give steps or fractions")
-    timeline = Timeline(num_examples=num_training_steps * args.per_device_train_batch_size, per_device_train_batch_size=args.per_device_train_batch_size,
-                        max_steps=num_training_steps)
+            raise ConfigError(
+                name, value, "durations in epochs need a training set of known length", "give steps or fractions"
+            )
+    timeline = Timeline(
+        num_examples=num_training_steps * args.per_device_train_batch_size,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        max_steps=num_training_steps,
+    )
     return shape.plan(timeline).schedule
 
 
@@ -423,5 +528,16 @@ def has_len(dataset) -> bool:
     return True
 
 
-__all__ = ["OWNED", "apply_recipe", "recipe_record", "is_applied", "log_sources", "describe_schedule",
-           "recipe_training_args", "recipe_schedule", "adopt_rule_peak", "effective_recipe", "has_len"]
+__all__ = [
+    "OWNED",
+    "apply_recipe",
+    "recipe_record",
+    "is_applied",
+    "log_sources",
+    "describe_schedule",
+    "recipe_training_args",
+    "recipe_schedule",
+    "adopt_rule_peak",
+    "effective_recipe",
+    "has_len",
+]

@@ -129,9 +129,7 @@ def _nice_percent(fraction: float) -> str:
     return f"{float(f'{100 * fraction:.2g}'):g}%"
 
 
-def suggested_overrides(
-    args: Any, peak_lr: float, schedule: BuiltSchedule | None, *, warmup: bool = True
-) -> list[str]:
+def suggested_overrides(args: Any, peak_lr: float, schedule: BuiltSchedule | None, *, warmup: bool = True) -> list[str]:
     """The concrete next recipe overrides after instability, in the usual order of fixes:
     lower the peak LR, add clipping, lengthen warmup, and leave fp16 loss scaling."""
     flags = [f"--learning_rate {peak_lr / 2:.3g}"]
@@ -154,8 +152,11 @@ def install_callbacks(trainer: Any, callbacks: Iterable[TrainerCallback]) -> Non
     for callback in callbacks:
         trainer.add_callback(callback)
     if type(trainer).log is Trainer.log and any(callable(getattr(cb, "log_values", None)) for cb in callbacks):
-        logger.warning("%s logs only its own keys; per-group LR, momentum and skipped-step counts are added by "
-                       "ftrecipes.training.trainer.RecipeTrainer (or any Trainer whose log() merges callbacks' log_values())", type(trainer).__name__)
+        logger.warning(
+            "%s logs only its own keys; per-group LR, momentum and skipped-step counts are added by "
+            "ftrecipes.training.trainer.RecipeTrainer (or any Trainer whose log() merges callbacks' log_values())",
+            type(trainer).__name__,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -177,7 +178,9 @@ class ScheduleLogger(TrainerCallback):
     the per-group peaks and the planned LR trace, which :mod:`ftrecipes.report.curves` draws.
     """
 
-    def __init__(self, schedule: BuiltSchedule | None = None, *, log_momentum: bool | None = None, write_schedule: bool = True):
+    def __init__(
+        self, schedule: BuiltSchedule | None = None, *, log_momentum: bool | None = None, write_schedule: bool = True
+    ):
         self.schedule = schedule
         self.log_momentum = log_momentum
         self.write_schedule = write_schedule
@@ -205,7 +208,9 @@ class ScheduleLogger(TrainerCallback):
             return
         groups = optimizer.param_groups
         self._used_lrs = [float(g["lr"]) for g in groups]
-        self._group_names = [str(g.get("name") or f"group_{i}") for i, g in enumerate(groups)]  # ftrecipes.training.layerwise names them
+        self._group_names = [
+            str(g.get("name") or f"group_{i}") for i, g in enumerate(groups)
+        ]  # ftrecipes.training.layerwise names them
         if self._cycles_momentum:
             group = groups[0]
             self._used_momentum = float(group["betas"][0]) if "betas" in group else float(group.get("momentum", 0.0))
@@ -238,7 +243,9 @@ def schedule_payload(schedule: BuiltSchedule | None, peak_lrs: Sequence[float], 
         "step_convention": "global step s uses the multiplier m(s-1); transitions are schedule indices t (effective at global step t+1)",
     }
     if schedule is None:
-        payload.update(total_steps=None, warmup_steps=None, transitions=[], planned_steps=[], planned_lr=[], planned_momentum=None)
+        payload.update(
+            total_steps=None, warmup_steps=None, transitions=[], planned_steps=[], planned_lr=[], planned_momentum=None
+        )
         return payload
     total = schedule.total_steps
     stride = max(1, math.ceil(total / _TRACE_POINTS))
@@ -289,7 +296,8 @@ class Spike:
         ratio = self.loss / self.median if self.median > 0 else float("inf")
         where = (
             f"{self.steps_after_transition} step(s) after {self.transition['label']}"
-            if self.transition is not None else "at no schedule transition"
+            if self.transition is not None
+            else "at no schedule transition"
         )
         fix = f" ({' '.join(self.overrides)})" if self.overrides else ""
         return (
@@ -298,7 +306,9 @@ class Spike:
         )
 
 
-def align(steps: tuple[int, int], transitions: Sequence[Transition], *, before: int = 1, after: int = 10) -> Transition | None:
+def align(
+    steps: tuple[int, int], transitions: Sequence[Transition], *, before: int = 1, after: int = 10
+) -> Transition | None:
     """The latest transition ``t`` whose window ``[t - before, t + after]`` (schedule indices) meets the
     optimizer steps ``steps`` (global steps ``a..b`` used schedule indices ``a-1..b-1``)."""
     first, last = steps[0] - 1, steps[1] - 1
@@ -322,8 +332,16 @@ class SpikeMonitor(TrainerCallback):
     """
 
     def __init__(
-        self, schedule: BuiltSchedule | None = None, *, window: int = 50, min_history: int = 10, k: float = 6.0,
-        min_ratio: float = 1.2, before: int = 1, after: int = 10, verbose: bool = True,
+        self,
+        schedule: BuiltSchedule | None = None,
+        *,
+        window: int = 50,
+        min_history: int = 10,
+        k: float = 6.0,
+        min_ratio: float = 1.2,
+        before: int = 1,
+        after: int = 10,
+        verbose: bool = True,
     ):
         if min_history < 3 or window < min_history:
             raise ValueError(f"need 3 <= min_history <= window, got {min_history=} {window=}")
@@ -365,12 +383,22 @@ class SpikeMonitor(TrainerCallback):
     def _record(self, args, state, loss, median, threshold, steps, lr) -> None:
         transition = align(steps, self._transitions, before=self.before, after=self.after)
         kind = transition.kind if transition is not None else None
-        overrides = suggested_overrides(args, self._peak, self._resolved, warmup=kind in ("warmup_end", None)) if self._peak else []
+        overrides = (
+            suggested_overrides(args, self._peak, self._resolved, warmup=kind in ("warmup_end", None))
+            if self._peak
+            else []
+        )
         spike = Spike(
-            step=state.global_step, loss=loss, median=median, threshold=threshold, learning_rate=lr, steps=steps,
+            step=state.global_step,
+            loss=loss,
+            median=median,
+            threshold=threshold,
+            learning_rate=lr,
+            steps=steps,
             transition=asdict(transition) if transition else None,
             steps_after_transition=(steps[1] - 1 - transition.step) if transition else None,
-            advice=ADVICE.get(kind, ADVICE[None]), overrides=overrides,
+            advice=ADVICE.get(kind, ADVICE[None]),
+            overrides=overrides,
         )
         self.spikes.append(spike)
         if self.verbose and state.is_world_process_zero:
@@ -380,9 +408,14 @@ class SpikeMonitor(TrainerCallback):
         if not state.is_world_process_zero:
             return
         payload = {
-            "detector": {"rule": "loss > max(median + k*1.4826*MAD, min_ratio*median) over the last `window` logged losses",
-                         "window": self.window, "min_history": self.min_history, "k": self.k, "min_ratio": self.min_ratio,
-                         "aligned_if_within_steps": [-self.before, self.after]},
+            "detector": {
+                "rule": "loss > max(median + k*1.4826*MAD, min_ratio*median) over the last `window` logged losses",
+                "window": self.window,
+                "min_history": self.min_history,
+                "k": self.k,
+                "min_ratio": self.min_ratio,
+                "aligned_if_within_steps": [-self.before, self.after],
+            },
             "transitions": [asdict(t) for t in self._transitions],
             "spikes": [asdict(s) for s in self.spikes],
         }
@@ -433,8 +466,15 @@ class DivergenceGuard(TrainerCallback):
     """
 
     def __init__(
-        self, schedule: BuiltSchedule | None = None, *, mode: str = "stop", explode_factor: float = 10.0,
-        window: int = 50, min_history: int = 10, max_consecutive_skips: int = 10, verbose: bool = True,
+        self,
+        schedule: BuiltSchedule | None = None,
+        *,
+        mode: str = "stop",
+        explode_factor: float = 10.0,
+        window: int = 50,
+        min_history: int = 10,
+        max_consecutive_skips: int = 10,
+        verbose: bool = True,
     ):
         if mode not in ("stop", "skip"):
             raise ValueError(f"mode must be 'stop' or 'skip', got {mode!r}")
@@ -513,7 +553,9 @@ class DivergenceGuard(TrainerCallback):
         if getattr(args, "fp16", False):
             # The GradScaler skips this step and lowers the scale by itself; only a collapse is ours.
             if self._consecutive >= self.max_consecutive_skips:
-                self._diverge(args, state, step, f"{self._consecutive} fp16 overflows in a row (the loss scale collapsed)", None)
+                self._diverge(
+                    args, state, step, f"{self._consecutive} fp16 overflows in a row (the loss scale collapsed)", None
+                )
             return
         for p in model.parameters():
             p.grad = None  # the optimizer skips parameters without a gradient: no update at all
@@ -582,8 +624,14 @@ class DivergenceGuard(TrainerCallback):
             "mixed-precision loss scaling and the data pipeline."
         )
         self.report = {
-            "step": step, "reason": reason, "loss": loss, "mode": self.mode, "skipped_steps": self.skipped_steps,
-            "last_checkpoint": last, "suggested_overrides": overrides, "message": message,
+            "step": step,
+            "reason": reason,
+            "loss": loss,
+            "mode": self.mode,
+            "skipped_steps": self.skipped_steps,
+            "last_checkpoint": last,
+            "suggested_overrides": overrides,
+            "message": message,
         }
         if state.is_world_process_zero:
             _write_json(os.path.join(args.output_dir, DIVERGENCE_FILE), self.report)
@@ -609,8 +657,12 @@ class Monitoring:
 
 
 def add_monitoring(
-    trainer: Any, schedule: BuiltSchedule | None = None, *, on_divergence: str = "stop",
-    spikes: bool = True, guard: bool = True,
+    trainer: Any,
+    schedule: BuiltSchedule | None = None,
+    *,
+    on_divergence: str = "stop",
+    spikes: bool = True,
+    guard: bool = True,
 ) -> Monitoring:
     """Install the logger, the spike monitor and the divergence guard on ``trainer`` in the right
     place (see :func:`install_callbacks`). ``schedule`` defaults to the scheduler's own
@@ -621,7 +673,9 @@ def add_monitoring(
         spikes=SpikeMonitor(schedule) if spikes else None,
         guard=DivergenceGuard(schedule, mode=on_divergence) if guard else None,
     )
-    install_callbacks(trainer, [cb for cb in (monitoring.logger, monitoring.spikes, monitoring.guard) if cb is not None])
+    install_callbacks(
+        trainer, [cb for cb in (monitoring.logger, monitoring.spikes, monitoring.guard) if cb is not None]
+    )
     if monitoring.guard is not None:
         monitoring.guard.attach(trainer)  # reuse the Trainer's gradient norm: no extra pass per step
     return monitoring

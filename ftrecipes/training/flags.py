@@ -63,8 +63,9 @@ def _given_by_name(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict
         name = token.split("=", 1)[0]
         if not name.startswith("--"):
             continue
-        matches = {dest for option, dest in by_option.items() if option == name} or \
-            {dest for option, dest in by_option.items() if option.startswith(name)}
+        matches = {dest for option, dest in by_option.items() if option == name} or {
+            dest for option, dest in by_option.items() if option.startswith(name)
+        }
         if len(matches) == 1:
             given[matches.pop()] = None
     return given

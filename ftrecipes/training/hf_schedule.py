@@ -28,8 +28,9 @@ from ftrecipes.config.timeline import Timeline
 
 # Run lengths the spelling is checked on: tiny, odd, warmup-rounding-sensitive and long.
 CHECK_TOTALS = (1, 2, 7, 33, 101, 400)
-NEEDS_RECIPE_TRAINER = ("an ftrecipes schedule: train with ftrecipes.RecipeTrainer, "
-                        "or class MyTrainer(RecipeTrainer, YourTrainer)")
+NEEDS_RECIPE_TRAINER = (
+    "an ftrecipes schedule: train with ftrecipes.RecipeTrainer, or class MyTrainer(RecipeTrainer, YourTrainer)"
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ def _candidate(recipe, peak: float) -> TransformersSchedule | None:
             return TransformersSchedule("linear", kwargs, warmup)
         return TransformersSchedule("polynomial", {"power": 1.0, "lr_end": floor * peak}, warmup)
     if kind == "polynomial":
-        return TransformersSchedule("polynomial", {"power": kwargs.get("power", 1.0), "lr_end": kwargs.get("lr_end", floor * peak)}, warmup)
+        return TransformersSchedule(
+            "polynomial", {"power": kwargs.get("power", 1.0), "lr_end": kwargs.get("lr_end", floor * peak)}, warmup
+        )
     if kind == "constant":
         return TransformersSchedule("constant_with_warmup" if warmup else "constant", {}, warmup)
     if kind == "inverse_sqrt":
@@ -92,8 +95,13 @@ def _transformers_lrs(spelling: TransformersSchedule, peak: float, total: int) -
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=peak)
     w = spelling.warmup_steps
     warmup = w if w >= 1 else math.ceil(total * w)  # TrainingArguments.get_warmup_steps
-    scheduler = get_scheduler(spelling.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total,
-                              scheduler_specific_kwargs=dict(spelling.lr_scheduler_kwargs))
+    scheduler = get_scheduler(
+        spelling.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=warmup,
+        num_training_steps=total,
+        scheduler_specific_kwargs=dict(spelling.lr_scheduler_kwargs),
+    )
     # Every schedule get_scheduler builds for these names is a LambdaLR: read its multiplier per step
     # (the LR the Trainer's step s trains at is base LR x lambda(s)) without stepping an optimizer.
     (multiplier,) = scheduler.lr_lambdas

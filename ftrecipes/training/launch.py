@@ -119,7 +119,9 @@ class Launch:
         return None
 
 
-def read_launch(training_overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Launch:
+def read_launch(
+    training_overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Launch:
     """The :class:`Launch` of this process from ``environ`` (default ``os.environ``) and the
     TrainingArguments flags given on the command line (``--deepspeed``, ``--fsdp``, ``--use_cpu``)."""
     env = os.environ if environ is None else environ
@@ -129,14 +131,28 @@ def read_launch(training_overrides: Mapping[str, Any] | None = None, environ: Ma
         source = "deepspeed_config_file"
         deepspeed = env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") or {}
     fsdp_flag = overrides.get("fsdp")
-    fsdp = is_true(env.get("ACCELERATE_USE_FSDP")) or bool(fsdp_flag and str(fsdp_flag).strip().lower() not in ("false", "none", ""))
+    fsdp = is_true(env.get("ACCELERATE_USE_FSDP")) or bool(
+        fsdp_flag and str(fsdp_flag).strip().lower() not in ("false", "none", "")
+    )
     use_cpu_given = "use_cpu" in overrides
     use_cpu = is_true(overrides["use_cpu"]) if use_cpu_given else is_true(env.get("ACCELERATE_USE_CPU"))
     try:
         world_size = int(env.get("WORLD_SIZE", "1"))
     except ValueError:
-        raise ConfigError("WORLD_SIZE", env.get("WORLD_SIZE"), "is not a number", "launch with torchrun or accelerate launch, which set it") from None
-    return Launch(world_size=world_size, fsdp=fsdp, deepspeed=deepspeed, deepspeed_source=source, use_cpu=use_cpu, use_cpu_given=use_cpu_given)
+        raise ConfigError(
+            "WORLD_SIZE",
+            env.get("WORLD_SIZE"),
+            "is not a number",
+            "launch with torchrun or accelerate launch, which set it",
+        ) from None
+    return Launch(
+        world_size=world_size,
+        fsdp=fsdp,
+        deepspeed=deepspeed,
+        deepspeed_source=source,
+        use_cpu=use_cpu,
+        use_cpu_given=use_cpu_given,
+    )
 
 
 def load_deepspeed_config(config: Any, field: str = "--deepspeed") -> dict:
@@ -149,14 +165,19 @@ def load_deepspeed_config(config: Any, field: str = "--deepspeed") -> dict:
     else:
         path = Path(text)
         if not path.is_file():
-            raise ConfigError(field, text, "is not a DeepSpeed config file",
-                              f"give a JSON file (paths are relative to where you launch): {DEEPSPEED_EXAMPLE}")
+            raise ConfigError(
+                field,
+                text,
+                "is not a DeepSpeed config file",
+                f"give a JSON file (paths are relative to where you launch): {DEEPSPEED_EXAMPLE}",
+            )
         source = path.read_text()
     try:
         loaded = json.loads(source)
     except json.JSONDecodeError as err:
-        raise ConfigError(field, text, f"is not valid JSON ({err.msg} at line {err.lineno})",
-                          f"fix the file: {DEEPSPEED_EXAMPLE}") from None
+        raise ConfigError(
+            field, text, f"is not valid JSON ({err.msg} at line {err.lineno})", f"fix the file: {DEEPSPEED_EXAMPLE}"
+        ) from None
     if not isinstance(loaded, dict):
         raise ConfigError(field, text, "must hold a JSON object", f"write a JSON object: {DEEPSPEED_EXAMPLE}")
     return loaded
@@ -170,17 +191,27 @@ def check_deepspeed_config(config: Any, field: str = "--deepspeed") -> dict:
     loaded = load_deepspeed_config(config, field)
     blocks = [name for name in _DEEPSPEED_BLOCKS if name in loaded]
     if blocks:
-        described = "; ".join(f'"{name}" ({loaded[name].get("type", "?") if isinstance(loaded[name], dict) else loaded[name]}) would replace {_DEEPSPEED_BLOCKS[name]}' for name in blocks)
+        described = "; ".join(
+            f'"{name}" ({loaded[name].get("type", "?") if isinstance(loaded[name], dict) else loaded[name]}) would replace {_DEEPSPEED_BLOCKS[name]}'
+            for name in blocks
+        )
         quoted = " and ".join(f'"{name}"' for name in blocks)
         value = config if not isinstance(config, Mapping) else None
-        raise ConfigError(field, value, f"has {described}",
-                          f"remove the {quoted} block{'s' if len(blocks) > 1 else ''} so the recipe's own are used "
-                          "(as in the file `ftrecipes configs cp deepspeed-zero2.json .` writes)")
+        raise ConfigError(
+            field,
+            value,
+            f"has {described}",
+            f"remove the {quoted} block{'s' if len(blocks) > 1 else ''} so the recipe's own are used "
+            "(as in the file `ftrecipes configs cp deepspeed-zero2.json .` writes)",
+        )
     return loaded
 
 
-def check_launch(training_overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
-                 accelerator_available: Optional[bool] = None) -> dict:
+def check_launch(
+    training_overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    accelerator_available: Optional[bool] = None,
+) -> dict:
     """Check the launch before anything loads; returns the TrainingArguments overrides to train with.
 
     * a DeepSpeed config (``--deepspeed`` or accelerate's ``deepspeed_config_file``) with an
@@ -197,17 +228,34 @@ def check_launch(training_overrides: Mapping[str, Any] | None = None, environ: M
     if launch.engine is not None and (launch.use_cpu or not available):
         where = "with use_cpu" if launch.use_cpu else "on a machine without a GPU"
         if launch.engine == "FSDP":
-            field, value = ("ACCELERATE_USE_FSDP", "true") if not overrides.get("fsdp") else ("--fsdp", overrides.get("fsdp"))
+            field, value = (
+                ("ACCELERATE_USE_FSDP", "true") if not overrides.get("fsdp") else ("--fsdp", overrides.get("fsdp"))
+            )
             effect = "Trainer would drop the FSDP settings and run plain DDP, or let each process train alone"
         else:
-            field, value = launch.deepspeed_source, (launch.deepspeed if isinstance(launch.deepspeed, str) else "ACCELERATE_USE_DEEPSPEED")
+            field, value = (
+                launch.deepspeed_source,
+                (launch.deepspeed if isinstance(launch.deepspeed, str) else "ACCELERATE_USE_DEEPSPEED"),
+            )
             effect = "Trainer cannot start the DeepSpeed engine"
-        raise ConfigError(field, value, f"{launch.engine} cannot engage {where}: {effect}",
-                          f"run it on GPUs, or train data-parallel on CPU: {CPU_LAUNCH}")
-    if launch.world_size > 1 and launch.engine is None and not available and not launch.use_cpu and not launch.use_cpu_given:
+        raise ConfigError(
+            field,
+            value,
+            f"{launch.engine} cannot engage {where}: {effect}",
+            f"run it on GPUs, or train data-parallel on CPU: {CPU_LAUNCH}",
+        )
+    if (
+        launch.world_size > 1
+        and launch.engine is None
+        and not available
+        and not launch.use_cpu
+        and not launch.use_cpu_given
+    ):
         # accelerate launch does not forward a config's `use_cpu` to torchrun's processes; without it
         # each would build a one-process Trainer. There is nothing else N processes on CPU can mean.
-        logger.info("%d processes and no GPU: training data-parallel on CPU over gloo (use_cpu=True)", launch.world_size)
+        logger.info(
+            "%d processes and no GPU: training data-parallel on CPU over gloo (use_cpu=True)", launch.world_size
+        )
         overrides["use_cpu"] = True
     return overrides
 
@@ -221,8 +269,17 @@ def check_world_size(args, environ: Mapping[str, str] | None = None) -> None:
     launched = int(env.get("WORLD_SIZE", "1") or 1)
     seen = max(1, int(getattr(args, "world_size", 1)))
     if launched > 1 and seen != launched:
-        fix = "on CPU drop --use_cpu false (or set ACCELERATE_USE_CPU=true)" if not getattr(args, "use_cpu", False) else "check the launcher's settings"
-        raise ConfigError("WORLD_SIZE", str(launched), f"the launcher started {launched} processes but Trainer sees {seen}, so each would train alone on all the data and write the same files", fix)
+        fix = (
+            "on CPU drop --use_cpu false (or set ACCELERATE_USE_CPU=true)"
+            if not getattr(args, "use_cpu", False)
+            else "check the launcher's settings"
+        )
+        raise ConfigError(
+            "WORLD_SIZE",
+            str(launched),
+            f"the launcher started {launched} processes but Trainer sees {seen}, so each would train alone on all the data and write the same files",
+            fix,
+        )
 
 
 def is_sharded_engine(args, environ: Mapping[str, str] | None = None) -> Optional[str]:
@@ -242,8 +299,12 @@ def check_optimizers_path(args, environ: Mapping[str, str] | None = None) -> Non
     installs the recipe's through ``create_optimizer`` / ``create_scheduler``, which both engines call."""
     engine = is_sharded_engine(args, environ)
     if engine is not None:
-        raise ConfigError("optimizers", "recipe_optimizers(...)", f"a prebuilt optimizer and scheduler cannot be used under {engine}",
-                          "use ftrecipes.RecipeTrainer(recipe=..., args=..., model=...) instead of Trainer(optimizers=recipe_optimizers(...))")
+        raise ConfigError(
+            "optimizers",
+            "recipe_optimizers(...)",
+            f"a prebuilt optimizer and scheduler cannot be used under {engine}",
+            "use ftrecipes.RecipeTrainer(recipe=..., args=..., model=...) instead of Trainer(optimizers=recipe_optimizers(...))",
+        )
 
 
 def cpu_threads_for(requested: Optional[int], environ: Mapping[str, str], cores: int) -> Optional[int]:
@@ -267,8 +328,18 @@ def cpu_threads_for(requested: Optional[int], environ: Mapping[str, str], cores:
 
 
 __all__ = [
-    "Launch", "read_launch", "check_launch", "check_world_size", "check_deepspeed_config", "load_deepspeed_config",
-    "check_optimizers_path", "is_sharded_engine", "has_accelerator", "CPU_LAUNCH_CONFIG", "CPU_LAUNCH",
+    "Launch",
+    "read_launch",
+    "check_launch",
+    "check_world_size",
+    "check_deepspeed_config",
+    "load_deepspeed_config",
+    "check_optimizers_path",
+    "is_sharded_engine",
+    "has_accelerator",
+    "CPU_LAUNCH_CONFIG",
+    "CPU_LAUNCH",
     "cpu_threads_for",
-    "is_local_main_process", "refuse",
+    "is_local_main_process",
+    "refuse",
 ]

@@ -47,7 +47,9 @@ def lr_scale(group: str, total_layers: int, recipe) -> float:
     return xi ** (total_layers - int(group.split("_", 1)[1]))
 
 
-def layerwise_parameter_groups(model: nn.Module, recipe, learning_rate: float, weight_decay: float | None = None) -> list[dict]:
+def layerwise_parameter_groups(
+    model: nn.Module, recipe, learning_rate: float, weight_decay: float | None = None
+) -> list[dict]:
     """Param groups, head first then layers top to bottom then embeddings, each split into decayed
     weights and biases/norms (weight decay 0); every group has ``lr`` (its peak) and ``name``."""
     weight_decay = recipe.weight_decay if weight_decay is None else weight_decay
@@ -68,8 +70,15 @@ def layerwise_parameter_groups(model: nn.Module, recipe, learning_rate: float, w
             if params:
                 # "lr_scale" travels with the optimizer state, so a resumed run can tell the run's peak
                 # from a group's (lr = peak * lr_scale).
-                groups.append({"params": params, "weight_decay": weight_decay if decayed else 0.0, "lr": learning_rate * scale,
-                               "lr_scale": scale, "name": group})
+                groups.append(
+                    {
+                        "params": params,
+                        "weight_decay": weight_decay if decayed else 0.0,
+                        "lr": learning_rate * scale,
+                        "lr_scale": scale,
+                        "name": group,
+                    }
+                )
     return groups
 
 

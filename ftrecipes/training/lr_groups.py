@@ -85,11 +85,19 @@ def parameter_multipliers(model: nn.Module, recipe) -> dict[int, tuple[str, floa
         if not hit:
             frozen = [n for n, p in _named_parameters(model) if not p.requires_grad and re.search(entry["pattern"], n)]
             why = f"matches only frozen parameters ({_examples(frozen, 2)})" if frozen else "matches no parameter name"
-            raise ConfigError("lr_groups", entry["pattern"], f"{why}; trainable parameters are e.g. {_examples(trainable)}",
-                              "use a pattern (regex, re.search) that matches some of those names, e.g. 'classifier'")
+            raise ConfigError(
+                "lr_groups",
+                entry["pattern"],
+                f"{why}; trainable parameters are e.g. {_examples(trainable)}",
+                "use a pattern (regex, re.search) that matches some of those names, e.g. 'classifier'",
+            )
     if ratio is not None and not found_b:
-        raise ConfigError("loraplus_lr_ratio", ratio, f"the model has no trainable LoRA B matrix (lora_B); trainable parameters are e.g. {_examples(trainable)}",
-                          "train with peft lora (or qlora), or leave loraplus_lr_ratio unset")
+        raise ConfigError(
+            "loraplus_lr_ratio",
+            ratio,
+            f"the model has no trainable LoRA B matrix (lora_B); trainable parameters are e.g. {_examples(trainable)}",
+            "train with peft lora (or qlora), or leave loraplus_lr_ratio unset",
+        )
     return out
 
 
@@ -117,7 +125,15 @@ def split_lr_groups(model: nn.Module, recipe, groups: list[dict], learning_rate:
             name = base_name or UNSCALED
             if label is not None:
                 name = f"{base_name}/{label}" if base_name else label
-            out.append({**group, "params": params, "lr": base_lr * multiplier, "lr_scale": base_scale * multiplier, "name": name})
+            out.append(
+                {
+                    **group,
+                    "params": params,
+                    "lr": base_lr * multiplier,
+                    "lr_scale": base_scale * multiplier,
+                    "name": name,
+                }
+            )
     return out
 
 

@@ -26,7 +26,13 @@ from ftrecipes.config.schedules import Schedule
 class ScheduleLR(LRScheduler):
     """Drive ``optimizer`` with ``schedule`` (a :class:`BuiltSchedule` or a bare ``step -> multiplier``)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: BuiltSchedule | Schedule, last_epoch: int = -1, steps_per_update: int = 1):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        schedule: BuiltSchedule | Schedule,
+        last_epoch: int = -1,
+        steps_per_update: int = 1,
+    ):
         # ``steps_per_update`` > 1 only for schedulers that are stepped several times per optimizer
         # update (``accelerator.prepare`` on N processes): the schedule then reads ``last_epoch // N``.
         self.steps_per_update = int(steps_per_update)
@@ -80,7 +86,11 @@ class ScheduleLR(LRScheduler):
     def state_dict(self) -> dict[str, Any]:
         # The schedule functions are rebuilt from the recipe; only the step count, the peaks and the
         # state of a stateful schedule are data.
-        state = {key: value for key, value in self.__dict__.items() if key in ("last_epoch", "base_lrs", "_last_lr", "_step_count", "steps_per_update")}
+        state = {
+            key: value
+            for key, value in self.__dict__.items()
+            if key in ("last_epoch", "base_lrs", "_last_lr", "_step_count", "steps_per_update")
+        }
         if hasattr(self.lr_schedule, "state_dict"):
             state["schedule_state"] = self.lr_schedule.state_dict()
         return state

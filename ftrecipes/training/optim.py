@@ -22,8 +22,10 @@ def _extra_groups(extra_modules: dict[str, nn.Module], weight_decay: float, seen
         decay = decay_parameter_names(module)
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad and id(p) not in seen]
         seen.update(id(p) for _, p in named)
-        groups += [{"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
-                   {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0}]
+        groups += [
+            {"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
+            {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
+        ]
     return [g for g in groups if g["params"]]
 
 
@@ -40,9 +42,15 @@ def _with_lr_overrides(groups: list[dict], lr_overrides: dict[int, float]) -> li
     return out
 
 
-def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = None, args=None, *,
-                     extra_modules: dict[str, nn.Module] | None = None,
-                     lr_overrides: dict[int, float] | None = None) -> torch.optim.Optimizer:
+def create_optimizer(
+    recipe,
+    model: nn.Module,
+    learning_rate: float | None = None,
+    args=None,
+    *,
+    extra_modules: dict[str, nn.Module] | None = None,
+    lr_overrides: dict[int, float] | None = None,
+) -> torch.optim.Optimizer:
     """The recipe's optimizer over ``model`` at peak ``learning_rate`` (default: the recipe's). With
     ``args`` (TrainingArguments after ``apply_recipe``) weight decay, betas and epsilon are the args'.
 
@@ -51,8 +59,11 @@ def create_optimizer(recipe, model: nn.Module, learning_rate: float | None = Non
     lr = recipe.learning_rate if learning_rate is None else learning_rate
     source = args if args is not None else recipe
     # Layer-wise / head / embedding peaks when the recipe asks for them (ftrecipes.training.layerwise).
-    groups = (layerwise_parameter_groups(model, recipe, lr) if uses_layerwise(recipe)
-              else parameter_groups(model, source.weight_decay))
+    groups = (
+        layerwise_parameter_groups(model, recipe, lr)
+        if uses_layerwise(recipe)
+        else parameter_groups(model, source.weight_decay)
+    )
     if uses_lr_groups(recipe):  # LoRA+ and lr_groups multiply within those groups (ftrecipes.training.lr_groups)
         groups = split_lr_groups(model, recipe, groups, lr)
     if extra_modules:
@@ -102,5 +113,10 @@ def check_every_parameter_optimised(optimizer: torch.optim.Optimizer, named_para
     missing = parameters_left_out(optimizer, named_parameters)
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise ConfigError("optimizer", None, f"{len(missing)} trainable parameters are in no optimizer group, "
-                          f"so they would stay at their initial values ({shown})", fix)
+        raise ConfigError(
+            "optimizer",
+            None,
+            f"{len(missing)} trainable parameters are in no optimizer group, "
+            f"so they would stay at their initial values ({shown})",
+            fix,
+        )

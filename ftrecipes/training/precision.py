@@ -163,7 +163,9 @@ def _unsupported(field: str, value: Any, precision: str, device: str) -> ConfigE
     if field.startswith("--"):
         fix = f"drop {field} (or use --precision fp32)"
     if device == "cpu" and precision == "bf16":
-        problem = "this CPU has no native bf16 (AVX512_BF16, AMX-BF16 or ARM FEAT_BF16): emulated bf16 is slower than fp32"
+        problem = (
+            "this CPU has no native bf16 (AVX512_BF16, AMX-BF16 or ARM FEAT_BF16): emulated bf16 is slower than fp32"
+        )
     elif device == "cpu":
         problem = f"{precision} mixed precision needs a GPU"
     else:

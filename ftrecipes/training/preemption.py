@@ -179,8 +179,15 @@ def _checkpoint_step(checkpoint: str) -> Optional[int]:
     return None
 
 
-def check_resume_plan(checkpoint: Optional[str], args: Any, total_steps: int, warmup_steps: int, *,
-                      replan: bool = False, compare_learning_rate: bool = True) -> Optional[dict]:
+def check_resume_plan(
+    checkpoint: Optional[str],
+    args: Any,
+    total_steps: int,
+    warmup_steps: int,
+    *,
+    replan: bool = False,
+    compare_learning_rate: bool = True,
+) -> Optional[dict]:
     """Refuse a resume whose plan differs from the one kept in ``checkpoint`` (unless ``replan``).
 
     Returns ``None`` when there is nothing to compare or the plans agree; with ``replan`` and a
@@ -190,12 +197,18 @@ def check_resume_plan(checkpoint: Optional[str], args: Any, total_steps: int, wa
         return None
     saved = read_checkpoint_plan(str(checkpoint))
     if saved is None:
-        logger.warning("%s has no %s (written by an older run): the plan cannot be checked against it", checkpoint, CHECKPOINT_PLAN_FILE)
+        logger.warning(
+            "%s has no %s (written by an older run): the plan cannot be checked against it",
+            checkpoint,
+            CHECKPOINT_PLAN_FILE,
+        )
         return None
     pinned_peak = "replanned" in saved  # an earlier --replan kept the checkpoint's peak, not this launch's
     saved = {k: v for k, v in saved.items() if k != "replanned"}
     now = run_plan(args, total_steps, warmup_steps)
-    keys = ["global_batch_size", "total_steps", "warmup_steps"] + (["learning_rate"] if compare_learning_rate and not pinned_peak else [])
+    keys = ["global_batch_size", "total_steps", "warmup_steps"] + (
+        ["learning_rate"] if compare_learning_rate and not pinned_peak else []
+    )
     changed = [k for k in keys if not _same(saved.get(k), now[k])]
     if not changed:
         return None
@@ -204,7 +217,13 @@ def check_resume_plan(checkpoint: Optional[str], args: Any, total_steps: int, wa
         # The optimizer and scheduler state restored from the checkpoint carry its peak (base_lrs):
         # the schedule is re-sized, the peak is kept.
         now["learning_rate"] = saved["learning_rate"]
-        logger.warning("--replan: continuing from optimizer step %s of %s with the schedule re-sized to %s (was %s)", step, checkpoint, now, saved)
+        logger.warning(
+            "--replan: continuing from optimizer step %s of %s with the schedule re-sized to %s (was %s)",
+            step,
+            checkpoint,
+            now,
+            saved,
+        )
         return {"at_step": step, "previous": saved, "plan": now}
 
     def describe(p: dict) -> str:
@@ -212,24 +231,42 @@ def check_resume_plan(checkpoint: Optional[str], args: Any, total_steps: int, wa
 
     factorisation = f"{now['per_device_train_batch_size']} per device x {now['num_processes']} processes x {now['gradient_accumulation_steps']} accumulation"
     if "global_batch_size" in changed:
-        fix = (f"relaunch with a global batch of {saved['global_batch_size']} (per-device batch x processes x "
-               f"--gradient_accumulation_steps), or pass --replan to continue from step {step} with the schedule re-sized for this launch")
+        fix = (
+            f"relaunch with a global batch of {saved['global_batch_size']} (per-device batch x processes x "
+            f"--gradient_accumulation_steps), or pass --replan to continue from step {step} with the schedule re-sized for this launch"
+        )
     else:
         fix = f"relaunch with the settings of the first launch, or pass --replan to continue from step {step} with the schedule re-sized for this launch"
-    raise ConfigError("--resume_from_checkpoint", str(checkpoint),
-                      f"was planned for {describe(saved)}; this launch ({factorisation}) would make it {describe(now)}, "
-                      f"shifting the LR from step {step} on", fix)
+    raise ConfigError(
+        "--resume_from_checkpoint",
+        str(checkpoint),
+        f"was planned for {describe(saved)}; this launch ({factorisation}) would make it {describe(now)}, "
+        f"shifting the LR from step {step} on",
+        fix,
+    )
 
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and abs(float(a) - float(b)) <= 1e-12 * max(abs(float(a)), abs(float(b)), 1e-30)
+        return (
+            a is not None
+            and b is not None
+            and abs(float(a) - float(b)) <= 1e-12 * max(abs(float(a)), abs(float(b)), 1e-30)
+        )
     return a == b
 
 
 __all__ = [
-    "PreemptionCallback", "PlanRecordCallback", "write_preemption_report", "preempted_exit_code", "check_resume_plan",
-    "read_checkpoint_plan", "run_plan", "resume_checkpoint", "stop_after_preemption", "HANDLED_SIGNALS",
+    "PreemptionCallback",
+    "PlanRecordCallback",
+    "write_preemption_report",
+    "preempted_exit_code",
+    "check_resume_plan",
+    "read_checkpoint_plan",
+    "run_plan",
+    "resume_checkpoint",
+    "stop_after_preemption",
+    "HANDLED_SIGNALS",
 ]
 
 
@@ -250,7 +287,11 @@ def stop_after_preemption(trainer: Any, callback: PreemptionCallback, program: s
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         report = write_preemption_report(trainer.args.output_dir, callback, trainer.state)
-        print(f"{program}: stopped by {report['signal']} after optimizer step {report['global_step']} of {report['max_steps']}: "
-              f"saved {report['checkpoint']}; run the same command to resume (exit {report['exit_code']})", file=sys.stderr, flush=True)
+        print(
+            f"{program}: stopped by {report['signal']} after optimizer step {report['global_step']} of {report['max_steps']}: "
+            f"saved {report['checkpoint']}; run the same command to resume (exit {report['exit_code']})",
+            file=sys.stderr,
+            flush=True,
+        )
     trainer.accelerator.wait_for_everyone()
     return preempted_exit_code(callback.received)

@@ -41,7 +41,14 @@ logger = logging.getLogger(__name__)
 # Optimizer and scheduler for a stock Trainer
 
 
-def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArguments, train_dataset=None, *, argv: Sequence[str] | None = None) -> tuple[torch.optim.Optimizer, ScheduleLR]:
+def recipe_optimizers(
+    recipe: Recipe,
+    model: torch.nn.Module,
+    args: TrainingArguments,
+    train_dataset=None,
+    *,
+    argv: Sequence[str] | None = None,
+) -> tuple[torch.optim.Optimizer, ScheduleLR]:
     """``(optimizer, scheduler)`` for ``Trainer(optimizers=...)`` when the Trainer class cannot change.
 
     Pass ``args`` from :func:`apply_recipe` (the Trainer itself clips and batches with them). The
@@ -60,8 +67,10 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
     if peak is not None:
         adopt_rule_peak(args, recipe)
     if not is_applied(args):
-        logger.warning("recipe_optimizers: the TrainingArguments did not go through apply_recipe(), so the Trainer "
-                       "clips, batches and counts steps with the script's values; use `args = apply_recipe(recipe, args)`")
+        logger.warning(
+            "recipe_optimizers: the TrainingArguments did not go through apply_recipe(), so the Trainer "
+            "clips, batches and counts steps with the script's values; use `args = apply_recipe(recipe, args)`"
+        )
         args = apply_recipe(recipe, args, argv)
     if peak is not None and args.should_log:
         logger.info("recipe %r: %s", recipe.name, peak_record(peak, recipe_record(args), args.learning_rate)["message"])
@@ -69,14 +78,20 @@ def recipe_optimizers(recipe: Recipe, model: torch.nn.Module, args: TrainingArgu
     optimizer = optimizer_for_args(recipe, model, args)
     _refuse_parameters_added_later(optimizer, model)
     if args.max_steps > 0 or (train_dataset is not None and has_len(train_dataset)):
-        total = args.max_steps if args.max_steps > 0 else Timeline.from_training_args(args, len(train_dataset)).total_steps
+        total = (
+            args.max_steps if args.max_steps > 0 else Timeline.from_training_args(args, len(train_dataset)).total_steps
+        )
         schedule = recipe_schedule(recipe, args, total, train_dataset)
         describe_schedule(args, recipe, schedule)
         return optimizer, ScheduleLR(optimizer, schedule)
 
     def unsized(*_):
-        raise ConfigError("train_dataset", None, "recipe_optimizers() got no training set, so the schedule has no length",
-                          "pass train_dataset=... (or max_steps > 0), or use RecipeTrainer, which sizes it when training starts")
+        raise ConfigError(
+            "train_dataset",
+            None,
+            "recipe_optimizers() got no training set, so the schedule has no length",
+            "pass train_dataset=... (or max_steps > 0), or use RecipeTrainer, which sizes it when training starts",
+        )
 
     optimizer.register_step_pre_hook(unsized)
     return optimizer, ScheduleLR(optimizer, lambda step: 1.0)
@@ -94,9 +109,11 @@ def _refuse_parameters_added_later(optimizer: torch.optim.Optimizer, model: torc
             return
         checked.append(True)
         check_every_parameter_optimised(
-            optimizer, model.named_parameters(),
+            optimizer,
+            model.named_parameters(),
             "the trainer added them after recipe_optimizers() built the optimizer (e.g. TRL's peft_config): wrap the "
-            "model with peft before calling recipe_optimizers(), or use RecipeTrainer (class MyTrainer(RecipeTrainer, SFTTrainer))")
+            "model with peft before calling recipe_optimizers(), or use RecipeTrainer (class MyTrainer(RecipeTrainer, SFTTrainer))",
+        )
 
     optimizer.register_step_pre_hook(check)
 

@@ -80,7 +80,15 @@ class RecipeTrainer(Trainer):
     Trainer documents for this — so the logs, ``trainer_state.json`` and every reporter see them alike.
     """
 
-    def __init__(self, model=None, args: TrainingArguments | None = None, *positional, recipe: Recipe, argv: Sequence[str] | None = None, **kwargs):
+    def __init__(
+        self,
+        model=None,
+        args: TrainingArguments | None = None,
+        *positional,
+        recipe: Recipe,
+        argv: Sequence[str] | None = None,
+        **kwargs,
+    ):
         from ftrecipes.config.peak_rule import peak_record
         from ftrecipes.models.width import resolve_peak_rule_for_model
 
@@ -93,8 +101,10 @@ class RecipeTrainer(Trainer):
         self.recipe = effective_recipe(recipe, args)
         model, kwargs = self._with_recipe_adapter(model, kwargs)
         if kwargs.get("optimizer_cls_and_kwargs") is not None:
-            record["ignored"].append("optimizer_cls_and_kwargs is replaced by the recipe's optimizer "
-                                     f"{self.recipe.optimizer!r}; to change it set the recipe field `optimizer`")
+            record["ignored"].append(
+                "optimizer_cls_and_kwargs is replaced by the recipe's optimizer "
+                f"{self.recipe.optimizer!r}; to change it set the recipe field `optimizer`"
+            )
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.append(PlateauMetricCallback())
         if self.recipe.early_stopping_patience > 0:
@@ -119,9 +129,15 @@ class RecipeTrainer(Trainer):
         if self.args is not applied:
             for name in OWNED:
                 if hasattr(self.args, name) and getattr(self.args, name) != getattr(applied, name):
-                    record["ignored"].append(f"{type(self).__name__}'s base changed {name} from {getattr(applied, name)!r} to "
-                                             f"{getattr(self.args, name)!r} after the recipe set it; it trains with the latter")
-                    record["sources"][name] = {"value": getattr(self.args, name), "source": "trainer", "detail": "set by the trainer class"}
+                    record["ignored"].append(
+                        f"{type(self).__name__}'s base changed {name} from {getattr(applied, name)!r} to "
+                        f"{getattr(self.args, name)!r} after the recipe set it; it trains with the latter"
+                    )
+                    record["sources"][name] = {
+                        "value": getattr(self.args, name),
+                        "source": "trainer",
+                        "detail": "set by the trainer class",
+                    }
             setattr(self.args, RECORD_ATTRIBUTE, record)
         describe_schedule(self.args, self.recipe)
 
@@ -141,21 +157,37 @@ class RecipeTrainer(Trainer):
         takes_peft_config = "peft_config" in inspect.signature(super().__init__).parameters
         given = kwargs.get("peft_config")
         if is_peft_model(model):
-            logger.warning("recipe %r: the model is already a PeftModel, so its adapter trains and the recipe's LoRA "
-                           "settings (%s) are not applied; the recipe's optimizer and schedule are", self.recipe.name,
-                           lora_summary(self.recipe))
+            logger.warning(
+                "recipe %r: the model is already a PeftModel, so its adapter trains and the recipe's LoRA "
+                "settings (%s) are not applied; the recipe's optimizer and schedule are",
+                self.recipe.name,
+                lora_summary(self.recipe),
+            )
         elif given is not None and takes_peft_config:
-            logger.warning("recipe %r: the trainer's peft_config (r=%s, lora_alpha=%s, target_modules=%s) is the adapter; "
-                           "the recipe's LoRA settings (%s) are not applied, its optimizer and schedule are", self.recipe.name,
-                           getattr(given, "r", "?"), getattr(given, "lora_alpha", "?"), getattr(given, "target_modules", "?"),
-                           lora_summary(self.recipe))
+            logger.warning(
+                "recipe %r: the trainer's peft_config (r=%s, lora_alpha=%s, target_modules=%s) is the adapter; "
+                "the recipe's LoRA settings (%s) are not applied, its optimizer and schedule are",
+                self.recipe.name,
+                getattr(given, "r", "?"),
+                getattr(given, "lora_alpha", "?"),
+                getattr(given, "target_modules", "?"),
+                lora_summary(self.recipe),
+            )
         elif takes_peft_config:
             kwargs = {**kwargs, "peft_config": lora_config(self.recipe, model)}
-            logger.info("recipe %r: LoRA (%s) passed to %s as its peft_config", self.recipe.name, lora_summary(self.recipe),
-                        self._base_name())
+            logger.info(
+                "recipe %r: LoRA (%s) passed to %s as its peft_config",
+                self.recipe.name,
+                lora_summary(self.recipe),
+                self._base_name(),
+            )
         elif isinstance(model, (str, os.PathLike)):
-            raise ConfigError("model", str(model), "a LoRA recipe adapts a model object, and this trainer takes no peft_config",
-                              "load the model first (e.g. AutoModelForSequenceClassification.from_pretrained(name))")
+            raise ConfigError(
+                "model",
+                str(model),
+                "a LoRA recipe adapts a model object, and this trainer takes no peft_config",
+                "load the model first (e.g. AutoModelForSequenceClassification.from_pretrained(name))",
+            )
         elif model is not None:
             from ftrecipes.models.build import wrap_model
 
@@ -174,8 +206,11 @@ class RecipeTrainer(Trainer):
 
                 if not loss_uses_num_items(self.accelerator.unwrap_model(model), inputs):
                     self.model_accepts_loss_kwargs = False
-                    logger.info("%s's loss ignores num_items_in_batch: scaling it per batch and accumulation step "
-                                "instead (transformers#47688)", type(self.accelerator.unwrap_model(model)).__name__)
+                    logger.info(
+                        "%s's loss ignores num_items_in_batch: scaling it per batch and accumulation step "
+                        "instead (transformers#47688)",
+                        type(self.accelerator.unwrap_model(model)).__name__,
+                    )
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
@@ -186,11 +221,19 @@ class RecipeTrainer(Trainer):
         if self.optimizer is None:
             model = model if model is not None else self.model
             extra_modules, lr_overrides, declared = self._subclass_parameters(model)
-            self.optimizer = optimizer_for_args(self.recipe, model, self.args, extra_modules=extra_modules, lr_overrides=lr_overrides)
-            named = list(model.named_parameters()) + [(f"{prefix}.{n}", p) for prefix, m in extra_modules.items() for n, p in m.named_parameters()]
+            self.optimizer = optimizer_for_args(
+                self.recipe, model, self.args, extra_modules=extra_modules, lr_overrides=lr_overrides
+            )
+            named = list(model.named_parameters()) + [
+                (f"{prefix}.{n}", p) for prefix, m in extra_modules.items() for n, p in m.named_parameters()
+            ]
             # What the subclass declared but no module attribute of the trainer holds is checked too.
-            named += [(f"{type(self).__name__}.get_optimizer_cls_and_kwargs parameter {i}", p) for i, p in enumerate(declared)]
-            check_every_parameter_optimised(self.optimizer, named, "report it as an ftrecipes bug with the trainer class and model")
+            named += [
+                (f"{type(self).__name__}.get_optimizer_cls_and_kwargs parameter {i}", p) for i, p in enumerate(declared)
+            ]
+            check_every_parameter_optimised(
+                self.optimizer, named, "report it as an ftrecipes bug with the trainer class and model"
+            )
         return self.optimizer
 
     def _subclass_parameters(self, model) -> tuple[dict[str, torch.nn.Module], dict[int, float], list]:
@@ -212,13 +255,21 @@ class RecipeTrainer(Trainer):
         for name, value in vars(self).items():
             candidates = value.items() if isinstance(value, dict) else [("", value)]
             for key, module in candidates:
-                if isinstance(module, torch.nn.Module) and module is not model and extra_ids & {id(p) for p in module.parameters()}:
+                if (
+                    isinstance(module, torch.nn.Module)
+                    and module is not model
+                    and extra_ids & {id(p) for p in module.parameters()}
+                ):
                     modules[f"{name}.{key}" if key else name] = module
         if lr_overrides:
             pattern = getattr(self.args, "learning_rate_mapping", None)
-            logger.info("recipe %r: %d parameters at the peaks %s sets (%s), on the recipe's schedule", self.recipe.name,
-                        len(lr_overrides), self._base_name(),
-                        pattern or sorted(set(lr_overrides.values())))
+            logger.info(
+                "recipe %r: %d parameters at the peaks %s sets (%s), on the recipe's schedule",
+                self.recipe.name,
+                len(lr_overrides),
+                self._base_name(),
+                pattern or sorted(set(lr_overrides.values())),
+            )
         return modules, lr_overrides, list(params.values())
 
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> ScheduleLR:
@@ -228,9 +279,15 @@ class RecipeTrainer(Trainer):
             self._created_lr_scheduler = True
             describe_schedule(self.args, self.recipe, schedule)
             if self.args.should_log:
-                logger.info("recipe %r: %s schedule over %d optimizer steps, warmup %d, peak LR %.4g%s", self.recipe.name,
-                            self.recipe.lr_scheduler_type, schedule.total_steps, schedule.warmup_steps, self.args.learning_rate,
-                            "".join(f"; {t.label}" for t in schedule.transitions))
+                logger.info(
+                    "recipe %r: %s schedule over %d optimizer steps, warmup %d, peak LR %.4g%s",
+                    self.recipe.name,
+                    self.recipe.lr_scheduler_type,
+                    schedule.total_steps,
+                    schedule.warmup_steps,
+                    self.args.learning_rate,
+                    "".join(f"; {t.label}" for t in schedule.transitions),
+                )
         return self.lr_scheduler
 
     @property
@@ -260,10 +317,16 @@ class RecipeTrainer(Trainer):
         # The peak this run trained at, stated for this run's global batch: rerunning the file at the same
         # batch gives the same LR, and at another batch the recipe's rule scales from this point.
         as_trained = dict(
-            learning_rate=args.learning_rate, reference_global_batch_size=global_batch, weight_decay=args.weight_decay,
-            max_grad_norm=args.max_grad_norm, per_device_train_batch_size=args.per_device_train_batch_size,
-            per_device_eval_batch_size=args.per_device_eval_batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
-            num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
+            learning_rate=args.learning_rate,
+            reference_global_batch_size=global_batch,
+            weight_decay=args.weight_decay,
+            max_grad_norm=args.max_grad_norm,
+            per_device_train_batch_size=args.per_device_train_batch_size,
+            per_device_eval_batch_size=args.per_device_eval_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            num_train_epochs=args.num_train_epochs,
+            max_steps=args.max_steps,
+            seed=args.seed,
             precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         )
         if self.recipe.optimizer == "adamw":
@@ -273,8 +336,7 @@ class RecipeTrainer(Trainer):
             f"# Recipe as this run trained it (recipe {record['recipe']!r} with this run's values; peak LR as trained,\n"
             f"# at this run's global batch of {global_batch}).\n"
             f"# Reproduce: ftrecipes train --recipe {out / RECIPE_FILE}\n"
-            "# (under a launcher: accelerate launch -m ftrecipes.train --recipe ...)\n"
-            + resolved.to_yaml()
+            "# (under a launcher: accelerate launch -m ftrecipes.train --recipe ...)\n" + resolved.to_yaml()
         )
         schedule = self.schedule
         plan = {
@@ -312,7 +374,9 @@ class PlateauMetricCallback(TrainerCallback):
             logger.warning("reduce-on-plateau: metric %r not in the evaluation results %s", key, sorted(metrics))
             return
         if lr_scheduler.observe(metrics[key], step=state.global_step):
-            logger.info("reduce-on-plateau: %s stalled at %.4f; LR now %.3g", key, metrics[key], lr_scheduler.get_last_lr()[0])
+            logger.info(
+                "reduce-on-plateau: %s stalled at %.4f; LR now %.3g", key, metrics[key], lr_scheduler.get_last_lr()[0]
+            )
 
 
 __all__ = ["RecipeTrainer", "PlateauMetricCallback"]

@@ -128,8 +128,10 @@ class LRFinderResult:
 
     def summary(self) -> str:
         """A few lines for a log or the terminal."""
-        lines = [f"LR range test: {len(self.lrs)} steps over {self.min_lr:.3g}..{self.max_lr:.3g} "
-                 f"({self.stop_reason}, {self.seconds:.1f}s)"]
+        lines = [
+            f"LR range test: {len(self.lrs)} steps over {self.min_lr:.3g}..{self.max_lr:.3g} "
+            f"({self.stop_reason}, {self.seconds:.1f}s)"
+        ]
         lines.append(f"suggestion ({self.rule}): {_fmt(self.suggestion)} — {self.reason}")
         if self.prior is not None:
             batch = f" at global batch {self.prior.global_batch_size}" if self.prior.global_batch_size else ""
@@ -196,7 +198,7 @@ def _noise_gain(beta: float) -> float:
     """``sqrt(sum_k h_k^2)`` of the two-pass kernel ``h_k = (1-beta)/(1+beta) beta^|k|``."""
     if beta == 0.0:
         return 1.0
-    return (1 - beta) / (1 + beta) * math.sqrt((1 + beta ** 2) / (1 - beta ** 2))
+    return (1 - beta) / (1 + beta) * math.sqrt((1 + beta**2) / (1 - beta**2))
 
 
 def _skip(n: int) -> int:
@@ -204,8 +206,13 @@ def _skip(n: int) -> int:
 
 
 def suggest_lr(
-    lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
-    *, rule: str = "steepest", beta: float = 0.8, skip_start: int | None = None,
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    smoothed: Sequence[float],
+    *,
+    rule: str = "steepest",
+    beta: float = 0.8,
+    skip_start: int | None = None,
 ) -> tuple[float | None, str, tuple[float, float] | None]:
     """Apply ``rule`` to a curve: ``(suggestion or None, reason, searched LR region)``."""
     if rule not in RULES:
@@ -225,8 +232,14 @@ def suggest_lr(
     noise = 2.0 * sigma * _noise_gain(beta)
     drop = float(s[skip_start] - s[i_min])
     if drop <= max(noise, 1e-12 * abs(s[skip_start])):
-        return None, (f"the smoothed loss did not fall measurably (drop {drop:.3g} vs noise {noise:.3g}) between "
-                      f"{lrs[skip_start]:.3g} and {lrs[-1]:.3g}"), region
+        return (
+            None,
+            (
+                f"the smoothed loss did not fall measurably (drop {drop:.3g} vs noise {noise:.3g}) between "
+                f"{lrs[skip_start]:.3g} and {lrs[-1]:.3g}"
+            ),
+            region,
+        )
 
     if rule == "minimum/10":
         lr = float(lrs[i_min]) / 10.0
@@ -244,8 +257,14 @@ def suggest_lr(
     if best_i is None:
         return None, "the smoothed loss never decreases before its minimum", region
     lr = float(lrs[best_i])
-    return lr, (f"steepest descent of the smoothed loss ({best_slope:.3g} per decade) at {lr:.3g}, "
-                f"before its minimum at {lrs[i_min]:.3g}"), region
+    return (
+        lr,
+        (
+            f"steepest descent of the smoothed loss ({best_slope:.3g} per decade) at {lr:.3g}, "
+            f"before its minimum at {lrs[i_min]:.3g}"
+        ),
+        region,
+    )
 
 
 def prior_warning(suggestion: float | None, prior: LRPrior | None) -> str | None:
@@ -254,45 +273,70 @@ def prior_warning(suggestion: float | None, prior: LRPrior | None) -> str | None
         return None
     band = f"{prior.low:.3g}..{prior.high:.3g}"
     if suggestion is None:
-        return (f"no suggestion: the loss did not fall clearly over the ramp; keep the {prior.regime} prior {band} "
-                "(recommended is the recipe's peak), or rerun with more steps, a wider range or a larger batch "
-                "(--accumulation_steps), and check that labels reach the model")
+        return (
+            f"no suggestion: the loss did not fall clearly over the ramp; keep the {prior.regime} prior {band} "
+            "(recommended is the recipe's peak), or rerun with more steps, a wider range or a larger batch "
+            "(--accumulation_steps), and check that labels reach the model"
+        )
     if prior.contains(suggestion):
         return None
     if suggestion > prior.high:
-        why = ("range tests overshoot (" + ISSUE + "): a loss that falls fast at a high LR in a short run says nothing "
-               "about the final validation metric, and when fine-tuning, large steps erase what the pretrained model knows")
-        return (f"suggested {suggestion:.3g} is {suggestion / prior.high:.3g}x above the {prior.regime} prior {band}: {why}; "
-                f"train at {prior.high:.3g} (recommended, the prior's top), or score a short grid "
-                f"{{{prior.low:.3g}, {prior.high:.3g}, {suggestion:.3g}}} on validation before trusting it")
-    return (f"suggested {suggestion:.3g} is {prior.low / suggestion:.3g}x below the {prior.regime} prior {band}: the "
-            f"curve may be noisy or flat early (a fresh head, a small batch); train at {prior.low:.3g} (recommended, the "
-            "prior's bottom), or rerun with a larger batch (--accumulation_steps) or more steps for a cleaner curve")
+        why = (
+            "range tests overshoot (" + ISSUE + "): a loss that falls fast at a high LR in a short run says nothing "
+            "about the final validation metric, and when fine-tuning, large steps erase what the pretrained model knows"
+        )
+        return (
+            f"suggested {suggestion:.3g} is {suggestion / prior.high:.3g}x above the {prior.regime} prior {band}: {why}; "
+            f"train at {prior.high:.3g} (recommended, the prior's top), or score a short grid "
+            f"{{{prior.low:.3g}, {prior.high:.3g}, {suggestion:.3g}}} on validation before trusting it"
+        )
+    return (
+        f"suggested {suggestion:.3g} is {prior.low / suggestion:.3g}x below the {prior.regime} prior {band}: the "
+        f"curve may be noisy or flat early (a fresh head, a small batch); train at {prior.low:.3g} (recommended, the "
+        "prior's bottom), or rerun with a larger batch (--accumulation_steps) or more steps for a cleaner curve"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # The range test
 
 
-def check_finder_args(*, num_steps: int = 100, min_lr: float | None = None, max_lr: float | None = None,
-                      rule: str = "steepest", beta: float = 0.8, diverge_factor: float = 4.0,
-                      accumulation_steps: int | None = None, prior: Any = None) -> None:
+def check_finder_args(
+    *,
+    num_steps: int = 100,
+    min_lr: float | None = None,
+    max_lr: float | None = None,
+    rule: str = "steepest",
+    beta: float = 0.8,
+    diverge_factor: float = 4.0,
+    accumulation_steps: int | None = None,
+    prior: Any = None,
+) -> None:
     """Reject bad range-test settings before any model or data is loaded (one-line ConfigErrors)."""
     if rule not in RULES:
         raise ConfigError("rule", rule, f"is not one of {list(RULES)}", "use 'steepest' (default) or 'minimum/10'")
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 5 <= num_steps <= 1000:
-        raise ConfigError("num_steps", num_steps, "must be an integer in [5, 1000]", "use about 100: the test should cost a few percent of a run")
+        raise ConfigError(
+            "num_steps",
+            num_steps,
+            "must be an integer in [5, 1000]",
+            "use about 100: the test should cost a few percent of a run",
+        )
     for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
         if value is not None and not (0 < value < math.inf):
             raise ConfigError(name, value, "must be a positive finite learning rate", "e.g. --min_lr 1e-7 --max_lr 1")
     if min_lr is not None and max_lr is not None and not min_lr < max_lr:
-        raise ConfigError("min_lr", min_lr, f"the ramp needs min_lr < max_lr={max_lr:g}", "e.g. --min_lr 1e-7 --max_lr 1")
+        raise ConfigError(
+            "min_lr", min_lr, f"the ramp needs min_lr < max_lr={max_lr:g}", "e.g. --min_lr 1e-7 --max_lr 1"
+        )
     if not 0 <= beta < 1:
         raise ConfigError("beta", beta, "must lie in [0, 1)", "use 0.8")
     if not diverge_factor > 1:
         raise ConfigError("diverge_factor", diverge_factor, "must be > 1", "use 4")
     if accumulation_steps is not None and (isinstance(accumulation_steps, bool) or accumulation_steps < 1):
-        raise ConfigError("accumulation_steps", accumulation_steps, "must be >= 1", "use the run's gradient_accumulation_steps")
+        raise ConfigError(
+            "accumulation_steps", accumulation_steps, "must be >= 1", "use the run's gradient_accumulation_steps"
+        )
     parse_prior(prior)
 
 
@@ -342,8 +386,16 @@ def find_lr(
     from ftrecipes.training.optim import create_optimizer
     from ftrecipes.training.precision import precision_supported, resolve_precision
 
-    check_finder_args(num_steps=num_steps, min_lr=min_lr, max_lr=max_lr, rule=rule, beta=beta,
-                      diverge_factor=diverge_factor, accumulation_steps=accumulation_steps, prior=prior)
+    check_finder_args(
+        num_steps=num_steps,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        rule=rule,
+        beta=beta,
+        diverge_factor=diverge_factor,
+        accumulation_steps=accumulation_steps,
+        prior=prior,
+    )
     accumulation_steps = accumulation_steps or (recipe.gradient_accumulation_steps if recipe is not None else 1)
     if max_grad_norm is None:
         max_grad_norm = recipe.max_grad_norm if recipe is not None else 0.0
@@ -364,7 +416,9 @@ def find_lr(
     min_lr = lo_default if min_lr is None else float(min_lr)
     max_lr = hi_default if max_lr is None else float(max_lr)
     if not 0 < min_lr < max_lr:
-        raise ConfigError("min_lr", min_lr, f"the ramp needs 0 < min_lr < max_lr={max_lr:g}", "use e.g. --min_lr 1e-7 --max_lr 1")
+        raise ConfigError(
+            "min_lr", min_lr, f"the ramp needs 0 < min_lr < max_lr={max_lr:g}", "use e.g. --min_lr 1e-7 --max_lr 1"
+        )
 
     model.to(device)  # before the optimizer exists: its state then lives on the device too
     if optimizer is None:
@@ -381,9 +435,18 @@ def find_lr(
     start = time.perf_counter()
     try:
         lrs, losses, initial_loss, stop_reason = _ramp(
-            model, optimizer, _prepend(first, batches), device,
-            min_lr=min_lr, max_lr=max_lr, num_steps=num_steps, accumulation_steps=accumulation_steps,
-            precision=precision, max_grad_norm=max_grad_norm, beta=beta, diverge_factor=diverge_factor,
+            model,
+            optimizer,
+            _prepend(first, batches),
+            device,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_steps=num_steps,
+            accumulation_steps=accumulation_steps,
+            precision=precision,
+            max_grad_norm=max_grad_norm,
+            beta=beta,
+            diverge_factor=diverge_factor,
             show_progress=show_progress,
         )
     finally:
@@ -395,22 +458,55 @@ def find_lr(
     smoothed = smooth_curve(losses, beta, cap)
     suggestion, reason, region = suggest_lr(lrs, losses, smoothed, rule=rule, beta=beta)
     if suggestion is None:
-        recommended = (recipe_lr_scaling(recipe, global_batch).learning_rate_after if recipe is not None and global_batch else
-                       (recipe.learning_rate if recipe is not None else None))
+        recommended = (
+            recipe_lr_scaling(recipe, global_batch).learning_rate_after
+            if recipe is not None and global_batch
+            else (recipe.learning_rate if recipe is not None else None)
+        )
     else:
         recommended = recommend(suggestion, prior)
     return LRFinderResult(
-        lrs=lrs, losses=losses, smoothed=smoothed, suggestion=suggestion,
-        recommended=recommended, prior=prior, warning=prior_warning(suggestion, prior), rule=rule, reason=reason,
-        initial_loss=initial_loss, min_lr=min_lr, max_lr=max_lr, num_steps=num_steps,
-        accumulation_steps=accumulation_steps, global_batch_size=global_batch, precision=precision, beta=beta,
-        stopped_early=len(lrs) < num_steps, stop_reason=stop_reason, seconds=seconds, search_region=region,
+        lrs=lrs,
+        losses=losses,
+        smoothed=smoothed,
+        suggestion=suggestion,
+        recommended=recommended,
+        prior=prior,
+        warning=prior_warning(suggestion, prior),
+        rule=rule,
+        reason=reason,
+        initial_loss=initial_loss,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_steps=num_steps,
+        accumulation_steps=accumulation_steps,
+        global_batch_size=global_batch,
+        precision=precision,
+        beta=beta,
+        stopped_early=len(lrs) < num_steps,
+        stop_reason=stop_reason,
+        seconds=seconds,
+        search_region=region,
         device=str(device),
     )
 
 
-def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accumulation_steps, precision,
-          max_grad_norm, beta, diverge_factor, show_progress):
+def _ramp(
+    model,
+    optimizer,
+    batches,
+    device,
+    *,
+    min_lr,
+    max_lr,
+    num_steps,
+    accumulation_steps,
+    precision,
+    max_grad_norm,
+    beta,
+    diverge_factor,
+    show_progress,
+):
     from tqdm.auto import tqdm
 
     from ftrecipes.training.precision import autocast as precision_autocast
@@ -430,8 +526,12 @@ def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accum
         if loss is None and isinstance(outputs, Mapping):
             loss = outputs.get("loss")
         if loss is None:
-            raise ConfigError("train_dataloader", "batch without labels", "the model returned no loss",
-                              "batches must carry the labels the model's loss needs (e.g. 'labels')")
+            raise ConfigError(
+                "train_dataloader",
+                "batch without labels",
+                "the model returned no loss",
+                "batches must carry the labels the model's loss needs (e.g. 'labels')",
+            )
         return loss
 
     def forward_backward() -> float:
@@ -453,7 +553,7 @@ def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accum
     progress = tqdm(total=num_steps, desc="lr-find", unit="step", disable=not show_progress, leave=False)
     try:
         for i in range(num_steps):
-            lr = min_lr * ratio ** i
+            lr = min_lr * ratio**i
             for group, r in zip(optimizer.param_groups, ratios):
                 group["lr"] = lr * r
             if scaler is not None:
@@ -472,7 +572,10 @@ def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accum
                 current = forward_backward()
             else:
                 with torch.no_grad():
-                    current = sum(loss_of(_next(batches)).float().item() for _ in range(accumulation_steps)) / accumulation_steps
+                    current = (
+                        sum(loss_of(_next(batches)).float().item() for _ in range(accumulation_steps))
+                        / accumulation_steps
+                    )
             progress.update(1)
             if not math.isfinite(current):
                 # A non-finite loss carries no curve information; the curve ends before it.
@@ -485,7 +588,9 @@ def _ramp(model, optimizer, batches, device, *, min_lr, max_lr, num_steps, accum
             smoothed = m / (1 - beta ** (i + 1))
             best = min(best, smoothed)
             if i >= 2 and smoothed > diverge_factor * best:
-                stop_reason = f"stopped at step {i + 1}: smoothed loss {smoothed:.3g} > {diverge_factor:g}x best {best:.3g}"
+                stop_reason = (
+                    f"stopped at step {i + 1}: smoothed loss {smoothed:.3g} > {diverge_factor:g}x best {best:.3g}"
+                )
                 break
     finally:
         progress.close()
@@ -529,8 +634,12 @@ def _cycle(dataloader: Iterable):
         for batch in dataloader:
             empty = False
             if not isinstance(batch, Mapping):
-                raise ConfigError("train_dataloader", type(batch).__name__, "yields non-dict batches",
-                                  "yield dicts of tensors, e.g. from a DataCollator")
+                raise ConfigError(
+                    "train_dataloader",
+                    type(batch).__name__,
+                    "yields non-dict batches",
+                    "yield dicts of tensors, e.g. from a DataCollator",
+                )
             yield batch
         if empty:
             return
@@ -540,8 +649,12 @@ def _next(batches):
     try:
         return next(batches)
     except StopIteration:
-        raise ConfigError("train_dataloader", "exhausted", "ran out of batches during the range test",
-                          "pass a re-iterable DataLoader, not a one-shot iterator") from None
+        raise ConfigError(
+            "train_dataloader",
+            "exhausted",
+            "ran out of batches during the range test",
+            "pass a re-iterable DataLoader, not a one-shot iterator",
+        ) from None
 
 
 def _prepend(first, rest):
@@ -561,8 +674,13 @@ def _batch_size(batch: Mapping[str, Any]) -> int | None:
 
 
 def choose_learning_rate(
-    recipe, model: nn.Module, train_dataloader: Iterable[Mapping[str, Any]], *, output_dir: str | os.PathLike | None = None,
-    num_processes: int = 1, **finder_kwargs,
+    recipe,
+    model: nn.Module,
+    train_dataloader: Iterable[Mapping[str, Any]],
+    *,
+    output_dir: str | os.PathLike | None = None,
+    num_processes: int = 1,
+    **finder_kwargs,
 ) -> tuple[float, LRFinderResult]:
     """Run the range test with the recipe's optimizer (a throwaway one: the model is restored) and
     return ``(learning_rate to train with, result)``. With ``output_dir``, writes ``lr_finder.json``
@@ -582,4 +700,7 @@ def write_outputs(result: LRFinderResult, output_dir: str | os.PathLike, title: 
     """Write ``lr_finder.json`` and ``lr_finder.png`` into ``output_dir``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    return {"json": result.to_json(output_dir / LR_FINDER_JSON), "png": result.plot(output_dir / LR_FINDER_PNG, title=title)}
+    return {
+        "json": result.to_json(output_dir / LR_FINDER_JSON),
+        "png": result.plot(output_dir / LR_FINDER_PNG, title=title),
+    }

@@ -46,8 +46,12 @@ def _one_run(card_file: str, seed: int, run_dir: str, overrides: dict, threads: 
     steps = plan.get("total_steps")
     runtime = result.metrics.get("train_runtime")
     return {
-        "exit_code": result.exit_code, "eval_accuracy": result.value("eval_accuracy"), "eval_f1": result.value("eval_f1"),
-        "wall_time_s": result.wall_time_s, "train_runtime": runtime, "steps": steps,
+        "exit_code": result.exit_code,
+        "eval_accuracy": result.value("eval_accuracy"),
+        "eval_f1": result.value("eval_f1"),
+        "wall_time_s": result.wall_time_s,
+        "train_runtime": runtime,
+        "steps": steps,
         "s_per_step": runtime / steps if runtime and steps else None,
         "trainable_parameters": plan.get("trainable_parameters"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
@@ -58,7 +62,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     """Mean ± std per (card, arm) of the study's columns (``baselines.summarize_study``), with each arm's recipe."""
     from ftrecipes.baselines.studies import summarize_study
 
-    summary = summarize_study(rows, metrics=("eval_accuracy", "eval_f1", "s_per_step", "peak_rss_mb", "trainable_parameters"))
+    summary = summarize_study(
+        rows, metrics=("eval_accuracy", "eval_f1", "s_per_step", "peak_rss_mb", "trainable_parameters")
+    )
     return [{**entry, "recipe": ARMS[entry["arm"]]} for entry in summary]
 
 
@@ -69,12 +75,16 @@ def markdown(summary: list[dict]) -> str:
             return "n/a"
         return f"{fmt.format(v['mean'])} ± {fmt.format(v['std'])}" if with_std else fmt.format(v["mean"])
 
-    lines = ["| card | recipe | accuracy | macro-F1 | trainable params | s / optimizer step | peak RSS (MB) | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| card | recipe | accuracy | macro-F1 | trainable params | s / optimizer step | peak RSS (MB) | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for e in summary:
-        lines.append(f"| {e['card']} | `{e['recipe']}` | {cell(e, 'eval_accuracy', '{:.4f}')} | {cell(e, 'eval_f1', '{:.4f}')} | "
-                     f"{cell(e, 'trainable_parameters', '{:,.0f}', False)} | {cell(e, 's_per_step', '{:.2f}')} | "
-                     f"{cell(e, 'peak_rss_mb', '{:.0f}')} | {e['n']} |")
+        lines.append(
+            f"| {e['card']} | `{e['recipe']}` | {cell(e, 'eval_accuracy', '{:.4f}')} | {cell(e, 'eval_f1', '{:.4f}')} | "
+            f"{cell(e, 'trainable_parameters', '{:,.0f}', False)} | {cell(e, 's_per_step', '{:.2f}')} | "
+            f"{cell(e, 'peak_rss_mb', '{:.0f}')} | {e['n']} |"
+        )
     return "\n".join(lines)
 
 
@@ -88,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = ArgumentParser(description=__doc__.split("\n")[0])
     add_study_arguments(parser, ARMS, "runs/adaptation-study")
-    parser.add_argument("--record", action="store_true", help="Write each llrd / lora arm's mean into its baseline card (<card>-llrd, <card>-lora).")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="Write each llrd / lora arm's mean into its baseline card (<card>-llrd, <card>-lora).",
+    )
     try:
         args = parser.parse_args(argv)
         cards, unreachable = study_cards(args.cards)
@@ -97,8 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             return USAGE_EXIT_CODE
         extra = study_overrides(args)
         if args.record and args.override:
-            raise ConfigError("--record", True, "cannot record runs made with --override", "record the cards as written")
-        record_cards = {(card.name, arm): load_card(f"{card.name}-{arm}") for card in cards for arm in args.arms if args.record and arm != "cls"}
+            raise ConfigError(
+                "--record", True, "cannot record runs made with --override", "record the cards as written"
+            )
+        record_cards = {
+            (card.name, arm): load_card(f"{card.name}-{arm}")
+            for card in cards
+            for arm in args.arms
+            if args.record and arm != "cls"
+        }
     except ConfigError as err:
         print(f"adaptation_study.py: error: {err}", file=sys.stderr)
         return USAGE_EXIT_CODE
@@ -117,21 +138,45 @@ def main(argv: list[str] | None = None) -> int:
                 overrides = {"recipe": ARMS[arm], "save_strategy": "no", **extra}
                 # One fresh process per run, shut down cleanly (a terminated Pool leaks a semaphore warning).
                 with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                    result = pool.submit(_one_run, card.path, seed, str(run_dir), overrides, args.threads).result()  # a card given as a path too
-                row = {"card": card.name, "arm": arm, "seed": seed, **result, "argv": card.argv(seed, str(run_dir), overrides)}
+                    result = pool.submit(
+                        _one_run, card.path, seed, str(run_dir), overrides, args.threads
+                    ).result()  # a card given as a path too
+                row = {
+                    "card": card.name,
+                    "arm": arm,
+                    "seed": seed,
+                    **result,
+                    "argv": card.argv(seed, str(run_dir), overrides),
+                }
                 rows.append(row)
-                print(f"[{card.name} / {ARMS[arm]} / seed {seed}] exit {row['exit_code']}  accuracy {row['eval_accuracy']}  "
-                      f"macro-F1 {row['eval_f1']}  {row['s_per_step']} s/step  {row['peak_rss_mb']:.0f} MB  "
-                      f"{row['trainable_parameters']} trainable  {row['wall_time_s']:.0f} s", flush=True)
+                print(
+                    f"[{card.name} / {ARMS[arm]} / seed {seed}] exit {row['exit_code']}  accuracy {row['eval_accuracy']}  "
+                    f"macro-F1 {row['eval_f1']}  {row['s_per_step']} s/step  {row['peak_rss_mb']:.0f} MB  "
+                    f"{row['trainable_parameters']} trainable  {row['wall_time_s']:.0f} s",
+                    flush=True,
+                )
                 # Written after every run: a long study interrupted midway keeps what it measured.
                 summary = summarize(rows)
                 command = "python scripts/benchmarks/adaptation_study.py " + shlex.join(argv)
-                (out / "adaptation_study.json").write_text(json.dumps(
-                    {"command": command, "machine": machine_info(), "arms": ARMS, "extra_overrides": extra,
-                     "total_wall_time_s": time.time() - started, "summary": summary, "runs": rows}, indent=2))
+                (out / "adaptation_study.json").write_text(
+                    json.dumps(
+                        {
+                            "command": command,
+                            "machine": machine_info(),
+                            "arms": ARMS,
+                            "extra_overrides": extra,
+                            "total_wall_time_s": time.time() - started,
+                            "summary": summary,
+                            "runs": rows,
+                        },
+                        indent=2,
+                    )
+                )
     table = markdown(summarize(rows))
     for (card_name, arm), record_card in record_cards.items():
-        values = [r[record_card.metric] for r in rows if r["card"] == card_name and r["arm"] == arm and r["exit_code"] == 0]
+        values = [
+            r[record_card.metric] for r in rows if r["card"] == card_name and r["arm"] == arm and r["exit_code"] == 0
+        ]
         if values:
             verdict = judge(values, None, record_card.tolerance, record_card.check)
             record_expected(record_card, verdict, "python scripts/benchmarks/adaptation_study.py " + shlex.join(argv))
@@ -139,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "adaptation_study.md").write_text(table + "\n")
     print()
     print(table)
-    print(f"\npython scripts/benchmarks/adaptation_study.py {shlex.join(argv)}  ({len(rows)} runs, {time.time() - started:.0f} s; {out / 'adaptation_study.json'})")
+    print(
+        f"\npython scripts/benchmarks/adaptation_study.py {shlex.join(argv)}  ({len(rows)} runs, {time.time() - started:.0f} s; {out / 'adaptation_study.json'})"
+    )
     return 0
 
 

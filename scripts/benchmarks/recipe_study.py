@@ -65,20 +65,39 @@ def main(argv: list[str] | None = None) -> int:
                     run_dir = out / card.name / arm / f"seed-{seed}"
                     result = run_seed(card, seed, str(run_dir), overrides)
                     row = {
-                        "card": card.name, "arm": arm, "seed": seed, "exit_code": result.exit_code,
-                        "eval_accuracy": result.value("eval_accuracy"), "eval_f1": result.value("eval_f1"),
-                        "wall_time_s": result.wall_time_s, "train_runtime": result.metrics.get("train_runtime"),
+                        "card": card.name,
+                        "arm": arm,
+                        "seed": seed,
+                        "exit_code": result.exit_code,
+                        "eval_accuracy": result.value("eval_accuracy"),
+                        "eval_f1": result.value("eval_f1"),
+                        "wall_time_s": result.wall_time_s,
+                        "train_runtime": result.metrics.get("train_runtime"),
                         "argv": card.argv(seed, str(run_dir), overrides),
                     }
                     rows.append(row)
-                    print(f"[{card.name} / {arm} / seed {seed}] accuracy {row['eval_accuracy']:.4f}  macro-F1 {row['eval_f1']:.4f}  {row['wall_time_s']:.0f} s", flush=True)
+                    print(
+                        f"[{card.name} / {arm} / seed {seed}] accuracy {row['eval_accuracy']:.4f}  macro-F1 {row['eval_f1']:.4f}  {row['wall_time_s']:.0f} s",
+                        flush=True,
+                    )
         summary = summarize_study(rows)
         table = study_markdown(summary)
         command = "python scripts/benchmarks/recipe_study.py " + shlex.join(argv)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "study.json").write_text(json.dumps({"command": command, "machine": machine_info(), "arms": {a: STUDY_ARMS[a] for a in args.arms},
-                                                     "extra_overrides": extra, "total_wall_time_s": time.time() - started,
-                                                     "summary": summary, "runs": rows}, indent=2))
+        (out / "study.json").write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "machine": machine_info(),
+                    "arms": {a: STUDY_ARMS[a] for a in args.arms},
+                    "extra_overrides": extra,
+                    "total_wall_time_s": time.time() - started,
+                    "summary": summary,
+                    "runs": rows,
+                },
+                indent=2,
+            )
+        )
         (out / "study.md").write_text(table + "\n")
         print()
         print(table)

@@ -36,8 +36,10 @@ def train(argv=None) -> dict[int, float]:
     train_dataset = components.prepared.datasets["train"]
 
     # Phase 2: Accelerate owns devices, processes, precision and accumulation.
-    accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
-                              mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no")
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+    )
     loader = components.train_dataloader()
 
     # Phase 3: optimizer and scheduler from the recipe, sized like the Trainer would size them: the

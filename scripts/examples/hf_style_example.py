@@ -45,9 +45,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "Model folder or Hub id ('minilm', 'small-cnn' for the bundled ones)."})
+    model_name_or_path: str = field(
+        metadata={"help": "Model folder or Hub id ('minilm', 'small-cnn' for the bundled ones)."}
+    )
     task: str = field(default="cls", metadata={"help": "cls, clm or image.", "choices": ["cls", "clm", "image"]})
-    recipe: Optional[str] = field(default=None, metadata={"help": "An ftrecipes recipe name or YAML path (none: plain Trainer)."})
+    recipe: Optional[str] = field(
+        default=None, metadata={"help": "An ftrecipes recipe name or YAML path (none: plain Trainer)."}
+    )
 
 
 @dataclass
@@ -81,9 +85,12 @@ def main(argv=None) -> int:
 
     has_files = data_args.train_file or data_args.validation_file
     raw = load_raw_datasets(
-        dataset_name=None if has_files else data_args.dataset_name, train_file=data_args.train_file,
-        validation_file=data_args.validation_file, seed=training_args.seed,
-        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
+        dataset_name=None if has_files else data_args.dataset_name,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        seed=training_args.seed,
+        max_train_samples=data_args.max_train_samples,
+        max_eval_samples=data_args.max_eval_samples,
     )
     tokenizer = None
     if model_args.task == "image":
@@ -98,7 +105,8 @@ def main(argv=None) -> int:
         if model_args.task == "cls":
             prepared = prepare_task("cls", raw, tokenizer, max_seq_length=data_args.max_seq_length)
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=len(prepared.label_list), id2label=prepared.id2label, label2id=prepared.label2id)
+                path, num_labels=len(prepared.label_list), id2label=prepared.id2label, label2id=prepared.label2id
+            )
         else:
             prepared = prepare_task("clm", raw, tokenizer, block_size=data_args.max_seq_length)
             model = AutoModelForCausalLM.from_pretrained(path)
@@ -106,8 +114,12 @@ def main(argv=None) -> int:
     eval_dataset = prepared.datasets.get("validation") if training_args.do_eval else None
 
     trainer = (partial(RecipeTrainer, recipe=recipe) if recipe else Trainer)(  # ftrecipes (3/3)
-        model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        data_collator=prepared.data_collator, processing_class=tokenizer,
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=prepared.data_collator,
+        processing_class=tokenizer,
         compute_metrics=accuracy if model_args.task != "clm" else None,
     )
 

@@ -51,7 +51,11 @@ def main(argv=None) -> int:
     labels = raw["train"].features["label"].names
     path = resolve_model_name_or_path(cli.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenized = raw.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=recipe.max_seq_length), batched=True, remove_columns=["text"])
+    tokenized = raw.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=recipe.max_seq_length),
+        batched=True,
+        remove_columns=["text"],
+    )
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels), **load_kwargs)
     # (0) LoRA / QLoRA adapters when the recipe asks for them (lora-cls); the model as-is otherwise.
     model = apply_peft(model, recipe)
@@ -63,11 +67,26 @@ def main(argv=None) -> int:
 
     # (1) Your TrainingArguments, with the recipe's values wherever you did not set one yourself
     #     (argv=[]: this script's own flags are not TrainingArguments flags; values set here in code count).
-    args = apply_recipe(recipe, TrainingArguments(cli.output_dir, eval_strategy="no", logging_steps=10, logging_first_step=True,
-                                                  save_strategy="no", report_to="none"), argv=[])
+    args = apply_recipe(
+        recipe,
+        TrainingArguments(
+            cli.output_dir,
+            eval_strategy="no",
+            logging_steps=10,
+            logging_first_step=True,
+            save_strategy="no",
+            report_to="none",
+        ),
+        argv=[],
+    )
     trainer = Trainer(
-        model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
-        data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer, compute_metrics=compute_metrics,
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
         # (2) The recipe's optimizer (no decay on biases/norms) and its step-based scheduler.
         optimizers=recipe_optimizers(recipe, model, args, tokenized["train"]),
     )

@@ -22,11 +22,22 @@ from ftrecipes.baselines.studies import STUDY_ARMS, study_markdown, summarize_st
 from ftrecipes.baselines.verdict import judge
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest on the shared cores
-OFFLINE_CARDS = {"bbc-minilm", "tweets-minilm", "ner-minilm", "digits-cnn", "bbc-minilm-llrd", "bbc-minilm-lora", "tweets-minilm-llrd", "tweets-minilm-lora"}
+OFFLINE_CARDS = {
+    "bbc-minilm",
+    "tweets-minilm",
+    "ner-minilm",
+    "digits-cnn",
+    "bbc-minilm-llrd",
+    "bbc-minilm-lora",
+    "tweets-minilm-llrd",
+    "tweets-minilm-lora",
+}
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name.replace('/', '_')}", REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"ftrecipes_script_{name.replace('/', '_')}", REPO / "scripts" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -38,9 +49,24 @@ study = _script("benchmarks/recipe_study")
 
 def good_card(**changes):
     data = {
-        "description": "tiny", "task": "image-classification", "model": "small-cnn", "data": "digits", "recipe": "cnn-step",
-        "overrides": {"max_steps": 10, "split_seed": 42, "save_strategy": "no", "eval_strategy": "no", "plots": False, "max_eval_samples": 40},
-        "metric": "eval_accuracy", "expected": 0.5, "tolerance": 0.5, "seeds": 2, "needs_hub": False,
+        "description": "tiny",
+        "task": "image-classification",
+        "model": "small-cnn",
+        "data": "digits",
+        "recipe": "cnn-step",
+        "overrides": {
+            "max_steps": 10,
+            "split_seed": 42,
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            "plots": False,
+            "max_eval_samples": 40,
+        },
+        "metric": "eval_accuracy",
+        "expected": 0.5,
+        "tolerance": 0.5,
+        "seeds": 2,
+        "needs_hub": False,
         "source": {"kind": "recorded", "command": "python scripts/reproduce.py --card tiny"},
     }
     data.update(changes)
@@ -159,7 +185,9 @@ def test_hub_card_exits_2_with_one_line_offline(monkeypatch, tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 2
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("reproduce.py: card 'sst2-bert-base-cased' needs the Hugging Face Hub")
+    assert len(lines) == 1 and lines[0].startswith(
+        "reproduce.py: card 'sst2-bert-base-cased' needs the Hugging Face Hub"
+    )
     assert "bert-base-cased" in lines[0] and not (tmp_path / "out").exists()
 
 
@@ -174,8 +202,20 @@ def test_hub_card_unreachable_without_offline_flag(monkeypatch):
 
 
 def test_hub_card_exits_2_from_the_command_line(tmp_path):
-    result = subprocess.run([PYTHON, str(REPO / "scripts" / "reproduce.py"), "--card", "rte-bert-base-cased", "--output_dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [
+            PYTHON,
+            str(REPO / "scripts" / "reproduce.py"),
+            "--card",
+            "rte-bert-base-cased",
+            "--output_dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -254,23 +294,52 @@ def test_record_expected_replaces_lines_in_place(tmp_path):
 
 def test_study_summary_and_table():
     rows = [
-        {"card": "c", "arm": a, "seed": s, "eval_accuracy": acc, "eval_f1": acc - 0.1, "wall_time_s": 10.0, "train_runtime": 8.0}
-        for a, accs in (("recipe", (0.9, 0.92)), ("constant", (0.8, 0.8))) for s, acc in zip((42, 43), accs)
+        {
+            "card": "c",
+            "arm": a,
+            "seed": s,
+            "eval_accuracy": acc,
+            "eval_f1": acc - 0.1,
+            "wall_time_s": 10.0,
+            "train_runtime": 8.0,
+        }
+        for a, accs in (("recipe", (0.9, 0.92)), ("constant", (0.8, 0.8)))
+        for s, acc in zip((42, 43), accs)
     ]
     summary = summarize_study(rows)
     assert summary[0]["eval_accuracy"]["mean"] == pytest.approx(0.91) and summary[1]["eval_accuracy"]["std"] == 0
     table = study_markdown(summary)
     assert table.splitlines()[0].startswith("| card | arm | accuracy | macro-F1 |")
     assert "| c | recipe | 0.9100 ± 0.0141 | 0.8100 ± 0.0141 | 10 ± 0 | 8 ± 0 | 2 |" in table
-    assert STUDY_ARMS["trainer-defaults"] == {"lr_scheduler_type": "linear", "warmup": 0, "min_lr_rate": 0, "weight_decay": 0,
-                                              "learning_rate": 5e-5, "lr_scaling": "none"}
+    assert STUDY_ARMS["trainer-defaults"] == {
+        "lr_scheduler_type": "linear",
+        "warmup": 0,
+        "min_lr_rate": 0,
+        "weight_decay": 0,
+        "learning_rate": 5e-5,
+        "lr_scaling": "none",
+    }
 
 
 def test_study_smoke_on_a_tiny_model(tiny_base, tmp_path, capsys):
     card = tmp_path / "bbc-tiny.yaml"
-    data = good_card(task="sequence-classification", recipe="cls", model=tiny_base, data="bbc_news", seeds=1,
-                     overrides={"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 2, "max_seq_length": 32,
-                                "split_seed": 42, "save_strategy": "no", "eval_strategy": "no", "plots": False})
+    data = good_card(
+        task="sequence-classification",
+        recipe="cls",
+        model=tiny_base,
+        data="bbc_news",
+        seeds=1,
+        overrides={
+            "max_train_samples": 32,
+            "max_eval_samples": 16,
+            "max_steps": 2,
+            "max_seq_length": 32,
+            "split_seed": 42,
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            "plots": False,
+        },
+    )
     card.write_text(yaml.safe_dump(data))
     assert study.main(["--cards", str(card), "--seeds", "1", "--output_dir", str(tmp_path / "study")]) == 0
     out = capsys.readouterr().out
@@ -278,7 +347,11 @@ def test_study_smoke_on_a_tiny_model(tiny_base, tmp_path, capsys):
         assert f"| bbc-tiny | {arm} |" in out
     record = json.loads((tmp_path / "study" / "study.json").read_text())
     assert len(record["runs"]) == 3
-    lr = {r["arm"]: r["argv"][r["argv"].index("--lr_scheduler_type") + 1] for r in record["runs"] if "--lr_scheduler_type" in r["argv"]}
+    lr = {
+        r["arm"]: r["argv"][r["argv"].index("--lr_scheduler_type") + 1]
+        for r in record["runs"]
+        if "--lr_scheduler_type" in r["argv"]
+    }
     assert lr == {"trainer-defaults": "linear", "constant": "constant"}
 
 
@@ -287,9 +360,26 @@ def test_adaptation_study_smoke_with_a_card_given_as_a_path(tiny_base, tmp_path,
     each run reloads the card from its file, so a card outside recipes/baselines works too (by name it
     failed with 'is not a known card')."""
     card = tmp_path / "bbc-tiny.yaml"
-    card.write_text(yaml.safe_dump(good_card(task="sequence-classification", recipe="cls", model=tiny_base, data="bbc_news", seeds=1,
-                                             overrides={"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 2, "max_seq_length": 32,
-                                                        "split_seed": 42, "eval_strategy": "no", "plots": False})))
+    card.write_text(
+        yaml.safe_dump(
+            good_card(
+                task="sequence-classification",
+                recipe="cls",
+                model=tiny_base,
+                data="bbc_news",
+                seeds=1,
+                overrides={
+                    "max_train_samples": 32,
+                    "max_eval_samples": 16,
+                    "max_steps": 2,
+                    "max_seq_length": 32,
+                    "split_seed": 42,
+                    "eval_strategy": "no",
+                    "plots": False,
+                },
+            )
+        )
+    )
     adaptation = _script("benchmarks/adaptation_study")
 
     class InProcessExecutor:  # what the study uses of concurrent.futures.ProcessPoolExecutor
@@ -318,7 +408,9 @@ def test_adaptation_study_smoke_with_a_card_given_as_a_path(tiny_base, tmp_path,
         transformers.logging.set_verbosity(verbosity)  # a spawned run silences transformers for its own process
     assert "| bbc-tiny | `lora-cls` |" in capsys.readouterr().out
     (row,) = json.loads((out / "adaptation_study.json").read_text())["runs"]
-    assert row["exit_code"] == 0 and row["steps"] == 2 and 0 < row["trainable_parameters"] < 10_000  # the adapters and the head
+    assert (
+        row["exit_code"] == 0 and row["steps"] == 2 and 0 < row["trainable_parameters"] < 10_000
+    )  # the adapters and the head
 
 
 @pytest.mark.parametrize("name", ["study", "adaptation_study"])

@@ -14,12 +14,28 @@ from ftrecipes.config.durations import (
 )
 
 
-@pytest.mark.parametrize("value,unit,amount", [
-    (500, STEPS, 500), (0, STEPS, 0), ("500", STEPS, 500), ("500steps", STEPS, 500), (" 12 step ", STEPS, 12),
-    (0.05, FRACTION, 0.05), (0.0, FRACTION, 0.0), ("0.05", FRACTION, 0.05), (".5", FRACTION, 0.5), ("1e-2", FRACTION, 0.01),
-    ("5%", FRACTION, 0.05), ("2.5 %", FRACTION, 0.025), ("100%", FRACTION, 1.0),
-    ("2ep", EPOCHS, 2.0), ("0.5ep", EPOCHS, 0.5), ("1epoch", EPOCHS, 1.0), ("3 epochs", EPOCHS, 3.0),
-])
+@pytest.mark.parametrize(
+    "value,unit,amount",
+    [
+        (500, STEPS, 500),
+        (0, STEPS, 0),
+        ("500", STEPS, 500),
+        ("500steps", STEPS, 500),
+        (" 12 step ", STEPS, 12),
+        (0.05, FRACTION, 0.05),
+        (0.0, FRACTION, 0.0),
+        ("0.05", FRACTION, 0.05),
+        (".5", FRACTION, 0.5),
+        ("1e-2", FRACTION, 0.01),
+        ("5%", FRACTION, 0.05),
+        ("2.5 %", FRACTION, 0.025),
+        ("100%", FRACTION, 1.0),
+        ("2ep", EPOCHS, 2.0),
+        ("0.5ep", EPOCHS, 0.5),
+        ("1epoch", EPOCHS, 1.0),
+        ("3 epochs", EPOCHS, 3.0),
+    ],
+)
 def test_units(value, unit, amount):
     parsed = parse_duration(value, "warmup")
     assert parsed.unit == unit and parsed.value == pytest.approx(amount)
@@ -44,7 +60,9 @@ def test_float_of_one_or_more_is_ambiguous_and_refused_in_one_line(value):
     assert "'5%'" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("value", [-1, -0.1, "-3", float("nan"), float("inf"), "five", "5 %%", "150%", True, None, [1], "ep"])
+@pytest.mark.parametrize(
+    "value", [-1, -0.1, "-3", float("nan"), float("inf"), "five", "5 %%", "150%", True, None, [1], "ep"]
+)
 def test_malformed(value):
     with pytest.raises(ConfigError, match=r"^warmup[=:]"):
         parse_duration(value, "warmup")
@@ -63,12 +81,15 @@ def test_training_interval_is_what_trainingarguments_takes(value, expected):
     assert got == expected and type(got) is type(expected)
 
 
-@pytest.mark.parametrize("value,pattern", [
-    ("1ep", r"^eval_steps='1ep': a Trainer interval cannot be given in epochs; use --eval_strategy epoch"),
-    (0, r"^eval_steps=0: must be positive"),
-    ("0%", r"^eval_steps='0%': must be positive"),
-    (1.5, r"^eval_steps=1.5: a float is read as a fraction"),
-])
+@pytest.mark.parametrize(
+    "value,pattern",
+    [
+        ("1ep", r"^eval_steps='1ep': a Trainer interval cannot be given in epochs; use --eval_strategy epoch"),
+        (0, r"^eval_steps=0: must be positive"),
+        ("0%", r"^eval_steps='0%': must be positive"),
+        (1.5, r"^eval_steps=1.5: a float is read as a fraction"),
+    ],
+)
 def test_training_interval_refusals(value, pattern):
     with pytest.raises(ConfigError, match=pattern):
         training_interval(value, "eval_steps")
@@ -102,22 +123,32 @@ def test_timeline_from_training_args_reads_attributes():
         num_train_epochs, max_steps, dataloader_drop_last = 2.0, -1, False
 
     t = Timeline.from_training_args(Args(), 103)
-    assert t == Timeline(103, 4, 2, 3, 2.0, -1, False) and t.total_steps == 10  # 26 batches, 13 per rank, 5 steps per epoch
+    assert (
+        t == Timeline(103, 4, 2, 3, 2.0, -1, False) and t.total_steps == 10
+    )  # 26 batches, 13 per rank, 5 steps per epoch
     inside_trainer = Timeline.from_training_args(Args(), 103, num_training_steps=7)  # Trainer's count wins
-    assert inside_trainer.total_steps == 7 and inside_trainer.steps_per_epoch == 5 and inside_trainer.resolve("1ep") == 5
+    assert (
+        inside_trainer.total_steps == 7 and inside_trainer.steps_per_epoch == 5 and inside_trainer.resolve("1ep") == 5
+    )
     assert Timeline.from_training_args(Args(), None, num_training_steps=40).resolve("10%") == 4
 
 
-@pytest.mark.parametrize("argv,head", [
-    (["--eval_strategy", "steps", "--eval_steps", "1ep"], "eval_steps='1ep': a Trainer interval cannot be given in epochs"),
-    (["--save_steps", "1ep"], "--save_steps='1ep': a Trainer interval"),
-    (["--save_steps", "1.5"], "--save_steps='1.5': a float"),
-    (["--logging_steps", "0"], "--logging_steps='0': must be positive"),
-    (["--warmup", "1.0"], "warmup='1.0': a float"),
-    (["--warmup_steps", "2.5"], "--warmup_steps='2.5': a float"),
-    (["--warmup_ratio", "5"], "--warmup_ratio='5': is a ratio of training"),
-    (["--warmup_ratio", "1ep"], "--warmup_ratio='1ep': is a ratio of training"),
-])
+@pytest.mark.parametrize(
+    "argv,head",
+    [
+        (
+            ["--eval_strategy", "steps", "--eval_steps", "1ep"],
+            "eval_steps='1ep': a Trainer interval cannot be given in epochs",
+        ),
+        (["--save_steps", "1ep"], "--save_steps='1ep': a Trainer interval"),
+        (["--save_steps", "1.5"], "--save_steps='1.5': a float"),
+        (["--logging_steps", "0"], "--logging_steps='0': must be positive"),
+        (["--warmup", "1.0"], "warmup='1.0': a float"),
+        (["--warmup_steps", "2.5"], "--warmup_steps='2.5': a float"),
+        (["--warmup_ratio", "5"], "--warmup_ratio='5': is a ratio of training"),
+        (["--warmup_ratio", "1ep"], "--warmup_ratio='1ep': is a ratio of training"),
+    ],
+)
 def test_finetune_duration_flags_fail_in_one_line(argv, head, tmp_path, capsys):
     from ftrecipes.job.run import main
 
@@ -132,8 +163,20 @@ def test_finetune_interval_flags_reach_trainingarguments_resolved(tmp_path):
     from ftrecipes.job.parse import parse_args
     from ftrecipes.training.arguments import recipe_training_args
 
-    config = parse_args(["--eval_strategy", "steps", "--eval_steps", "10%", "--save_steps", "20%", "--logging_steps", "7",
-                         "--warmup_ratio", "0.1"])
+    config = parse_args(
+        [
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "10%",
+            "--save_steps",
+            "20%",
+            "--logging_steps",
+            "7",
+            "--warmup_ratio",
+            "0.1",
+        ]
+    )
     assert config.recipe.warmup == 0.1 and config.training_overrides["save_steps"] == 0.2
     args = recipe_training_args(config.recipe, str(tmp_path / "run"), **config.training_overrides)
     assert (args.eval_steps, args.save_steps, args.logging_steps) == (0.1, 0.2, 7)

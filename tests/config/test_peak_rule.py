@@ -56,7 +56,9 @@ def test_lora_trains_at_the_multiplier_times_the_full_fine_tuning_pick():
     assert rule_peak(lora, 768) == pytest.approx(5e-4)  # the LoRA paper's RoBERTa-base GLUE range 4e-4..5e-4
     assert rule_peak(lora.replace(lr_rule_lora_multiplier=4), 384) == pytest.approx(4e-4)
     line = choose_peak(lora, ModelWidth(384, "test")).line()
-    assert line.startswith("peak 1e-3: lora-cls rule for hidden 384, LoRA r 8, batch 16 (5e-5 x (768/384)^1 x 10 (LoRA)")
+    assert line.startswith(
+        "peak 1e-3: lora-cls rule for hidden 384, LoRA r 8, batch 16 (5e-5 x (768/384)^1 x 10 (LoRA)"
+    )
 
 
 def test_the_prior_follows_the_pick_and_keeps_the_best_peak(tmp_path):
@@ -94,15 +96,18 @@ def test_a_given_learning_rate_turns_the_rule_off():
 # The width, from a config.json or a config object
 
 
-@pytest.mark.parametrize("config, width, key", [
-    ({"hidden_size": 384}, 384, "hidden_size"),        # BERT, RoBERTa, Llama
-    ({"d_model": 512}, 512, "d_model"),                # T5, BART
-    ({"n_embd": 768}, 768, "n_embd"),                  # GPT-2's config.json
-    ({"text_config": {"hidden_size": 1024}}, 1024, "text_config.hidden_size"),
-    ({"hidden_sizes": [16, 32]}, None, None),          # a CNN: no single width
-    ({"hidden_size": 0}, None, None),
-    ({"hidden_size": True}, None, None),
-])
+@pytest.mark.parametrize(
+    "config, width, key",
+    [
+        ({"hidden_size": 384}, 384, "hidden_size"),  # BERT, RoBERTa, Llama
+        ({"d_model": 512}, 512, "d_model"),  # T5, BART
+        ({"n_embd": 768}, 768, "n_embd"),  # GPT-2's config.json
+        ({"text_config": {"hidden_size": 1024}}, 1024, "text_config.hidden_size"),
+        ({"hidden_sizes": [16, 32]}, None, None),  # a CNN: no single width
+        ({"hidden_size": 0}, None, None),
+        ({"hidden_size": True}, None, None),
+    ],
+)
 def test_width_keys(config, width, key):
     assert width_of_config(config) == (width, key)
 
@@ -116,7 +121,10 @@ def test_width_from_folders_files_aliases_and_objects(tmp_path, tiny_base):
     missing = read_model_width(str(tmp_path / "nowhere"))
     assert missing.width is None and "nowhere" in missing.source
     cnn = _config_folder(tmp_path, "cnn", {"model_type": "ftrecipes-small-cnn", "hidden_sizes": [16, 32]})
-    assert read_model_width(cnn).width is None and "names none of hidden_size, d_model, n_embd" in read_model_width(cnn).source
+    assert (
+        read_model_width(cnn).width is None
+        and "names none of hidden_size, d_model, n_embd" in read_model_width(cnn).source
+    )
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
     assert read_model_width(str(tmp_path / "broken")).width is None
@@ -145,7 +153,9 @@ def test_width_of_a_hub_id_from_the_cache_offline(tmp_path):
     width = read_model_width("someone/roberta-large-ish", cache_dir=str(tmp_path))
     assert width.width == 1024 and "(Hugging Face cache)" in width.source
     recipe, choice = resolve_peak_rule(get_recipe("cls"), "someone/roberta-large-ish", cache_dir=str(tmp_path))
-    assert recipe.learning_rate == pytest.approx(3.75e-5) and choice.line().startswith("peak 3.75e-5: cls rule for hidden 1024")
+    assert recipe.learning_rate == pytest.approx(3.75e-5) and choice.line().startswith(
+        "peak 3.75e-5: cls rule for hidden 1024"
+    )
 
 
 def test_a_model_without_a_width_falls_back_to_the_stated_peak_in_one_line(tmp_path):
@@ -154,25 +164,30 @@ def test_a_model_without_a_width_falls_back_to_the_stated_peak_in_one_line(tmp_p
     assert not choice.applied and recipe.learning_rate == 5e-5 and recipe.lr_prior == [2e-5, 2e-4]
     line = choice.line()
     assert "\n" not in line
-    assert line.startswith(f"peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of {cnn} names none of")
+    assert line.startswith(
+        f"peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of {cnn} names none of"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Bad rule fields
 
 
-@pytest.mark.parametrize("overrides, field, fix", [
-    ({"lr_rule": "auto"}, "lr_rule='auto'", "use 'width'"),
-    ({"lr_rule": "wdth"}, "lr_rule='wdth'", "did you mean 'width'?"),
-    ({"lr_rule_reference_peak": "fast"}, "lr_rule_reference_peak='fast'", "write e.g."),
-    ({"lr_rule_reference_peak": -1e-4}, "lr_rule_reference_peak=-0.0001", "use e.g. 5e-5"),
-    ({"lr_rule_reference_width": "wide"}, "lr_rule_reference_width='wide'", "write a whole number"),
-    ({"lr_rule_reference_width": 0}, "lr_rule_reference_width=0", "use e.g. 768"),
-    ({"lr_rule_width_exponent": 4}, "lr_rule_width_exponent=4.0", "use 1.0"),
-    ({"lr_rule_lora_multiplier": 0}, "lr_rule_lora_multiplier=0.0", "use e.g. 10"),
-    ({"lr_rule_prior_factor": 0.5}, "lr_rule_prior_factor=0.5", "use e.g. 2.5"),
-    ({"optimizer": "sgd"}, "lr_rule='width'", "set lr_rule none"),
-])
+@pytest.mark.parametrize(
+    "overrides, field, fix",
+    [
+        ({"lr_rule": "auto"}, "lr_rule='auto'", "use 'width'"),
+        ({"lr_rule": "wdth"}, "lr_rule='wdth'", "did you mean 'width'?"),
+        ({"lr_rule_reference_peak": "fast"}, "lr_rule_reference_peak='fast'", "write e.g."),
+        ({"lr_rule_reference_peak": -1e-4}, "lr_rule_reference_peak=-0.0001", "use e.g. 5e-5"),
+        ({"lr_rule_reference_width": "wide"}, "lr_rule_reference_width='wide'", "write a whole number"),
+        ({"lr_rule_reference_width": 0}, "lr_rule_reference_width=0", "use e.g. 768"),
+        ({"lr_rule_width_exponent": 4}, "lr_rule_width_exponent=4.0", "use 1.0"),
+        ({"lr_rule_lora_multiplier": 0}, "lr_rule_lora_multiplier=0.0", "use e.g. 10"),
+        ({"lr_rule_prior_factor": 0.5}, "lr_rule_prior_factor=0.5", "use e.g. 2.5"),
+        ({"optimizer": "sgd"}, "lr_rule='width'", "set lr_rule none"),
+    ],
+)
 def test_bad_rule_fields_name_the_field_and_a_fix(overrides, field, fix):
     with pytest.raises(ConfigError) as err:
         get_recipe("cls", **overrides)
@@ -181,7 +196,13 @@ def test_bad_rule_fields_name_the_field_and_a_fix(overrides, field, fix):
 
 
 def test_format_lr():
-    assert [format_lr(v) for v in (1e-4, 5e-5, 3.75e-5, 1.25e-4, 2.5e-3)] == ["1e-4", "5e-5", "3.75e-5", "1.25e-4", "2.5e-3"]
+    assert [format_lr(v) for v in (1e-4, 5e-5, 3.75e-5, 1.25e-4, 2.5e-3)] == [
+        "1e-4",
+        "5e-5",
+        "3.75e-5",
+        "1.25e-4",
+        "2.5e-3",
+    ]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,7 +218,10 @@ def _show(argv, capsys):
 
 def test_show_states_the_rules_pick_and_why(tmp_path, capsys):
     out = _show(["show", "cls", "--model_name_or_path", "minilm", "--num_examples", "2000"], capsys)
-    assert "peak-LR rule          peak 1e-4: cls rule for hidden 384, full fine-tuning, batch 16 (5e-5 x (768/384)^1 at batch 16" in out
+    assert (
+        "peak-LR rule          peak 1e-4: cls rule for hidden 384, full fine-tuning, batch 16 (5e-5 x (768/384)^1 at batch 16"
+        in out
+    )
     assert "peak LR 0.0001 unchanged" in out and "lr_prior              4e-05..0.00025" in out
     assert "lr_rule                      'width'" in out  # the fields listed are the recipe as written
     assert "why: The peak follows the model (ftrecipes/config/peak_rule.py)" in out  # the recipe file's comment
@@ -209,10 +233,16 @@ def test_show_states_the_rules_pick_and_why(tmp_path, capsys):
     assert "peak 5e-4: lora-cls rule for hidden 768, LoRA r 8, batch 16" in out
     # the batch rule stays one step of it: 16 per device x 2 processes -> sqrt(2) x the pick
     out = _show(["show", "cls", "--num_processes", "2", "--num_examples", "2000"], capsys)
-    assert "peak 1.41e-4: cls rule for hidden 384, full fine-tuning, batch 32 (5e-5 x (768/384)^1 at batch 16, batch-scaled from 1e-4" in out
+    assert (
+        "peak 1.41e-4: cls rule for hidden 384, full fine-tuning, batch 32 (5e-5 x (768/384)^1 at batch 16, batch-scaled from 1e-4"
+        in out
+    )
     cnn = _config_folder(tmp_path, "cnn", {"hidden_sizes": [16, 32]})
     out = _show(["show", "cls", "--model_name_or_path", cnn, "--num_examples", "2000"], capsys)
-    assert "peak-LR rule          peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width" in out
+    assert (
+        "peak-LR rule          peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width"
+        in out
+    )
     out = _show(["show", "cls", "--learning_rate", "2e-5", "--num_examples", "2000"], capsys)
     assert "peak-LR rule" not in out and "peak LR 2e-05 unchanged" in out
     out = _show(["list"], capsys)
@@ -233,11 +263,39 @@ def test_show_plans_every_shipped_recipe_with_the_rule(capsys):
 
 
 def _args(tiny_base, cls_files, output_dir, *extra):
-    return ["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "1",
-            "--warmup", "20%", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
-            "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--plots", "false",
-            "--per_device_train_batch_size", "16", *extra]
+    return [
+        "--recipe",
+        "cls",
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        cls_files["train"],
+        "--validation_file",
+        cls_files["validation"],
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "1",
+        "--warmup",
+        "20%",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--max_seq_length",
+        "32",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        "--plots",
+        "false",
+        "--per_device_train_batch_size",
+        "16",
+        *extra,
+    ]
 
 
 def _logged(output_dir):
@@ -254,7 +312,11 @@ def test_a_run_trains_at_the_rules_peak_and_says_why(tiny_base, cls_files, tmp_p
     with caplog.at_level(logging.INFO, logger="ftrecipes"):
         assert main(_args(tiny_base, cls_files, out)) == 0
     pick = 5e-5 * 768 / 32  # the tiny BERT is 32 wide
-    plan = get_recipe("cls", warmup="20%", num_train_epochs=1).replace(learning_rate=pick).plan(Timeline(N_TRAIN, 16, num_train_epochs=1))
+    plan = (
+        get_recipe("cls", warmup="20%", num_train_epochs=1)
+        .replace(learning_rate=pick)
+        .plan(Timeline(N_TRAIN, 16, num_train_epochs=1))
+    )
     lrs = _logged(out)
     assert sorted(lrs) == list(range(1, plan.total_steps + 1))
     for step, lr in lrs.items():
@@ -277,7 +339,9 @@ def test_an_explicit_learning_rate_is_used_unchanged(tiny_base, cls_files, tmp_p
     out = tmp_path / "explicit"
     with caplog.at_level(logging.INFO, logger="ftrecipes"):
         assert main(_args(tiny_base, cls_files, out, "--learning_rate", "3e-4")) == 0
-    plan = get_recipe("cls", warmup="20%", num_train_epochs=1, learning_rate=3e-4).plan(Timeline(N_TRAIN, 16, num_train_epochs=1))
+    plan = get_recipe("cls", warmup="20%", num_train_epochs=1, learning_rate=3e-4).plan(
+        Timeline(N_TRAIN, 16, num_train_epochs=1)
+    )
     for step, lr in _logged(out).items():
         assert lr == pytest.approx(expected_lr(3e-4, plan.schedule, step), rel=1e-9), step
     assert not any("rule for hidden" in r.getMessage() for r in caplog.records)
@@ -298,24 +362,42 @@ def test_recipe_trainer_applies_the_rule_from_the_models_config(tmp_path, caplog
 
     model = tiny_model("cls")
     with caplog.at_level(logging.INFO, logger="ftrecipes"):
-        trainer = RecipeTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "a"), report_to="none"), recipe=get_recipe("cls"), argv=[])
+        trainer = RecipeTrainer(
+            model=model,
+            args=TrainingArguments(output_dir=str(tmp_path / "a"), report_to="none"),
+            recipe=get_recipe("cls"),
+            argv=[],
+        )
     assert trainer.args.learning_rate == pytest.approx(1.2e-3)  # batch 16 = the reference: no batch scaling
-    assert trainer.run_info["peak_rule"]["applied"] and trainer.run_info["peak_rule"]["width_source"] == "hidden_size of the model's config"
-    assert any("peak 1.2e-3: cls rule for hidden 32, full fine-tuning, batch 16" in r.getMessage() for r in caplog.records)
+    assert (
+        trainer.run_info["peak_rule"]["applied"]
+        and trainer.run_info["peak_rule"]["width_source"] == "hidden_size of the model's config"
+    )
+    assert any(
+        "peak 1.2e-3: cls rule for hidden 32, full fine-tuning, batch 16" in r.getMessage() for r in caplog.records
+    )
 
     # a learning_rate the script set wins unchanged, and plan.json says the rule was set aside
-    given = RecipeTrainer(model=tiny_model("cls"), args=TrainingArguments(output_dir=str(tmp_path / "b"), learning_rate=2e-5, report_to="none"),
-                          recipe=get_recipe("cls"), argv=[])
+    given = RecipeTrainer(
+        model=tiny_model("cls"),
+        args=TrainingArguments(output_dir=str(tmp_path / "b"), learning_rate=2e-5, report_to="none"),
+        recipe=get_recipe("cls"),
+        argv=[],
+    )
     assert given.args.learning_rate == 2e-5
     assert not given.run_info["peak_rule"]["applied"]
-    assert given.run_info["peak_rule"]["message"] == ("peak 2e-5: as given, not from the width rule of recipe 'cls' "
-                                                      "(learning_rate 2e-05 came from the script and is used unchanged)")
+    assert given.run_info["peak_rule"]["message"] == (
+        "peak 2e-5: as given, not from the width rule of recipe 'cls' "
+        "(learning_rate 2e-05 came from the script and is used unchanged)"
+    )
 
     # no width in the config: the stated peak, in one line
     cnn = SmallCNNForImageClassification(SmallCNNConfig(num_labels=3))
     recipe, choice = resolve_peak_rule_for_model(get_recipe("cls"), cnn)
     assert not choice.applied and recipe.learning_rate == 5e-5
-    assert choice.line().startswith("peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of the SmallCNNForImageClassification")
+    assert choice.line().startswith(
+        "peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of the SmallCNNForImageClassification"
+    )
 
 
 def test_args_applied_before_the_model_get_the_rules_peak_when_the_model_is_known(tmp_path):
@@ -329,18 +411,30 @@ def test_args_applied_before_the_model_get_the_rules_peak_when_the_model_is_know
     from ftrecipes.training.trainer import RecipeTrainer
 
     args = apply_recipe(get_recipe("cls"), TrainingArguments(output_dir=str(tmp_path / "a"), report_to="none"), [])
-    assert args.learning_rate == 5e-5 and "the stated peak until lr_rule 'width' sees the model" in recipe_record(args)["sources"]["learning_rate"]["detail"]
+    assert (
+        args.learning_rate == 5e-5
+        and "the stated peak until lr_rule 'width' sees the model"
+        in recipe_record(args)["sources"]["learning_rate"]["detail"]
+    )
     trainer = RecipeTrainer(model=tiny_model("cls"), args=args, recipe=get_recipe("cls"), argv=[])
     assert trainer.args.learning_rate == pytest.approx(1.2e-3) and trainer.run_info["peak_rule"]["applied"]
     assert recipe_record(trainer.args)["lr_scaling"]["learning_rate_before"] == pytest.approx(1.2e-3)
 
-    args = apply_recipe(get_recipe("cls"), TrainingArguments(output_dir=str(tmp_path / "b"), report_to="none", max_steps=4,
-                                                             per_device_train_batch_size=4), ["--per_device_train_batch_size", "4"])
+    args = apply_recipe(
+        get_recipe("cls"),
+        TrainingArguments(output_dir=str(tmp_path / "b"), report_to="none", max_steps=4, per_device_train_batch_size=4),
+        ["--per_device_train_batch_size", "4"],
+    )
     optimizer, scheduler = recipe_optimizers(get_recipe("cls"), tiny_model("cls"), args)
     assert scheduler.base_lrs[0] == pytest.approx(1.2e-3 * 0.5)  # the rule's peak, sqrt-scaled from batch 16 to 4
     assert args.learning_rate == pytest.approx(1.2e-3 * 0.5)
 
     # a learning_rate on the command line stays as given
-    given = apply_recipe(get_recipe("cls"), TrainingArguments(output_dir=str(tmp_path / "c"), report_to="none", learning_rate=3e-4),
-                         ["--learning_rate", "3e-4"])
-    assert RecipeTrainer(model=tiny_model("cls"), args=given, recipe=get_recipe("cls"), argv=[]).args.learning_rate == 3e-4
+    given = apply_recipe(
+        get_recipe("cls"),
+        TrainingArguments(output_dir=str(tmp_path / "c"), report_to="none", learning_rate=3e-4),
+        ["--learning_rate", "3e-4"],
+    )
+    assert (
+        RecipeTrainer(model=tiny_model("cls"), args=given, recipe=get_recipe("cls"), argv=[]).args.learning_rate == 3e-4
+    )

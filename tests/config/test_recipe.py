@@ -8,7 +8,18 @@ import yaml
 from ftrecipes import ConfigError, Recipe, Timeline, get_recipe, list_recipes
 from ftrecipes.config.registry import recipes_dir
 
-REQUIRED = {"cls", "token-cls", "clm", "pretrain", "pretrain-invsqrt", "cnn-step", "constant", "plateau", "one-cycle", "sgdr"}
+REQUIRED = {
+    "cls",
+    "token-cls",
+    "clm",
+    "pretrain",
+    "pretrain-invsqrt",
+    "cnn-step",
+    "constant",
+    "plateau",
+    "one-cycle",
+    "sgdr",
+}
 
 
 def test_required_recipes_are_shipped():
@@ -23,7 +34,14 @@ def test_every_recipe_file_loads_validates_and_plans(name):
     assert f"scripts/finetune.py --recipe {name}" in text
     recipe = get_recipe(name)
     assert recipe.name == name and recipe.description
-    plan = recipe.plan(Timeline(5000, recipe.per_device_train_batch_size, num_train_epochs=recipe.num_train_epochs, max_steps=recipe.max_steps))
+    plan = recipe.plan(
+        Timeline(
+            5000,
+            recipe.per_device_train_batch_size,
+            num_train_epochs=recipe.num_train_epochs,
+            max_steps=recipe.max_steps,
+        )
+    )
     assert 0 <= plan.warmup_steps < plan.total_steps
     trace = plan.schedule.trace()
     assert max(trace) == pytest.approx(1.0, abs=1e-3) and min(trace) >= 0
@@ -35,14 +53,23 @@ def test_every_recipe_file_loads_validates_and_plans(name):
 def test_cls_holds_only_its_overrides_of_the_class_defaults():
     data = yaml.safe_load((recipes_dir() / "cls.yaml").read_text())
     defaults = Recipe()
-    assert {k for k, v in data.items() if k != "description" and Recipe.from_dict(data).to_dict()[k] == getattr(defaults, k)} == set()
+    assert {
+        k for k, v in data.items() if k != "description" and Recipe.from_dict(data).to_dict()[k] == getattr(defaults, k)
+    } == set()
     assert set(data) == {"description", "lr_rule", "learning_rate", "lr_prior", "lr_scaling"}
 
 
 def test_cls_is_the_class_defaults_with_a_higher_peak():
     r = get_recipe("cls")
-    assert (r.optimizer, r.lr_scheduler_type, r.warmup, r.min_lr_rate, r.weight_decay, r.max_grad_norm, r.num_train_epochs) == (
-        "adamw", "cosine", "5%", 0.1, 0.01, 1.0, 3.0)
+    assert (
+        r.optimizer,
+        r.lr_scheduler_type,
+        r.warmup,
+        r.min_lr_rate,
+        r.weight_decay,
+        r.max_grad_norm,
+        r.num_train_epochs,
+    ) == ("adamw", "cosine", "5%", 0.1, 0.01, 1.0, 3.0)
     assert 2e-5 <= r.learning_rate <= 5e-5
     plan = r.plan(Timeline(10_000 * 16 // 3, 16, num_train_epochs=3))  # ~10k optimizer steps
     assert plan.warmup_steps == math.ceil(0.05 * plan.total_steps)
@@ -103,7 +130,10 @@ BAD = [
     ({"min_lr_rate": 1.5}, r"^min_lr_rate="),
     ({"lr_scheduler_type": "cosin"}, r"^lr_scheduler_type='cosin'.*did you mean 'cosine'"),
     ({"optimizer": "adam"}, r"^optimizer='adam'.*did you mean 'adamw'"),
-    ({"lr_scheduler_type": "step", "lr_scheduler_kwargs": {"gama": 0.1}}, r"^lr_scheduler_kwargs.gama=.*did you mean 'gamma'"),
+    (
+        {"lr_scheduler_type": "step", "lr_scheduler_kwargs": {"gama": 0.1}},
+        r"^lr_scheduler_kwargs.gama=.*did you mean 'gamma'",
+    ),
     ({"warmup": "lots"}, r"^warmup='lots'"),
     ({"precision": "half"}, r"^precision="),
     ({"lr_scheduler_type": "plateau", "eval_strategy": "no"}, r"^lr_scheduler_type="),
@@ -123,8 +153,14 @@ BAD_PLANS = [
     ({"warmup": "1ep", "num_train_epochs": 1}, r"^warmup='1ep'"),
     ({"lr_scheduler_type": "step", "lr_scheduler_kwargs": {"gamma": 0}}, r"^lr_scheduler_kwargs.gamma=0"),
     ({"lr_scheduler_type": "step", "lr_scheduler_kwargs": {"gamma": -0.5}}, r"^lr_scheduler_kwargs.gamma"),
-    ({"lr_scheduler_type": "step", "lr_scheduler_kwargs": {"milestones": ["60%", "30%"]}}, r"^lr_scheduler_kwargs.milestones=.*not strictly increasing"),
-    ({"lr_scheduler_type": "step", "lr_scheduler_kwargs": {"milestones": [50, 150]}}, r"^lr_scheduler_kwargs.milestones=.*outside the decay phase"),
+    (
+        {"lr_scheduler_type": "step", "lr_scheduler_kwargs": {"milestones": ["60%", "30%"]}},
+        r"^lr_scheduler_kwargs.milestones=.*not strictly increasing",
+    ),
+    (
+        {"lr_scheduler_type": "step", "lr_scheduler_kwargs": {"milestones": [50, 150]}},
+        r"^lr_scheduler_kwargs.milestones=.*outside the decay phase",
+    ),
     ({"lr_scheduler_type": "sgdr", "lr_scheduler_kwargs": {"period_mult": 0.5}}, r"^lr_scheduler_kwargs.period_mult"),
 ]
 

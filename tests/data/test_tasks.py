@@ -48,7 +48,11 @@ def test_cls_bundled_single_text(tokenizer):
 
 def test_cls_pairs_and_string_labels(tokenizer):
     raw = _dd(
-        train={"premise": ["a cat", "a dog sat", "hi"], "hypothesis": ["an animal", "x", "hello there"], "gold": ["yes", "no", "yes"]},
+        train={
+            "premise": ["a cat", "a dog sat", "hi"],
+            "hypothesis": ["an animal", "x", "hello there"],
+            "gold": ["yes", "no", "yes"],
+        },
         validation={"premise": ["a"], "hypothesis": ["b"], "gold": ["no"]},
     )
     prepared = preprocess_sequence_classification(
@@ -181,7 +185,9 @@ def test_ner_errors(tokenizer):
     with pytest.raises(ConfigError, match="^--label_column_name='ner_tags'.*6 tokens but 5 tags"):
         preprocess_token_classification(raw, tokenizer)
     with pytest.raises(ConfigError, match="^--text_column_name='words'.*columns: tokens, ner_tags"):
-        preprocess_token_classification(_dd(train={"tokens": [WORDS], "ner_tags": [TAGS]}), tokenizer, text_column_name="words")
+        preprocess_token_classification(
+            _dd(train={"tokens": [WORDS], "ner_tags": [TAGS]}), tokenizer, text_column_name="words"
+        )
 
     class SlowTokenizer:
         is_fast = False
@@ -238,8 +244,14 @@ def test_clm_block_size_clamped_to_tokenizer(tokenizer):
 
 
 def test_regression_keeps_float_targets_and_pads_them_as_floats(tokenizer):
-    raw = _dd(train={"sentence1": ["a cat", "a dog", "two birds"], "sentence2": ["the cat", "one dog", "birds"], "label": [4.5, 2, 0.25]},
-              test={"sentence1": ["x", "y"], "sentence2": ["x", "z"], "label": [-1.0, -1.0]})
+    raw = _dd(
+        train={
+            "sentence1": ["a cat", "a dog", "two birds"],
+            "sentence2": ["the cat", "one dog", "birds"],
+            "label": [4.5, 2, 0.25],
+        },
+        test={"sentence1": ["x", "y"], "sentence2": ["x", "z"], "label": [-1.0, -1.0]},
+    )
     prepared = tasks.prepare_task("regression", raw, tokenizer, max_seq_length=16)
     assert prepared.task == "regression" and prepared.label_list is None
     assert prepared.datasets["train"]["labels"] == [4.5, 2.0, 0.25]
@@ -257,7 +269,11 @@ def test_regression_bad_targets_name_the_column(tokenizer):
     with pytest.raises(ConfigError, match=r"^--label_column_name='label': the 'train' split holds 'pos'.*--recipe cls"):
         tasks.prepare_task("regression", _dd(train={"text": ["a", "b"], "label": ["pos", "neg"]}), tokenizer)
     with pytest.raises(ConfigError, match=r"^--label_column_name='label': has missing targets in the 'validation'"):
-        tasks.prepare_task("regression", _dd(train={"text": ["a", "b"], "label": [1.0, 2.0]}, validation={"text": ["c"], "label": [None]}), tokenizer)
+        tasks.prepare_task(
+            "regression",
+            _dd(train={"text": ["a", "b"], "label": [1.0, 2.0]}, validation={"text": ["c"], "label": [None]}),
+            tokenizer,
+        )
     with pytest.raises(ConfigError, match=r"^--label_column_name='label': has a single value"):
         tasks.prepare_task("regression", _dd(train={"text": ["a", "b"], "label": [1.0, 1.0]}), tokenizer)
 
@@ -269,7 +285,9 @@ def test_tiny_regression_model_trains_with_mse():
     labels = torch.tensor([0.0, 1.0, 2.0, 3.0])
     out = model(input_ids=ids, labels=labels)
     assert out.logits.shape == (4, 1)
-    assert out.loss.item() == pytest.approx(torch.nn.functional.mse_loss(out.logits.squeeze(-1), labels).item(), rel=1e-6)
+    assert out.loss.item() == pytest.approx(
+        torch.nn.functional.mse_loss(out.logits.squeeze(-1), labels).item(), rel=1e-6
+    )
 
 
 # ------------------------------------------------------------------ the registry
@@ -279,7 +297,13 @@ def test_registry_is_the_one_list_of_tasks():
     from ftrecipes.config.recipe import TASKS
 
     assert TASKS == tasks.task_names() == tuple(tasks.REGISTRY)
-    assert set(TASKS) == {"sequence-classification", "token-classification", "causal-lm", "image-classification", "regression"}
+    assert set(TASKS) == {
+        "sequence-classification",
+        "token-classification",
+        "causal-lm",
+        "image-classification",
+        "regression",
+    }
     for spec in tasks.REGISTRY.values():
         assert tasks.get_task(spec.short) is spec and tasks.get_task(spec.name.replace("-", "_")) is spec
         assert spec.metric_for_best_model in spec.metric_names  # the default is a metric the task reports
@@ -317,7 +341,9 @@ def test_prepare_task_errors(tokenizer):
 def test_check_label_count():
     labels = ["a", "b", "c", "d", "e"]
     tasks.check_label_count(labels, BertConfig(**tasks.label_config_kwargs(labels)))
-    with pytest.raises(ConfigError, match="^--model_name_or_path='my-model': has a head with num_labels=2 but the data has 5"):
+    with pytest.raises(
+        ConfigError, match="^--model_name_or_path='my-model': has a head with num_labels=2 but the data has 5"
+    ):
         tasks.check_label_count(labels, BertConfig(num_labels=2), model_name_or_path="my-model")
     # A fine-tuned head of another size would be replaced or fail to load: error, naming the fix.
     finetuned = BertConfig(num_labels=7, architectures=["BertForSequenceClassification"])
@@ -349,9 +375,13 @@ def test_tiny_models_train_step(tokenizer, task):
         raw = _dd(train={"text": ["the cat sat on the mat " * 8]})
         prepared = tasks.prepare_task(task, raw, tokenizer, block_size=16)
     elif task == "ner":
-        prepared = tasks.prepare_task(task, _dd(train={"tokens": [WORDS, WORDS[:3]], "ner_tags": [TAGS, TAGS[:3]]}), tokenizer)
+        prepared = tasks.prepare_task(
+            task, _dd(train={"tokens": [WORDS, WORDS[:3]], "ner_tags": [TAGS, TAGS[:3]]}), tokenizer
+        )
     else:
-        prepared = tasks.prepare_task(task, _dd(train={"text": ["good movie", "bad film here"], "label": ["pos", "neg"]}), tokenizer)
+        prepared = tasks.prepare_task(
+            task, _dd(train={"text": ["good movie", "bad film here"], "label": ["pos", "neg"]}), tokenizer
+        )
     model = testing.tiny_model(task, label_list=prepared.label_list)
     model.train()
     batch = prepared.data_collator([prepared.datasets["train"][i] for i in range(2)])

@@ -30,32 +30,90 @@ from ftrecipes.job.parse import parse_args
 
 
 def base_args(tiny_base, cls_files, output_dir) -> list[str]:
-    return ["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "2",
-            "--warmup", "20%", "--eval_strategy", "no", "--max_seq_length", "32", "--per_device_train_batch_size", "8",
-            "--report_to", "none", "--disable_tqdm", "true"]
+    return [
+        "--recipe",
+        "cls",
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        cls_files["train"],
+        "--validation_file",
+        cls_files["validation"],
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "2",
+        "--warmup",
+        "20%",
+        "--eval_strategy",
+        "no",
+        "--max_seq_length",
+        "32",
+        "--per_device_train_batch_size",
+        "8",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+    ]
 
 
 CASE_NAMES = [
     # the six rows of the issue that found them, and its wrong-fix message
-    "model path that does not exist", "Hub id offline", "output dir that cannot be created", "negative seed",
-    "bf16 where unsupported", "epoch interval TrainingArguments cannot take", "warmup longer than a 1-step run",
+    "model path that does not exist",
+    "Hub id offline",
+    "output dir that cannot be created",
+    "negative seed",
+    "bf16 where unsupported",
+    "epoch interval TrainingArguments cannot take",
+    "warmup longer than a 1-step run",
     # the twelve the docs promised first
-    "unknown recipe", "mistyped flag", "wrong type (recipe)", "wrong type (TrainingArguments)", "missing data file",
-    "missing text column", "missing label column", "empty split", "head too small", "warmup longer than training",
-    "floor above peak", "bad dict option",
+    "unknown recipe",
+    "mistyped flag",
+    "wrong type (recipe)",
+    "wrong type (TrainingArguments)",
+    "missing data file",
+    "missing text column",
+    "missing label column",
+    "empty split",
+    "head too small",
+    "warmup longer than training",
+    "floor above peak",
+    "bad dict option",
     # pre-load checks
-    "output dir is a file", "output dir holds a trained model", "missing checkpoint to resume", "folder without weights",
-    "unreadable config.json", "truncated weights file", "tokenizer name is a file", "missing config folder", "data seed out of range",
-    "split seed out of range", "fp16 where unsupported", "TrainingArguments validation", "unknown report_to",
-    "WORLD_SIZE without a launcher", "RANK beyond WORLD_SIZE", "cpu threads 0", "unsupported data file",
+    "output dir is a file",
+    "output dir holds a trained model",
+    "missing checkpoint to resume",
+    "folder without weights",
+    "unreadable config.json",
+    "truncated weights file",
+    "tokenizer name is a file",
+    "missing config folder",
+    "data seed out of range",
+    "split seed out of range",
+    "fp16 where unsupported",
+    "TrainingArguments validation",
+    "unknown report_to",
+    "WORLD_SIZE without a launcher",
+    "RANK beyond WORLD_SIZE",
+    "cpu threads 0",
+    "unsupported data file",
     # the task registry's checks
-    "flag of another task", "metric the task does not report", "prior upside down",
+    "flag of another task",
+    "metric the task does not report",
+    "prior upside down",
     # --streaming (data of unknown length)
-    "streaming without max_steps", "streaming with an epoch warmup", "streaming a task read in memory",
+    "streaming without max_steps",
+    "streaming with an epoch warmup",
+    "streaming a task read in memory",
     # the peak-LR rule, LoRA+ and LR groups
-    "rule field of the wrong type", "rule field out of range", "width rule with SGD", "LoRA+ ratio not positive",
-    "LoRA+ without LoRA", "LR-group pattern that matches nothing", "LR-group entry without a multiplier",
+    "rule field of the wrong type",
+    "rule field out of range",
+    "width rule with SGD",
+    "LoRA+ ratio not positive",
+    "LoRA+ without LoRA",
+    "LR-group pattern that matches nothing",
+    "LR-group entry without a multiplier",
 ]
 
 
@@ -93,68 +151,176 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
     (trained / "model.safetensors").write_bytes(b"weights")
     launcher = {"RANK": None, "LOCAL_RANK": None, "MASTER_ADDR": None, "MASTER_PORT": None, "LOCAL_WORLD_SIZE": None}
     return {
-        "model path that does not exist": Case(["--model_name_or_path", "/no/such/dir"], "--model_name_or_path",
-                                               r"does not exist \(looked for .*config\.json.*model\.safetensors"),
-        "Hub id offline": Case(["--model_name_or_path", "bert-base-cased"], "--model_name_or_path",
-                               r"not in the local Hugging Face cache .*offline.*local folder.*'minilm'.*go online"),
-        "output dir that cannot be created": Case(["--output_dir", "/proc/forbidden/out"], "--output_dir", r"cannot be created"),
-        "negative seed": Case(["--seed", "-1"], "--seed", r"not a valid seed; use an integer in \[0, 4294967295\]", given="-1"),
-        "bf16 where unsupported": Case(["--bf16"], "--bf16", r"no native bf16.*drop --bf16", unsupported_precision=True),
+        "model path that does not exist": Case(
+            ["--model_name_or_path", "/no/such/dir"],
+            "--model_name_or_path",
+            r"does not exist \(looked for .*config\.json.*model\.safetensors",
+        ),
+        "Hub id offline": Case(
+            ["--model_name_or_path", "bert-base-cased"],
+            "--model_name_or_path",
+            r"not in the local Hugging Face cache .*offline.*local folder.*'minilm'.*go online",
+        ),
+        "output dir that cannot be created": Case(
+            ["--output_dir", "/proc/forbidden/out"], "--output_dir", r"cannot be created"
+        ),
+        "negative seed": Case(
+            ["--seed", "-1"], "--seed", r"not a valid seed; use an integer in \[0, 4294967295\]", given="-1"
+        ),
+        "bf16 where unsupported": Case(
+            ["--bf16"], "--bf16", r"no native bf16.*drop --bf16", unsupported_precision=True
+        ),
         # If epoch intervals become valid for eval_steps, this row moves to the working inputs.
-        "epoch interval TrainingArguments cannot take": Case(["--eval_strategy", "steps", "--eval_steps", "1ep"], "eval_steps",
-                                                              r"cannot be given in epochs; use --eval_strategy epoch", given="1ep"),
-        "warmup longer than a 1-step run": Case(["--max_steps", "1", "--warmup", "5%"], "warmup",
-                                                r"resolves to 1 optimizer steps but training has only 1; set warmup 0 \(no warmup\) or train at least 2", given="'5%'"),
+        "epoch interval TrainingArguments cannot take": Case(
+            ["--eval_strategy", "steps", "--eval_steps", "1ep"],
+            "eval_steps",
+            r"cannot be given in epochs; use --eval_strategy epoch",
+            given="1ep",
+        ),
+        "warmup longer than a 1-step run": Case(
+            ["--max_steps", "1", "--warmup", "5%"],
+            "warmup",
+            r"resolves to 1 optimizer steps but training has only 1; set warmup 0 \(no warmup\) or train at least 2",
+            given="'5%'",
+        ),
         "unknown recipe": Case(["--recipe", "clss"], "--recipe", r"is not a known recipe; did you mean 'cls'"),
-        "mistyped flag": Case(["--learnig_rate", "1e-4"], "--learnig_rate", r"is not a finetune.py flag; did you mean '--learning_rate'"),
+        "mistyped flag": Case(
+            ["--learnig_rate", "1e-4"], "--learnig_rate", r"is not a finetune.py flag; did you mean '--learning_rate'"
+        ),
         "wrong type (recipe)": Case(["--learning_rate", "fast"], "learning_rate", r"must be a number"),
         "wrong type (TrainingArguments)": Case(["--logging_steps", "often"], "--logging_steps", r"is not a duration"),
-        "missing data file": Case(["--train_file", str(scratch / "nowhere.csv")], "--train_file", r"nowhere.csv.*does not exist"),
+        "missing data file": Case(
+            ["--train_file", str(scratch / "nowhere.csv")], "--train_file", r"nowhere.csv.*does not exist"
+        ),
         "missing text column": Case(["--text_column_name", "body"], "--text_column_name", r"'body'"),
         "missing label column": Case(["--label_column_name", "topic"], "--label_column_name", r"'topic'"),
         "empty split": Case(["--validation_file", str(empty)], "--validation_file", r"empty"),
-        "head too small": Case(["--model_name_or_path", str(two_label_head)], "--model_name_or_path", r"num_labels=2.*3 labels"),
-        "warmup longer than training": Case(["--warmup", "1000"], "warmup", r"resolves to 1000 optimizer steps but training has only 24", given="1000"),
+        "head too small": Case(
+            ["--model_name_or_path", str(two_label_head)], "--model_name_or_path", r"num_labels=2.*3 labels"
+        ),
+        "warmup longer than training": Case(
+            ["--warmup", "1000"], "warmup", r"resolves to 1000 optimizer steps but training has only 24", given="1000"
+        ),
         "floor above peak": Case(["--min_lr", "1e-3"], "min_lr", r"the floor must lie in"),
-        "bad dict option": Case(["--lr_scheduler_kwargs", '{"gama": 0.5}', "--lr_scheduler_type", "step"], "lr_scheduler_kwargs.gama", r"did you mean 'gamma'"),
+        "bad dict option": Case(
+            ["--lr_scheduler_kwargs", '{"gama": 0.5}', "--lr_scheduler_type", "step"],
+            "lr_scheduler_kwargs.gama",
+            r"did you mean 'gamma'",
+        ),
         "output dir is a file": Case(["--output_dir", str(a_file)], "--output_dir", r"exists and is a file"),
-        "output dir holds a trained model": Case(["--output_dir", str(trained)], "--output_dir", r"already holds a trained model"),
-        "missing checkpoint to resume": Case(["--resume_from_checkpoint", str(scratch / "checkpoint-9")], "--resume_from_checkpoint", r"is not a checkpoint folder"),
-        "folder without weights": Case(["--model_name_or_path", str(no_weights)], "--model_name_or_path",
-                                       r"holds no weights \(looked for weights: model\.safetensors or .*pytorch_model\.bin"),
-        "unreadable config.json": Case(["--model_name_or_path", str(bad_config)], "--model_name_or_path", r"config\.json that transformers cannot read"),
-        "truncated weights file": Case(["--model_name_or_path", str(bad_weights)], "--model_name_or_path", r"has a model\.safetensors that cannot be read"),
-        "tokenizer name is a file": Case(["--tokenizer_name", str(a_file)], "--tokenizer_name", r"is a file, not a model folder; .*tokenizer\.json"),
-        "missing config folder": Case(["--config_name", str(scratch / "no-config")], "--config_name", r"does not exist \(looked for a folder holding config: config\.json"),
+        "output dir holds a trained model": Case(
+            ["--output_dir", str(trained)], "--output_dir", r"already holds a trained model"
+        ),
+        "missing checkpoint to resume": Case(
+            ["--resume_from_checkpoint", str(scratch / "checkpoint-9")],
+            "--resume_from_checkpoint",
+            r"is not a checkpoint folder",
+        ),
+        "folder without weights": Case(
+            ["--model_name_or_path", str(no_weights)],
+            "--model_name_or_path",
+            r"holds no weights \(looked for weights: model\.safetensors or .*pytorch_model\.bin",
+        ),
+        "unreadable config.json": Case(
+            ["--model_name_or_path", str(bad_config)],
+            "--model_name_or_path",
+            r"config\.json that transformers cannot read",
+        ),
+        "truncated weights file": Case(
+            ["--model_name_or_path", str(bad_weights)],
+            "--model_name_or_path",
+            r"has a model\.safetensors that cannot be read",
+        ),
+        "tokenizer name is a file": Case(
+            ["--tokenizer_name", str(a_file)], "--tokenizer_name", r"is a file, not a model folder; .*tokenizer\.json"
+        ),
+        "missing config folder": Case(
+            ["--config_name", str(scratch / "no-config")],
+            "--config_name",
+            r"does not exist \(looked for a folder holding config: config\.json",
+        ),
         "data seed out of range": Case(["--data_seed", "-5"], "--data_seed", r"not a valid seed"),
         "split seed out of range": Case(["--split_seed", str(2**32)], "--split_seed", r"not a valid seed"),
         "fp16 where unsupported": Case(["--fp16"], "--fp16", r"needs a GPU; drop --fp16", unsupported_precision=True),
-        "TrainingArguments validation": Case(["--dataloader_prefetch_factor", "2"], "--dataloader_prefetch_factor", r"rejected by TrainingArguments"),
+        "TrainingArguments validation": Case(
+            ["--dataloader_prefetch_factor", "2"], "--dataloader_prefetch_factor", r"rejected by TrainingArguments"
+        ),
         "unknown report_to": Case(["--report_to", "tensorbord"], "--report_to", r"did you mean 'tensorboard'"),
-        "WORLD_SIZE without a launcher": Case([], "WORLD_SIZE", r"asks for 2 processes but RANK, MASTER_ADDR, MASTER_PORT is not set; launch with `torchrun",
-                                              env={"WORLD_SIZE": "2", **launcher}),
-        "RANK beyond WORLD_SIZE": Case([], "RANK", r"must be below WORLD_SIZE=2",
-                                       env={**launcher, "WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29599"}),
+        "WORLD_SIZE without a launcher": Case(
+            [],
+            "WORLD_SIZE",
+            r"asks for 2 processes but RANK, MASTER_ADDR, MASTER_PORT is not set; launch with `torchrun",
+            env={"WORLD_SIZE": "2", **launcher},
+        ),
+        "RANK beyond WORLD_SIZE": Case(
+            [],
+            "RANK",
+            r"must be below WORLD_SIZE=2",
+            env={**launcher, "WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29599"},
+        ),
         "cpu threads 0": Case(["--cpu_threads", "0"], "--cpu_threads", r"must be at least 1", given="0"),
-        "unsupported data file": Case(["--train_file", str(sheet)], "--train_file", r"unsupported file extension '\.xlsx'"),
-        "flag of another task": Case(["--image_column_name", "img"], "--image_column_name",
-                                     r"does not apply to task 'sequence-classification'.*--text_column_name"),
-        "metric the task does not report": Case(["--metric_for_best_model", "pearson", "--eval_strategy", "epoch"], "metric_for_best_model",
-                                                r"is not a metric of task 'sequence-classification'; use one of loss, accuracy"),
-        "prior upside down": Case(["--lr_prior", "5e-5,1e-5"], "lr_prior", r"must be \[low, high\]", given="[5e-05, 1e-05]"),
-        "streaming without max_steps": Case(["--streaming", "true"], "--max_steps", r"data of unknown length .* has no epochs to count; set --max_steps"),
-        "streaming with an epoch warmup": Case(["--streaming", "true", "--max_steps", "4", "--warmup", "1ep"], "warmup",
-                                               r"is in epochs, but data of unknown length .*; give optimizer steps or a fraction of --max_steps=4", given="1ep"),
-        "streaming a task read in memory": Case(["--recipe", "cnn-step", "--streaming", "true", "--max_steps", "4"], "--streaming",
-                                                r"task 'image-classification' reads its data in memory; drop --streaming"),
-        "rule field of the wrong type": Case(["--lr_rule_reference_width", "wide"], "lr_rule_reference_width", r"must be an integer", given="wide"),
-        "rule field out of range": Case(["--lr_rule_width_exponent", "7"], "lr_rule_width_exponent", r"must lie in \[0, 3\]", given="7.0"),
-        "width rule with SGD": Case(["--optimizer", "sgd"], "lr_rule", r"the width rule is for AdamW .* optimizer is 'sgd'; set lr_rule none"),
-        "LoRA+ ratio not positive": Case(["--recipe", "lora-cls", "--loraplus_lr_ratio", "0"], "loraplus_lr_ratio", r"must be a positive finite number", given="0.0"),
-        "LoRA+ without LoRA": Case(["--loraplus_lr_ratio", "16"], "loraplus_lr_ratio", r"scales LoRA's B matrices but peft is 'none'", given="16.0"),
-        "LR-group pattern that matches nothing": Case(["--lr_groups", "[{pattern: decoder, multiplier: 2}]"], "lr_groups",
-                                                      r"matches no parameter name; trainable parameters are e.g. 'bert\.embeddings\.", given="decoder"),
-        "LR-group entry without a multiplier": Case(["--lr_groups", "[{pattern: classifier}]"], "lr_groups", r"each entry needs exactly the keys pattern and multiplier"),
+        "unsupported data file": Case(
+            ["--train_file", str(sheet)], "--train_file", r"unsupported file extension '\.xlsx'"
+        ),
+        "flag of another task": Case(
+            ["--image_column_name", "img"],
+            "--image_column_name",
+            r"does not apply to task 'sequence-classification'.*--text_column_name",
+        ),
+        "metric the task does not report": Case(
+            ["--metric_for_best_model", "pearson", "--eval_strategy", "epoch"],
+            "metric_for_best_model",
+            r"is not a metric of task 'sequence-classification'; use one of loss, accuracy",
+        ),
+        "prior upside down": Case(
+            ["--lr_prior", "5e-5,1e-5"], "lr_prior", r"must be \[low, high\]", given="[5e-05, 1e-05]"
+        ),
+        "streaming without max_steps": Case(
+            ["--streaming", "true"], "--max_steps", r"data of unknown length .* has no epochs to count; set --max_steps"
+        ),
+        "streaming with an epoch warmup": Case(
+            ["--streaming", "true", "--max_steps", "4", "--warmup", "1ep"],
+            "warmup",
+            r"is in epochs, but data of unknown length .*; give optimizer steps or a fraction of --max_steps=4",
+            given="1ep",
+        ),
+        "streaming a task read in memory": Case(
+            ["--recipe", "cnn-step", "--streaming", "true", "--max_steps", "4"],
+            "--streaming",
+            r"task 'image-classification' reads its data in memory; drop --streaming",
+        ),
+        "rule field of the wrong type": Case(
+            ["--lr_rule_reference_width", "wide"], "lr_rule_reference_width", r"must be an integer", given="wide"
+        ),
+        "rule field out of range": Case(
+            ["--lr_rule_width_exponent", "7"], "lr_rule_width_exponent", r"must lie in \[0, 3\]", given="7.0"
+        ),
+        "width rule with SGD": Case(
+            ["--optimizer", "sgd"], "lr_rule", r"the width rule is for AdamW .* optimizer is 'sgd'; set lr_rule none"
+        ),
+        "LoRA+ ratio not positive": Case(
+            ["--recipe", "lora-cls", "--loraplus_lr_ratio", "0"],
+            "loraplus_lr_ratio",
+            r"must be a positive finite number",
+            given="0.0",
+        ),
+        "LoRA+ without LoRA": Case(
+            ["--loraplus_lr_ratio", "16"],
+            "loraplus_lr_ratio",
+            r"scales LoRA's B matrices but peft is 'none'",
+            given="16.0",
+        ),
+        "LR-group pattern that matches nothing": Case(
+            ["--lr_groups", "[{pattern: decoder, multiplier: 2}]"],
+            "lr_groups",
+            r"matches no parameter name; trainable parameters are e.g. 'bert\.embeddings\.",
+            given="decoder",
+        ),
+        "LR-group entry without a multiplier": Case(
+            ["--lr_groups", "[{pattern: classifier}]"],
+            "lr_groups",
+            r"each entry needs exactly the keys pattern and multiplier",
+        ),
     }
 
 
@@ -183,7 +349,9 @@ def quiet_progress():
 def _no_precision(monkeypatch):
     import ftrecipes.training.precision
 
-    monkeypatch.setattr(ftrecipes.training.precision, "precision_supported", lambda precision, device=None: precision == "fp32")
+    monkeypatch.setattr(
+        ftrecipes.training.precision, "precision_supported", lambda precision, device=None: precision == "fp32"
+    )
 
 
 def test_catalogue_lists_every_case(tiny_base, cls_files, scratch):
@@ -193,8 +361,9 @@ def test_catalogue_lists_every_case(tiny_base, cls_files, scratch):
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_bad_input_is_one_line_exit_2_and_leaves_output_dir_alone(name, tiny_base, cls_files, scratch, existing_output,
-                                                                  quiet_progress, monkeypatch, capsys):
+def test_bad_input_is_one_line_exit_2_and_leaves_output_dir_alone(
+    name, tiny_base, cls_files, scratch, existing_output, quiet_progress, monkeypatch, capsys
+):
     case = catalogue(tiny_base, cls_files, scratch)[name]
     for key, value in case.env.items():
         if value is None:
@@ -217,14 +386,33 @@ def test_bad_input_is_one_line_exit_2_and_leaves_output_dir_alone(name, tiny_bas
 # first, then ftrecipes.job.check.check_early): the rest need the data, the model files, TrainingArguments
 # itself or the machine's precision.
 EARLY_CASES = [
-    "unknown recipe", "mistyped flag", "wrong type (recipe)", "wrong type (TrainingArguments)", "negative seed",
-    "data seed out of range", "split seed out of range", "output dir that cannot be created", "output dir is a file",
-    "missing data file", "unsupported data file", "missing checkpoint to resume", "cpu threads 0",
-    "epoch interval TrainingArguments cannot take", "floor above peak", "bad dict option", "prior upside down",
-    "flag of another task", "metric the task does not report", "WORLD_SIZE without a launcher",
+    "unknown recipe",
+    "mistyped flag",
+    "wrong type (recipe)",
+    "wrong type (TrainingArguments)",
+    "negative seed",
+    "data seed out of range",
+    "split seed out of range",
+    "output dir that cannot be created",
+    "output dir is a file",
+    "missing data file",
+    "unsupported data file",
+    "missing checkpoint to resume",
+    "cpu threads 0",
+    "epoch interval TrainingArguments cannot take",
+    "floor above peak",
+    "bad dict option",
+    "prior upside down",
+    "flag of another task",
+    "metric the task does not report",
+    "WORLD_SIZE without a launcher",
     "RANK beyond WORLD_SIZE",
-    "rule field of the wrong type", "rule field out of range", "width rule with SGD", "LoRA+ ratio not positive",
-    "LoRA+ without LoRA", "LR-group entry without a multiplier",
+    "rule field of the wrong type",
+    "rule field out of range",
+    "width rule with SGD",
+    "LoRA+ ratio not positive",
+    "LoRA+ without LoRA",
+    "LR-group entry without a multiplier",
 ]
 
 EARLY_PROBE = """
@@ -254,8 +442,15 @@ def test_early_bad_input_imports_neither_torch_nor_transformers(tiny_base, cls_f
     base = base_args(tiny_base, cls_files, existing_output)
     jobs = [[name, base + cases[name].argv, cases[name].env] for name in EARLY_CASES]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([PYTHON, "-c", EARLY_PROBE], input=json.dumps(jobs), capture_output=True, text=True, env=env,
-                          timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [PYTHON, "-c", EARLY_PROBE],
+        input=json.dumps(jobs),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name, code, err, heavy in json.loads(proc.stdout):
         assert code == 2 and not heavy, (name, code, heavy, err)
@@ -308,7 +503,11 @@ def test_lr_find_checks_before_loading(tmp_path, capsys):
     assert cli.main(["lr-find", "--output_dir", "/proc/forbidden/lr"]) == 2
     assert_one_line(capsys.readouterr().err, "ftrecipes lr-find", Case([], "--output_dir", r"cannot be created"))
     assert cli.main(["lr-find", "--model_name_or_path", "bert-base-cased", "--output_dir", str(out)]) == 2
-    assert_one_line(capsys.readouterr().err, "ftrecipes lr-find", Case([], "--model_name_or_path", r"not in the local Hugging Face cache"))
+    assert_one_line(
+        capsys.readouterr().err,
+        "ftrecipes lr-find",
+        Case([], "--model_name_or_path", r"not in the local Hugging Face cache"),
+    )
     assert not out.exists()
 
 
@@ -324,10 +523,23 @@ def test_reproduce_goes_through_the_same_checks(tmp_path, capsys):
 
 def test_a_real_process_offline_hub_id_one_line_no_retries(tiny_base, cls_files, existing_output):
     before = snapshot(existing_output)
-    result = subprocess.run([PYTHON, FINETUNE, *base_args(tiny_base, cls_files, existing_output), "--model_name_or_path", "bert-base-cased"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [
+            PYTHON,
+            FINETUNE,
+            *base_args(tiny_base, cls_files, existing_output),
+            "--model_name_or_path",
+            "bert-base-cased",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert result.returncode == 2, result.stderr[-3000:]
-    assert_one_line(result.stderr, "finetune.py", Case([], "--model_name_or_path", r"not in the local Hugging Face cache"))
+    assert_one_line(
+        result.stderr, "finetune.py", Case([], "--model_name_or_path", r"not in the local Hugging Face cache")
+    )
     assert snapshot(existing_output) == before
 
 
@@ -335,11 +547,14 @@ def test_a_real_process_offline_hub_id_one_line_no_retries(tiny_base, cls_files,
 # Online Hub answers (the request is faked: tests never reach the Hub)
 
 
-@pytest.mark.parametrize("answer, pattern", [
-    ("missing", r"neither a local folder nor a model on the Hub .*hf auth login"),
-    ("gated", r"is a gated model on the Hub; accept its terms"),
-    ("unreachable", r"not in the local Hugging Face cache and the Hub cannot be reached"),
-])
+@pytest.mark.parametrize(
+    "answer, pattern",
+    [
+        ("missing", r"neither a local folder nor a model on the Hub .*hf auth login"),
+        ("gated", r"is a gated model on the Hub; accept its terms"),
+        ("unreachable", r"not in the local Hugging Face cache and the Hub cannot be reached"),
+    ],
+)
 def test_online_hub_answers_are_one_line(answer, pattern, monkeypatch):
     import huggingface_hub
     from huggingface_hub import errors
@@ -351,7 +566,9 @@ def test_online_hub_answers_are_one_line(answer, pattern, monkeypatch):
 
     def model_info(self, repo_id, **kwargs):
         calls.append(repo_id)
-        response = httpx.Response(404 if answer == "missing" else 403, request=httpx.Request("GET", "https://huggingface.co"))
+        response = httpx.Response(
+            404 if answer == "missing" else 403, request=httpx.Request("GET", "https://huggingface.co")
+        )
         if answer == "missing":
             raise errors.RepositoryNotFoundError("not found", response=response)
         if answer == "gated":
@@ -376,7 +593,10 @@ def test_cached_hub_id_passes_offline(tmp_path, tiny_base):
         shutil.copy(Path(tiny_base) / name, snap / name)
     (tmp_path / "models--someone--tiny" / "refs").mkdir()
     (tmp_path / "models--someone--tiny" / "refs" / "main").write_text("a" * 40)
-    assert check_model_source("someone/tiny", parts=("config", "weights", "tokenizer"), cache_dir=str(tmp_path)) == "someone/tiny"
+    assert (
+        check_model_source("someone/tiny", parts=("config", "weights", "tokenizer"), cache_dir=str(tmp_path))
+        == "someone/tiny"
+    )
     assert json.loads((snap / "config.json").read_text())["model_type"] == "bert"
 
 
@@ -393,25 +613,30 @@ def test_a_bug_is_not_hidden_as_bad_input(monkeypatch, tiny_base, cls_files, exi
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"ftrecipes_script_{name.replace('/', '_')}", REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"ftrecipes_script_{name.replace('/', '_')}", REPO / "scripts" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.mark.parametrize("entry, argv, field", [
-    ("finetune", ["--recipe"], "--recipe"),  # the rest of finetune.py's flags: the catalogue above
-    ("ftrecipes", ["show"], "NAME"),
-    ("ftrecipes", ["plot", "cls", "--total_steps"], "--total_steps"),
-    ("ftrecipes", ["list", "--nope"], "--nope"),
-    ("sweep", ["--lr", "2e-5", "--n_trials", "many"], "--n_trials"),
-    ("reproduce", ["--card", "digits-cnn", "--seeds", "x"], "--seeds"),
-    ("benchmarks/recipe_study", ["--arms", "best"], "--arms"),
-    ("benchmarks/adaptation_study", ["--seeds"], "--seeds"),
-    ("benchmarks/throughput", ["--steps", "x"], "--steps"),
-    ("benchmarks/lr_finder", ["--grid"], "--grid"),
-    ("ftrecipes", ["plot-run"], "output_dir"),
-])
+@pytest.mark.parametrize(
+    "entry, argv, field",
+    [
+        ("finetune", ["--recipe"], "--recipe"),  # the rest of finetune.py's flags: the catalogue above
+        ("ftrecipes", ["show"], "NAME"),
+        ("ftrecipes", ["plot", "cls", "--total_steps"], "--total_steps"),
+        ("ftrecipes", ["list", "--nope"], "--nope"),
+        ("sweep", ["--lr", "2e-5", "--n_trials", "many"], "--n_trials"),
+        ("reproduce", ["--card", "digits-cnn", "--seeds", "x"], "--seeds"),
+        ("benchmarks/recipe_study", ["--arms", "best"], "--arms"),
+        ("benchmarks/adaptation_study", ["--seeds"], "--seeds"),
+        ("benchmarks/throughput", ["--steps", "x"], "--steps"),
+        ("benchmarks/lr_finder", ["--grid"], "--grid"),
+        ("ftrecipes", ["plot-run"], "output_dir"),
+    ],
+)
 def test_argparse_complaints_are_one_line_naming_the_flag(entry, argv, field, tmp_path, capsys):
     """What argparse itself rejects (a value of the wrong type, a choice not offered, a missing value or
     argument, an unknown flag) is reported like every other bad input: one line naming the flag, exit 2."""

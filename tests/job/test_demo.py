@@ -14,8 +14,14 @@ def test_quickstart_demo_reaches_096_accuracy(tmp_path):
     accelerate = shutil.which("accelerate")
     assert accelerate, "accelerate's launcher is installed with the package"
     out = tmp_path / "cls"
-    result = subprocess.run([accelerate, "launch", FINETUNE, "--recipe", "cls", "--output_dir", str(out)],
-                            cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=1800)
+    result = subprocess.run(
+        [accelerate, "launch", FINETUNE, "--recipe", "cls", "--output_dir", str(out)],
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "eval_results.json").read_text())
     assert results["eval_samples"] == 213

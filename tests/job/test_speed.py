@@ -22,10 +22,34 @@ def test_final_evaluation_is_not_run_twice(tiny_base, cls_files, tmp_path, monke
 
     monkeypatch.setattr(RecipeTrainer, "evaluate", counting)
     out = tmp_path / "run"
-    code = main(["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-                 "--validation_file", cls_files["validation"], "--output_dir", str(out), "--num_train_epochs", "2",
-                 "--max_seq_length", "32", "--precision", "fp32", "--load_best_model_at_end", load_best,
-                 "--report_to", "none", "--disable_tqdm", "true", "--plots", "false"])
+    code = main(
+        [
+            "--recipe",
+            "cls",
+            "--model_name_or_path",
+            tiny_base,
+            "--train_file",
+            cls_files["train"],
+            "--validation_file",
+            cls_files["validation"],
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "2",
+            "--max_seq_length",
+            "32",
+            "--precision",
+            "fp32",
+            "--load_best_model_at_end",
+            load_best,
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--plots",
+            "false",
+        ]
+    )
     assert code == 0
     steps_per_epoch = 96 // 16
     assert calls == [steps_per_epoch, 2 * steps_per_epoch]  # one evaluation per epoch, none after training

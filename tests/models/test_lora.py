@@ -34,8 +34,17 @@ def test_every_new_recipe_loads_and_validates(name):
     expected = {
         "lora-cls": dict(peft="lora", lora_r=8, lora_alpha=16, learning_rate=4e-4, warmup="6%", weight_decay=0.1),
         "lora-clm": dict(peft="lora", learning_rate=2e-4, lr_scheduler_type="cosine"),
-        "qlora-clm": dict(peft="qlora", lora_r=64, lora_alpha=16, lora_dropout=0.1, learning_rate=2e-4, lr_scheduler_type="constant",
-                          warmup="3%", max_grad_norm=0.3, lora_target_modules="all-linear"),
+        "qlora-clm": dict(
+            peft="qlora",
+            lora_r=64,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            learning_rate=2e-4,
+            lr_scheduler_type="constant",
+            warmup="3%",
+            max_grad_norm=0.3,
+            lora_target_modules="all-linear",
+        ),
         "llrd-cls": dict(layerwise_lr_decay=0.95, peft="none"),
     }[name]
     assert {k: getattr(recipe, k) for k in expected} == expected
@@ -66,7 +75,10 @@ def test_target_modules_auto_all_linear_and_explicit():
     assert resolve_target_modules(llama, "auto") == ["q_proj", "v_proj"]
     assert resolve_target_modules(llama, "all-linear") == "all-linear"
     assert resolve_target_modules(bert, "query, key") == ["query", "key"]
-    with pytest.raises(ConfigError, match=r"lora_target_modules='q_proj': the model has no module \['q_proj'\]; it has \[.*'query'.*'value'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"lora_target_modules='q_proj': the model has no module \['q_proj'\]; it has \[.*'query'.*'value'",
+    ):
         resolve_target_modules(bert, "q_proj")
 
 
@@ -101,10 +113,37 @@ def test_adapter_and_merged_weights_reload_with_equal_outputs(tmp_path):
 
 
 def _args(tiny_base, cls_files, output_dir, *extra):
-    return ["--recipe", "lora-cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "1",
-            "--warmup", "20%", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
-            "--report_to", "none", "--disable_tqdm", "true", "--per_device_train_batch_size", "8", "--plots", "false", *extra]
+    return [
+        "--recipe",
+        "lora-cls",
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        cls_files["train"],
+        "--validation_file",
+        cls_files["validation"],
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "1",
+        "--warmup",
+        "20%",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--max_seq_length",
+        "32",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--per_device_train_batch_size",
+        "8",
+        "--plots",
+        "false",
+        *extra,
+    ]
 
 
 def _lrs(output_dir):
@@ -150,11 +189,39 @@ def test_lora_clm_runs_end_to_end_on_a_text_file(tmp_path):
     text = tmp_path / "train.txt"
     text.write_text("\n".join(f"the {w} market rose as the team won the cup and the chip shipped" for w in range(200)))
     out = tmp_path / "clm"
-    assert main(["--recipe", "lora-clm", "--model_name_or_path", model, "--train_file", str(text), "--output_dir", str(out),
-                 "--max_steps", "3", "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--disable_tqdm", "true",
-                 "--plots", "false", "--save_strategy", "no"]) == 0
+    assert (
+        main(
+            [
+                "--recipe",
+                "lora-clm",
+                "--model_name_or_path",
+                model,
+                "--train_file",
+                str(text),
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "3",
+                "--max_seq_length",
+                "32",
+                "--per_device_train_batch_size",
+                "4",
+                "--disable_tqdm",
+                "true",
+                "--plots",
+                "false",
+                "--save_strategy",
+                "no",
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "adapter_config.json").read_text())
-    assert config["task_type"] == "CAUSAL_LM" and sorted(config["target_modules"]) == ["q_proj", "v_proj"] and config["r"] == 8
+    assert (
+        config["task_type"] == "CAUSAL_LM"
+        and sorted(config["target_modules"]) == ["q_proj", "v_proj"]
+        and config["r"] == 8
+    )
     assert json.loads((out / "eval_results.json").read_text())["eval_perplexity"] > 1.0
 
 
@@ -171,8 +238,12 @@ def test_users_own_trainer_applies_a_lora_recipe(tmp_path):
     rows = [{k: v[i] for k, v in b.items()} for b in synthetic_batches(4, 12, 8) for i in range(12)]
     model = apply_peft(tiny_model("cls", vocab_size=1000), recipe)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    args = recipe_training_args(recipe, str(tmp_path / "mine"), logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=rows, optimizers=recipe_optimizers(recipe, model, args, rows))
+    args = recipe_training_args(
+        recipe, str(tmp_path / "mine"), logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=rows, optimizers=recipe_optimizers(recipe, model, args, rows)
+    )
     trainer.train()
     plan = on_tiny(recipe).plan(Timeline(len(rows), 8, max_steps=6))  # recipe_optimizers applies the width rule
     lrs = log_history_lrs(trainer.state.log_history)
@@ -196,13 +267,24 @@ def test_lr_range_test_uses_the_lora_prior():
 
 def _bad_cases(monkeypatch):
     return {
-        "target modules the model lacks": (["--lora_target_modules", "q_proj,v_proj"],
-                                           r"lora_target_modules='q_proj,v_proj': the model has no module \['q_proj', 'v_proj'\]; it has \[.*'query'"),
+        "target modules the model lacks": (
+            ["--lora_target_modules", "q_proj,v_proj"],
+            r"lora_target_modules='q_proj,v_proj': the model has no module \['q_proj', 'v_proj'\]; it has \[.*'query'",
+        ),
         "rank 0": (["--lora_r", "0"], r"lora_r=0: the LoRA rank must be a positive integer"),
         "negative rank": (["--lora_r", "-4"], r"lora_r=-4: the LoRA rank must be a positive integer"),
-        "unknown method": (["--peft", "lorra"], r"peft='lorra': is not one of \['none', 'lora', 'qlora'\]; did you mean 'lora'"),
-        "merge without adapters": (["--peft", "none", "--merge_adapter", "true"], r"--merge_adapter=True: there is no adapter to merge"),
-        "qlora without CUDA": (["--peft", "qlora"], r"peft='qlora': the 4-bit NF4 base \(bitsandbytes\) needs a CUDA GPU"),
+        "unknown method": (
+            ["--peft", "lorra"],
+            r"peft='lorra': is not one of \['none', 'lora', 'qlora'\]; did you mean 'lora'",
+        ),
+        "merge without adapters": (
+            ["--peft", "none", "--merge_adapter", "true"],
+            r"--merge_adapter=True: there is no adapter to merge",
+        ),
+        "qlora without CUDA": (
+            ["--peft", "qlora"],
+            r"peft='qlora': the 4-bit NF4 base \(bitsandbytes\) needs a CUDA GPU",
+        ),
         "bad prior": (["--lr_prior", "5e-4,1e-4"], r"lr_prior=.*must be \[low, high\] with 0 < low <= high"),
     }
 
@@ -216,7 +298,11 @@ def test_every_bad_input_exits_2_with_one_line(tiny_base, cls_files, tmp_path, c
     for name, (extra, pattern) in cases.items():
         capsys.readouterr()
         code = main(_args(tiny_base, cls_files, out, *extra))
-        err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line.lower() or "Traceback" in line]
+        err = [
+            line
+            for line in capsys.readouterr().err.strip().splitlines()
+            if "error" in line.lower() or "Traceback" in line
+        ]
         assert code == 2, name
         assert len(err) == 1 and err[0].startswith("finetune.py: error: "), (name, err)
         assert re.search(pattern, err[0]), (name, err[0])
@@ -227,9 +313,12 @@ def test_lora_without_peft_installed_names_the_extra(tiny_base, cls_files, tmp_p
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None if name == "peft" else real(name, *a, **k))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a, **k: None if name == "peft" else real(name, *a, **k)
+    )
     out = tmp_path / "out"
     assert main(_args(tiny_base, cls_files, out)) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "finetune.py: error: peft='lora': needs the peft library, which is not installed; pip install 'ftrecipes[peft]'")
+        "finetune.py: error: peft='lora': needs the peft library, which is not installed; pip install 'ftrecipes[peft]'"
+    )
     assert not out.exists()

@@ -25,7 +25,9 @@ def test_forward_returns_loss_and_logits():
 
 
 def test_save_and_load_through_the_auto_classes(tmp_path):
-    model = SmallCNNForImageClassification(SmallCNNConfig(num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2}))
+    model = SmallCNNForImageClassification(
+        SmallCNNConfig(num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2})
+    )
     model.eval()
     model.save_pretrained(tmp_path)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "ftrecipes-small-cnn"
@@ -42,14 +44,38 @@ def test_prepare_digits():
     assert prepared.label_list == [str(i) for i in range(10)]
     batch = prepared.data_collator([prepared.datasets["train"][i] for i in range(5)])
     assert batch["pixel_values"].shape == (5, 1, 8, 8) and batch["pixel_values"].dtype == torch.float32
-    assert batch["labels"].dtype == torch.int64 and set(prepared.datasets["train"].column_names) == {"pixel_values", "labels"}
+    assert batch["labels"].dtype == torch.int64 and set(prepared.datasets["train"].column_names) == {
+        "pixel_values",
+        "labels",
+    }
 
 
 def test_cnn_step_trains_through_the_main_job(tmp_path):
     out = tmp_path / "cnn"
-    code = main(["--recipe", "cnn-step", "--output_dir", str(out), "--max_steps", "10", "--max_train_samples", "256",
-                 "--per_device_train_batch_size", "32", "--eval_strategy", "no", "--save_strategy", "no", "--plots", "false",
-                 "--logging_steps", "1", "--disable_tqdm", "true"])
+    code = main(
+        [
+            "--recipe",
+            "cnn-step",
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "10",
+            "--max_train_samples",
+            "256",
+            "--per_device_train_batch_size",
+            "32",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--plots",
+            "false",
+            "--logging_steps",
+            "1",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     assert code == 0
     results = json.loads((out / "eval_results.json").read_text())
     assert {"eval_accuracy", "eval_f1", "eval_loss"} <= set(results) and results["eval_samples"] == 180
@@ -64,6 +90,8 @@ def test_cnn_step_trains_through_the_main_job(tmp_path):
 
 
 def test_image_recipe_with_a_text_model_is_rejected_cleanly(tmp_path, capsys):
-    code = main(["--recipe", "cnn-step", "--output_dir", str(tmp_path / "x"), "--dataset_name", "bbc_news", "--max_steps", "1"])
+    code = main(
+        ["--recipe", "cnn-step", "--output_dir", str(tmp_path / "x"), "--dataset_name", "bbc_news", "--max_steps", "1"]
+    )
     assert code == 2
     assert "finetune.py: error: --image_column_name='pixel_values'" in capsys.readouterr().err

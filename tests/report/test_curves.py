@@ -85,5 +85,9 @@ def test_bad_output_dir_is_one_line_and_exit_2(tmp_path, capsys, make):
     assert main_plot_run([str(target)]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ftrecipes plot-run: error: OUTPUT_DIR=") and "Traceback" not in captured.err
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("ftrecipes plot-run: error: OUTPUT_DIR=")
+        and "Traceback" not in captured.err
+    )
     assert not (target / CURVES_FILE).exists()

@@ -37,13 +37,38 @@ def test_benchmark_tiny_prints_the_table(bench, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(bench.subprocess, "run", worker_in_this_process)
     out = tmp_path / "bench.json"
-    code = bench.main(["--tiny", "--steps", "1", "--warmup_steps", "1", "--repeats", "1", "--batch_size", "4",
-                       "--datasets", "tweet_sentiment", "--precisions", "fp32", "--threads", "1", "--output", str(out)])
+    code = bench.main(
+        [
+            "--tiny",
+            "--steps",
+            "1",
+            "--warmup_steps",
+            "1",
+            "--repeats",
+            "1",
+            "--batch_size",
+            "4",
+            "--datasets",
+            "tweet_sentiment",
+            "--precisions",
+            "fp32",
+            "--threads",
+            "1",
+            "--output",
+            str(out),
+        ]
+    )
     result = subprocess.CompletedProcess([], code, capsys.readouterr().out, "")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     header = next(l for l in lines if l.startswith("| data |"))
-    assert "samples/s" in header and "spread" in header and "vs bare" in header and "step ratio vs bare" in header and "vs pad128" in header
+    assert (
+        "samples/s" in header
+        and "spread" in header
+        and "vs bare" in header
+        and "step ratio vs bare" in header
+        and "vs pad128" in header
+    )
     for config in ("finetune", "bare", "pad128"):
         assert any(l.startswith(f"| tweet_sentiment | fp32 | {config} |") for l in lines), config
     record = json.loads(out.read_text())
@@ -54,21 +79,36 @@ def test_benchmark_tiny_prints_the_table(bench, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_benchmark_cuda_without_a_gpu_exits_2():
-    result = subprocess.run([PYTHON, BENCH, "--device", "cuda", "--bf16"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    result = subprocess.run(
+        [PYTHON, BENCH, "--device", "cuda", "--bf16"], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
 def _result(config, rep, step_s, precision="fp32", dataset="bbc_news"):
-    return {"config": config, "repeat": rep, "dataset": dataset, "precision": precision, "step_s": step_s,
-            "samples_per_s": 16 * len(step_s) / sum(step_s), "real_tokens_per_s": 1000.0, "peak_rss_mb": 900.0,
-            "rss_delta_mb": 100.0, "optimizer": "AdamW"}
+    return {
+        "config": config,
+        "repeat": rep,
+        "dataset": dataset,
+        "precision": precision,
+        "step_s": step_s,
+        "samples_per_s": 16 * len(step_s) / sum(step_s),
+        "real_tokens_per_s": 1000.0,
+        "peak_rss_mb": 900.0,
+        "rss_delta_mb": 100.0,
+        "optimizer": "AdamW",
+    }
 
 
 def test_paired_step_ratio_ignores_a_stalled_step(bench):
     # Repetition 1 of 'finetune' has one step stalled 10x by another process: the ratio of totals moves
     # by 30%, the median of paired per-step ratios stays at the true 2% cost.
-    results = [_result("bare", 0, [1.0, 2.0, 1.0, 2.0]), _result("finetune", 0, [1.02, 2.04, 1.02, 2.04]),
-               _result("bare", 1, [1.0, 2.0, 1.0, 2.0]), _result("finetune", 1, [1.02, 2.04, 10.2, 2.04])]
+    results = [
+        _result("bare", 0, [1.0, 2.0, 1.0, 2.0]),
+        _result("finetune", 0, [1.02, 2.04, 1.02, 2.04]),
+        _result("bare", 1, [1.0, 2.0, 1.0, 2.0]),
+        _result("finetune", 1, [1.02, 2.04, 10.2, 2.04]),
+    ]
     ratios = bench.step_ratios(results, "bbc_news", "fp32", "finetune")
     assert len(ratios) == 8 and sorted(ratios)[3:5] == pytest.approx([1.02, 1.02])
     table = bench.median_table(results, "cpu")

@@ -23,34 +23,50 @@ def gpu_check():
 
 
 def _script(*argv, env=None):
-    return subprocess.run([PYTHON, str(SCRIPT), *argv], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [PYTHON, str(SCRIPT), *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 def test_dry_run_plans_every_check_and_writes_nothing(tmp_path):
     work, output = tmp_path / "work", tmp_path / "out.json"
-    proc = _script("--dry-run", "--work_dir", str(work), "--output", str(output), "--results_dir", str(tmp_path / "results"))
+    proc = _script(
+        "--dry-run", "--work_dir", str(work), "--output", str(output), "--results_dir", str(tmp_path / "results")
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = proc.stdout
     for name in ("mfu", "fsdp2", "deepspeed-zero2", "qlora"):
         assert f"\n[{name}] " in out, name
     assert "\n  error " not in out and "dry run: plan valid (4 checks, 0 errors" in out
-    runs = [line.strip()[len("run"):].strip() for line in out.splitlines() if line.startswith("  run ")]
+    runs = [line.strip()[len("run") :].strip() for line in out.splitlines() if line.startswith("  run ")]
     assert len(runs) == 6, runs  # two MFU sides, two engine launches, the QLoRA job and its reload
     for config in ("fsdp2.yaml", "deepspeed-zero2.yaml"):
-        assert any(r.startswith(f"accelerate launch --config_file recipes/launch/{config} --num_processes 1 ") and "scripts/finetune.py --recipe cls" in r
-                   and "--logging_steps 1" in r for r in runs), config
+        assert any(
+            r.startswith(f"accelerate launch --config_file recipes/launch/{config} --num_processes 1 ")
+            and "scripts/finetune.py --recipe cls" in r
+            and "--logging_steps 1" in r
+            for r in runs
+        ), config
     assert any(r.startswith("python scripts/finetune.py --recipe qlora-clm ") for r in runs)
     assert "BertForSequenceClassification" in out and "N = 85,650,437 non-embedding" in out
     assert not work.exists() and not output.exists() and not (tmp_path / "results").exists()
 
 
-def test_dry_run_fails_on_a_launch_config_that_would_not_do_what_the_check_says(gpu_check, monkeypatch, tmp_path, capsys):
+def test_dry_run_fails_on_a_launch_config_that_would_not_do_what_the_check_says(
+    gpu_check, monkeypatch, tmp_path, capsys
+):
     ds_json = tmp_path / "zero2.json"
     ds_json.write_text('{"zero_optimization": {"stage": 2}, "scheduler": {"type": "WarmupLR"}}')
     ds_yaml = tmp_path / "zero2.yaml"
-    ds_yaml.write_text(f"compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\nnum_processes: 1\n"
-                       f"deepspeed_config:\n  deepspeed_config_file: {ds_json}\n  zero3_init_flag: false\nuse_cpu: false\n")
+    ds_yaml.write_text(
+        f"compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\nnum_processes: 1\n"
+        f"deepspeed_config:\n  deepspeed_config_file: {ds_json}\n  zero3_init_flag: false\nuse_cpu: false\n"
+    )
     engines = {name: dict(spec) for name, spec in gpu_check.ENGINES.items()}
     engines["fsdp2"]["config"] = "recipes/launch/ddp.yaml"  # plain DDP where FSDP2 is promised
     engines["deepspeed-zero2"]["config"] = str(ds_yaml)  # a scheduler block would take the schedule from the recipe
@@ -63,24 +79,35 @@ def test_dry_run_fails_on_a_launch_config_that_would_not_do_what_the_check_says(
 
 
 def test_a_real_run_without_cuda_is_one_line_and_exit_2(tmp_path):
-    proc = _script("--work_dir", str(tmp_path / "work"), "--output", str(tmp_path / "out.json"), env={"CUDA_VISIBLE_DEVICES": ""})
+    proc = _script(
+        "--work_dir", str(tmp_path / "work"), "--output", str(tmp_path / "out.json"), env={"CUDA_VISIBLE_DEVICES": ""}
+    )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines() == ["gpu_check.py: error: no CUDA device: run on a GPU machine or pass --dry-run"]
+    assert proc.stderr.strip().splitlines() == [
+        "gpu_check.py: error: no CUDA device: run on a GPU machine or pass --dry-run"
+    ]
     assert not (tmp_path / "work").exists() and not (tmp_path / "out.json").exists()
 
 
-@pytest.mark.parametrize("argv, field", [
-    (["--steps", "x"], "--steps"),
-    (["--checks", "fsdp"], "--checks"),
-    (["--steps", "0"], "--steps"),
-    (["--engine_steps", "2"], "--engine_steps"),
-    (["--peak_tflops", "-1"], "--peak_tflops"),
-    (["--nope"], "--nope"),
-])
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["--steps", "x"], "--steps"),
+        (["--checks", "fsdp"], "--checks"),
+        (["--steps", "0"], "--steps"),
+        (["--engine_steps", "2"], "--engine_steps"),
+        (["--peak_tflops", "-1"], "--peak_tflops"),
+        (["--nope"], "--nope"),
+    ],
+)
 def test_bad_flags_are_one_line_and_exit_2(gpu_check, argv, field, capsys):
     assert gpu_check.main(argv) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and err.startswith(f"gpu_check.py: error: {field}") and "Traceback" not in err, err
+    assert (
+        len(err.strip().splitlines()) == 1
+        and err.startswith(f"gpu_check.py: error: {field}")
+        and "Traceback" not in err
+    ), err
 
 
 def test_flops_and_mfu_match_a_hand_computation(gpu_check):
@@ -98,11 +125,23 @@ def test_flops_and_mfu_match_a_hand_computation(gpu_check):
     assert gpu_check.model_flops_utilization(flops, 100_000, 989) == pytest.approx(0.0533931646, rel=1e-9)
 
 
-@pytest.mark.parametrize("name, tflops", [
-    ("NVIDIA H100 80GB HBM3", 989), ("NVIDIA H100 PCIe", 756), ("NVIDIA H100 NVL", 835), ("NVIDIA H200", 989),
-    ("NVIDIA GH200 480GB", 989), ("NVIDIA A100-SXM4-80GB", 312), ("NVIDIA A100 80GB PCIe", 312), ("NVIDIA L4", 121),
-    ("NVIDIA L40S", 362), ("NVIDIA A10G", 125), ("NVIDIA A10", 125), ("Tesla T4", None),
-])
+@pytest.mark.parametrize(
+    "name, tflops",
+    [
+        ("NVIDIA H100 80GB HBM3", 989),
+        ("NVIDIA H100 PCIe", 756),
+        ("NVIDIA H100 NVL", 835),
+        ("NVIDIA H200", 989),
+        ("NVIDIA GH200 480GB", 989),
+        ("NVIDIA A100-SXM4-80GB", 312),
+        ("NVIDIA A100 80GB PCIe", 312),
+        ("NVIDIA L4", 121),
+        ("NVIDIA L40S", 362),
+        ("NVIDIA A10G", 125),
+        ("NVIDIA A10", 125),
+        ("Tesla T4", None),
+    ],
+)
 def test_peak_table_by_device_name(gpu_check, name, tflops):
     found, source = gpu_check.peak_bf16_tflops(name)
     assert found == tflops, (name, source)
@@ -115,8 +154,13 @@ def test_lr_trace_comparison_fails_on_any_difference_and_passes_on_the_plan(gpu_
     assert gpu_check.compare_lr_trace(planned, dict(planned))[0]
     nudged = {**planned, 7: planned[7] * (1 + 1e-6)}
     shifted = {s: planned[min(s + 1, 12)] for s in planned}  # the scheduler one step ahead
-    for name, trace in {"one value off": nudged, "one step ahead": shifted, "a step missing": {s: v for s, v in planned.items() if s != 12},
-                        "an extra step": {**planned, 13: planned[12]}, "nothing logged": {}}.items():
+    for name, trace in {
+        "one value off": nudged,
+        "one step ahead": shifted,
+        "a step missing": {s: v for s, v in planned.items() if s != 12},
+        "an extra step": {**planned, 13: planned[12]},
+        "nothing logged": {},
+    }.items():
         ok, message = gpu_check.compare_lr_trace(trace, planned)
         assert not ok, name
     assert not gpu_check.compare_lr_trace({}, {})[0]  # an empty plan never passes
@@ -133,7 +177,7 @@ def test_the_engine_job_on_cpu_matches_its_plan_but_shows_no_engine(gpu_check, t
     save_tiny_pretrained(paths.tiny_bert, "cls", num_labels=gpu_check.BBC_CLASSES)
     argv = gpu_check.engine_finetune_args(paths, "fsdp2", 6)
     at = argv.index("--bf16")
-    del argv[at:at + 2]  # CPU: the recipe's precision
+    del argv[at : at + 2]  # CPU: the recipe's precision
     assert main(argv) == 0
     planned, _ = gpu_check.planned_lr_trace(argv)
     ok, message = gpu_check.compare_lr_trace(gpu_check.logged_lr_trace(paths.run("fsdp2")), planned)
@@ -148,8 +192,10 @@ def test_mfu_verdict_from_the_two_sides(gpu_check, monkeypatch, tmp_path):
 
     def sides(device="NVIDIA H100 80GB HBM3", recipe_samples=300.0, trainer_samples=310.0, loss=1.6):
         base = dict(device=device, non_embedding_params=85_650_437, peak_memory_mb=4000.0, final_loss=loss)
-        made = {"recipe": dict(base, samples_per_s=recipe_samples, tokens_per_s=recipe_samples * 128),
-                "trainer": dict(base, samples_per_s=trainer_samples, tokens_per_s=trainer_samples * 128)}
+        made = {
+            "recipe": dict(base, samples_per_s=recipe_samples, tokens_per_s=recipe_samples * 128),
+            "trainer": dict(base, samples_per_s=trainer_samples, tokens_per_s=trainer_samples * 128),
+        }
         return lambda cmd, log, timeout: made[cmd[cmd.index("--side") + 1]]
 
     monkeypatch.setattr(gpu_check, "_worker_result", sides())
@@ -158,8 +204,12 @@ def test_mfu_verdict_from_the_two_sides(gpu_check, monkeypatch, tmp_path):
     mfu = 528_058_398 * 300 * 128 / 989e12
     assert result.details["recipe"]["mfu"] == pytest.approx(mfu) and f"MFU {100 * mfu:.1f}%" in result.figure
     assert result.details["ratio_recipe_over_trainer"] == pytest.approx(300 / 310)
-    for broken, reason in [(dict(recipe_samples=200.0), "below --min_ratio"), (dict(device="Tesla T4"), "not in the peak table"),
-                           (dict(loss=float("nan")), "loss is not finite"), (dict(recipe_samples=1e6, trainer_samples=1e6), "outside (0, 1]")]:
+    for broken, reason in [
+        (dict(recipe_samples=200.0), "below --min_ratio"),
+        (dict(device="Tesla T4"), "not in the peak table"),
+        (dict(loss=float("nan")), "loss is not finite"),
+        (dict(recipe_samples=1e6, trainer_samples=1e6), "outside (0, 1]"),
+    ]:
         monkeypatch.setattr(gpu_check, "_worker_result", sides(**broken))
         result = gpu_check.check_mfu(opts, gpu_check.Paths(tmp_path), gpu_check.Budget(60))
         assert not result.passed and reason in result.figure, (broken, result.figure)
@@ -171,5 +221,7 @@ def test_mfu_verdict_from_the_two_sides(gpu_check, monkeypatch, tmp_path):
 
     monkeypatch.setattr(gpu_check, "_worker_result", trainer_side_fails)
     result = gpu_check.check_mfu(opts, gpu_check.Paths(tmp_path), gpu_check.Budget(60))
-    assert not result.passed and "trainer side failed: RuntimeError: worker exited 1: CUDA out of memory" in result.figure
+    assert (
+        not result.passed and "trainer side failed: RuntimeError: worker exited 1: CUDA out of memory" in result.figure
+    )
     assert "recipe: 300.0 samples/s" in result.figure  # the side that ran keeps its figures

@@ -11,9 +11,27 @@ def test_lr_benchmark_tiny(tiny_base, tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench"
-    code = bench.main(["--model_name_or_path", tiny_base, "--dataset_name", "bbc_news", "--grid", "1e-4", "1e-3",
-                       "--max_train_samples", "32", "--max_eval_samples", "16", "--max_seq_length", "16",
-                       "--finder_steps", "12", "--output_dir", str(out)])
+    code = bench.main(
+        [
+            "--model_name_or_path",
+            tiny_base,
+            "--dataset_name",
+            "bbc_news",
+            "--grid",
+            "1e-4",
+            "1e-3",
+            "--max_train_samples",
+            "32",
+            "--max_eval_samples",
+            "16",
+            "--max_seq_length",
+            "16",
+            "--finder_steps",
+            "12",
+            "--output_dir",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads((out / "lr_benchmark.json").read_text())
     assert [r["learning_rate"] for r in report["grid"]] == [1e-4, 1e-3]

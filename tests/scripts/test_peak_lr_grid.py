@@ -39,41 +39,89 @@ def _write_sweep(root, block, seed, points, default_lr=5e-5, metric="eval_accura
             (run / "trainer_state.json").write_text(json.dumps({"global_step": total_steps, "log_history": history}))
             (run / "eval_results.json").write_text(json.dumps({metric: final}))
         # trial output_dir as the sweep records it: relative to where the sweep ran
-        rows.append(["lr", i, f"{peak:.6g}", "5%", final if curve is not None else "", 0.0 if curve is not None else "",
-                     f"{final:.4f}" if curve is not None else "", "120.0" if curve is not None else "0.0", status,
-                     f"runs/grid/{block}/seed-{seed}/trials/lr-{i:03d}"])
+        rows.append(
+            [
+                "lr",
+                i,
+                f"{peak:.6g}",
+                "5%",
+                final if curve is not None else "",
+                0.0 if curve is not None else "",
+                f"{final:.4f}" if curve is not None else "",
+                "120.0" if curve is not None else "0.0",
+                status,
+                f"runs/grid/{block}/seed-{seed}/trials/lr-{i:03d}",
+            ]
+        )
     with open(folder / "trials.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["stage", "trial", "learning_rate", "warmup", f"{metric}_mean", f"{metric}_std", "values", "seconds", "status", "output_dir"])
+        w.writerow(
+            [
+                "stage",
+                "trial",
+                "learning_rate",
+                "warmup",
+                f"{metric}_mean",
+                f"{metric}_std",
+                "values",
+                "seconds",
+                "status",
+                "output_dir",
+            ]
+        )
         w.writerows(rows)
-    (folder / "sweep.json").write_text(json.dumps({"study": "sweep-cls", "metric": metric, "seeds": [seed], "recipe_default_lr": default_lr, "trials": []}))
+    (folder / "sweep.json").write_text(
+        json.dumps(
+            {"study": "sweep-cls", "metric": metric, "seeds": [seed], "recipe_default_lr": default_lr, "trials": []}
+        )
+    )
 
 
 def test_dry_run_prints_one_sweep_per_point_in_priority_order(grid, capsys):
-    assert grid.main(["--dry-run", "--only", "tweets-minilm,bbc-minilm,tweets-minilm-hf", "--output_root", "runs/g"]) == 0
+    assert (
+        grid.main(["--dry-run", "--only", "tweets-minilm,bbc-minilm,tweets-minilm-hf", "--output_root", "runs/g"]) == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 * (6 + 5) + 3  # 2 grids x 3 seeds, then the HF-defaults block x 3 seeds
-    assert lines[0] == ("ftrecipes sweep --card tweets-minilm --lr 2e-4 --seeds 1 --seed 42 --pruner none "
-                        "--cpu_threads 1 --eval_strategy steps --eval_steps 0.1 --output_dir runs/g/tweets-minilm/seed-42-lr-2e-4")
+    assert lines[0] == (
+        "ftrecipes sweep --card tweets-minilm --lr 2e-4 --seeds 1 --seed 42 --pruner none "
+        "--cpu_threads 1 --eval_strategy steps --eval_steps 0.1 --output_dir runs/g/tweets-minilm/seed-42-lr-2e-4"
+    )
     first_seed = [l.split("--output_dir runs/g/")[1] for l in lines[:11]]
     # nearest the earlier sweeps' best first (tweets 2e-4, BBC 1e-4), blocks interleaved, tails last
-    assert first_seed[:5] == ["tweets-minilm/seed-42-lr-2e-4", "bbc-minilm/seed-42-lr-1e-4", "tweets-minilm/seed-42-lr-1e-4",
-                              "bbc-minilm/seed-42-lr-2e-4", "tweets-minilm/seed-42-lr-5e-4"]
+    assert first_seed[:5] == [
+        "tweets-minilm/seed-42-lr-2e-4",
+        "bbc-minilm/seed-42-lr-1e-4",
+        "tweets-minilm/seed-42-lr-1e-4",
+        "bbc-minilm/seed-42-lr-2e-4",
+        "tweets-minilm/seed-42-lr-5e-4",
+    ]
     assert first_seed[-1] == "tweets-minilm/seed-42-lr-1e-5" and "seed-43" in lines[11]
     hf = lines[-3]
-    assert "--lr 5e-5 " in hf and "--warmup 0 " in hf and "--lr_scheduler_type linear --min_lr_rate 0 --weight_decay 0" in hf
+    assert (
+        "--lr 5e-5 " in hf
+        and "--warmup 0 " in hf
+        and "--lr_scheduler_type linear --min_lr_rate 0 --weight_decay 0" in hf
+    )
     assert all("--eval_strategy steps --eval_steps 0.1" in l for l in lines)
 
 
 def test_a_point_done_in_any_layout_is_skipped(grid, tmp_path):
     root = tmp_path / "runs"
-    _write_sweep(root, "bbc-minilm", 42, [(1e-5, 0.7, [(12, 0.3), (120, 0.7)]), (2e-5, 0.0, None)])  # a whole-grid sweep
-    _write_sweep(root, "bbc-minilm", 43, [(1e-4, 0.99, [(120, 0.99)])], name="seed-43-lr-1e-4")   # one point per sweep
-    units = {(u.seed, u.peak): u for u in grid.units_in_order([b for b in grid.plan_blocks(root) if b.name == "bbc-minilm"], root)}
+    _write_sweep(
+        root, "bbc-minilm", 42, [(1e-5, 0.7, [(12, 0.3), (120, 0.7)]), (2e-5, 0.0, None)]
+    )  # a whole-grid sweep
+    _write_sweep(root, "bbc-minilm", 43, [(1e-4, 0.99, [(120, 0.99)])], name="seed-43-lr-1e-4")  # one point per sweep
+    units = {
+        (u.seed, u.peak): u
+        for u in grid.units_in_order([b for b in grid.plan_blocks(root) if b.name == "bbc-minilm"], root)
+    }
     assert grid.unit_done(units[(42, "1e-5")], root) and grid.unit_done(units[(43, "1e-4")], root)
     assert not grid.unit_done(units[(42, "2e-5")], root)  # still running there
     # the worker was stopped after the run's final evaluation but before the sweep recorded it
-    (root / "bbc-minilm" / "seed-42" / "trials" / "lr-001" / "seed-42" / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.9}))
+    (root / "bbc-minilm" / "seed-42" / "trials" / "lr-001" / "seed-42" / "eval_results.json").write_text(
+        json.dumps({"eval_accuracy": 0.9})
+    )
     assert grid.unit_done(units[(42, "2e-5")], root)
     assert not grid.unit_done(units[(44, "1e-4")], root)
 
@@ -84,11 +132,14 @@ def test_dry_run_of_the_truncated_model_passes_its_folder(grid, capsys):
     assert "--cpu_threads 2 " in first and "--model_name_or_path runs/grid/models/minilm-l3 " in first
 
 
-@pytest.mark.parametrize("argv, field", [
-    (["--only", "tweets"], "--only: 'tweets' is not a block"),
-    (["--workers", "0"], "--workers=0"),
-    (["--threads", "x"], "--threads"),
-])
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["--only", "tweets"], "--only: 'tweets' is not a block"),
+        (["--workers", "0"], "--workers=0"),
+        (["--threads", "x"], "--threads"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(grid, capsys, argv, field):
     assert grid.main(argv + ["--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
@@ -108,18 +159,37 @@ def test_summary_reads_the_sweeps(grid, tmp_path):
     root = tmp_path / "runs"
     # tweets: 2e-4 is best (0.72, 0.72); the target is 0.715. 5e-5 (the old default) never gets there.
     for seed, bump in ((42, 0.0), (43, 0.01)):
-        _write_sweep(root, "tweets-minilm", seed, [
-            (5e-5, 0.66 + bump, [(15, 0.5), (75, 0.62 + bump), (150, 0.66 + bump)]),
-            (1e-4, 0.70 + bump, [(15, 0.55), (75, 0.69), (150, 0.70 + bump)]),
-            (2e-4, 0.72 - bump, [(15, 0.6), (75, 0.716 + bump), (150, 0.72 - bump)]),
-        ])
+        _write_sweep(
+            root,
+            "tweets-minilm",
+            seed,
+            [
+                (5e-5, 0.66 + bump, [(15, 0.5), (75, 0.62 + bump), (150, 0.66 + bump)]),
+                (1e-4, 0.70 + bump, [(15, 0.55), (75, 0.69), (150, 0.70 + bump)]),
+                (2e-4, 0.72 - bump, [(15, 0.6), (75, 0.716 + bump), (150, 0.72 - bump)]),
+            ],
+        )
         _write_sweep(root, "tweets-minilm-hf", seed, [(5e-5, 0.65, [(15, 0.45), (150, 0.65)])])
-    _write_sweep(root, "tweets-minilm", 44, [(5e-5, 0.67, [(15, 0.5), (150, 0.67)]), (2e-4, 0.0, None)])  # seed 44 partial
+    _write_sweep(
+        root, "tweets-minilm", 44, [(5e-5, 0.67, [(15, 0.5), (150, 0.67)]), (2e-4, 0.0, None)]
+    )  # seed 44 partial
     picks = tmp_path / "picks.json"
     picks.write_text(json.dumps({"tweets-minilm": {"rule": 2e-4, "finder_raw": 5.55e-5}}))
     out = tmp_path / "docs" / "grid.md"
-    code = grid.main(["--summarize", "--no-refresh", "--only", "tweets-minilm,tweets-minilm-hf", "--output_root", str(root),
-                      "--picks", str(picks), "--results", str(out)])
+    code = grid.main(
+        [
+            "--summarize",
+            "--no-refresh",
+            "--only",
+            "tweets-minilm,tweets-minilm-hf",
+            "--output_root",
+            str(root),
+            "--picks",
+            str(picks),
+            "--results",
+            str(out),
+        ]
+    )
     assert code == 0
     text = out.read_text()
     assert "| tweets-minilm | MiniLM-L6 (h384, 6 layers) | 6 | 42, 43, 44 | 7 / 18 | partial |" in text
@@ -141,10 +211,15 @@ def test_summary_reads_the_sweeps(grid, tmp_path):
 def test_best_and_steps_to_target(grid, tmp_path):
     root = tmp_path / "runs"
     for seed in (42, 43):
-        _write_sweep(root, "bbc-minilm", seed, [
-            (5e-5, 0.981, [(12, 0.5), (60, 0.97), (120, 0.981)]),
-            (1e-4, 0.988, [(12, 0.6), (60, 0.985), (120, 0.988)]),
-        ])
+        _write_sweep(
+            root,
+            "bbc-minilm",
+            seed,
+            [
+                (5e-5, 0.981, [(12, 0.5), (60, 0.97), (120, 0.981)]),
+                (1e-4, 0.988, [(12, 0.6), (60, 0.985), (120, 0.988)]),
+            ],
+        )
         _write_sweep(root, "bbc-minilm-hf", seed, [(5e-5, 0.975, [(12, 0.4), (120, 0.975)])])
     by = {b.name: b for b in grid.plan_blocks(root)}
     s = grid.summarize_block(by["bbc-minilm"], root, by, {}, {})

@@ -22,10 +22,33 @@ SWEEP = str(REPO / "scripts" / "sweep.py")
 
 def trial_flags(tiny_base, cls_files, *extra):
     return [
-        "--model_name_or_path", tiny_base, "--train_file", cls_files["train"], "--validation_file", cls_files["validation"],
-        "--max_steps", "2", "--per_device_train_batch_size", "16", "--max_seq_length", "16", "--warmup", "0",
-        "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "no", "--report_to", "none",
-        "--disable_tqdm", "true", "--plots", "false", *extra,
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        cls_files["train"],
+        "--validation_file",
+        cls_files["validation"],
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "16",
+        "--max_seq_length",
+        "16",
+        "--warmup",
+        "0",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--plots",
+        "false",
+        *extra,
     ]
 
 
@@ -39,7 +62,7 @@ def test_four_trial_sweep_writes_table_plot_and_runnable_best_recipe(tiny_base, 
     out = tmp_path / "sweep"
     flags = trial_flags(tiny_base, cls_files)
     i = flags.index("--warmup")
-    del flags[i:i + 2]  # the warmup is stage 2's grid here, not a fixed flag
+    del flags[i : i + 2]  # the warmup is stage 2's grid here, not a fixed flag
     argv = ["--recipe", "cls", "--lr", "1e-4,3e-3", "--warmup", "0,1", "--output_dir", str(out), *flags]
     assert S.main(argv) == 0
 
@@ -61,16 +84,30 @@ def test_four_trial_sweep_writes_table_plot_and_runnable_best_recipe(tiny_base, 
 
     best = parse_args(["--recipe", str(out / "best_recipe.yaml")]).recipe
     assert best.learning_rate == summary["best"]["learning_rate"]
-    assert str(best.warmup) == str(summary["best"]["warmup"]) or best.warmup == sweep_report._as_duration(summary["best"]["warmup"])
+    assert str(best.warmup) == str(summary["best"]["warmup"]) or best.warmup == sweep_report._as_duration(
+        summary["best"]["warmup"]
+    )
     assert best.model_name_or_path == tiny_base and best.max_seq_length == 16
 
 
 def test_two_workers_share_one_sqlite_study_and_run_each_point_once(tiny_base, cls_files, tmp_path):
     """A worker process (scripts/sweep.py) and this process run the same command on one SQLite study."""
     out = tmp_path / "shared"
-    argv = ["--recipe", "cls", "--lr", "1e-4,2e-4,5e-4,1e-3", "--output_dir", str(out), "--heartbeat", "2", *trial_flags(tiny_base, cls_files)]
+    argv = [
+        "--recipe",
+        "cls",
+        "--lr",
+        "1e-4,2e-4,5e-4,1e-3",
+        "--output_dir",
+        str(out),
+        "--heartbeat",
+        "2",
+        *trial_flags(tiny_base, cls_files),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    worker = subprocess.Popen([PYTHON, SWEEP, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    worker = subprocess.Popen(
+        [PYTHON, SWEEP, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    )
     try:
         assert S.main(argv) == 0
     finally:
@@ -100,7 +137,9 @@ def test_interrupted_sweep_resumes_without_redoing_finished_points(tiny_base, cl
     assert len(done_first) == 1
 
     calls.clear()
-    monkeypatch.setattr(S, "run_point", lambda *a, **k: (calls.append(a[1]["learning_rate"]), real_run_point(*a, **k))[1])
+    monkeypatch.setattr(
+        S, "run_point", lambda *a, **k: (calls.append(a[1]["learning_rate"]), real_run_point(*a, **k))[1]
+    )
     assert S.main(argv) == 0
     assert sorted(calls) == sorted({1e-4, 2e-4, 5e-4} - done_first)  # finished points are not redone
     complete = [t.params["learning_rate"] for t in trials_of(out) if t.state == optuna.trial.TrialState.COMPLETE]
@@ -111,7 +150,15 @@ def test_interrupted_sweep_resumes_without_redoing_finished_points(tiny_base, cl
 def test_diverging_point_is_recorded_as_diverged(tiny_base, cls_files, tmp_path):
     out = tmp_path / "diverge"
     # 1e6 with AdamW blows the tiny model's loss up within two steps; the guard stops that run.
-    argv = ["--recipe", "cls", "--lr", "1e-4,1e6", "--output_dir", str(out), *trial_flags(tiny_base, cls_files, "--max_grad_norm", "0")]
+    argv = [
+        "--recipe",
+        "cls",
+        "--lr",
+        "1e-4,1e6",
+        "--output_dir",
+        str(out),
+        *trial_flags(tiny_base, cls_files, "--max_grad_norm", "0"),
+    ]
     assert S.main(argv) == 0
     status = {t.params["learning_rate"]: t.user_attrs.get("status") for t in trials_of(out)}
     assert status == {1e-4: "complete", 1e6: "diverged"}
@@ -119,18 +166,21 @@ def test_diverging_point_is_recorded_as_diverged(tiny_base, cls_files, tmp_path)
     assert "diverged" in table and "**best**" in table
 
 
-@pytest.mark.parametrize("extra, field", [
-    (["--lr", ""], "--lr"),
-    (["--lr", "2e-5,abc"], "--lr"),
-    (["--lr", "1e-3:1e-5"], "--lr"),
-    (["--lr", "1e-5:1e-3", "--n_trials", "0"], "--n_trials"),
-    (["--lr", "2e-5", "--warmup", "5%,,2%"], "--warmup"),
-    (["--lr", "2e-5", "--storage", "not a url"], "--storage"),
-    (["--lr", "2e-5", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage"),
-    (["--lr", "2e-5", "--learning_rate", "3e-5"], "--learning_rate"),
-    (["--lr", "2e-5", "--backend", "slurm"], "--backend"),
-    (["--lr", "2e-5", "--seeds", "0"], "--seeds"),
-])
+@pytest.mark.parametrize(
+    "extra, field",
+    [
+        (["--lr", ""], "--lr"),
+        (["--lr", "2e-5,abc"], "--lr"),
+        (["--lr", "1e-3:1e-5"], "--lr"),
+        (["--lr", "1e-5:1e-3", "--n_trials", "0"], "--n_trials"),
+        (["--lr", "2e-5", "--warmup", "5%,,2%"], "--warmup"),
+        (["--lr", "2e-5", "--storage", "not a url"], "--storage"),
+        (["--lr", "2e-5", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage"),
+        (["--lr", "2e-5", "--learning_rate", "3e-5"], "--learning_rate"),
+        (["--lr", "2e-5", "--backend", "slurm"], "--backend"),
+        (["--lr", "2e-5", "--seeds", "0"], "--seeds"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(extra, field, tmp_path, capsys):
     out = tmp_path / "bad"
     assert S.main(["--recipe", "cls", "--output_dir", str(out), *extra]) == 2
@@ -151,10 +201,15 @@ def test_ray_backend_without_ray_is_one_line(monkeypatch, tmp_path, capsys):
 
 def test_existing_study_with_other_settings_is_refused(tiny_base, cls_files, tmp_path, capsys):
     out = tmp_path / "clash"
-    config = S.parse_sweep_args(["--recipe", "cls", "--lr", "1e-4", "--output_dir", str(out), *trial_flags(tiny_base, cls_files)])
+    config = S.parse_sweep_args(
+        ["--recipe", "cls", "--lr", "1e-4", "--output_dir", str(out), *trial_flags(tiny_base, cls_files)]
+    )
     S.open_study(config, S.STAGE_LR)
     before = sorted(p.name for p in out.iterdir())
-    assert S.main(["--recipe", "cls", "--lr", "1e-4,2e-4", "--output_dir", str(out), *trial_flags(tiny_base, cls_files)]) == 2
+    assert (
+        S.main(["--recipe", "cls", "--lr", "1e-4,2e-4", "--output_dir", str(out), *trial_flags(tiny_base, cls_files)])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--study_name" in err[0] and "lr" in err[0]
     assert sorted(p.name for p in out.iterdir()) == before

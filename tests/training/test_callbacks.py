@@ -43,8 +43,16 @@ def logged_run(tmp_path_factory):
     head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
     optimizer = torch.optim.AdamW([{"params": body, "lr": PEAK}, {"params": head, "lr": HEAD_PEAK}], betas=(0.9, 0.999))
     trainer = make_trainer(
-        out, recipe, model=model, optimizer=optimizer, max_steps=STEPS, logging_steps=2,
-        eval_strategy="steps", eval_steps=4, report_to=["tensorboard"], max_grad_norm=1e-3,
+        out,
+        recipe,
+        model=model,
+        optimizer=optimizer,
+        max_steps=STEPS,
+        logging_steps=2,
+        eval_strategy="steps",
+        eval_steps=4,
+        report_to=["tensorboard"],
+        max_grad_norm=1e-3,
     )
     monitoring = add_monitoring(trainer)
     trainer.train()
@@ -82,7 +90,12 @@ def test_plain_trainer_is_told_once_that_extra_keys_need_recipe_trainer(tmp_path
     from transformers import Trainer
 
     base = make_trainer(tmp_path, get_recipe("cls").replace(learning_rate=1e-3, warmup=2), max_steps=4)
-    plain = Trainer(model=base.model, args=base.args, train_dataset=base.train_dataset, optimizers=(parameter_groups_optimizer(base.model), None))
+    plain = Trainer(
+        model=base.model,
+        args=base.args,
+        train_dataset=base.train_dataset,
+        optimizers=(parameter_groups_optimizer(base.model), None),
+    )
     with caplog.at_level("WARNING", logger="ftrecipes.training.callbacks"):
         add_monitoring(plain)
     assert len([r for r in caplog.records if "RecipeTrainer" in r.getMessage()]) == 1
@@ -133,7 +146,14 @@ def test_tensorboard_event_files_hold_the_lr_series(logged_run):
     accumulator = EventAccumulator(os.path.dirname(event_files[0]))
     accumulator.Reload()
     tags = accumulator.Tags()["scalars"]
-    for tag in ("train/learning_rate", "train/learning_rate/group_1", "train/momentum", "train/loss", "train/grad_norm", "eval/accuracy"):
+    for tag in (
+        "train/learning_rate",
+        "train/learning_rate/group_1",
+        "train/momentum",
+        "train/loss",
+        "train/grad_norm",
+        "eval/accuracy",
+    ):
         assert tag in tags
     lr = accumulator.Scalars("train/learning_rate")
     assert [e.step for e in lr] == [2, 4, 6, 8, 10, 12]
@@ -179,7 +199,11 @@ def test_spike_right_after_warmup_is_attributed_to_warmup_end(tmp_path, capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "loss spike" in line]
     assert len(lines) == 2
-    assert "step 14" in lines[0] and "end of warmup (step 12)" in lines[0] and "lengthen warmup or lower the peak" in lines[0]
+    assert (
+        "step 14" in lines[0]
+        and "end of warmup (step 12)" in lines[0]
+        and "lengthen warmup or lower the peak" in lines[0]
+    )
 
     report = json.load(open(tmp_path / "spikes.json"))
     assert [s["step"] for s in report["spikes"]] == [14, 30]
@@ -210,7 +234,9 @@ def test_robust_window_ignores_the_outlier():
 
 def test_nan_stops_the_run_keeps_the_last_checkpoint_and_exits_nonzero(tmp_path, capsys):
     recipe = get_recipe("cls").replace(learning_rate=1e-3, warmup=2)
-    trainer = make_trainer(tmp_path, recipe, model=tiny_model({10: float("nan")}), max_steps=20, save_strategy="steps", save_steps=4)
+    trainer = make_trainer(
+        tmp_path, recipe, model=tiny_model({10: float("nan")}), max_steps=20, save_strategy="steps", save_steps=4
+    )
     monitoring = add_monitoring(trainer)
     trainer.train()
 
@@ -223,7 +249,12 @@ def test_nan_stops_the_run_keeps_the_last_checkpoint_and_exits_nonzero(tmp_path,
     assert report["step"] == 10 and report["last_checkpoint"].endswith("checkpoint-8")
     assert "--learning_rate 0.0005" in report["suggested_overrides"]
     message = [line for line in capsys.readouterr().err.splitlines() if "diverged" in line]
-    assert len(message) == 1 and "step 10" in message[0] and "checkpoint-8" in message[0] and "--learning_rate 0.0005" in message[0]
+    assert (
+        len(message) == 1
+        and "step 10" in message[0]
+        and "checkpoint-8" in message[0]
+        and "--learning_rate 0.0005" in message[0]
+    )
 
     restored = BertForSequenceClassification.from_pretrained(tmp_path / "checkpoint-8")
     assert all(torch.isfinite(p).all() for p in restored.parameters())
@@ -247,7 +278,9 @@ def test_skip_mode_skips_and_counts_nonfinite_batches(tmp_path):
 
 def test_exploding_loss_stops_before_the_checkpoint_of_that_step(tmp_path):
     recipe = get_recipe("cls").replace(learning_rate=1e-3, warmup=2)
-    trainer = make_trainer(tmp_path, recipe, model=tiny_model({15: 100.0}), max_steps=20, save_strategy="steps", save_steps=5)
+    trainer = make_trainer(
+        tmp_path, recipe, model=tiny_model({15: 100.0}), max_steps=20, save_strategy="steps", save_steps=5
+    )
     monitoring = add_monitoring(trainer)
     trainer.train()
 
@@ -307,7 +340,9 @@ def test_accumulation_counts_optimizer_steps(tmp_path):
     """Under accumulation 2, micro-batch 7 belongs to optimizer step 4: that is where the guard stops,
     and the logged LR follows the schedule in optimizer steps."""
     recipe = get_recipe("cls").replace(learning_rate=1e-3, warmup=2)
-    trainer = make_trainer(tmp_path, recipe, model=tiny_model({7: float("nan")}), max_steps=8, gradient_accumulation_steps=2)
+    trainer = make_trainer(
+        tmp_path, recipe, model=tiny_model({7: float("nan")}), max_steps=8, gradient_accumulation_steps=2
+    )
     monitoring = add_monitoring(trainer)
     trainer.train()
     schedule = trainer.lr_scheduler.built_schedule

@@ -31,7 +31,11 @@ HF_KWARGS = {
     "constant_with_warmup": [{}],
     "inverse_sqrt": [{}, {"timescale": 7}],
     "cosine_with_min_lr": [{"min_lr_rate": 0.1}, {"min_lr": 1e-5, "num_cycles": 0.75}],
-    "cosine_warmup_with_min_lr": [{"min_lr_rate": 0.05}, {"min_lr": 1e-5, "warmup_lr_rate": 0.1}, {"min_lr_rate": 0.0, "num_cycles": 1.0}],
+    "cosine_warmup_with_min_lr": [
+        {"min_lr_rate": 0.05},
+        {"min_lr": 1e-5, "warmup_lr_rate": 0.1},
+        {"min_lr_rate": 0.0, "num_cycles": 1.0},
+    ],
     "warmup_stable_decay": [
         {"num_decay_steps": 4},
         {"num_decay_steps": 5, "warmup_type": "cosine", "decay_type": "1-sqrt", "min_lr_ratio": 0.1},
@@ -63,13 +67,22 @@ def lrs_of(optimizer, scheduler, steps, metrics=None, every=None, torch_style=Fa
 
 def hf_lrs(name, warmup, total, kwargs, metrics=None, every=None):
     opt = sgd()
-    sched = get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total, scheduler_specific_kwargs=dict(kwargs))
+    sched = get_scheduler(
+        name, opt, num_warmup_steps=warmup, num_training_steps=total, scheduler_specific_kwargs=dict(kwargs)
+    )
     return lrs_of(opt, sched, total, metrics, every, torch_style=name in METRIC_TYPES)
 
 
 def recipe_for(name, warmup, total, kwargs, **fields):
     fields = {"warmup_offset": 0, "min_lr_rate": 0.0, "eval_strategy": "steps", "eval_steps": 5, **fields}
-    return Recipe(lr_scheduler_type=name, lr_scheduler_kwargs=dict(kwargs), warmup=warmup, max_steps=total, learning_rate=PEAK, **fields)
+    return Recipe(
+        lr_scheduler_type=name,
+        lr_scheduler_kwargs=dict(kwargs),
+        warmup=warmup,
+        max_steps=total,
+        learning_rate=PEAK,
+        **fields,
+    )
 
 
 def our_lrs(recipe, total, metrics=None, every=None):
@@ -93,10 +106,18 @@ def test_every_installed_scheduler_type_is_a_schedule_type():
     assert set(HF_KWARGS) | set(METRIC_TYPES) == {t.value for t in SchedulerType}
 
 
-CASES = [(name, kw, w, t) for name, variants in HF_KWARGS.items() for kw in variants for w, t in SHAPES if not (name == "constant" and w)]
+CASES = [
+    (name, kw, w, t)
+    for name, variants in HF_KWARGS.items()
+    for kw in variants
+    for w, t in SHAPES
+    if not (name == "constant" and w)
+]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "warmup", "total"), CASES, ids=[f"{n}-{json.dumps(k)}-W{w}-T{t}" for n, k, w, t in CASES])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "warmup", "total"), CASES, ids=[f"{n}-{json.dumps(k)}-W{w}-T{t}" for n, k, w, t in CASES]
+)
 def test_trace_equals_get_scheduler(name, kwargs, warmup, total):
     """warmup_offset 0 and no floor: the shared names equal Hugging Face's; its own names always do."""
     assert_same(our_lrs(recipe_for(name, warmup, total, kwargs), total), hf_lrs(name, warmup, total, kwargs))
@@ -115,10 +136,22 @@ def test_trainer_command_line_flags_run_unchanged():
     from ftrecipes.job.parse import parse_args
 
     kwargs = {"num_decay_steps": 6, "warmup_type": "1-sqrt", "decay_type": "cosine", "min_lr_ratio": 0.1}
-    config = parse_args([
-        "--output_dir", "unused", "--lr_scheduler_type", "warmup_stable_decay", "--lr_scheduler_kwargs", json.dumps(kwargs),
-        "--warmup_steps", "4", "--max_steps", "23", "--learning_rate", str(PEAK),
-    ])
+    config = parse_args(
+        [
+            "--output_dir",
+            "unused",
+            "--lr_scheduler_type",
+            "warmup_stable_decay",
+            "--lr_scheduler_kwargs",
+            json.dumps(kwargs),
+            "--warmup_steps",
+            "4",
+            "--max_steps",
+            "23",
+            "--learning_rate",
+            str(PEAK),
+        ]
+    )
     assert_same(our_lrs(config.recipe, 23), hf_lrs("warmup_stable_decay", 4, 23, kwargs))
 
 
@@ -145,16 +178,31 @@ def test_reduce_lr_on_plateau_equals_hf_with_scripted_metrics(kwargs, negative):
     metrics = scripted_metrics(1, 12, negative)
     theirs = hf_lrs("reduce_lr_on_plateau", 0, 60, kwargs, metrics, every=5)
     # metric_for_best_model "loss" is what Trainer picks for these types; its mode is torch's default "min"
-    ours = our_lrs(recipe_for("reduce_lr_on_plateau", 0, 60, kwargs, greater_is_better=False, metric_for_best_model="loss"), 60, metrics, every=5)
+    ours = our_lrs(
+        recipe_for("reduce_lr_on_plateau", 0, 60, kwargs, greater_is_better=False, metric_for_best_model="loss"),
+        60,
+        metrics,
+        every=5,
+    )
     assert_same(ours, theirs)
     if not negative:
-        assert min(theirs) < PEAK  # the script really reduces (torch's relative rule on this falling negative curve never does)
+        assert (
+            min(theirs) < PEAK
+        )  # the script really reduces (torch's relative rule on this falling negative curve never does)
 
 
 GREEDY_CASES = [
     {"patience": 1, "min_lr": 1e-5, "max_lr": 1e-2, "factor": 0.8},
     {"patience": 0, "min_lr": 5e-4, "factor": 0.5, "reset_start": 2, "cooldown": 1, "warmup": 1},
-    {"patience": 1, "min_lr": 1e-5, "smooth": True, "window_size": 3, "mode": "max", "threshold_mode": "rel", "threshold": 1e-3},
+    {
+        "patience": 1,
+        "min_lr": 1e-5,
+        "smooth": True,
+        "window_size": 3,
+        "mode": "max",
+        "threshold_mode": "rel",
+        "threshold": 1e-3,
+    },
     {},  # Hugging Face's defaults (min_lr 1e-3 above this peak: reductions never bite)
 ]
 
@@ -163,7 +211,9 @@ GREEDY_CASES = [
 def test_greedy_equals_hf_with_scripted_metrics(kwargs):
     metrics = scripted_metrics(7, 16)
     theirs = hf_lrs("greedy", 0, 80, kwargs, metrics, every=5)
-    ours = our_lrs(recipe_for("greedy", 0, 80, kwargs, greater_is_better=False, metric_for_best_model="loss"), 80, metrics, every=5)
+    ours = our_lrs(
+        recipe_for("greedy", 0, 80, kwargs, greater_is_better=False, metric_for_best_model="loss"), 80, metrics, every=5
+    )
     assert_same(ours, theirs)
 
 
@@ -181,12 +231,26 @@ def test_plateau_sign_aware_rule_differs_from_torch_only_for_negative_metrics():
     """Documented difference: torch's relative threshold counts a worse negative value as an improvement."""
     common = {"patience": 0, "threshold": 0.1}
     metrics = [-10.0, -9.5, -9.5]  # a loss that got worse, then stalled
-    torch_rule = our_lrs(recipe_for("reduce_lr_on_plateau", 0, 15, {**common, "mode": "min"}, greater_is_better=False), 15, metrics, every=5)
-    sign_aware = our_lrs(recipe_for("plateau", 0, 15, {**common, "factor": 0.1}, greater_is_better=False), 15, metrics, every=5)
+    torch_rule = our_lrs(
+        recipe_for("reduce_lr_on_plateau", 0, 15, {**common, "mode": "min"}, greater_is_better=False),
+        15,
+        metrics,
+        every=5,
+    )
+    sign_aware = our_lrs(
+        recipe_for("plateau", 0, 15, {**common, "factor": 0.1}, greater_is_better=False), 15, metrics, every=5
+    )
     assert torch_rule[10] == PEAK and sign_aware[10] == pytest.approx(0.1 * PEAK)
     positive = [10.0, 10.5, 10.5]
-    torch_rule = our_lrs(recipe_for("reduce_lr_on_plateau", 0, 15, {**common, "mode": "min"}, greater_is_better=False), 15, positive, every=5)
-    sign_aware = our_lrs(recipe_for("plateau", 0, 15, {**common, "factor": 0.1}, greater_is_better=False), 15, positive, every=5)
+    torch_rule = our_lrs(
+        recipe_for("reduce_lr_on_plateau", 0, 15, {**common, "mode": "min"}, greater_is_better=False),
+        15,
+        positive,
+        every=5,
+    )
+    sign_aware = our_lrs(
+        recipe_for("plateau", 0, 15, {**common, "factor": 0.1}, greater_is_better=False), 15, positive, every=5
+    )
     assert_same(sign_aware, torch_rule)
 
 
@@ -195,20 +259,40 @@ def test_plateau_sign_aware_rule_differs_from_torch_only_for_negative_metrics():
 
 
 def torch_lrs(optimizer, scheduler, steps, metrics=None, every=None):
-    return lrs_of(optimizer, scheduler, steps, metrics, every, torch_style=isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau))
+    return lrs_of(
+        optimizer,
+        scheduler,
+        steps,
+        metrics,
+        every,
+        torch_style=isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau),
+    )
 
 
-@pytest.mark.parametrize(("total", "setting", "torch_kwargs"), [
-    (100, {"warmup": "30%"}, {"pct_start": 0.3}),  # the default offset 1 puts the peak at torch's step pct*T - 1
-    (37, {"lr_scheduler_kwargs": {"pct_start": 0.25}}, {"pct_start": 0.25}),  # a peak between steps
-    (37, {"lr_scheduler_kwargs": {"pct_start": 0.2, "three_phase": True, "anneal_strategy": "linear"}}, {"pct_start": 0.2, "three_phase": True, "anneal_strategy": "linear"}),
-    (50, {"warmup": 10, "lr_scheduler_kwargs": {"div_factor": 10.0, "final_div_factor": 100.0, "three_phase": True}}, {"pct_start": 0.2, "div_factor": 10.0, "final_div_factor": 100.0, "three_phase": True}),
-])
+@pytest.mark.parametrize(
+    ("total", "setting", "torch_kwargs"),
+    [
+        (100, {"warmup": "30%"}, {"pct_start": 0.3}),  # the default offset 1 puts the peak at torch's step pct*T - 1
+        (37, {"lr_scheduler_kwargs": {"pct_start": 0.25}}, {"pct_start": 0.25}),  # a peak between steps
+        (
+            37,
+            {"lr_scheduler_kwargs": {"pct_start": 0.2, "three_phase": True, "anneal_strategy": "linear"}},
+            {"pct_start": 0.2, "three_phase": True, "anneal_strategy": "linear"},
+        ),
+        (
+            50,
+            {"warmup": 10, "lr_scheduler_kwargs": {"div_factor": 10.0, "final_div_factor": 100.0, "three_phase": True}},
+            {"pct_start": 0.2, "div_factor": 10.0, "final_div_factor": 100.0, "three_phase": True},
+        ),
+    ],
+)
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_one_cycle_equals_torch_one_cycle_lr(total, setting, torch_kwargs, optimizer):
     def make():
         param = [torch.nn.Parameter(torch.zeros(2))]
-        return torch.optim.SGD(param, lr=PEAK, momentum=0.9) if optimizer == "sgd" else torch.optim.AdamW(param, lr=PEAK)
+        return (
+            torch.optim.SGD(param, lr=PEAK, momentum=0.9) if optimizer == "sgd" else torch.optim.AdamW(param, lr=PEAK)
+        )
 
     def momentum(opt):
         group = opt.param_groups[0]
@@ -216,7 +300,13 @@ def test_one_cycle_equals_torch_one_cycle_lr(total, setting, torch_kwargs, optim
 
     reference_opt = make()
     reference = torch.optim.lr_scheduler.OneCycleLR(reference_opt, max_lr=PEAK, total_steps=total, **torch_kwargs)
-    recipe = Recipe(lr_scheduler_type="one_cycle", max_steps=total, learning_rate=PEAK, optimizer="sgd", **{"warmup": "30%", **setting})
+    recipe = Recipe(
+        lr_scheduler_type="one_cycle",
+        max_steps=total,
+        learning_rate=PEAK,
+        optimizer="sgd",
+        **{"warmup": "30%", **setting},
+    )
     opt = make()
     ours = ScheduleLR(opt, recipe.build_schedule(total))
     for step in range(total):
@@ -227,13 +317,17 @@ def test_one_cycle_equals_torch_one_cycle_lr(total, setting, torch_kwargs, optim
         ours.step()
         if step < total - 1:
             reference.step()
-    assert opt.param_groups[0]["lr"] == pytest.approx(PEAK / torch_kwargs.get("div_factor", 25.0) / torch_kwargs.get("final_div_factor", 1e4))
+    assert opt.param_groups[0]["lr"] == pytest.approx(
+        PEAK / torch_kwargs.get("div_factor", 25.0) / torch_kwargs.get("final_div_factor", 1e4)
+    )
 
 
 @pytest.mark.parametrize(("T_0", "T_mult"), [(7, 1), (5, 2), (3, 3)])
 def test_sgdr_equals_cosine_annealing_warm_restarts(T_0, T_mult):
     reference_opt = sgd()
-    reference = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(reference_opt, T_0=T_0, T_mult=T_mult, eta_min=1e-5)
+    reference = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        reference_opt, T_0=T_0, T_mult=T_mult, eta_min=1e-5
+    )
     recipe = recipe_for("sgdr", 0, 60, {"period": T_0, "period_mult": T_mult}, min_lr=1e-5)
     assert_same(our_lrs(recipe, 60), torch_lrs(reference_opt, reference, 60))
 
@@ -245,7 +339,10 @@ def test_cosine_annealing_and_step_lr_equal_torch():
 
     reference_opt = sgd()
     reference = torch.optim.lr_scheduler.StepLR(reference_opt, step_size=8, gamma=0.5)
-    assert_same(our_lrs(recipe_for("step", 0, 30, {"milestones": [8, 16, 24], "gamma": 0.5}), 30), torch_lrs(reference_opt, reference, 30))
+    assert_same(
+        our_lrs(recipe_for("step", 0, 30, {"milestones": [8, 16, 24], "gamma": 0.5}), 30),
+        torch_lrs(reference_opt, reference, 30),
+    )
 
 
 def test_multistep_and_exponential_equal_torch():
@@ -269,7 +366,9 @@ def test_reduce_on_plateau_equals_torch(kwargs):
     # ftrecipes' own 'plateau' is the same rule for positive metrics (floor = min_lr_rate, mode = greater_is_better).
     own = {k: v for k, v in kwargs.items() if k in ("patience", "factor", "cooldown", "threshold", "threshold_mode")}
     own.setdefault("factor", 0.1)
-    recipe = recipe_for("plateau", 0, 60, own, greater_is_better=kwargs["mode"] == "max", min_lr_rate=kwargs.get("min_lr", 0.0) / PEAK)
+    recipe = recipe_for(
+        "plateau", 0, 60, own, greater_is_better=kwargs["mode"] == "max", min_lr_rate=kwargs.get("min_lr", 0.0) / PEAK
+    )
     assert_same(our_lrs(recipe, 60, metrics, every=5), theirs)
 
 
@@ -316,7 +415,9 @@ RESUME_CASES = [
 ] + [(name, kwargs[-1], {}) for name, kwargs in HF_KWARGS.items() if name in HF_TYPES]
 
 
-@pytest.mark.parametrize(("name", "kwargs", "fields"), RESUME_CASES, ids=[f"{n}-{json.dumps(k)}" for n, k, _ in RESUME_CASES])
+@pytest.mark.parametrize(
+    ("name", "kwargs", "fields"), RESUME_CASES, ids=[f"{n}-{json.dumps(k)}" for n, k, _ in RESUME_CASES]
+)
 def test_resume_from_state_dict_is_exact(name, kwargs, fields):
     total, every = 40, 4
     recipe = recipe_for(name, 6, total, kwargs, warmup_offset=1, **fields)
@@ -326,12 +427,15 @@ def test_resume_from_state_dict_is_exact(name, kwargs, fields):
         opt = sgd()
         sched = ScheduleLR(opt, recipe.build_schedule(total))
         before = lrs_of(opt, sched, stop, metrics, every)
-        opt_state, sched_state = pickle.loads(pickle.dumps(opt.state_dict())), pickle.loads(pickle.dumps(copy.deepcopy(sched.state_dict())))
+        opt_state, sched_state = (
+            pickle.loads(pickle.dumps(opt.state_dict())),
+            pickle.loads(pickle.dumps(copy.deepcopy(sched.state_dict()))),
+        )
         opt2 = sgd()
         sched2 = ScheduleLR(opt2, recipe.build_schedule(total))
         opt2.load_state_dict(opt_state)
         sched2.load_state_dict(sched_state)
-        later_metrics = metrics[stop // every:]
+        later_metrics = metrics[stop // every :]
         after = []
         for step in range(stop, total):
             after.append(opt2.param_groups[0]["lr"])
@@ -361,24 +465,40 @@ def test_one_cycle_reaches_final_lr_on_last_trained_step():
     assert built.lr(14) == 1.0 and built.lr(49) == pytest.approx(1 / 25 / 1e4) and built.lr(48) > built.lr(49)
 
 
-@pytest.mark.parametrize(("name", "field", "value"), [
-    ("cosine_with_min_lr", "warmup_type", "exponential"),
-    ("warmup_stable_decay", "warmup_start", 0.1),
-    ("one_cycle", "warmup_type", "cosine"),
-])
+@pytest.mark.parametrize(
+    ("name", "field", "value"),
+    [
+        ("cosine_with_min_lr", "warmup_type", "exponential"),
+        ("warmup_stable_decay", "warmup_start", 0.1),
+        ("one_cycle", "warmup_type", "cosine"),
+    ],
+)
 def test_families_with_their_own_warmup_refuse_the_recipe_warmup_shape(name, field, value):
     kwargs = {"num_decay_steps": 3} if name == "warmup_stable_decay" else {}
     with pytest.raises(ConfigError, match=rf"^{field}={value!r}: does not apply to '{name}'"):
         recipe_for(name, 5, 30, kwargs, **{field: value}).build_schedule(30)
 
 
-@pytest.mark.parametrize(("typed", "meant"), [
-    ("cosine_restarts", "sgdr"), ("onecycle", "one_cycle"), ("OneCycleLR", "one_cycle"), ("step_decay", "step"),
-    ("noam", "inverse_sqrt"), ("warm_restarts", "sgdr"), ("ReduceLROnPlateau", "reduce_lr_on_plateau"),
-    ("CosineAnnealingLR", "cosine"), ("MultiStepLR", "step"), ("trapezoidal", "wsd"), ("cosin", "cosine"),
-])
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("cosine_restarts", "sgdr"),
+        ("onecycle", "one_cycle"),
+        ("OneCycleLR", "one_cycle"),
+        ("step_decay", "step"),
+        ("noam", "inverse_sqrt"),
+        ("warm_restarts", "sgdr"),
+        ("ReduceLROnPlateau", "reduce_lr_on_plateau"),
+        ("CosineAnnealingLR", "cosine"),
+        ("MultiStepLR", "step"),
+        ("trapezoidal", "wsd"),
+        ("cosin", "cosine"),
+    ],
+)
 def test_mistyped_names_suggest_by_meaning_and_spelling(typed, meant):
-    with pytest.raises(ConfigError, match=rf"^lr_scheduler_type='{typed}': is not a known schedule; did you mean '{meant}'"):
+    with pytest.raises(
+        ConfigError, match=rf"^lr_scheduler_type='{typed}': is not a known schedule; did you mean '{meant}'"
+    ):
         Recipe(lr_scheduler_type=typed)
     Recipe(lr_scheduler_type="cosine_with_restarts")  # a Hugging Face name, valid itself
 
@@ -400,7 +520,9 @@ def test_show_works_with_every_hf_name(name, tmp_path, capsys):
 
     kwargs = {"num_decay_steps": "20%"} if name == "warmup_stable_decay" else {}
     path = tmp_path / f"{name}.yaml"
-    path.write_text(f"lr_scheduler_type: {name}\nlr_scheduler_kwargs: {json.dumps(kwargs)}\nmax_steps: 200\nwarmup_offset: 0\n")
+    path.write_text(
+        f"lr_scheduler_type: {name}\nlr_scheduler_kwargs: {json.dumps(kwargs)}\nmax_steps: 200\nwarmup_offset: 0\n"
+    )
     assert main(["show", str(path)]) == 0
     assert name in capsys.readouterr().out
 
@@ -413,16 +535,60 @@ def test_finetune_job_trains_with_hf_trace(tiny_base, cls_files, tmp_path):
 
     kwargs = {"num_decay_steps": 4, "warmup_type": "cosine", "decay_type": "1-sqrt", "min_lr_ratio": 0.05}
     out = tmp_path / "run"
-    assert main([
-        "--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-        "--validation_file", cls_files["validation"], "--output_dir", str(out), "--max_steps", "10",
-        "--per_device_train_batch_size", "2", "--max_train_samples", "20", "--max_eval_samples", "4", "--warmup_steps", "3", "--lr_scheduler_type", "warmup_stable_decay",
-        "--lr_scheduler_kwargs", json.dumps(kwargs), "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "16",
-        "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--save_strategy", "no",
-    ]) == 0
+    assert (
+        main(
+            [
+                "--recipe",
+                "cls",
+                "--model_name_or_path",
+                tiny_base,
+                "--train_file",
+                cls_files["train"],
+                "--validation_file",
+                cls_files["validation"],
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "10",
+                "--per_device_train_batch_size",
+                "2",
+                "--max_train_samples",
+                "20",
+                "--max_eval_samples",
+                "4",
+                "--warmup_steps",
+                "3",
+                "--lr_scheduler_type",
+                "warmup_stable_decay",
+                "--lr_scheduler_kwargs",
+                json.dumps(kwargs),
+                "--logging_steps",
+                "1",
+                "--eval_strategy",
+                "no",
+                "--max_seq_length",
+                "16",
+                "--report_to",
+                "none",
+                "--disable_tqdm",
+                "true",
+                "--plots",
+                "false",
+                "--save_strategy",
+                "no",
+            ]
+        )
+        == 0
+    )
     peak = json.loads((out / "plan.json").read_text())["learning_rate"]
     logged = log_history_lrs(json.loads((out / "trainer_state.json").read_text())["log_history"])
     opt = sgd(lr=peak)
-    reference = lrs_of(opt, get_scheduler("warmup_stable_decay", opt, num_warmup_steps=3, num_training_steps=10, scheduler_specific_kwargs=kwargs), 10)
+    reference = lrs_of(
+        opt,
+        get_scheduler(
+            "warmup_stable_decay", opt, num_warmup_steps=3, num_training_steps=10, scheduler_specific_kwargs=kwargs
+        ),
+        10,
+    )
     assert sorted(logged) == list(range(1, 11))
     assert_same([logged[s] for s in range(1, 11)], reference)  # the LR logged at step s is the one step s used

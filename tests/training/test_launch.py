@@ -35,8 +35,16 @@ JSONS = sorted(LAUNCH.glob("*.json"))
 
 def test_the_launch_folder_ships_every_config():
     names = {p.name for p in YAMLS + JSONS}
-    assert {"cpu.yaml", "ddp.yaml", "multinode.yaml", "fsdp2.yaml", "deepspeed-zero2.yaml", "deepspeed-zero3.yaml",
-            "deepspeed-zero2.json", "deepspeed-zero3.json"} <= names
+    assert {
+        "cpu.yaml",
+        "ddp.yaml",
+        "multinode.yaml",
+        "fsdp2.yaml",
+        "deepspeed-zero2.yaml",
+        "deepspeed-zero3.yaml",
+        "deepspeed-zero2.json",
+        "deepspeed-zero3.json",
+    } <= names
 
 
 def _launch_dests() -> set[str]:
@@ -85,7 +93,12 @@ def test_deepspeed_json_leaves_optimizer_and_schedule_to_the_recipe(path):
     config = check_deepspeed_config(str(path))
     assert "optimizer" not in config and "scheduler" not in config
     # Trainer fills "auto" from TrainingArguments, i.e. from the recipe (transformers HfTrainerDeepSpeedConfig).
-    for key in ("train_micro_batch_size_per_gpu", "train_batch_size", "gradient_accumulation_steps", "gradient_clipping"):
+    for key in (
+        "train_micro_batch_size_per_gpu",
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+    ):
         assert config[key] == "auto", key
     assert config["bf16"]["enabled"] == config["fp16"]["enabled"] == "auto"
 
@@ -101,24 +114,34 @@ def test_deepspeed_scheduler_block_names_what_it_replaces_and_the_fix(tmp_path):
     with pytest.raises(ConfigError) as err:
         check_deepspeed_config(path)
     message = str(err.value)
-    assert message.startswith(f"--deepspeed={path!r}: has \"scheduler\" (WarmupDecayLR) would replace the recipe's LR schedule")
+    assert message.startswith(
+        f'--deepspeed={path!r}: has "scheduler" (WarmupDecayLR) would replace the recipe\'s LR schedule'
+    )
     assert "DummyScheduler" in message and 'remove the "scheduler" block' in message and "\n" not in message
 
 
 def test_deepspeed_optimizer_and_scheduler_blocks_are_both_named(tmp_path):
     path = _write(tmp_path, {"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"}})
-    with pytest.raises(ConfigError, match=r'"optimizer" \(AdamW\) would replace the recipe\'s optimizer and its weight-decay groups.*'
-                                          r'"scheduler" \(WarmupLR\).*remove the "optimizer" and "scheduler" blocks'):
+    with pytest.raises(
+        ConfigError,
+        match=r'"optimizer" \(AdamW\) would replace the recipe\'s optimizer and its weight-decay groups.*'
+        r'"scheduler" \(WarmupLR\).*remove the "optimizer" and "scheduler" blocks',
+    ):
         check_deepspeed_config(path)
-    with pytest.raises(ConfigError, match=r"^--deepspeed: has \"optimizer\""):  # a dict config (TrainingArguments takes dicts)
+    with pytest.raises(
+        ConfigError, match=r"^--deepspeed: has \"optimizer\""
+    ):  # a dict config (TrainingArguments takes dicts)
         check_deepspeed_config({"optimizer": {"type": "Adam"}})
 
 
-@pytest.mark.parametrize("given, pattern", [
-    ("missing.json", r"is not a DeepSpeed config file"),
-    ('{"zero_optimization": ', r"is not valid JSON"),
-    ("[1, 2]", r"must hold a JSON object"),
-])
+@pytest.mark.parametrize(
+    "given, pattern",
+    [
+        ("missing.json", r"is not a DeepSpeed config file"),
+        ('{"zero_optimization": ', r"is not valid JSON"),
+        ("[1, 2]", r"must hold a JSON object"),
+    ],
+)
 def test_deepspeed_config_that_cannot_be_read(tmp_path, given, pattern):
     if given == "[1, 2]":
         given = _write(tmp_path, [1, 2])
@@ -137,8 +160,16 @@ def test_accelerate_deepspeed_config_file_is_checked_too(tmp_path):
 
 # What `accelerate launch --config_file recipes/launch/fsdp2.yaml --num_processes 2` hands each process
 # (recorded from accelerate 1.15 on this machine).
-FSDP_ENV = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT",
-            "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2", "ACCELERATE_MIXED_PRECISION": "no"}
+FSDP_ENV = {
+    "ACCELERATE_USE_FSDP": "true",
+    "FSDP_VERSION": "2",
+    "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT",
+    "WORLD_SIZE": "2",
+    "RANK": "0",
+    "LOCAL_RANK": "0",
+    "LOCAL_WORLD_SIZE": "2",
+    "ACCELERATE_MIXED_PRECISION": "no",
+}
 
 
 def test_fsdp_on_a_machine_without_gpu_is_an_error_not_a_fallback():
@@ -157,7 +188,9 @@ def test_fsdp_on_a_machine_without_gpu_is_an_error_not_a_fallback():
 
 def test_deepspeed_on_cpu_is_an_error(tmp_path):
     good = str(LAUNCH / "deepspeed-zero3.json")
-    with pytest.raises(ConfigError, match=r"^--deepspeed=.*deepspeed-zero3.json'?: DeepSpeed cannot engage on a machine without a GPU"):
+    with pytest.raises(
+        ConfigError, match=r"^--deepspeed=.*deepspeed-zero3.json'?: DeepSpeed cannot engage on a machine without a GPU"
+    ):
         check_launch({"deepspeed": good}, {}, accelerator_available=False)
 
 
@@ -176,7 +209,9 @@ def test_a_launch_trainer_sees_as_one_process_is_refused():
     env = {"WORLD_SIZE": "2"}
     with pytest.raises(ConfigError) as err:
         check_world_size(SimpleNamespace(world_size=1, use_cpu=False), env)
-    assert str(err.value).startswith("WORLD_SIZE='2': the launcher started 2 processes but Trainer sees 1, so each would train alone")
+    assert str(err.value).startswith(
+        "WORLD_SIZE='2': the launcher started 2 processes but Trainer sees 1, so each would train alone"
+    )
     check_world_size(SimpleNamespace(world_size=2, use_cpu=True), env)
     check_world_size(SimpleNamespace(world_size=1, use_cpu=False), {})
 
@@ -196,40 +231,68 @@ def test_finetune_refuses_bad_launches_before_anything_is_written(tiny_base, cls
     from ftrecipes.job.run import main
 
     out = tmp_path / "out"
-    base = ["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-            "--output_dir", str(out), "--max_steps", "2", "--report_to", "none"]
+    base = [
+        "--recipe",
+        "cls",
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        cls_files["train"],
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--report_to",
+        "none",
+    ]
     bad = _write(tmp_path, {"scheduler": {"type": "WarmupDecayLR"}})
     assert main(base + ["--deepspeed", bad]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"finetune.py: error: --deepspeed={bad!r}: has \"scheduler\"")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith(f'finetune.py: error: --deepspeed={bad!r}: has "scheduler"')
+    )
     monkeypatch.setattr("ftrecipes.training.launch.has_accelerator", lambda: False)
     for key, value in FSDP_ENV.items():
         if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):  # no process group in-process
             monkeypatch.setenv(key, value)
     assert main(base) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("finetune.py: error: ACCELERATE_USE_FSDP='true': FSDP cannot engage")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith("finetune.py: error: ACCELERATE_USE_FSDP='true': FSDP cannot engage")
+    )
     assert not out.exists()
 
 
-@pytest.mark.parametrize("environ, requested, expected", [
-    ({}, None, 8),  # python finetune.py: every core
-    ({"OMP_NUM_THREADS": "1"}, None, None),  # set by the user outside a launcher: kept
-    ({"OMP_NUM_THREADS": "1", "ACCELERATE_MIXED_PRECISION": "no"}, None, 8),  # accelerate launch's own default
-    ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}, None, 4),  # torchrun, 2 processes on this machine
-    ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "16"}, None, 1),
-    ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}, 3, 3),  # --cpu_threads wins
-])
+@pytest.mark.parametrize(
+    "environ, requested, expected",
+    [
+        ({}, None, 8),  # python finetune.py: every core
+        ({"OMP_NUM_THREADS": "1"}, None, None),  # set by the user outside a launcher: kept
+        ({"OMP_NUM_THREADS": "1", "ACCELERATE_MIXED_PRECISION": "no"}, None, 8),  # accelerate launch's own default
+        ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}, None, 4),  # torchrun, 2 processes on this machine
+        ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "16"}, None, 1),
+        ({"OMP_NUM_THREADS": "1", "LOCAL_WORLD_SIZE": "2"}, 3, 3),  # --cpu_threads wins
+    ],
+)
 def test_cpu_threads_keep_the_users_omp_setting_but_not_a_launchers(environ, requested, expected):
     assert cpu_threads_for(requested, environ, cores=8) == expected
 
 
-@pytest.mark.parametrize("environ, expected", [
-    ({}, True),  # no launcher
-    ({"LOCAL_RANK": "0", "RANK": "2"}, True),  # the first process of the second machine
-    ({"LOCAL_RANK": "1", "RANK": "1"}, False),
-    ({"LOCAL_RANK": "-1"}, True),  # torch's "not launched"
-    ({"OMPI_COMM_WORLD_LOCAL_RANK": "3"}, False),  # mpirun
-    ({"LOCAL_RANK": "one"}, True),  # unreadable: say why rather than stay silent
-])
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({}, True),  # no launcher
+        ({"LOCAL_RANK": "0", "RANK": "2"}, True),  # the first process of the second machine
+        ({"LOCAL_RANK": "1", "RANK": "1"}, False),
+        ({"LOCAL_RANK": "-1"}, True),  # torch's "not launched"
+        ({"OMPI_COMM_WORLD_LOCAL_RANK": "3"}, False),  # mpirun
+        ({"LOCAL_RANK": "one"}, True),  # unreadable: say why rather than stay silent
+    ],
+)
 def test_the_first_process_on_each_machine_is_the_one_that_refuses_aloud(environ, expected):
     assert is_local_main_process(environ) is expected
 
@@ -243,18 +306,38 @@ def test_another_process_waits_for_its_launcher_then_still_says_why(capsys):
 
 
 @pytest.mark.multiprocess
-@pytest.mark.parametrize("entry, program", [
-    ([FINETUNE], "finetune.py"),
-    (["-m", "ftrecipes.train"], "ftrecipes train"),
-], ids=["script", "module"])
+@pytest.mark.parametrize(
+    "entry, program",
+    [
+        ([FINETUNE], "finetune.py"),
+        (["-m", "ftrecipes.train"], "ftrecipes train"),
+    ],
+    ids=["script", "module"],
+)
 def test_under_torchrun_a_refusal_is_printed_once(entry, program, tmp_path):
     """Two processes meet the same bad input: one line in all, and nothing written (the script and the
     module entry alike)."""
     out = tmp_path / "out"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), *entry,
-           "--recipe", "clss", "--output_dir", str(out)]
+    env = {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        PYTHON,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        *entry,
+        "--recipe",
+        "clss",
+        "--output_dir",
+        str(out),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode != 0
     refusals = [line for line in result.stderr.splitlines() if line.startswith(f"{program}: error:")]

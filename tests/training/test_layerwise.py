@@ -30,24 +30,47 @@ def _tiny(config_cls, model_cls, **kwargs):
 
 
 ENC = dict(vocab_size=64, hidden_size=16, num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
-DEC = dict(vocab_size=64, hidden_size=16, num_attention_heads=2, num_key_value_heads=2, intermediate_size=32, max_position_embeddings=32)
+DEC = dict(
+    vocab_size=64,
+    hidden_size=16,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    intermediate_size=32,
+    max_position_embeddings=32,
+)
 FAMILIES = {
     "bert": ("BertConfig", "BertForSequenceClassification", dict(ENC, num_hidden_layers=3)),
     "roberta": ("RobertaConfig", "RobertaForSequenceClassification", dict(ENC, num_hidden_layers=3, pad_token_id=1)),
-    "deberta-v2": ("DebertaV2Config", "DebertaV2ForSequenceClassification",
-                   dict(ENC, num_hidden_layers=3, relative_attention=True, position_buckets=8, conv_kernel_size=3, norm_rel_ebd="layer_norm")),
+    "deberta-v2": (
+        "DebertaV2Config",
+        "DebertaV2ForSequenceClassification",
+        dict(
+            ENC,
+            num_hidden_layers=3,
+            relative_attention=True,
+            position_buckets=8,
+            conv_kernel_size=3,
+            norm_rel_ebd="layer_norm",
+        ),
+    ),
     "electra": ("ElectraConfig", "ElectraForSequenceClassification", dict(ENC, num_hidden_layers=3, embedding_size=8)),
     "llama": ("LlamaConfig", "LlamaForCausalLM", dict(DEC, num_hidden_layers=3)),
     "mistral": ("MistralConfig", "MistralForSequenceClassification", dict(DEC, num_hidden_layers=3, pad_token_id=0)),
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(DEC, num_hidden_layers=3)),
-    "gpt2": ("GPT2Config", "GPT2ForSequenceClassification", dict(vocab_size=64, n_embd=16, n_head=2, n_layer=3, n_positions=32, pad_token_id=0)),
+    "gpt2": (
+        "GPT2Config",
+        "GPT2ForSequenceClassification",
+        dict(vocab_size=64, n_embd=16, n_head=2, n_layer=3, n_positions=32, pad_token_id=0),
+    ),
 }
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_maps_to_head_layers_and_embeddings(family):
     model = _tiny(*FAMILIES[family][:2], **FAMILIES[family][2])
-    recipe = get_recipe("llrd-cls", layerwise_lr_decay=XI, head_lr_multiplier=3.0, embedding_lr_multiplier=0.5, weight_decay=0.05)
+    recipe = get_recipe(
+        "llrd-cls", layerwise_lr_decay=XI, head_lr_multiplier=3.0, embedding_lr_multiplier=0.5, weight_decay=0.05
+    )
     groups = layerwise_parameter_groups(model, recipe, 1e-3)
     peaks = group_peaks(groups)
     L = 3
@@ -62,16 +85,23 @@ def test_every_family_maps_to_head_layers_and_embeddings(family):
     assert len(grouped) == len({id(p) for p in grouped}) == sum(1 for p in model.parameters() if p.requires_grad)
     decay = {id(p) for n, p in model.named_parameters() if n in decay_parameter_names(model)}
     for group in groups:
-        assert all((id(p) in decay) == (group["weight_decay"] == 0.05) for p in group["params"]), (family, group["name"])
+        assert all((id(p) in decay) == (group["weight_decay"] == 0.05) for p in group["params"]), (
+            family,
+            group["name"],
+        )
     names = {n: depth for n, (depth, _) in parameter_depths(model).items()}
-    assert any("bias" in n or "norm" in n.lower() for n in names if names[n] == "layer_1")  # norms/biases sit inside layers
+    assert any(
+        "bias" in n or "norm" in n.lower() for n in names if names[n] == "layer_1"
+    )  # norms/biases sit inside layers
     assert any(g["weight_decay"] == 0.0 and g["name"] == "layer_1" for g in groups)
 
 
 def test_unmappable_architecture_names_the_module():
     from ftrecipes.models.cnn import SmallCNNConfig, SmallCNNForImageClassification
 
-    with pytest.raises(ConfigError, match=r"layerwise_lr_decay=0.95: cannot place module 'features.0'.*set layerwise_lr_decay"):
+    with pytest.raises(
+        ConfigError, match=r"layerwise_lr_decay=0.95: cannot place module 'features.0'.*set layerwise_lr_decay"
+    ):
         create_optimizer(get_recipe("llrd-cls"), SmallCNNForImageClassification(SmallCNNConfig(num_labels=3)))
 
 
@@ -87,19 +117,51 @@ def test_no_llrd_keeps_the_two_trainer_groups():
 
 
 def _args(tiny_base, cls_files, output_dir, *extra):
-    return ["--recipe", "llrd-cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "1",
-            "--warmup", "20%", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
-            "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no",
-            "--layerwise_lr_decay", str(XI), "--head_lr_multiplier", "2.0", *extra]
+    return [
+        "--recipe",
+        "llrd-cls",
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        cls_files["train"],
+        "--validation_file",
+        cls_files["validation"],
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "1",
+        "--warmup",
+        "20%",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--max_seq_length",
+        "32",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        "--layerwise_lr_decay",
+        str(XI),
+        "--head_lr_multiplier",
+        "2.0",
+        *extra,
+    ]
 
 
 def _check_every_group_follows_the_schedule(output_dir, processes, batch, epochs=1):
     recipe = on_tiny(get_recipe("llrd-cls", warmup="20%", num_train_epochs=epochs))  # the width rule at hidden 32
     plan = recipe.plan(Timeline(N_TRAIN, batch, processes, 1, num_train_epochs=epochs))
     peak = plan.learning_rate  # sqrt-scaled from batch 16 to 8: every group scales with it
-    peaks = {"learning_rate": 2.0 * peak, "learning_rate/layer_1": peak * XI, "learning_rate/layer_0": peak * XI**2,
-             "learning_rate/embeddings": peak * XI**3}
+    peaks = {
+        "learning_rate": 2.0 * peak,
+        "learning_rate/layer_1": peak * XI,
+        "learning_rate/layer_0": peak * XI**2,
+        "learning_rate/embeddings": peak * XI**3,
+    }
     return assert_logged_group_lrs(output_dir, peaks, plan)
 
 
@@ -113,7 +175,18 @@ def test_every_group_lr_at_every_step_is_its_peak_times_the_schedule(tiny_base, 
 def test_a_layerwise_run_resumes_from_its_checkpoint(tiny_base, cls_files, tmp_path):
     """The plan kept with a checkpoint records the run's peak, not the head group's (2x here): the same
     command resumes, and every group's LR after the resume is the uninterrupted run's."""
-    extra = ("--per_device_train_batch_size", "8", "--plots", "false", "--save_strategy", "steps", "--save_steps", "4", "--save_total_limit", "10")
+    extra = (
+        "--per_device_train_batch_size",
+        "8",
+        "--plots",
+        "false",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "4",
+        "--save_total_limit",
+        "10",
+    )
     full = tmp_path / "full"
     assert main(_args(tiny_base, cls_files, full, *extra)) == 0
     resumed = tmp_path / "resumed"
@@ -123,7 +196,8 @@ def test_a_layerwise_run_resumes_from_its_checkpoint(tiny_base, cls_files, tmp_p
     reference = {e["step"]: e for e in _check_every_group_follows_the_schedule(full, processes=1, batch=8)}
     for entry in logs:
         assert {k: v for k, v in entry.items() if k.startswith("learning_rate")} == pytest.approx(
-            {k: v for k, v in reference[entry["step"]].items() if k.startswith("learning_rate")}, rel=1e-12)
+            {k: v for k, v in reference[entry["step"]].items() if k.startswith("learning_rate")}, rel=1e-12
+        )
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.9"])
@@ -133,16 +207,22 @@ def test_decay_outside_0_1_exits_2(tiny_base, cls_files, tmp_path, value, capsys
     (out / "keep.txt").write_text("x")
     code = main(_args(tiny_base, cls_files, out, "--layerwise_lr_decay", value))
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith(f"finetune.py: error: layerwise_lr_decay={float(value)!r}: must lie in (0, 1]")
+    assert code == 2 and err[-1].startswith(
+        f"finetune.py: error: layerwise_lr_decay={float(value)!r}: must lie in (0, 1]"
+    )
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
 def test_unmappable_model_in_the_job_exits_2_before_output_dir(tmp_path, capsys):
     out = tmp_path / "cnn"
-    code = main(["--recipe", "cnn-step", "--layerwise_lr_decay", "0.9", "--max_train_samples", "64", "--output_dir", str(out)])
+    code = main(
+        ["--recipe", "cnn-step", "--layerwise_lr_decay", "0.9", "--max_train_samples", "64", "--output_dir", str(out)]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1].startswith("finetune.py: error: layerwise_lr_decay=0.9: cannot place module 'features.0' of a 'ftrecipes-small-cnn' model")
+    assert err[-1].startswith(
+        "finetune.py: error: layerwise_lr_decay=0.9: cannot place module 'features.0' of a 'ftrecipes-small-cnn' model"
+    )
     assert not out.exists()
 
 
@@ -160,5 +240,7 @@ def test_llrd_with_lora_puts_adapters_in_their_layers_and_the_head_first():
     assert list(by_group) == ["head", "layer_1", "layer_0"]  # frozen embeddings: no group
     assert all(".modules_to_save." in n for n in by_group["head"])
     for layer in (0, 1):
-        assert by_group[f"layer_{layer}"] and all(f"layer.{layer}." in n and ".lora_" in n for n in by_group[f"layer_{layer}"])
+        assert by_group[f"layer_{layer}"] and all(
+            f"layer.{layer}." in n and ".lora_" in n for n in by_group[f"layer_{layer}"]
+        )
     assert group_peaks(groups) == pytest.approx({"head": 1.0, "layer_1": XI, "layer_0": XI**2})

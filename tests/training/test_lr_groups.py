@@ -51,15 +51,20 @@ def test_loraplus_puts_the_b_matrices_at_ratio_times_the_peak():
     assert b and a
     assert all(groups[n]["lr"] == pytest.approx(16 * PEAK) and groups[n]["name"] == "lora_B" for n in b)
     assert all(groups[n]["lr"] == PEAK for n in groups if n not in b)  # A, the head, the pooler
-    assert optimizer.param_groups[0]["lr"] == PEAK and optimizer.param_groups[0]["lr_scale"] == 1.0  # the Trainer logs group 0
+    assert (
+        optimizer.param_groups[0]["lr"] == PEAK and optimizer.param_groups[0]["lr_scale"] == 1.0
+    )  # the Trainer logs group 0
     _check_partition(optimizer, model, recipe.weight_decay)
 
 
 def test_lr_groups_multiply_by_pattern_with_the_weight_decay_split():
     from ftrecipes.testing import tiny_model
 
-    recipe = get_recipe("cls", lr_groups=[{"pattern": "classifier", "multiplier": 10}, {"pattern": r"layer\.1\.", "multiplier": 0.5}],
-                        learning_rate=PEAK)
+    recipe = get_recipe(
+        "cls",
+        lr_groups=[{"pattern": "classifier", "multiplier": 10}, {"pattern": r"layer\.1\.", "multiplier": 0.5}],
+        learning_rate=PEAK,
+    )
     model = tiny_model("cls")
     optimizer = create_optimizer(recipe, model, learning_rate=PEAK)
     groups = _by_param(optimizer, model)
@@ -67,24 +72,38 @@ def test_lr_groups_multiply_by_pattern_with_the_weight_decay_split():
         expected = 10 if "classifier" in name else 0.5 if ".layer.1." in name else 1
         assert group["lr"] == pytest.approx(expected * PEAK), name
     assert {g["name"] for g in optimizer.param_groups} == {"default", "classifier", r"layer\.1\."}
-    assert groups["classifier.bias"]["weight_decay"] == 0.0 and groups["classifier.weight"]["weight_decay"] == recipe.weight_decay
+    assert (
+        groups["classifier.bias"]["weight_decay"] == 0.0
+        and groups["classifier.weight"]["weight_decay"] == recipe.weight_decay
+    )
     _check_partition(optimizer, model, recipe.weight_decay)
     # the first matching entry counts
-    first = get_recipe("cls", lr_groups=[{"pattern": "classifier", "multiplier": 10}, {"pattern": "weight", "multiplier": 3}], learning_rate=PEAK)
+    first = get_recipe(
+        "cls",
+        lr_groups=[{"pattern": "classifier", "multiplier": 10}, {"pattern": "weight", "multiplier": 3}],
+        learning_rate=PEAK,
+    )
     groups = _by_param(create_optimizer(first, model, learning_rate=PEAK), model)
-    assert groups["classifier.weight"]["lr"] == pytest.approx(10 * PEAK) and groups["bert.pooler.dense.weight"]["lr"] == pytest.approx(3 * PEAK)
+    assert groups["classifier.weight"]["lr"] == pytest.approx(10 * PEAK) and groups["bert.pooler.dense.weight"][
+        "lr"
+    ] == pytest.approx(3 * PEAK)
 
 
 def test_multipliers_compose_with_layerwise_lrs_and_loraplus():
     from ftrecipes.testing import tiny_model
     from ftrecipes.training.layerwise import lr_scale
 
-    recipe = get_recipe("llrd-cls", layerwise_lr_decay=0.8, lr_groups=[{"pattern": r"layer\.0\.", "multiplier": 2}], learning_rate=PEAK)
+    recipe = get_recipe(
+        "llrd-cls", layerwise_lr_decay=0.8, lr_groups=[{"pattern": r"layer\.0\.", "multiplier": 2}], learning_rate=PEAK
+    )
     model = tiny_model("cls")
     optimizer = create_optimizer(recipe, model, learning_rate=PEAK)
     for name, group in _by_param(optimizer, model).items():
         if ".layer.0." in name:
-            assert group["lr"] == pytest.approx(PEAK * lr_scale("layer_0", 2, recipe) * 2) and group["name"] == r"layer_0/layer\.0\."
+            assert (
+                group["lr"] == pytest.approx(PEAK * lr_scale("layer_0", 2, recipe) * 2)
+                and group["name"] == r"layer_0/layer\.0\."
+            )
     both = get_recipe("lora-cls", loraplus_lr_ratio=4, lr_groups=[{"pattern": "query", "multiplier": 3}])
     model = _lora_model(both)
     groups = _by_param(create_optimizer(both, model, learning_rate=PEAK), model)
@@ -102,17 +121,24 @@ def test_a_pattern_that_matches_nothing_lists_names_that_exist():
     with pytest.raises(ConfigError) as err:
         create_optimizer(get_recipe("cls", lr_groups=[{"pattern": "decoder", "multiplier": 2}]), model)
     message = str(err.value)
-    assert message.startswith("lr_groups='decoder': matches no parameter name; trainable parameters are e.g. 'bert.embeddings.word_embeddings.weight'")
+    assert message.startswith(
+        "lr_groups='decoder': matches no parameter name; trainable parameters are e.g. 'bert.embeddings.word_embeddings.weight'"
+    )
     assert "; use a pattern" in message
     lora = get_recipe("lora-cls", lr_groups=[{"pattern": "word_embeddings", "multiplier": 2}])
-    with pytest.raises(ConfigError, match=r"lr_groups='word_embeddings': matches only frozen parameters \('base_model.model.bert.embeddings.word_embeddings.weight'\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"lr_groups='word_embeddings': matches only frozen parameters \('base_model.model.bert.embeddings.word_embeddings.weight'\)",
+    ):
         create_optimizer(lora, _lora_model(lora))
 
 
 def test_loraplus_needs_lora_b_matrices():
     from ftrecipes.testing import tiny_model
 
-    with pytest.raises(ConfigError, match=r"loraplus_lr_ratio=16.0: scales LoRA's B matrices but peft is 'none'; set peft lora"):
+    with pytest.raises(
+        ConfigError, match=r"loraplus_lr_ratio=16.0: scales LoRA's B matrices but peft is 'none'; set peft lora"
+    ):
         get_recipe("cls", loraplus_lr_ratio=16)
     with pytest.raises(ConfigError, match=r"loraplus_lr_ratio=16.0: the model has no trainable LoRA B matrix"):
         create_optimizer(get_recipe("lora-cls", loraplus_lr_ratio=16), tiny_model("cls"))  # not wrapped by peft
@@ -121,14 +147,23 @@ def test_loraplus_needs_lora_b_matrices():
             get_recipe("lora-cls", loraplus_lr_ratio=bad)
 
 
-@pytest.mark.parametrize("value, pattern", [
-    ("[{pattern: classifier}]", r"lr_groups=.*each entry needs exactly the keys pattern and multiplier"),
-    ("[{pattern: '(', multiplier: 2}]", r"lr_groups='\(': is not a valid regular expression"),
-    ("[{pattern: classifier, multiplier: 0}]", r"lr_groups=\{'pattern': 'classifier', 'multiplier': 0\}: the multiplier of pattern 'classifier' must be a positive finite number"),
-    ("[{pattern: classifier, multiplier: fast}]", r"lr_groups=.*the multiplier of pattern 'classifier' must be a positive finite number"),
-    ("classifier", r"lr_groups='classifier': must be a list"),
-    ("[{pattern: '', multiplier: 2}]", r"pattern must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "value, pattern",
+    [
+        ("[{pattern: classifier}]", r"lr_groups=.*each entry needs exactly the keys pattern and multiplier"),
+        ("[{pattern: '(', multiplier: 2}]", r"lr_groups='\(': is not a valid regular expression"),
+        (
+            "[{pattern: classifier, multiplier: 0}]",
+            r"lr_groups=\{'pattern': 'classifier', 'multiplier': 0\}: the multiplier of pattern 'classifier' must be a positive finite number",
+        ),
+        (
+            "[{pattern: classifier, multiplier: fast}]",
+            r"lr_groups=.*the multiplier of pattern 'classifier' must be a positive finite number",
+        ),
+        ("classifier", r"lr_groups='classifier': must be a list"),
+        ("[{pattern: '', multiplier: 2}]", r"pattern must be a non-empty string"),
+    ],
+)
 def test_bad_lr_groups_name_the_field(value, pattern):
     with pytest.raises(ConfigError, match=pattern) as err:
         get_recipe("cls", lr_groups=value)
@@ -148,19 +183,64 @@ def test_lr_groups_from_the_command_line_and_yaml_round_trip(tmp_path):
 
 
 def _args(tiny_base, cls_files, output_dir, *extra):
-    return ["--recipe", "lora-cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-            "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "1",
-            "--warmup", "20%", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
-            "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--plots", "false",
-            "--per_device_train_batch_size", "8", "--learning_rate", str(PEAK), *extra]
+    return [
+        "--recipe",
+        "lora-cls",
+        "--model_name_or_path",
+        tiny_base,
+        "--train_file",
+        cls_files["train"],
+        "--validation_file",
+        cls_files["validation"],
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "1",
+        "--warmup",
+        "20%",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--max_seq_length",
+        "32",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        "--plots",
+        "false",
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        str(PEAK),
+        *extra,
+    ]
 
 
 def test_every_group_follows_the_schedule_at_every_step(tiny_base, cls_files, tmp_path):
     from ftrecipes.job.run import main
 
     out = tmp_path / "loraplus"
-    assert main(_args(tiny_base, cls_files, out, "--loraplus_lr_ratio", "4", "--lr_groups", "[{pattern: classifier, multiplier: 5}]")) == 0
-    plan = get_recipe("lora-cls", warmup="20%", num_train_epochs=1, learning_rate=PEAK).plan(Timeline(N_TRAIN, 8, num_train_epochs=1))
+    assert (
+        main(
+            _args(
+                tiny_base,
+                cls_files,
+                out,
+                "--loraplus_lr_ratio",
+                "4",
+                "--lr_groups",
+                "[{pattern: classifier, multiplier: 5}]",
+            )
+        )
+        == 0
+    )
+    plan = get_recipe("lora-cls", warmup="20%", num_train_epochs=1, learning_rate=PEAK).plan(
+        Timeline(N_TRAIN, 8, num_train_epochs=1)
+    )
     peak = plan.learning_rate  # the given peak, sqrt-scaled from batch 16 to 8: every group scales with it
     peaks = {"learning_rate": peak, "learning_rate/lora_B": 4 * peak, "learning_rate/classifier": 5 * peak}
     assert_logged_group_lrs(out, peaks, plan)
@@ -168,12 +248,26 @@ def test_every_group_follows_the_schedule_at_every_step(tiny_base, cls_files, tm
     assert schedule  # the per-group peaks are written for the curves
 
 
-@pytest.mark.parametrize("extra, pattern", [
-    (["--lr_groups", "[{pattern: decoder, multiplier: 2}]"], r"^finetune.py: error: lr_groups='decoder': matches no parameter name; trainable parameters are e.g. 'base_model"),
-    (["--loraplus_lr_ratio", "0"], r"^finetune.py: error: loraplus_lr_ratio=0.0: must be a positive finite number; use e.g. 16"),
-    (["--recipe", "cls", "--loraplus_lr_ratio", "8"], r"^finetune.py: error: loraplus_lr_ratio=8.0: scales LoRA's B matrices but peft is 'none'"),
-])
-def test_bad_groups_exit_2_with_one_line_and_leave_output_dir_alone(tiny_base, cls_files, tmp_path, capsys, extra, pattern):
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        (
+            ["--lr_groups", "[{pattern: decoder, multiplier: 2}]"],
+            r"^finetune.py: error: lr_groups='decoder': matches no parameter name; trainable parameters are e.g. 'base_model",
+        ),
+        (
+            ["--loraplus_lr_ratio", "0"],
+            r"^finetune.py: error: loraplus_lr_ratio=0.0: must be a positive finite number; use e.g. 16",
+        ),
+        (
+            ["--recipe", "cls", "--loraplus_lr_ratio", "8"],
+            r"^finetune.py: error: loraplus_lr_ratio=8.0: scales LoRA's B matrices but peft is 'none'",
+        ),
+    ],
+)
+def test_bad_groups_exit_2_with_one_line_and_leave_output_dir_alone(
+    tiny_base, cls_files, tmp_path, capsys, extra, pattern
+):
     import datasets
     from transformers.utils import logging as hf_logging
 

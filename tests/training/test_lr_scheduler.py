@@ -72,12 +72,34 @@ def test_scheduler_pickles_with_its_optimizer():
 
 
 @settings(max_examples=25, deadline=None)
-@given(kind=st.sampled_from(["cosine", "linear", "step", "sgdr", "one_cycle", "inverse_sqrt", "wsd", "exponential", "constant", "polynomial",
-                             "constant_with_warmup", "cosine_with_restarts", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay"]),
-       stop=st.integers(0, 119))
+@given(
+    kind=st.sampled_from(
+        [
+            "cosine",
+            "linear",
+            "step",
+            "sgdr",
+            "one_cycle",
+            "inverse_sqrt",
+            "wsd",
+            "exponential",
+            "constant",
+            "polynomial",
+            "constant_with_warmup",
+            "cosine_with_restarts",
+            "cosine_with_min_lr",
+            "cosine_warmup_with_min_lr",
+            "warmup_stable_decay",
+        ]
+    ),
+    stop=st.integers(0, 119),
+)
 def test_resume_from_state_dict_gives_identical_later_lrs(kind, stop):
     """Stop at any step (mid-warmup, boundary, mid-cycle), rebuild from scratch, load state: same trace."""
-    kwargs = {"step": {"milestones": ["30%", "60%"]}, "warmup_stable_decay": {"num_decay_steps": "25%", "warmup_type": "cosine"}}.get(kind, {})
+    kwargs = {
+        "step": {"milestones": ["30%", "60%"]},
+        "warmup_stable_decay": {"num_decay_steps": "25%", "warmup_type": "cosine"},
+    }.get(kind, {})
     warmup = 36 if kind == "one_cycle" else 12
     reference = run(ScheduleLR(make_optimizer(), plan(kind, warmup=warmup, **kwargs)), 120)
 
@@ -94,7 +116,13 @@ def test_resume_from_state_dict_gives_identical_later_lrs(kind, stop):
 
 
 def test_plateau_resume_keeps_its_reductions():
-    recipe = Recipe(lr_scheduler_type="plateau", lr_scheduler_kwargs={"factor": 0.5, "patience": 0}, warmup=4, max_steps=40, learning_rate=1e-3)
+    recipe = Recipe(
+        lr_scheduler_type="plateau",
+        lr_scheduler_kwargs={"factor": 0.5, "patience": 0},
+        warmup=4,
+        max_steps=40,
+        learning_rate=1e-3,
+    )
     built = recipe.plan(Timeline(100, 10, max_steps=40)).schedule
     opt = make_optimizer(lrs=(1e-3,))
     sched = ScheduleLR(opt, built)

@@ -32,10 +32,24 @@ ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTH
 EPOCHS = 2  # 96 examples at global batch 8: 24 optimizer steps
 
 
-
 def torchrun(*args, nnodes=1, node_rank=0, nproc=2, port):
-    return [PYTHON, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--node_rank", str(node_rank), "--nproc_per_node", str(nproc),
-            "--master_addr", "127.0.0.1", "--master_port", str(port), FINETUNE, *args]
+    return [
+        PYTHON,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        str(nnodes),
+        "--node_rank",
+        str(node_rank),
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        FINETUNE,
+        *args,
+    ]
 
 
 def group_lrs(output_dir) -> dict[int, dict[str, float]]:
@@ -61,8 +75,10 @@ def _single_reference(tiny_base, cls_files, tmp_path, extra):
 
 
 def _launch(commands, **popen):
-    return [subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-            for command in commands]
+    return [
+        subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+        for command in commands
+    ]
 
 
 def _finish(jobs, timeout=300):
@@ -93,7 +109,9 @@ def _preempt(commands, out, total):
     assert report["signal"] == "SIGTERM" and report["exit_code"] == 143 and 3 <= stopped < total, report
     assert f"finetune.py: stopped by SIGTERM after optimizer step {stopped} of {total}" in output
     checkpoint = out / f"checkpoint-{stopped}"
-    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "scheduler.pt", CHECKPOINT_PLAN_FILE} <= {p.name for p in checkpoint.iterdir()}
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "scheduler.pt", CHECKPOINT_PLAN_FILE} <= {
+        p.name for p in checkpoint.iterdir()
+    }
     assert not (out / "model.safetensors").exists()  # nothing pretends the run finished
     before = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
     assert [e["step"] for e in before if "loss" in e] == list(range(1, stopped + 1))
@@ -115,7 +133,10 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
     out, port = tmp_path / "nodes", free_port()
     # Two nodes of one process each would each take every core of this one machine: one thread each.
     extra += ("--per_device_train_batch_size", "4", "--cpu_threads", "1")
-    commands = [torchrun(*_args(tiny_base, cls_files, out, *extra), nnodes=2, node_rank=rank, nproc=1, port=port) for rank in (0, 1)]
+    commands = [
+        torchrun(*_args(tiny_base, cls_files, out, *extra), nnodes=2, node_rank=rank, nproc=1, port=port)
+        for rank in (0, 1)
+    ]
     _preempt(commands, out, total)
 
     _finish(_launch(commands))  # the same commands
@@ -125,8 +146,10 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
     assert sorted(resumed) == list(range(1, total + 1))
     assert_same_lrs(resumed, single, range(1, total + 1))
     _check_every_group_follows_the_schedule(out, processes=2, batch=4, epochs=EPOCHS)
-    losses = [sum(e["loss"] for e in json.loads((Path(d) / "trainer_state.json").read_text())["log_history"] if "loss" in e)
-              for d in (tmp_path / "single", out)]
+    losses = [
+        sum(e["loss"] for e in json.loads((Path(d) / "trainer_state.json").read_text())["log_history"] if "loss" in e)
+        for d in (tmp_path / "single", out)
+    ]
     assert 0.9 < losses[1] / losses[0] < 1.1  # one loss scale on 1 and 2 processes (transformers#47688)
 
 
@@ -134,7 +157,16 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
 def test_a_preempted_two_process_job_ends_with_the_uninterrupted_weights(tiny_base, cls_files, tmp_path):
     """One node x 2 processes: uninterrupted, then preempted by SIGTERM and resumed by the same command;
     the LR at every step and the final weights agree (same 2 ranks, same data, RNG states restored)."""
-    extra = ("--num_train_epochs", str(EPOCHS), "--plots", "false", "--per_device_train_batch_size", "4", "--cpu_threads", "1")
+    extra = (
+        "--num_train_epochs",
+        str(EPOCHS),
+        "--plots",
+        "false",
+        "--per_device_train_batch_size",
+        "4",
+        "--cpu_threads",
+        "1",
+    )
     reference = tmp_path / "uninterrupted"
     _finish(_launch([torchrun(*_args(tiny_base, cls_files, reference, *extra), port=free_port())]))
     out = tmp_path / "preempted"

@@ -38,14 +38,17 @@ def cpu_bf16(monkeypatch):
     return set_
 
 
-@pytest.mark.parametrize("text, expected", [
-    (X86_FLAGS, ("avx512_bf16",)),
-    (SPR_FLAGS, ("amx_bf16", "avx512_bf16")),
-    (OLD_X86, ()),
-    (ARM_V9, ("bf16",)),
-    (ARM_V8, ()),
-    ("", ()),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (X86_FLAGS, ("avx512_bf16",)),
+        (SPR_FLAGS, ("amx_bf16", "avx512_bf16")),
+        (OLD_X86, ()),
+        (ARM_V9, ("bf16",)),
+        (ARM_V8, ()),
+        ("", ()),
+    ],
+)
 def test_parse_cpuinfo(text, expected):
     assert parse_cpuinfo(text) == expected
 
@@ -74,8 +77,11 @@ def test_auto_elsewhere_is_fp32():
 
 def test_auto_on_this_machine_matches_its_device():
     device = precision.training_device()
-    expected = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device == "cuda" else (
-        "bf16" if device == "cpu" and precision.cpu_supports_bf16() else "fp32")
+    expected = (
+        ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+        if device == "cuda"
+        else ("bf16" if device == "cpu" and precision.cpu_supports_bf16() else "fp32")
+    )
     assert resolve_precision("auto") == expected
 
 
@@ -104,7 +110,8 @@ def test_training_args_wiring_on_cpu(cpu_bf16):
 def _forward_dtypes(model) -> list[tuple[bool, torch.dtype]]:
     seen: list[tuple[bool, torch.dtype]] = []
     model.bert.encoder.layer[0].attention.self.query.register_forward_hook(
-        lambda module, inputs, output: seen.append((torch.is_grad_enabled(), output.dtype)))
+        lambda module, inputs, output: seen.append((torch.is_grad_enabled(), output.dtype))
+    )
     return seen
 
 
@@ -117,12 +124,23 @@ def test_trainer_step_runs_under_the_recipes_precision(cpu_bf16, tmp_path, polic
 
     cpu_bf16(True)
     recipe = get_recipe("cls", precision=policy, per_device_train_batch_size=8, max_steps=2)
-    args = recipe_training_args(recipe, str(tmp_path), use_cpu=True, save_strategy="no", eval_strategy="no",
-                                load_best_model_at_end=False, disable_tqdm=True)
+    args = recipe_training_args(
+        recipe,
+        str(tmp_path),
+        use_cpu=True,
+        save_strategy="no",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        disable_tqdm=True,
+    )
     assert args_precision(args) == policy
     model = tiny_classifier()
     seen = _forward_dtypes(model)
-    rows = [{k: v[i] for k, v in batch.items()} for batch in synthetic_batches(num_batches=2, batch_size=8) for i in range(8)]
+    rows = [
+        {k: v[i] for k, v in batch.items()}
+        for batch in synthetic_batches(num_batches=2, batch_size=8)
+        for i in range(8)
+    ]
     trainer = RecipeTrainer(model=model, args=args, recipe=recipe, train_dataset=rows)
     trainer.train()
     assert [d for grad, d in seen if grad] == [dtype, dtype]
@@ -135,12 +153,26 @@ def test_lr_range_test_follows_the_precision(cpu_bf16):
     cpu_bf16(True)
     model = tiny_classifier()
     seen = _forward_dtypes(model)
-    result = find_lr(model, synthetic_batches(num_batches=2), recipe=get_recipe("cls", precision="bf16"),
-                     min_lr=1e-6, max_lr=1e-4, num_steps=5, show_progress=False)
+    result = find_lr(
+        model,
+        synthetic_batches(num_batches=2),
+        recipe=get_recipe("cls", precision="bf16"),
+        min_lr=1e-6,
+        max_lr=1e-4,
+        num_steps=5,
+        show_progress=False,
+    )
     assert result.precision == "bf16" and {d for _, d in seen} == {torch.bfloat16}
     cpu_bf16(False)  # the model's device cannot run bf16: the test runs in fp32 and says so
-    result = find_lr(tiny_classifier(), synthetic_batches(num_batches=2), recipe=get_recipe("cls", precision="bf16"),
-                     min_lr=1e-6, max_lr=1e-4, num_steps=5, show_progress=False)
+    result = find_lr(
+        tiny_classifier(),
+        synthetic_batches(num_batches=2),
+        recipe=get_recipe("cls", precision="bf16"),
+        min_lr=1e-6,
+        max_lr=1e-4,
+        num_steps=5,
+        show_progress=False,
+    )
     assert result.precision == "fp32"
 
 
@@ -163,9 +195,26 @@ def test_job_loads_the_attention_kernel_for_its_precision(cpu_bf16, tiny_base, c
     from ftrecipes.job.run import build_training_components
 
     cpu_bf16(True)
-    config = parse_args(["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
-                         "--validation_file", cls_files["validation"], "--output_dir", str(tmp_path / "run"),
-                         "--max_seq_length", "32", "--precision", policy, "--use_cpu", "true"])
+    config = parse_args(
+        [
+            "--recipe",
+            "cls",
+            "--model_name_or_path",
+            tiny_base,
+            "--train_file",
+            cls_files["train"],
+            "--validation_file",
+            cls_files["validation"],
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--max_seq_length",
+            "32",
+            "--precision",
+            policy,
+            "--use_cpu",
+            "true",
+        ]
+    )
     components = build_training_components(config)
     assert args_precision(components.args) == policy
     assert components.model.config._attn_implementation == attention

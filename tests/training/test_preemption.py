@@ -53,21 +53,43 @@ def test_signal_finishes_the_step_saves_and_reports(tmp_path, signum):
     from ftrecipes.testing import tiny_classifier
 
     recipe = get_recipe("cls", max_steps=8, warmup=2, eval_strategy="no")
-    args = recipe_training_args(recipe, str(tmp_path), per_device_train_batch_size=8, save_strategy="no", logging_steps=1,
-                                report_to="none", disable_tqdm=True, use_cpu=True)
+    args = recipe_training_args(
+        recipe,
+        str(tmp_path),
+        per_device_train_batch_size=8,
+        save_strategy="no",
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+    )
     preemption = PreemptionCallback()
-    trainer = RecipeTrainer(model=tiny_classifier(), args=args, recipe=recipe, train_dataset=_dataset(),
-                            callbacks=[SignalAt(3, signum), preemption, PlanRecordCallback()])
+    trainer = RecipeTrainer(
+        model=tiny_classifier(),
+        args=args,
+        recipe=recipe,
+        train_dataset=_dataset(),
+        callbacks=[SignalAt(3, signum), preemption, PlanRecordCallback()],
+    )
     before = signal.getsignal(signum)
     trainer.train()
     assert signal.getsignal(signum) is before  # the handler is Trainer-run scoped
     assert (preemption.received, preemption.stopped_at, trainer.state.global_step) == (signum, 3, 3)
     assert sorted(log_history_lrs(trainer.state.log_history)) == [1, 2, 3]  # stopped after step 3, not mid-step
     checkpoint = tmp_path / "checkpoint-3"
-    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json", CHECKPOINT_PLAN_FILE} <= {p.name for p in checkpoint.iterdir()}
+    assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json", CHECKPOINT_PLAN_FILE} <= {
+        p.name for p in checkpoint.iterdir()
+    }
     plan = json.loads((checkpoint / CHECKPOINT_PLAN_FILE).read_text())
-    assert plan == {"total_steps": 8, "warmup_steps": 2, "learning_rate": args.learning_rate, "global_batch_size": 8,
-                    "per_device_train_batch_size": 8, "num_processes": 1, "gradient_accumulation_steps": 1}
+    assert plan == {
+        "total_steps": 8,
+        "warmup_steps": 2,
+        "learning_rate": args.learning_rate,
+        "global_batch_size": 8,
+        "per_device_train_batch_size": 8,
+        "num_processes": 1,
+        "gradient_accumulation_steps": 1,
+    }
     report = write_preemption_report(str(tmp_path), preemption, trainer.state)
     assert report["exit_code"] == preempted_exit_code(signum) == {signal.SIGTERM: 143, signal.SIGINT: 130}[signum]
     assert json.loads((tmp_path / PREEMPTION_FILE).read_text())["checkpoint"] == str(checkpoint)
@@ -76,15 +98,28 @@ def test_signal_finishes_the_step_saves_and_reports(tmp_path, signum):
 def _checkpoint(tmp_path, **plan):
     folder = tmp_path / "checkpoint-6"
     folder.mkdir()
-    saved = {"total_steps": 24, "warmup_steps": 5, "learning_rate": 3.5e-5, "global_batch_size": 8,
-             "per_device_train_batch_size": 4, "num_processes": 2, "gradient_accumulation_steps": 1, **plan}
+    saved = {
+        "total_steps": 24,
+        "warmup_steps": 5,
+        "learning_rate": 3.5e-5,
+        "global_batch_size": 8,
+        "per_device_train_batch_size": 4,
+        "num_processes": 2,
+        "gradient_accumulation_steps": 1,
+        **plan,
+    }
     (folder / CHECKPOINT_PLAN_FILE).write_text(json.dumps(saved))
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 6}))
     return str(folder)
 
 
 def _args(per_device, processes, accumulation, lr=3.5e-5):
-    return SimpleNamespace(per_device_train_batch_size=per_device, world_size=processes, gradient_accumulation_steps=accumulation, learning_rate=lr)
+    return SimpleNamespace(
+        per_device_train_batch_size=per_device,
+        world_size=processes,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=lr,
+    )
 
 
 def test_same_global_batch_through_another_factorisation_resumes(tmp_path):
@@ -99,11 +134,17 @@ def test_another_global_batch_says_what_would_change_and_how_to_proceed(tmp_path
     with pytest.raises(ConfigError) as err:
         check_resume_plan(checkpoint, _args(4, 1, 1, lr=2.5e-5), 48, 10)
     message = str(err.value)
-    assert message.startswith(f"--resume_from_checkpoint={checkpoint!r}: was planned for global batch 8, 24 optimizer steps, warmup 5, peak LR 3.5e-05; "
-                              "this launch (4 per device x 1 processes x 1 accumulation) would make it global batch 4, 48 optimizer steps, warmup 10, peak LR 2.5e-05")
+    assert message.startswith(
+        f"--resume_from_checkpoint={checkpoint!r}: was planned for global batch 8, 24 optimizer steps, warmup 5, peak LR 3.5e-05; "
+        "this launch (4 per device x 1 processes x 1 accumulation) would make it global batch 4, 48 optimizer steps, warmup 10, peak LR 2.5e-05"
+    )
     assert "relaunch with a global batch of 8" in message and "--replan" in message and "step 6" in message
     replanned = check_resume_plan(checkpoint, _args(4, 1, 1, lr=2.5e-5), 48, 10, replan=True)
-    assert replanned["at_step"] == 6 and replanned["previous"]["total_steps"] == 24 and replanned["plan"]["total_steps"] == 48
+    assert (
+        replanned["at_step"] == 6
+        and replanned["previous"]["total_steps"] == 24
+        and replanned["plan"]["total_steps"] == 48
+    )
     # the same batch with another peak (an explicit --learning_rate) is a plan change too
     with pytest.raises(ConfigError, match=r"relaunch with the settings of the first launch"):
         check_resume_plan(checkpoint, _args(8, 1, 1, lr=1e-4), 24, 5)
@@ -117,9 +158,37 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
     from ftrecipes.job.run import main
 
     def argv(out, *extra):
-        return ["--recipe", "cls", "--model_name_or_path", tiny_base, "--train_file", cls_files["train"], "--output_dir", str(out),
-                "--num_train_epochs", "1", "--warmup", "20%", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
-                "--report_to", "none", "--disable_tqdm", "true", "--plots", "false", "--save_strategy", "steps", "--save_steps", "6", *extra]
+        return [
+            "--recipe",
+            "cls",
+            "--model_name_or_path",
+            tiny_base,
+            "--train_file",
+            cls_files["train"],
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "1",
+            "--warmup",
+            "20%",
+            "--logging_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            "--max_seq_length",
+            "32",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--plots",
+            "false",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "6",
+            *extra,
+        ]
 
     full = tmp_path / "full"
     assert main(argv(full, "--per_device_train_batch_size", "8")) == 0
@@ -162,7 +231,10 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
     capsys.readouterr()
     assert main(argv(other, "--per_device_train_batch_size", "4")) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.startswith("finetune.py: error: --resume_from_checkpoint=") and f"was planned for global batch 8, {total} optimizer steps" in line
+    assert (
+        line.startswith("finetune.py: error: --resume_from_checkpoint=")
+        and f"was planned for global batch 8, {total} optimizer steps" in line
+    )
     assert f"global batch 4, {2 * total} optimizer steps" in line and "--replan" in line
     assert sorted(p.relative_to(other) for p in other.rglob("*")) == before
 
@@ -176,5 +248,9 @@ def test_finetune_resumes_elastically_and_refuses_a_new_global_batch(tiny_base, 
     for step in (8, 9):
         assert replanned_lrs[step] == pytest.approx(plan["learning_rate"] * new_schedule.lr(step - 1), rel=1e-9), step
     record = json.loads((other / "checkpoint-9" / CHECKPOINT_PLAN_FILE).read_text())
-    assert record["global_batch_size"] == 4 and record["total_steps"] == 9 and record["learning_rate"] == pytest.approx(plan["learning_rate"])
+    assert (
+        record["global_batch_size"] == 4
+        and record["total_steps"] == 9
+        and record["learning_rate"] == pytest.approx(plan["learning_rate"])
+    )
     assert record["replanned"]["at_step"] == 6 and record["replanned"]["previous"]["global_batch_size"] == 8

@@ -56,17 +56,40 @@ def data_flags(name, tiny_base, tiny_clm, cls_files) -> list[str]:
     if name == "cls":
         return ["--task", "cls", "--model_name_or_path", tiny_base, *files, "--max_seq_length", "32"]
     if name == "cnn-step":
-        return ["--task", "image", "--model_name_or_path", "small-cnn", "--dataset_name", "digits",
-                "--max_train_samples", str(N_TRAIN_DIGITS), "--max_eval_samples", "32"]
+        return [
+            "--task",
+            "image",
+            "--model_name_or_path",
+            "small-cnn",
+            "--dataset_name",
+            "digits",
+            "--max_train_samples",
+            str(N_TRAIN_DIGITS),
+            "--max_eval_samples",
+            "32",
+        ]
     return ["--task", "clm", "--model_name_or_path", tiny_clm, *files, "--max_seq_length", "16"]
 
 
-COMMON = ["--report_to", "none", "--logging_steps", "1", "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--dataloader_pin_memory", "false"]
+COMMON = [
+    "--report_to",
+    "none",
+    "--logging_steps",
+    "1",
+    "--disable_tqdm",
+    "true",
+    "--dataloader_num_workers",
+    "0",
+    "--dataloader_pin_memory",
+    "false",
+]
 
 
 def owned(name) -> list[str]:
     """The owned TrainingArguments fields of a recipe (SGD recipes have no Adam betas to own)."""
     return [f for f in OWNED if not (f.startswith("adam_") and get_recipe(name).optimizer != "adamw")]
+
+
 STEPS = {"cls": 6, "cnn-step": 10, "pretrain": 6}
 
 
@@ -114,8 +137,19 @@ def recipe_runs(script, tiny_base, tiny_clm, cls_files, tmp_path_factory):
         for name in ("cls", "cnn-step", "pretrain"):
             out = tmp_path_factory.mktemp(name)
             handler.records.clear()
-            argv = ["--recipe", name, *data_flags(name, tiny_base, tiny_clm, cls_files), "--do_train", "--do_eval",
-                    *length_flags(name), "--save_steps", "3", "--output_dir", str(out), *COMMON]
+            argv = [
+                "--recipe",
+                name,
+                *data_flags(name, tiny_base, tiny_clm, cls_files),
+                "--do_train",
+                "--do_eval",
+                *length_flags(name),
+                "--save_steps",
+                "3",
+                "--output_dir",
+                str(out),
+                *COMMON,
+            ]
             assert script.main(argv) == 0
             runs[name] = (out, [r.getMessage() for r in handler.records])
     finally:
@@ -139,18 +173,30 @@ def test_lr_trace_and_owned_values_are_the_recipes(recipe_runs, name):
     recipe, plan = get_recipe(name), plan_for(name)
     assert_trace(out, plan.learning_rate, plan.schedule)
     args = saved_args(out)
-    for field in ("weight_decay", "max_grad_norm", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+    for field in (
+        "weight_decay",
+        "max_grad_norm",
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+    ):
         assert getattr(args, field) == getattr(recipe, field), field
     assert args.learning_rate == pytest.approx(plan.learning_rate)
     if recipe.optimizer == "adamw":
-        assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (recipe.adam_beta1, recipe.adam_beta2, recipe.adam_epsilon)
+        assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (
+            recipe.adam_beta1,
+            recipe.adam_beta2,
+            recipe.adam_epsilon,
+        )
         assert args.optim.startswith("adamw_torch")
     else:
         assert args.optim == "sgd" and args.optim_args == f"momentum={recipe.momentum},nesterov={recipe.nesterov}"
     sources = json.loads((out / "plan.json").read_text())["sources"]
     for field in owned(name):
         given = field in ("num_train_epochs", "max_steps") and f"--{field}" in length_flags(name)
-        assert sources[field]["source"] == ("flag" if given else "scaled" if field == "learning_rate" and name == "pretrain" else "recipe"), field
+        assert sources[field]["source"] == (
+            "flag" if given else "scaled" if field == "learning_rate" and name == "pretrain" else "recipe"
+        ), field
 
 
 def test_the_recipes_numbers_are_what_the_issue_found_missing(recipe_runs):
@@ -181,7 +227,9 @@ def test_saved_args_model_card_and_run_folder_state_the_real_schedule(recipe_run
     args = saved_args(out)
     # No ftrecipes class inside; a name a stock Trainer refuses (these shapes have no transformers spelling),
     # and no private keys in the kwargs.
-    assert type(args.lr_scheduler_type) is str and args.lr_scheduler_type == stock_trainer_name(recipe.lr_scheduler_type)
+    assert type(args.lr_scheduler_type) is str and args.lr_scheduler_type == stock_trainer_name(
+        recipe.lr_scheduler_type
+    )
     assert args.warmup_steps == plan.schedule.warmup_steps
     assert args.lr_scheduler_kwargs == dict(recipe.lr_scheduler_kwargs)
     card = (out / "README.md").read_text()
@@ -194,7 +242,9 @@ def test_saved_args_model_card_and_run_folder_state_the_real_schedule(recipe_run
     recorded = json.loads((out / "plan.json").read_text())
     assert recorded["total_steps"] == plan.total_steps and recorded["warmup_steps"] == plan.schedule.warmup_steps
     resolved = get_recipe(str(out / "recipe.yaml"))
-    assert resolved.lr_scheduler_type == recipe.lr_scheduler_type and resolved.learning_rate == pytest.approx(plan.learning_rate)
+    assert resolved.lr_scheduler_type == recipe.lr_scheduler_type and resolved.learning_rate == pytest.approx(
+        plan.learning_rate
+    )
     assert (out / "checkpoint-3" / "plan.json").is_file() and (out / "checkpoint-3" / "recipe.yaml").is_file()
 
 
@@ -203,15 +253,33 @@ def test_saved_args_model_card_and_run_folder_state_the_real_schedule(recipe_run
 
 
 FLAGS = {
-    "cls": ["--learning_rate", "1e-4", "--weight_decay", "0.0", "--lr_scheduler_type", "constant", "--warmup_steps", "2"],
+    "cls": [
+        "--learning_rate",
+        "1e-4",
+        "--weight_decay",
+        "0.0",
+        "--lr_scheduler_type",
+        "constant",
+        "--warmup_steps",
+        "2",
+    ],
     "cnn-step": ["--learning_rate", "0.05", "--max_grad_norm", "1.0", "--lr_scheduler_type", "linear"],
-    "pretrain": ["--adam_beta2", "0.98", "--per_device_train_batch_size", "8", "--lr_scheduler_type", "cosine_with_restarts"],
+    "pretrain": [
+        "--adam_beta2",
+        "0.98",
+        "--per_device_train_batch_size",
+        "8",
+        "--lr_scheduler_type",
+        "cosine_with_restarts",
+    ],
 }
 OTHER = ["--seed", "7", "--save_steps", "2", "--gradient_accumulation_steps", "2", "--do_train"]
 
 
 @pytest.mark.parametrize("name", ["cls", "cnn-step", "pretrain"])
-def test_flags_win_and_other_flags_behave_as_without_the_recipe(script, name, tiny_base, tiny_clm, cls_files, tmp_path, caplog, monkeypatch):
+def test_flags_win_and_other_flags_behave_as_without_the_recipe(
+    script, name, tiny_base, tiny_clm, cls_files, tmp_path, caplog, monkeypatch
+):
     base = [*data_flags(name, tiny_base, tiny_clm, cls_files), *COMMON, *OTHER]
     with_recipe, without = tmp_path / "recipe", tmp_path / "plain"
     argv = ["--recipe", name, *base, *length_flags(name), *FLAGS[name], "--output_dir", str(with_recipe)]
@@ -224,15 +292,32 @@ def test_flags_win_and_other_flags_behave_as_without_the_recipe(script, name, ti
     log = caplog.text
     # The plain Trainer run gets the values the recipe run ended with, so both run the same steps.
     args = saved_args(with_recipe)
-    plain_sizes = ["--per_device_train_batch_size", str(args.per_device_train_batch_size), "--max_steps", str(args.max_steps),
-                   "--num_train_epochs", str(args.num_train_epochs)]
+    plain_sizes = [
+        "--per_device_train_batch_size",
+        str(args.per_device_train_batch_size),
+        "--max_steps",
+        str(args.max_steps),
+        "--num_train_epochs",
+        str(args.num_train_epochs),
+    ]
     assert script.main([*base, *plain_sizes, "--output_dir", str(without)]) == 0
     plain = saved_args(without)
 
-    for field in ("seed", "save_steps", "gradient_accumulation_steps", "do_train", "do_eval", "output_dir", "logging_steps", "save_strategy"):
+    for field in (
+        "seed",
+        "save_steps",
+        "gradient_accumulation_steps",
+        "do_train",
+        "do_eval",
+        "output_dir",
+        "logging_steps",
+        "save_strategy",
+    ):
         if field != "output_dir":
             assert getattr(args, field) == getattr(plain, field), field
-    assert sorted(p.name for p in with_recipe.glob("checkpoint-*")) == sorted(p.name for p in without.glob("checkpoint-*"))
+    assert sorted(p.name for p in with_recipe.glob("checkpoint-*")) == sorted(
+        p.name for p in without.glob("checkpoint-*")
+    )
     assert state(with_recipe)["global_step"] == state(without)["global_step"]
     assert args.gradient_accumulation_steps == 2
 
@@ -263,9 +348,20 @@ def test_resume_from_checkpoint_flag_and_detection_are_exact(script, recipe_runs
     """--resume_from_checkpoint, and a checkpoint found in output_dir (get_last_checkpoint), both continue
     the recipe's schedule exactly where the uninterrupted run was."""
     full, _ = recipe_runs["cls"]
-    base = ["--recipe", "cls", *data_flags("cls", tiny_base, None, cls_files), "--do_train", *length_flags("cls"), "--save_steps", "3", *COMMON]
+    base = [
+        "--recipe",
+        "cls",
+        *data_flags("cls", tiny_base, None, cls_files),
+        "--do_train",
+        *length_flags("cls"),
+        "--save_steps",
+        "3",
+        *COMMON,
+    ]
     flagged = tmp_path / "flag"
-    assert script.main([*base, "--output_dir", str(flagged), "--resume_from_checkpoint", str(full / "checkpoint-3")]) == 0
+    assert (
+        script.main([*base, "--output_dir", str(flagged), "--resume_from_checkpoint", str(full / "checkpoint-3")]) == 0
+    )
     detected = tmp_path / "detected"
     shutil.copytree(full / "checkpoint-3", detected / "checkpoint-3")
     assert script.main([*base, "--output_dir", str(detected)]) == 0
@@ -300,7 +396,9 @@ def _args(tmp_path, **kwargs):
 def test_precedence_user_then_recipe_then_defaults(tmp_path):
     recipe = get_recipe("pretrain")
     raw = _args(tmp_path, weight_decay=0.0, num_train_epochs=2)
-    args = apply_recipe(recipe, raw, ["prog.py", "--weight_decay", "0.0", "--num_train_epochs", "2", "--model_name_or_path", "x"])
+    args = apply_recipe(
+        recipe, raw, ["prog.py", "--weight_decay", "0.0", "--num_train_epochs", "2", "--model_name_or_path", "x"]
+    )
     assert args is not raw and raw.adam_beta2 == 0.999  # the script's object is left as it was
     sources = recipe_record(args)["sources"]
     assert args.weight_decay == 0.0 and sources["weight_decay"]["source"] == "flag"
@@ -315,7 +413,11 @@ def test_precedence_user_then_recipe_then_defaults(tmp_path):
 
 def test_schedule_flags_become_recipe_overrides_or_one_warning(tmp_path, caplog):
     recipe = get_recipe("cnn-step")
-    args = apply_recipe(recipe, _args(tmp_path, warmup_steps=0.1, lr_scheduler_kwargs={"gamma": 0.5}), ["--warmup_steps", "0.1", "--lr_scheduler_kwargs", '{"gamma": 0.5}'])
+    args = apply_recipe(
+        recipe,
+        _args(tmp_path, warmup_steps=0.1, lr_scheduler_kwargs={"gamma": 0.5}),
+        ["--warmup_steps", "0.1", "--lr_scheduler_kwargs", '{"gamma": 0.5}'],
+    )
     assert recipe_record(args)["recipe_overrides"] == {"warmup": 0.1, "lr_scheduler_kwargs": {"gamma": 0.5}}
     with pytest.raises(ConfigError, match="lr_scheduler_kwargs.gama"):
         apply_recipe(recipe, _args(tmp_path, lr_scheduler_kwargs={"gama": 0.5}), [])
@@ -331,7 +433,11 @@ def test_recipe_trainer_alone_trains_with_the_recipes_values(tmp_path):
     from ftrecipes.testing import tiny_model
 
     trainer = RecipeTrainer(recipe=get_recipe("cnn-step"), model=tiny_model("cls"), args=_args(tmp_path), argv=[])
-    assert (trainer.args.learning_rate, trainer.args.weight_decay, trainer.args.per_device_train_batch_size) == (0.1, 5e-4, 128)
+    assert (trainer.args.learning_rate, trainer.args.weight_decay, trainer.args.per_device_train_batch_size) == (
+        0.1,
+        5e-4,
+        128,
+    )
     optimizer = trainer.create_optimizer()
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["momentum"] == 0.9
     assert trainer.train_dataset is None  # nothing above needed a training set
@@ -346,7 +452,9 @@ def test_recipe_optimizers_without_a_training_set_refuses_to_step(tmp_path):
     model(input_ids=torch.tensor([[5, 6]]), labels=torch.tensor([1])).loss.backward()
     with pytest.raises(ConfigError, match="train_dataset"):
         optimizer.step()
-    sized_optimizer, sized = recipe_optimizers(get_recipe("cls"), model, apply_recipe(get_recipe("cls"), _args(tmp_path, max_steps=20), []))
+    sized_optimizer, sized = recipe_optimizers(
+        get_recipe("cls"), model, apply_recipe(get_recipe("cls"), _args(tmp_path, max_steps=20), [])
+    )
     assert sized.built_schedule.total_steps == 20 and sized.built_schedule.warmup_steps == 1
 
 
@@ -375,5 +483,7 @@ def test_a_metric_driven_recipe_fills_the_evaluation_it_needs(tmp_path):
     recipe = get_recipe("plateau")
     assert args.eval_strategy == recipe.eval_strategy and args.metric_for_best_model == recipe.metric_for_best_model
     assert recipe_record(args)["sources"]["eval_strategy"]["source"] == "recipe"
-    kept = apply_recipe(recipe, _args(tmp_path, eval_strategy="steps", eval_steps=5), ["--eval_strategy", "steps", "--eval_steps", "5"])
+    kept = apply_recipe(
+        recipe, _args(tmp_path, eval_strategy="steps", eval_steps=5), ["--eval_strategy", "steps", "--eval_steps", "5"]
+    )
     assert kept.eval_strategy == "steps" and kept.eval_steps == 5

@@ -36,8 +36,15 @@ def run():
     model = tiny_classifier()
     with torch.random.fork_rng():
         torch.manual_seed(0)  # dropout draws: the same curve whatever ran before
-        result = find_lr(model, synthetic_batches(), recipe=get_recipe("cls"), min_lr=1e-5, max_lr=100.0,
-                         num_steps=50, show_progress=False)
+        result = find_lr(
+            model,
+            synthetic_batches(),
+            recipe=get_recipe("cls"),
+            min_lr=1e-5,
+            max_lr=100.0,
+            num_steps=50,
+            show_progress=False,
+        )
     return model, result
 
 
@@ -83,8 +90,7 @@ def test_fine_tuning_suggestion_outside_prior_is_bounded_and_explained(run):
 
 
 def _snapshot(model, optimizer):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            _clone_state(optimizer.state_dict()))
+    return ({k: v.clone() for k, v in model.state_dict().items()}, _clone_state(optimizer.state_dict()))
 
 
 def _clone_state(obj):
@@ -127,8 +133,17 @@ def test_weights_and_optimizer_state_are_bit_identical_afterwards(warm_optimizer
     before_model, before_opt = _snapshot(model, optimizer)
     rng = torch.get_rng_state()
 
-    result = find_lr(model, batches, optimizer, recipe=recipe, min_lr=1e-6, max_lr=1.0, num_steps=12,
-                     accumulation_steps=2, show_progress=False)
+    result = find_lr(
+        model,
+        batches,
+        optimizer,
+        recipe=recipe,
+        min_lr=1e-6,
+        max_lr=1.0,
+        num_steps=12,
+        accumulation_steps=2,
+        show_progress=False,
+    )
     assert len(result.lrs) > 0
 
     after_model, after_opt = _snapshot(model, optimizer)
@@ -145,11 +160,21 @@ def test_ramp_runs_on_the_given_device_and_precision(requested):
     from ftrecipes.training.precision import precision_supported
 
     # As the run would train on this CPU: bf16 autocast where it is native, fp16 never (a GPU tool).
-    ran = {"bf16": "bf16" if precision_supported("bf16", "cpu") else "fp32", "fp16": "fp32",
-           "auto": resolve_precision("auto", "cpu")}[requested]
+    ran = {
+        "bf16": "bf16" if precision_supported("bf16", "cpu") else "fp32",
+        "fp16": "fp32",
+        "auto": resolve_precision("auto", "cpu"),
+    }[requested]
     model = tiny_classifier()
-    result = find_lr(model, synthetic_batches(num_batches=2, batch_size=4), recipe=get_recipe("cls"), num_steps=5,
-                     device="cpu", precision=requested, show_progress=False)
+    result = find_lr(
+        model,
+        synthetic_batches(num_batches=2, batch_size=4),
+        recipe=get_recipe("cls"),
+        num_steps=5,
+        device="cpu",
+        precision=requested,
+        show_progress=False,
+    )
     assert result.precision == ran and result.device == "cpu" and len(result.lrs) == 5
     assert next(model.parameters()).device.type == "cpu"
 
@@ -158,8 +183,16 @@ def test_accumulation_averages_micro_batches_and_loss_follows_updates():
     # lr is tiny: the weights barely move, so every recorded loss is close to the initial loss, and the
     # record holds one loss per optimizer step (not per micro-batch).
     model = tiny_classifier()
-    result = find_lr(model, synthetic_batches(num_batches=3), recipe=get_recipe("cls"), min_lr=1e-9, max_lr=1e-8,
-                     num_steps=6, accumulation_steps=3, show_progress=False)
+    result = find_lr(
+        model,
+        synthetic_batches(num_batches=3),
+        recipe=get_recipe("cls"),
+        min_lr=1e-9,
+        max_lr=1e-8,
+        num_steps=6,
+        accumulation_steps=3,
+        show_progress=False,
+    )
     assert len(result.lrs) == len(result.losses) == 6
     assert result.accumulation_steps == 3 and result.global_batch_size == 48
     assert result.lrs[0] == pytest.approx(1e-9) and result.lrs[-1] == pytest.approx(1e-8)
@@ -180,8 +213,20 @@ def test_json_and_png_outputs(run, tmp_path):
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
     data = json.loads(paths["json"].read_text())
-    for key in ("lrs", "losses", "smoothed", "suggestion", "recommended", "prior", "warning", "rule",
-                "reason", "stop_reason", "global_batch_size", "suggestion_in_prior"):
+    for key in (
+        "lrs",
+        "losses",
+        "smoothed",
+        "suggestion",
+        "recommended",
+        "prior",
+        "warning",
+        "rule",
+        "reason",
+        "stop_reason",
+        "global_batch_size",
+        "suggestion_in_prior",
+    ):
         assert key in data, key
     assert data["suggestion"] == result.suggestion
     assert data["prior"]["low"] == pytest.approx(2e-5) and data["prior"]["high"] == pytest.approx(2e-4)
@@ -192,8 +237,14 @@ def test_json_and_png_outputs(run, tmp_path):
 
 def test_choose_learning_rate_returns_the_recommendation(tmp_path):
     model = tiny_classifier()
-    lr, result = choose_learning_rate(get_recipe("cls"), model, synthetic_batches(num_batches=4), output_dir=tmp_path,
-                                      num_steps=8, show_progress=False)
+    lr, result = choose_learning_rate(
+        get_recipe("cls"),
+        model,
+        synthetic_batches(num_batches=4),
+        output_dir=tmp_path,
+        num_steps=8,
+        show_progress=False,
+    )
     assert lr == result.recommended
     assert (tmp_path / "lr_finder.json").is_file() and (tmp_path / "lr_finder.png").is_file()
 
@@ -221,7 +272,7 @@ def test_rule_on_a_synthetic_curve_is_robust_to_noise():
         losses = list(clean + np.random.default_rng(seed).normal(0, 0.02, n))
         smoothed = smooth_curve(losses, 0.9, cap=max(losses[:6]))
         lr, _, _ = suggest_lr(list(lrs), losses, smoothed, beta=0.9)
-        assert 10 ** -3.4 < lr < 10 ** -2.6, seed  # within 0.4 decade of the true steepest point
+        assert 10**-3.4 < lr < 10**-2.6, seed  # within 0.4 decade of the true steepest point
     # A causal EMA reads the same curve several ramp steps too high: the overshoot direction.
     lagged, _, _ = suggest_lr(list(lrs), losses, ema_smooth(losses, 0.9), beta=0.9)
     assert lagged > 1.5 * lr
@@ -266,13 +317,16 @@ def test_prior_warning_below_and_inside():
     assert "below" in below and "2e-05" in below
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(num_steps=2), "num_steps"),
-    (dict(min_lr=1e-2, max_lr=1e-3), "min_lr"),
-    (dict(rule="valley"), "rule"),
-    (dict(accumulation_steps=0), "accumulation_steps"),
-    (dict(prior="abc"), "prior"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(num_steps=2), "num_steps"),
+        (dict(min_lr=1e-2, max_lr=1e-3), "min_lr"),
+        (dict(rule="valley"), "rule"),
+        (dict(accumulation_steps=0), "accumulation_steps"),
+        (dict(prior="abc"), "prior"),
+    ],
+)
 def test_bad_settings_are_one_line_config_errors(kwargs, field):
     with pytest.raises(ConfigError) as err:
         find_lr(tiny_classifier(), synthetic_batches(num_batches=1), show_progress=False, **kwargs)

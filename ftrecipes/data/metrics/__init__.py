@@ -42,7 +42,12 @@ def list_metrics() -> list[str]:
 def metric_path(name: str) -> str:
     """Folder of a shipped metric, the argument ``evaluate.load`` takes."""
     if name not in list_metrics():
-        raise ConfigError("--metric", name, "is not a shipped metric", f"{did_you_mean(name, list_metrics())} use one of {', '.join(list_metrics())}".strip())
+        raise ConfigError(
+            "--metric",
+            name,
+            "is not a shipped metric",
+            f"{did_you_mean(name, list_metrics())} use one of {', '.join(list_metrics())}".strip(),
+        )
     return str(METRICS_DIR / name)
 
 
@@ -73,7 +78,11 @@ def _import_metric(name: str, **kwargs):
     spec = importlib.util.spec_from_file_location(f"ftrecipes_metric_{name}", file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    classes = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, evaluate.Metric) and v is not evaluate.Metric]
+    classes = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, evaluate.Metric) and v is not evaluate.Metric
+    ]
     kwargs.pop("module_type", None)
     return classes[0](**kwargs)
 
@@ -137,7 +146,10 @@ def _nll_per_sequence(logits, labels):
     shift_logits = logits[..., :-1, :].float()
     shift_labels = labels[..., 1:]
     nll = torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
     ).view(shift_labels.shape)
     mask = shift_labels != IGNORE_INDEX
     return torch.stack([(nll * mask).sum(-1).double(), mask.sum(-1).double()], dim=-1)
@@ -174,7 +186,12 @@ def ner_metrics(id2label: Mapping[int, str] | None, **metric_kwargs) -> Callable
     mapped to tags with ``id2label`` (required); entity-level precision, recall, f1 and token accuracy.
     ``metric_kwargs`` (e.g. ``mode="strict", scheme="IOB2"``) go to the metric."""
     if not id2label:
-        raise ConfigError("id2label", id2label, "token classification metrics need the tag names", "pass id2label from the prepared task")
+        raise ConfigError(
+            "id2label",
+            id2label,
+            "token classification metrics need the tag names",
+            "pass id2label from the prepared task",
+        )
     return _ner_fn(load_metric("ner"), id2label, **metric_kwargs)
 
 

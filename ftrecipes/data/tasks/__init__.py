@@ -44,8 +44,10 @@ def _discover() -> dict[str, Task]:
             raise TypeError(f"task name {task.name!r} is declared twice")
         found[task.name] = task
     if tuple(found) != TASK_NAMES:
-        raise TypeError(f"the task modules declare {tuple(found)} but ftrecipes.config.task_names.TASK_NAMES is "
-                        f"{TASK_NAMES}: list every task module's name there, in module-name order")
+        raise TypeError(
+            f"the task modules declare {tuple(found)} but ftrecipes.config.task_names.TASK_NAMES is "
+            f"{TASK_NAMES}: list every task module's name there, in module-name order"
+        )
     return found
 
 
@@ -72,7 +74,9 @@ def get_task(task: str | Task, field: str = "--task") -> Task:
     key = str(task).strip().lower()
     if key not in TASK_ALIASES:
         shorts = ", ".join(t.short for t in REGISTRY.values())
-        raise ConfigError(field, task, "is not a known task", f"{did_you_mean(key, TASK_ALIASES)} use one of {shorts}".strip())
+        raise ConfigError(
+            field, task, "is not a known task", f"{did_you_mean(key, TASK_ALIASES)} use one of {shorts}".strip()
+        )
     return TASK_ALIASES[key]
 
 
@@ -93,8 +97,12 @@ def prepare_task(task: str | Task, raw, tokenizer, **kwargs) -> PreparedTask:
     kwargs = {k: v for k, v in kwargs.items() if v is not None and not (v is False and k not in accepted)}
     for key in kwargs:
         if key not in accepted:
-            raise ConfigError(f"--{key}", kwargs[key], f"does not apply to task {task.short!r}",
-                              f"remove it (task {task.short!r} takes: {', '.join(sorted(accepted))})")
+            raise ConfigError(
+                f"--{key}",
+                kwargs[key],
+                f"does not apply to task {task.short!r}",
+                f"remove it (task {task.short!r} takes: {', '.join(sorted(accepted))})",
+            )
     return task.preprocess(raw, tokenizer, **kwargs)
 
 
@@ -103,8 +111,9 @@ def registered_head_suffixes() -> tuple[str, ...]:
     return tuple(suffix for task in REGISTRY.values() for suffix in task.head_suffixes)
 
 
-def check_label_count(num_labels, config, model_name_or_path: str | None = None,
-                      head_suffixes: tuple[str, ...] | None = None) -> None:
+def check_label_count(
+    num_labels, config, model_name_or_path: str | None = None, head_suffixes: tuple[str, ...] | None = None
+) -> None:
     """:func:`ftrecipes.data.tasks._common.check_label_count` against every registered task's heads by default."""
     suffixes = registered_head_suffixes() if head_suffixes is None else head_suffixes
     _common.check_label_count(num_labels, config, model_name_or_path, suffixes)

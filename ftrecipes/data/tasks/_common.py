@@ -38,7 +38,9 @@ def check_columns(raw: DatasetDict, columns: Mapping[str, str | None], splits: S
             if column is not None and column not in available:
                 hint = did_you_mean(column, available)
                 raise ConfigError(
-                    flag, column, f"is not a column of the {split!r} split (columns: {', '.join(available)})",
+                    flag,
+                    column,
+                    f"is not a column of the {split!r} split (columns: {', '.join(available)})",
                     f"{hint} pass {flag} with one of the columns".strip(),
                 )
 
@@ -86,8 +88,12 @@ def tokenize_splits(raw, tokenize: Callable, split_kwargs: Callable[[str, Any], 
     tokenized = DatasetDict()
     for split, ds in raw.items():
         tokenized[split] = map_split(
-            ds, tokenize, batched=True, fn_kwargs={"split": split, "streamed": is_streamed(ds), **split_kwargs(split, ds)},
-            remove_columns=split_columns(ds), desc=f"Tokenizing {split}",
+            ds,
+            tokenize,
+            batched=True,
+            fn_kwargs={"split": split, "streamed": is_streamed(ds), **split_kwargs(split, ds)},
+            remove_columns=split_columns(ds),
+            desc=f"Tokenizing {split}",
         )
     return tokenized
 
@@ -98,11 +104,15 @@ def given_label_list(label_list: Sequence[Any], flag: str = "--label_list") -> l
     names = [str(name) for name in label_list]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ConfigError(flag, names, f"names {', '.join(repeated)} more than once", "give each class once, in id order")
+        raise ConfigError(
+            flag, names, f"names {', '.join(repeated)} more than once", "give each class once, in id order"
+        )
     return names
 
 
-def label_ids(names: Sequence[str | None], label2id: Mapping[str, int], *, flag: str, column: str, split: str, streamed: bool) -> list[int]:
+def label_ids(
+    names: Sequence[str | None], label2id: Mapping[str, int], *, flag: str, column: str, split: str, streamed: bool
+) -> list[int]:
     """Label names -> ids (``None`` -> ``IGNORE_INDEX``). A split in memory was checked whole before
     (:func:`_check_label_values`); a streamed one is checked here, row by row as it is read, so an
     unknown or missing label there stops the run with one line when that row arrives."""
@@ -110,13 +120,22 @@ def label_ids(names: Sequence[str | None], label2id: Mapping[str, int], *, flag:
     for name in names:
         if name is None:
             if streamed:
-                raise ConfigError(flag, column, f"a row of the streamed {split!r} split has no label", "fill in every label of the training data")
+                raise ConfigError(
+                    flag,
+                    column,
+                    f"a row of the streamed {split!r} split has no label",
+                    "fill in every label of the training data",
+                )
             ids.append(IGNORE_INDEX)
         elif name in label2id:
             ids.append(label2id[name])
         else:
-            raise ConfigError(flag, column, f"the {'streamed ' if streamed else ''}{split!r} split has label {name!r}, which is not in the label set ({', '.join(label2id)})",
-                              "pass every class with --label_list (the order gives the ids)")
+            raise ConfigError(
+                flag,
+                column,
+                f"the {'streamed ' if streamed else ''}{split!r} split has label {name!r}, which is not in the label set ({', '.join(label2id)})",
+                "pass every class with --label_list (the order gives the ids)",
+            )
     return ids
 
 
@@ -146,7 +165,12 @@ def _label_names_from_values(values: list, flag: str, column: str) -> list[str]:
     if not present:
         raise ConfigError(flag, column, "has no labels in the train split", "check the label column")
     if any(isinstance(v, float) and not float(v).is_integer() for v in present):
-        raise ConfigError(flag, column, "holds non-integer numbers (class labels were expected)", "give class labels as strings or integers, or train the regression task (--recipe regression) on numeric targets")
+        raise ConfigError(
+            flag,
+            column,
+            "holds non-integer numbers (class labels were expected)",
+            "give class labels as strings or integers, or train the regression task (--recipe regression) on numeric targets",
+        )
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         return [str(int(v)) for v in sorted({int(v) for v in present})]  # numeric order: "2" before "10"
     return sorted({str(v) for v in present})
@@ -157,16 +181,19 @@ def _value_to_name(feature) -> Callable[[Any], str | None]:
     from datasets import ClassLabel
 
     if isinstance(feature, ClassLabel):
+
         def to_name(value):
             # GLUE-style test splits mark missing labels with -1.
             return None if value is None or value < 0 else feature.int2str(int(value))
     else:
+
         def to_name(value):
             if value is None:
                 return None
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             return str(value)
+
     return to_name
 
 
@@ -179,8 +206,9 @@ def label_config_kwargs(label_list: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def check_label_count(num_labels: int | Sequence[str], config, model_name_or_path: str | None,
-                      head_suffixes: Sequence[str]) -> None:
+def check_label_count(
+    num_labels: int | Sequence[str], config, model_name_or_path: str | None, head_suffixes: Sequence[str]
+) -> None:
     """Check that a model head fits the data's labels.
 
     ``config.num_labels`` smaller than the number of labels would index past the head's logits (an
@@ -197,7 +225,9 @@ def check_label_count(num_labels: int | Sequence[str], config, model_name_or_pat
     value = model_name_or_path if model_name_or_path is not None else getattr(config, "_name_or_path", None) or None
     if n > head:
         raise ConfigError(
-            "--model_name_or_path", value, f"has a head with num_labels={head} but the data has {n} labels",
+            "--model_name_or_path",
+            value,
+            f"has a head with num_labels={head} but the data has {n} labels",
             f"build the config with num_labels={n} (label_config_kwargs) or use a base checkpoint",
         )
     suffixes = tuple(head_suffixes)
@@ -205,7 +235,9 @@ def check_label_count(num_labels: int | Sequence[str], config, model_name_or_pat
     has_head = any(a.endswith(suffixes) for a in architectures)
     if has_head and n != head:
         raise ConfigError(
-            "--model_name_or_path", value, f"is a fine-tuned checkpoint with num_labels={head} but the data has {n} labels",
+            "--model_name_or_path",
+            value,
+            f"is a fine-tuned checkpoint with num_labels={head} but the data has {n} labels",
             "start from a base checkpoint, or load with ignore_mismatched_sizes=True to replace the head",
         )
 
@@ -239,11 +271,18 @@ def class_label_list(raw: DatasetDict, column: str, flag: str, sequence: bool) -
     if is_streamed(raw["train"]):
         validation = raw.get("validation")
         if validation is None or is_streamed(validation) or column not in validation.column_names:
-            raise ConfigError("--label_list", None, f"the streamed train split cannot be scanned for its classes, and neither a ClassLabel "
-                              f"feature of {column!r} nor a validation split names them",
-                              "pass every class in id order, e.g. --label_list negative neutral positive (or give a --validation_file)")
+            raise ConfigError(
+                "--label_list",
+                None,
+                f"the streamed train split cannot be scanned for its classes, and neither a ClassLabel "
+                f"feature of {column!r} nor a validation split names them",
+                "pass every class in id order, e.g. --label_list negative neutral positive (or give a --validation_file)",
+            )
         names = class_label_list(DatasetDict({"train": validation}), column, flag, sequence)
-        logger.info("labels of the streamed train split, from the validation split: %s (a train row with another label stops the run)", names)
+        logger.info(
+            "labels of the streamed train split, from the validation split: %s (a train row with another label stops the run)",
+            names,
+        )
         return names
     values = raw["train"][column]
     if sequence:
@@ -251,7 +290,9 @@ def class_label_list(raw: DatasetDict, column: str, flag: str, sequence: bool) -
     return _label_names_from_values(values, flag, column)
 
 
-def _check_label_values(raw: DatasetDict, column: str, flag: str, label2id: Mapping[str, int], sequence: bool, required: Sequence[str]) -> None:
+def _check_label_values(
+    raw: DatasetDict, column: str, flag: str, label2id: Mapping[str, int], sequence: bool, required: Sequence[str]
+) -> None:
     """Every label in every split is known from train (so a typo in validation fails here, not mid-run)."""
     from datasets import DatasetDict
 
@@ -263,18 +304,25 @@ def _check_label_values(raw: DatasetDict, column: str, flag: str, label2id: Mapp
         flat = [v for row in values for v in row] if sequence else values
         names = {to_name(v) for v in set(flat)}
         if None in names and split in required:
-            raise ConfigError(flag, column, f"has missing labels in the {split!r} split", "fill in every label of train and validation")
+            raise ConfigError(
+                flag,
+                column,
+                f"has missing labels in the {split!r} split",
+                "fill in every label of train and validation",
+            )
         unknown = sorted(n for n in names - set(label2id) if n is not None)
         if unknown:
             raise ConfigError(
-                flag, column, f"the {split!r} split has labels not seen in train: {', '.join(unknown[:5])}",
+                flag,
+                column,
+                f"the {split!r} split has labels not seen in train: {', '.join(unknown[:5])}",
                 "make sure train covers every label (or pass the full label list)",
             )
 
 
-
-
-def text_columns(raw: DatasetDict, text_column_name: str | None, text_pair_column_name: str | None) -> tuple[str, str | None]:
+def text_columns(
+    raw: DatasetDict, text_column_name: str | None, text_pair_column_name: str | None
+) -> tuple[str, str | None]:
     """The text (and pair) columns of a sentence(-pair) task, checked in every split.
 
     ``text_column_name`` defaults to the first of ``text`` / ``sentence`` / ``sentence1`` present;
@@ -284,17 +332,28 @@ def text_columns(raw: DatasetDict, text_column_name: str | None, text_pair_colum
         text_column_name = _first_present(raw, ("text", "sentence", "sentence1"))
         if text_column_name is None:
             raise ConfigError(
-                "--text_column_name", None, f"no text column found (columns: {', '.join(split_columns(raw['train']))})",
+                "--text_column_name",
+                None,
+                f"no text column found (columns: {', '.join(split_columns(raw['train']))})",
                 "pass --text_column_name",
             )
-        if text_column_name == "sentence1" and text_pair_column_name is None and "sentence2" in split_columns(raw["train"]):
+        if (
+            text_column_name == "sentence1"
+            and text_pair_column_name is None
+            and "sentence2" in split_columns(raw["train"])
+        ):
             text_pair_column_name = "sentence2"
     check_columns(raw, {"--text_column_name": text_column_name, "--text_pair_column_name": text_pair_column_name})
     return text_column_name, text_pair_column_name
 
 
-def encode_texts(tokenizer: PreTrainedTokenizerBase, batch: Mapping[str, list], text_column_name: str,
-                 text_pair_column_name: str | None, max_length: int):
+def encode_texts(
+    tokenizer: PreTrainedTokenizerBase,
+    batch: Mapping[str, list],
+    text_column_name: str,
+    text_pair_column_name: str | None,
+    max_length: int,
+):
     """Tokenize a ``map`` batch of single texts or pairs, truncated to ``max_length`` (missing texts: "")."""
     texts = ["" if t is None else str(t) for t in batch[text_column_name]]
     pairs = None

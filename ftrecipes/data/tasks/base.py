@@ -88,8 +88,9 @@ class Task:
 
         return label_config_kwargs(prepared.label_list)
 
-    def check_head(self, config, prepared: PreparedTask, model_name_or_path: str | None,
-                   head_suffixes: tuple[str, ...]) -> None:
+    def check_head(
+        self, config, prepared: PreparedTask, model_name_or_path: str | None, head_suffixes: tuple[str, ...]
+    ) -> None:
         """Raise a :class:`~ftrecipes.config.errors.ConfigError` when the checkpoint's head cannot fit the data.
 
         ``config`` is the checkpoint's config as loaded (before the overrides). A base checkpoint (no

@@ -64,7 +64,12 @@ def preprocess_causal_lm(
     block_size = _clamp_length(tokenizer, block_size, "--block_size", 1024)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ConfigError("--model_name_or_path", getattr(tokenizer, "name_or_path", None), "tokenizer has neither a pad nor an EOS token", "use a tokenizer with an EOS token")
+            raise ConfigError(
+                "--model_name_or_path",
+                getattr(tokenizer, "name_or_path", None),
+                "tokenizer has neither a pad nor an EOS token",
+                "use a tokenizer with an EOS token",
+            )
         tokenizer.pad_token = tokenizer.eos_token
 
     def tokenize(batch):
@@ -76,11 +81,19 @@ def preprocess_causal_lm(
     tokenized = DatasetDict()
     for split, ds in raw.items():
         tokens = map_split(ds, tokenize, batched=True, remove_columns=split_columns(ds), desc=f"Tokenizing {split}")
-        blocks = map_split(tokens, group_texts, batched=True, fn_kwargs={"block_size": block_size}, desc=f"Grouping {split} into blocks of {block_size}")
+        blocks = map_split(
+            tokens,
+            group_texts,
+            batched=True,
+            fn_kwargs={"block_size": block_size},
+            desc=f"Grouping {split} into blocks of {block_size}",
+        )
         if not is_streamed(blocks) and len(blocks) == 0:  # a stream is never counted; it yields what it holds
             n_tokens = sum(len(ids) for ids in tokens["input_ids"])
             raise ConfigError(
-                "--block_size", block_size, f"the {split!r} split has {n_tokens} tokens, fewer than one block",
+                "--block_size",
+                block_size,
+                f"the {split!r} split has {n_tokens} tokens, fewer than one block",
                 "lower --block_size or give more text",
             )
         tokenized[split] = blocks

@@ -14,8 +14,9 @@ from ftrecipes.data.tasks._common import check_columns
 from ftrecipes.data.tasks.base import PreparedTask, Task
 
 
-def prepare_image_classification(raw, tokenizer=None, *, image_column_name: str | None = None,
-                                 label_column_name: str | None = None) -> PreparedTask:
+def prepare_image_classification(
+    raw, tokenizer=None, *, image_column_name: str | None = None, label_column_name: str | None = None
+) -> PreparedTask:
     """``pixel_values`` + ``labels`` splits of an image data set (already numeric arrays, e.g. the bundled
     digits), a ``DefaultDataCollator`` and the label names from the ``ClassLabel`` feature.
 
@@ -35,7 +36,12 @@ def prepare_image_classification(raw, tokenizer=None, *, image_column_name: str 
     else:
         values = sorted(set(raw["train"][label_column_name]))
         if values != list(range(len(values))):
-            raise ConfigError("--label_column_name", label_column_name, "image labels must be a ClassLabel or ids 0..N-1", "give integer class ids")
+            raise ConfigError(
+                "--label_column_name",
+                label_column_name,
+                "image labels must be a ClassLabel or ids 0..N-1",
+                "give integer class ids",
+            )
         label_list = [str(v) for v in values]
     prepared = DatasetDict()
     for split, ds in raw.items():

@@ -47,8 +47,12 @@ def _targets(values: list, column: str, split: str) -> list[float | None]:
         except (TypeError, ValueError):
             number = None
         if number is None or not math.isfinite(number):
-            raise ConfigError("--label_column_name", column, f"the {split!r} split holds {value!r}, not a finite number",
-                              "regression needs numeric targets; for class labels use --recipe cls")
+            raise ConfigError(
+                "--label_column_name",
+                column,
+                f"the {split!r} split holds {value!r}, not a finite number",
+                "regression needs numeric targets; for class labels use --recipe cls",
+            )
         out.append(number)
     return out
 
@@ -90,21 +94,35 @@ def preprocess_regression(
         targets = _targets(ds[label_column_name], label_column_name, split)
         if split in ("train", "validation"):
             if any(t is None for t in targets):
-                raise ConfigError("--label_column_name", label_column_name, f"has missing targets in the {split!r} split", "fill in every target of train and validation")
+                raise ConfigError(
+                    "--label_column_name",
+                    label_column_name,
+                    f"has missing targets in the {split!r} split",
+                    "fill in every target of train and validation",
+                )
             labelled[split] = True
         else:
             labelled[split] = None not in targets and len(set(targets)) > 1
             if not labelled[split]:
                 logger.info("regression: the %r split has no usable targets; it is predicted, not scored", split)
     if not is_streamed(raw["train"]) and len(set(raw["train"][label_column_name])) < 2:
-        raise ConfigError("--label_column_name", label_column_name, "has a single value in train", "regression needs varying targets")
+        raise ConfigError(
+            "--label_column_name", label_column_name, "has a single value in train", "regression needs varying targets"
+        )
 
     def tokenize(batch, with_labels, split, streamed):
         encoded = encode_texts(tokenizer, batch, text_column_name, text_pair_column_name, max_length)
         if with_labels:
-            targets = _targets(batch[label_column_name], label_column_name, split) if streamed else batch[label_column_name]
+            targets = (
+                _targets(batch[label_column_name], label_column_name, split) if streamed else batch[label_column_name]
+            )
             if streamed and None in targets:
-                raise ConfigError("--label_column_name", label_column_name, f"a row of the streamed {split!r} split has no target", "fill in every target of the training data")
+                raise ConfigError(
+                    "--label_column_name",
+                    label_column_name,
+                    f"a row of the streamed {split!r} split has no target",
+                    "fill in every target of the training data",
+                )
             encoded["labels"] = [float(v) for v in targets]
         return encoded
 
@@ -128,8 +146,12 @@ class Regression(Task):
     short = "regression"
     aliases = ("text-regression",)
     auto_model = "AutoModelForSequenceClassification"
-    flags = {"text_column_name": "text_column_name", "text_pair_column_name": "text_pair_column_name",
-             "label_column_name": "label_column_name", "max_seq_length": "max_seq_length"}
+    flags = {
+        "text_column_name": "text_column_name",
+        "text_pair_column_name": "text_pair_column_name",
+        "label_column_name": "label_column_name",
+        "max_seq_length": "max_seq_length",
+    }
     metric_names = ("pearson", "spearmanr", "mse")
     metric_for_best_model = "pearson"
     greater_is_better = True

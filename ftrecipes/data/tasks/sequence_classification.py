@@ -58,18 +58,29 @@ def preprocess_sequence_classification(
         label_list = given_label_list(label_list)
     label_list = list(label_list)
     if len(label_list) < 2:
-        raise ConfigError("--label_column_name", label_column_name, f"has {len(label_list)} distinct label(s) in train", "classification needs at least 2 classes")
+        raise ConfigError(
+            "--label_column_name",
+            label_column_name,
+            f"has {len(label_list)} distinct label(s) in train",
+            "classification needs at least 2 classes",
+        )
     label2id = {name: i for i, name in enumerate(label_list)}
-    _check_label_values(raw, label_column_name, "--label_column_name", label2id, sequence=False, required=("train", "validation"))
+    _check_label_values(
+        raw, label_column_name, "--label_column_name", label2id, sequence=False, required=("train", "validation")
+    )
 
     def tokenize(batch, to_name, split, streamed):
         encoded = encode_texts(tokenizer, batch, text_column_name, text_pair_column_name, max_length)
         if label_column_name in batch:
             names = [to_name(v) for v in batch[label_column_name]]
-            encoded["labels"] = label_ids(names, label2id, flag="--label_column_name", column=label_column_name, split=split, streamed=streamed)
+            encoded["labels"] = label_ids(
+                names, label2id, flag="--label_column_name", column=label_column_name, split=split, streamed=streamed
+            )
         return encoded
 
-    tokenized = tokenize_splits(raw, tokenize, lambda split, ds: {"to_name": _value_to_name((ds.features or {}).get(label_column_name))})
+    tokenized = tokenize_splits(
+        raw, tokenize, lambda split, ds: {"to_name": _value_to_name((ds.features or {}).get(label_column_name))}
+    )
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return PreparedTask(TASK.short, tokenized, collator, label_list)
 
@@ -79,8 +90,13 @@ class SequenceClassification(Task):
     short = "cls"
     aliases = ("text-classification",)
     auto_model = "AutoModelForSequenceClassification"
-    flags = {"text_column_name": "text_column_name", "text_pair_column_name": "text_pair_column_name",
-             "label_column_name": "label_column_name", "max_seq_length": "max_seq_length", "label_list": "label_list"}
+    flags = {
+        "text_column_name": "text_column_name",
+        "text_pair_column_name": "text_pair_column_name",
+        "label_column_name": "label_column_name",
+        "max_seq_length": "max_seq_length",
+        "label_list": "label_list",
+    }
     supports_streaming = True
     metric_names = ("accuracy", "f1", "precision", "recall")
     metric_for_best_model = "accuracy"

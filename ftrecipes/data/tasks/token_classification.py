@@ -40,7 +40,12 @@ def _b_to_i(label_list: Sequence[str]) -> list[int]:
     return out
 
 
-def align_labels_with_tokens(word_ids: Sequence[int | None], word_labels: Sequence[int], label_all_tokens: bool = False, b_to_i: Sequence[int] | None = None) -> list[int]:
+def align_labels_with_tokens(
+    word_ids: Sequence[int | None],
+    word_labels: Sequence[int],
+    label_all_tokens: bool = False,
+    b_to_i: Sequence[int] | None = None,
+) -> list[int]:
     """Word-level label ids -> one label per sub-token.
 
     Special tokens (``word_id is None``) get -100. The first sub-token of a word gets the word's
@@ -89,8 +94,10 @@ def preprocess_token_classification(
     check_columns(raw, {"--label_column_name": label_column_name}, splits=("train", "validation"))
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(
-            "--model_name_or_path", getattr(tokenizer, "name_or_path", None),
-            "token classification needs a fast tokenizer (word_ids to align labels)", "use a model that ships tokenizer.json",
+            "--model_name_or_path",
+            getattr(tokenizer, "name_or_path", None),
+            "token classification needs a fast tokenizer (word_ids to align labels)",
+            "use a model that ships tokenizer.json",
         )
     max_length = _clamp_length(tokenizer, max_seq_length, "--max_seq_length", 128)
 
@@ -100,7 +107,9 @@ def preprocess_token_classification(
         label_list = given_label_list(label_list)
     label_list = list(label_list)
     label2id = {name: i for i, name in enumerate(label_list)}
-    _check_label_values(raw, label_column_name, "--label_column_name", label2id, sequence=True, required=("train", "validation"))
+    _check_label_values(
+        raw, label_column_name, "--label_column_name", label2id, sequence=True, required=("train", "validation")
+    )
     b_to_i = _b_to_i(label_list)
 
     def tokenize(batch, to_name, split, streamed):
@@ -111,16 +120,30 @@ def preprocess_token_classification(
             for i, tags in enumerate(batch[label_column_name]):
                 if len(tags) != len(words[i]):
                     raise ConfigError(
-                        "--label_column_name", label_column_name,
-                        f"row has {len(words[i])} tokens but {len(tags)} tags", "give one tag per token",
+                        "--label_column_name",
+                        label_column_name,
+                        f"row has {len(words[i])} tokens but {len(tags)} tags",
+                        "give one tag per token",
                     )
-                word_labels = label_ids([to_name(t) for t in tags], label2id, flag="--label_column_name", column=label_column_name, split=split, streamed=streamed)
+                word_labels = label_ids(
+                    [to_name(t) for t in tags],
+                    label2id,
+                    flag="--label_column_name",
+                    column=label_column_name,
+                    split=split,
+                    streamed=streamed,
+                )
                 all_labels.append(align_labels_with_tokens(encoded.word_ids(i), word_labels, label_all_tokens, b_to_i))
             encoded["labels"] = all_labels
         return encoded
 
     tokenized = tokenize_splits(
-        raw, tokenize, lambda split, ds: {"to_name": _value_to_name(getattr((ds.features or {}).get(label_column_name), "feature", None))})
+        raw,
+        tokenize,
+        lambda split, ds: {
+            "to_name": _value_to_name(getattr((ds.features or {}).get(label_column_name), "feature", None))
+        },
+    )
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return PreparedTask(TASK.short, tokenized, collator, label_list)
 
@@ -135,8 +158,13 @@ class TokenClassification(Task):
     short = "ner"
     aliases = ()
     auto_model = "AutoModelForTokenClassification"
-    flags = {"text_column_name": "text_column_name", "label_column_name": "label_column_name",
-             "max_seq_length": "max_seq_length", "label_all_tokens": "label_all_tokens", "label_list": "label_list"}
+    flags = {
+        "text_column_name": "text_column_name",
+        "label_column_name": "label_column_name",
+        "max_seq_length": "max_seq_length",
+        "label_all_tokens": "label_all_tokens",
+        "label_list": "label_list",
+    }
     supports_streaming = True
     metric_names = ("precision", "recall", "f1", "accuracy")
     metric_for_best_model = "f1"

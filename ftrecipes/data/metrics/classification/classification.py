@@ -57,7 +57,9 @@ class Classification(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
-            reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html#precision-recall-f-measure-metrics"],
+            reference_urls=[
+                "https://scikit-learn.org/stable/modules/model_evaluation.html#precision-recall-f-measure-metrics"
+            ],
         )
 
     def _compute(self, predictions, references, labels=None):

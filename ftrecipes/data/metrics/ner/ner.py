@@ -71,7 +71,12 @@ class Ner(evaluate.Metric):
                 raise ValueError(f"a prediction has {len(p)} tags but its reference {len(r)}")
         scheme_cls = getattr(seqeval.scheme, scheme) if scheme is not None else None
         report = seqeval.metrics.classification_report(
-            y_true=references, y_pred=predictions, output_dict=True, mode=mode, scheme=scheme_cls, zero_division=zero_division
+            y_true=references,
+            y_pred=predictions,
+            output_dict=True,
+            mode=mode,
+            scheme=scheme_cls,
+            zero_division=zero_division,
         )
         micro = report.pop("micro avg")
         for key in ("macro avg", "weighted avg"):

@@ -45,7 +45,9 @@ class Perplexity(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"nll_sums": datasets.Value("float64"), "token_counts": datasets.Value("int64")}),
+            features=datasets.Features(
+                {"nll_sums": datasets.Value("float64"), "token_counts": datasets.Value("int64")}
+            ),
             reference_urls=["https://huggingface.co/docs/transformers/perplexity"],
         )
 

@@ -68,8 +68,13 @@ class Regression(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}),
-            reference_urls=["https://gluebenchmark.com/tasks", "https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.spearmanr.html"],
+            features=datasets.Features(
+                {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
+            ),
+            reference_urls=[
+                "https://gluebenchmark.com/tasks",
+                "https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.spearmanr.html",
+            ],
         )
 
     def _compute(self, predictions, references):
