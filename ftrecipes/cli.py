@@ -111,7 +111,10 @@ def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model_name_or_path",
         default=None,
-        help="the model the recipe's peak-LR rule reads the width of (config.json of a folder, 'minilm' or a cached Hub id; default: the recipe's)",
+        help=(
+            "the model the recipe's peak-LR rule reads the width of (config.json of a folder, 'minilm' or a cached Hub "
+            "id; default: the recipe's)"
+        ),
     )
     p.add_argument(
         "--learning_rate", default=None, help="a peak to plan with instead of the recipe's (turns its peak-LR rule off)"

@@ -75,7 +75,8 @@ def list_table() -> str:
             )
         )
         rows.append(
-            f"| {name} | {c.task} | {c.recipe} | {c.metric} | {expected} | {c.seeds} | {'no (Hub)' if c.hub_names() else 'yes'} | {c.source['kind']} |"
+            f"| {name} | {c.task} | {c.recipe} | {c.metric} | {expected} | {c.seeds} | "
+            f"{'no (Hub)' if c.hub_names() else 'yes'} | {c.source['kind']} |"
         )
     return "\n".join(rows)
 
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for seed in seeds:
             print(
-                f"[{card.name}] seed {seed}: python scripts/finetune.py {shlex.join(card.argv(seed, str(out / f'seed-{seed}'), extra))}",
+                f"[{card.name}] seed {seed}: python scripts/finetune.py "
+                f"{shlex.join(card.argv(seed, str(out / f'seed-{seed}'), extra))}",
                 flush=True,
             )
             result = run_seed(card, seed, str(out / f"seed-{seed}"), extra)

@@ -69,8 +69,8 @@ def test_show_resolves_sizes_and_explains_defaults(capsys):
     assert "warmup steps          5" in out  # ceil(5% of 96)
     # the width rule's peak for the bundled MiniLM (hidden 384), then the sqrt batch rule from 16 to 64
     assert (
-        "peak-LR rule          peak 2e-4: cls rule for hidden 384, full fine-tuning, batch 64 (5e-5 x (768/384)^1 at batch 16, batch-scaled from 1e-4"
-        in out
+        "peak-LR rule          peak 2e-4: cls rule for hidden 384, full fine-tuning, batch 64 (5e-5 x (768/384)^1 at "
+        "batch 16, batch-scaled from 1e-4" in out
     )
     assert "peak LR 0.0001 -> 0.0002 (sqrt rule" in out
     assert "the top of BERT's grid" in out  # the recipe file's own comment

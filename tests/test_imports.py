@@ -64,7 +64,8 @@ def test_config_layer_and_inspection_commands_load_no_torch_or_transformers(tmp_
         loaded("planning a recipe through the lazy package namespace")
 
         from ftrecipes.cli import main
-        for argv in (["list"], ["show", "cls", "--num_examples", "2000"], ["validate", {str(REPO / "recipes" / "cls.yaml")!r}],
+        for argv in (["list"], ["show", "cls", "--num_examples", "2000"],
+                     ["validate", {str(REPO / "recipes" / "cls.yaml")!r}],
                      ["plot", "sgdr", "--output", {str(tmp_path / "sgdr.png")!r}], ["configs"],
                      ["configs", "cp", "deepspeed-zero2", {str(tmp_path)!r}]):
             with contextlib.redirect_stdout(io.StringIO()):

@@ -39,9 +39,15 @@ def unreachable_reason(card: BaselineCard, *, probe: bool = True) -> Optional[st
         return None
     what = " and ".join(names)
     if hub_offline():
-        return f"card {card.name!r} needs the Hugging Face Hub ({what}) but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set; run it on a machine with Hub access"
+        return (
+            f"card {card.name!r} needs the Hugging Face Hub ({what}) but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set; "
+            "run it on a machine with Hub access"
+        )
     if probe and not hub_reachable():
-        return f"card {card.name!r} needs the Hugging Face Hub ({what}), which is not reachable from here; run it on a machine with Hub access"
+        return (
+            f"card {card.name!r} needs the Hugging Face Hub ({what}), which is not reachable from here; run it on a "
+            "machine with Hub access"
+        )
     return None
 
 

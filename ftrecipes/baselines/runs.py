@@ -1,4 +1,5 @@
-"""Running a card: each seed through the main job in-process, its result, and recording the measured mean into the card."""
+"""Running a card: each seed through the main job in-process, its result, and recording the measured mean
+into the card."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Seed studies over the classification cards (``scripts/benchmarks/recipe_study.py``, ``scripts/benchmarks/adaptation_study.py``): arms x cards x seeds."""
+"""Seed studies over the classification cards (``scripts/benchmarks/recipe_study.py``,
+``scripts/benchmarks/adaptation_study.py``): arms x cards x seeds."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ STUDY_ARMS: dict[str, dict] = {
 
 
 def summarize_study(rows: Sequence[dict], metrics: Sequence[str] = ("eval_accuracy", "eval_f1")) -> list[dict]:
-    """Group study rows (``card``, ``arm``, ``seed``, metric values, ``wall_time_s``) into mean ± std per (card, arm)."""
+    """Group study rows (``card``, ``arm``, ``seed``, metric values, ``wall_time_s``) into mean ± std per
+    (card, arm)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["card"], row["arm"]), []).append(row)

@@ -1,4 +1,5 @@
-"""The verdict on a card: the mean over seeds against ``expected ± tolerance`` (or at least ``expected - tolerance``)."""
+"""The verdict on a card: the mean over seeds against ``expected ± tolerance`` (or at least
+``expected - tolerance``)."""
 
 from __future__ import annotations
 

@@ -29,8 +29,10 @@ FIELD_REASONS: dict[str, str] = {
     "3e-4 / 1e-4 / 5e-5, and muP puts Adam's best LR at ~1/width, so the peak is derived from the model's "
     "hidden size before training; LoRA trains at ~10x full fine-tuning [Clark et al. 2020, Table 7; "
     "Yang et al. 2022, Tensor Programs V; Hu et al. 2021; Schulman et al. 2025, LoRA Without Regret]",
-    "lr_rule_reference_peak": "the anchor of the width rule: a fine-tuning peak known to work at lr_rule_reference_width "
-    "[Devlin et al. 2019, app. A.3: 2e-5..5e-5 for BERT-base]",
+    "lr_rule_reference_peak": (
+        "the anchor of the width rule: a fine-tuning peak known to work at lr_rule_reference_width [Devlin et al. "
+        "2019, app. A.3: 2e-5..5e-5 for BERT-base]"
+    ),
     "lr_rule_width_exponent": "1 is muP's Adam scaling (LR ~ 1/width) and matches ELECTRA small -> base (3x wider, 1/3 "
     "the peak) [Yang et al. 2022; Clark et al. 2020, Table 7]",
     "lr_rule_lora_multiplier": "only the low-rank adapters move, from B = 0, so LoRA needs larger steps: ~10x the full "
@@ -175,7 +177,8 @@ def describe_plan(
             else []
         ),
         f"  peak learning rate    {scaling.message()}",
-        f"  lr_prior              {recipe.lr_prior[0]:.3g}..{recipe.lr_prior[1]:.3g} (bounds --learning_rate auto at batch {recipe.reference_global_batch_size})",
+        f"  lr_prior              {recipe.lr_prior[0]:.3g}..{recipe.lr_prior[1]:.3g} (bounds --learning_rate auto at "
+        f"batch {recipe.reference_global_batch_size})",
         f"  LR at step 0 / end of warmup / last step   {plan.lr_at(0):.4g} / {plan.lr_at(schedule.warmup_steps):.4g} / "
         f"{plan.lr_at(schedule.total_steps - 1):.4g}",
     ]

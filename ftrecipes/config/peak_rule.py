@@ -138,7 +138,10 @@ class PeakChoice:
         if self.given:
             return f"peak {format_lr(peak)}: as given, not from the width rule of recipe {self.recipe!r} ({self.note})"
         if not self.applied:
-            return f"peak {format_lr(peak)}: the stated learning_rate of recipe {self.recipe!r}, not its width rule ({self.note})"
+            return (
+                f"peak {format_lr(peak)}: the stated learning_rate of recipe {self.recipe!r}, not its width rule "
+                f"({self.note})"
+            )
         scaled = (
             ""
             if math.isclose(peak, self.learning_rate, rel_tol=1e-9)
@@ -151,7 +154,8 @@ class PeakChoice:
         )
 
     def not_used(self, why: str) -> "PeakChoice":
-        """This choice set aside for a peak from elsewhere (e.g. a ``learning_rate`` the user gave to TrainingArguments)."""
+        """This choice set aside for a peak from elsewhere (e.g. a ``learning_rate`` the user gave to
+        TrainingArguments)."""
         return PeakChoice(**{**asdict(self), "applied": False, "given": True, "note": why})
 
     def to_dict(self) -> dict:
@@ -204,8 +208,9 @@ def apply_choice(recipe, choice: PeakChoice | None):
 
 
 def peak_record(choice: PeakChoice, record: dict, learning_rate: float) -> dict:
-    """``plan.json``'s ``peak_rule`` entry for a run whose TrainingArguments record (``ftrecipes.training.arguments.recipe_record``)
-    is ``record`` and whose peak is ``learning_rate``: the choice, set aside when the user gave the LR."""
+    """``plan.json``'s ``peak_rule`` entry for a run whose TrainingArguments record
+    (``ftrecipes.training.arguments.recipe_record``) is ``record`` and whose peak is ``learning_rate``: the choice,
+    set aside when the user gave the LR."""
     source = record["sources"].get("learning_rate", {}).get("source")
     if source not in ("recipe", "scaled"):
         choice = choice.not_used(f"learning_rate {learning_rate!r} came from the {source} and is used unchanged")

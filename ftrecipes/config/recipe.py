@@ -94,10 +94,10 @@ class Recipe:
     )
     # The peak-LR rule (ftrecipes.config.peak_rule): the peak derived from the model's width before training.
     lr_rule: str = _help(
-        "'width': the peak follows the model's width, peak = lr_rule_reference_peak x (lr_rule_reference_width / width) "
-        "** lr_rule_width_exponent (x lr_rule_lora_multiplier under LoRA), then the batch rule; learning_rate is the "
-        "fallback for a model whose config names no width. 'none': learning_rate as stated. A learning_rate given "
-        "on top of the recipe (flag, code) turns the rule off.",
+        "'width': the peak follows the model's width, peak = lr_rule_reference_peak x (lr_rule_reference_width / "
+        "width) ** lr_rule_width_exponent (x lr_rule_lora_multiplier under LoRA), then the batch rule; learning_rate "
+        "is the fallback for a model whose config names no width. 'none': learning_rate as stated. A learning_rate "
+        "given on top of the recipe (flag, code) turns the rule off.",
         default="none",
     )
     lr_rule_reference_peak: float = _help(
@@ -128,7 +128,8 @@ class Recipe:
     warmup_type: str = _help("'linear', 'exponential', 'cosine' or '1-sqrt'.", default="linear")
     warmup_start: float = _help("LR at the start of warmup as a fraction of the peak.", default=0.0)
     warmup_offset: int = _help(
-        "1: step 0 trains at peak/W (no step is wasted at LR 0); 0: at warmup_start (Hugging Face). Hugging Face's own schedule names always count as Hugging Face does.",
+        "1: step 0 trains at peak/W (no step is wasted at LR 0); 0: at warmup_start (Hugging Face). Hugging Face's own "
+        "schedule names always count as Hugging Face does.",
         default=1,
     )
     min_lr_rate: float = _help("Floor of the decay as a fraction of the peak.", default=0.1)
@@ -150,7 +151,8 @@ class Recipe:
     # --- evaluation ------------------------------------------------------------------------------
     eval_strategy: str = _help("When to evaluate: 'no', 'steps' or 'epoch'.", default="epoch")
     eval_steps: typing.Optional[Union[int, float, str]] = _help(
-        "Evaluation interval when eval_strategy='steps': optimizer steps (500) or a fraction of training (0.1 / '10%').",
+        "Evaluation interval when eval_strategy='steps': optimizer "
+        "steps (500) or a fraction of training (0.1 / '10%').",
         default=None,
     )
     metric_for_best_model: str = _help(
@@ -176,7 +178,8 @@ class Recipe:
     lora_alpha: int = _help("LoRA scaling: the update is multiplied by lora_alpha / lora_r.", default=16)
     lora_dropout: float = _help("Dropout on the LoRA branch's input.", default=0.0)
     lora_target_modules: str = _help(
-        "'auto' (the attention projections of the architecture), 'all-linear', or comma-separated module names, e.g. 'query,value'.",
+        "'auto' (the attention projections of the architecture), 'all-linear', or comma-separated module names, e.g. "
+        "'query,value'.",
         default="auto",
     )
     layerwise_lr_decay: float = _help(

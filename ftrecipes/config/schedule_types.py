@@ -239,8 +239,9 @@ def _own_rise(sizes: Sizes, name: str, how: str) -> None:
 
 
 def build_cosine(sizes: Sizes, *, num_cycles: float = 0.5) -> BuiltSchedule:
-    """Warmup, then cosine decay to ``min_lr_rate`` of the peak at the last step (the common fine-tuning default, e.g. BERT fine-tuning with a floor).
-    ``num_cycles`` as in Hugging Face's ``cosine`` (0.5: one half-wave down)."""
+    """Warmup, then cosine decay to ``min_lr_rate`` of the peak at the last step (the common fine-tuning
+    default, e.g. BERT fine-tuning with a floor). ``num_cycles`` as in Hugging Face's ``cosine`` (0.5: one
+    half-wave down)."""
     if not num_cycles > 0:
         raise ConfigError(_opt("num_cycles"), num_cycles, "must be > 0", "use 0.5 (one half-wave down to the floor)")
     lr = _with_warmup(sizes, S.cosine_decay(_decay_steps(sizes), sizes.floor, num_cycles))

@@ -118,7 +118,8 @@ def check_streaming_job(config: Any, args: Any) -> RecipePlan:
             "--validation_file",
             None,
             "a streamed --train_file has no length to carve a validation split from",
-            f"pass --validation_file PATH, or --eval_strategy no (now {getattr(args.eval_strategy, 'value', args.eval_strategy)!r})",
+            "pass --validation_file PATH, or --eval_strategy no (now "
+            f"{getattr(args.eval_strategy, 'value', args.eval_strategy)!r})",
         )
     if has_files and "label_list" in task.flags and script.label_list is None and script.validation_file is None:
         raise ConfigError(

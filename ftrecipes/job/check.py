@@ -406,7 +406,8 @@ def check_data_file(flag: str, path: Optional[str]) -> None:
 
 
 def check_models(config: "JobConfig") -> None:
-    """Model, config and tokenizer names resolve to loadable files (:func:`~ftrecipes.models.source.check_model_source`)."""
+    """Model, config and tokenizer names resolve to loadable files
+    (:func:`~ftrecipes.models.source.check_model_source`)."""
     from ftrecipes.data.tasks import get_task
     from ftrecipes.models.names import is_small_cnn_alias
     from ftrecipes.models.source import check_model_source

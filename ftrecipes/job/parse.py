@@ -79,7 +79,10 @@ class ScriptArguments:
     split_seed: Optional[int] = field(
         default=None,
         metadata={
-            "help": "Seed of the validation carve and the max_*_samples subsample (default: --seed); fix it to train several seeds on one split."
+            "help": (
+                "Seed of the validation carve and the max_*_samples subsample (default: --seed); fix it to train "
+                "several seeds on one split."
+            )
         },
     )
     label_all_tokens: bool = field(default=False, metadata={"help": "NER: label every sub-word, not only the first."})
@@ -92,7 +95,11 @@ class ScriptArguments:
     cpu_threads: Optional[int] = field(
         default=None,
         metadata={
-            "help": "torch threads per process when training on CPU (default: OMP_NUM_THREADS if you set it outside a launcher, else the cores this process may use divided among the local processes; `accelerate launch` and `torchrun` set OMP_NUM_THREADS=1 themselves, which would leave cores idle)."
+            "help": (
+                "torch threads per process when training on CPU (default: OMP_NUM_THREADS if you set it outside a "
+                "launcher, else the cores this process may use divided among the local processes; `accelerate launch` "
+                "and `torchrun` set OMP_NUM_THREADS=1 themselves, which would leave cores idle)."
+            )
         },
     )
     merge_adapter: bool = field(
@@ -102,20 +109,29 @@ class ScriptArguments:
     on_divergence: str = field(
         default="stop",
         metadata={
-            "help": "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch.",
+            "help": (
+                "A non-finite or exploding loss: 'stop' (keep the last good checkpoint, exit 1) or 'skip' the batch."
+            ),
             "choices": ["stop", "skip"],
         },
     )
     replan: bool = field(
         default=False,
         metadata={
-            "help": "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept with the checkpoint; the step count is kept and the LR follows the new schedule from there."
+            "help": (
+                "Resume a checkpoint under this launch's plan (steps, warmup, peak) when it differs from the plan kept "
+                "with the checkpoint; the step count is kept and the LR follows the new schedule from there."
+            )
         },
     )
     streaming: bool = field(
         default=False,
         metadata={
-            "help": "Stream the training split (datasets' streaming=True) from --train_file or a Hub --dataset_name instead of loading it whole: needs --max_steps, and every duration of the recipe resolves against it (no epochs)."
+            "help": (
+                "Stream the training split (datasets' streaming=True) from --train_file or a Hub --dataset_name "
+                "instead of loading it whole: needs --max_steps, and every duration of the recipe resolves against it "
+                "(no epochs)."
+            )
         },
     )
     shuffle_buffer_size: int = field(
@@ -125,7 +141,10 @@ class ScriptArguments:
     label_list: Optional[list[str]] = field(
         default=None,
         metadata={
-            "help": "The classes in id order (cls, ner), e.g. --label_list negative neutral positive; with --streaming needed when neither a ClassLabel feature nor the validation split names them."
+            "help": (
+                "The classes in id order (cls, ner), e.g. --label_list negative neutral positive; with --streaming "
+                "needed when neither a ClassLabel feature nor the validation split names them."
+            )
         },
     )
 

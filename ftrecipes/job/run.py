@@ -285,7 +285,8 @@ def build_job_model(job: CheckedJob, data: LoadedData):
 
 def peak_rule_for_job(recipe: Recipe, script: ScriptArguments):
     """``(recipe, choice)``: the recipe with its peak-LR rule applied for the model the job will build
-    (its ``--config_name`` when given, as the model's config comes from there); see :mod:`ftrecipes.config.peak_rule`."""
+    (its ``--config_name`` when given, as the model's config comes from there); see
+    :mod:`ftrecipes.config.peak_rule`."""
     from ftrecipes.models.width import resolve_peak_rule
 
     return resolve_peak_rule(recipe, config_name=script.config_name, cache_dir=script.cache_dir)
@@ -301,7 +302,8 @@ def _check_model_lrs(model, recipe: Recipe, peak) -> None:
         raise ConfigError(
             "--model_name_or_path",
             recipe.model_name_or_path,
-            f"the peak-LR rule read hidden {peak.width} ({peak.width_source}) but the loaded model's config says {model_width(model).width}",
+            f"the peak-LR rule read hidden {peak.width} ({peak.width_source}) but the loaded model's config says "
+            f"{model_width(model).width}",
             "give a model folder whose config.json describes its weights, or --lr_rule none with a --learning_rate",
         )
     check_lr_groups(model, recipe)
@@ -542,7 +544,8 @@ def _log_plan(c: TrainingComponents) -> None:
     t = c.plan.timeline
     per_epoch = f"{t.steps_per_epoch}/epoch" if t.steps_per_epoch is not None else "streamed: --max_steps, no epochs"
     logger.info(
-        "recipe %s: %d optimizer steps (%s), warmup %d, global batch %d = %d x %d processes x %d accumulation, peak LR %.3g (%s scaling from %.3g at batch %d)",
+        "recipe %s: %d optimizer steps (%s), warmup %d, global batch %d = %d x %d processes x %d accumulation, peak LR "
+        "%.3g (%s scaling from %.3g at batch %d)",
         c.recipe.name,
         c.plan.total_steps,
         per_epoch,

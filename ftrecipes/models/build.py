@@ -86,7 +86,8 @@ def wrap_model(model, *, recipe: Any = None):
       only the adapters and the task head train);
     - the layer-wise LR mapping (``layerwise_lr_decay`` and the head / embedding multipliers) checked
       against the model's modules now, so an architecture it cannot place fails before anything is
-      written; the optimizer builds the groups from it (:mod:`ftrecipes.training.layerwise`, over :mod:`ftrecipes.models.depth`).
+      written; the optimizer builds the groups from it (:mod:`ftrecipes.training.layerwise`, over
+      :mod:`ftrecipes.models.depth`).
     """
     import logging
 

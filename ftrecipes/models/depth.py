@@ -94,8 +94,10 @@ def parameter_depths(model: nn.Module, recipe=None) -> dict[str, tuple[str, int 
             raise ConfigError(
                 "layerwise_lr_decay",
                 value,
-                f"cannot place module {_module(name)!r} of a {model_type!r} model in a layer, the embeddings or the head",
-                f"use a supported family ({SUPPORTED_FAMILIES}) or set layerwise_lr_decay, head_lr_multiplier and embedding_lr_multiplier to 1.0",
+                f"cannot place module {_module(name)!r} of a {model_type!r} model in a layer, the embeddings or the "
+                "head",
+                f"use a supported family ({SUPPORTED_FAMILIES}) or set layerwise_lr_decay, head_lr_multiplier and "
+                "embedding_lr_multiplier to 1.0",
             )
     return depths
 

@@ -168,7 +168,10 @@ def is_peft_model(model) -> bool:
 
 def lora_summary(recipe) -> str:
     """The recipe's adapter settings in one phrase, for the lines that say whose settings won."""
-    return f"r={recipe.lora_r}, lora_alpha={recipe.lora_alpha}, lora_dropout={recipe.lora_dropout}, target_modules={recipe.lora_target_modules!r}"
+    return (
+        f"r={recipe.lora_r}, lora_alpha={recipe.lora_alpha}, lora_dropout={recipe.lora_dropout}, "
+        f"target_modules={recipe.lora_target_modules!r}"
+    )
 
 
 def _target_modules_for_name(name: str, spec: str) -> list[str] | str:

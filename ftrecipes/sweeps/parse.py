@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="ftrecipes sweep",
         allow_abbrev=False,
-        description="Tune the peak LR, then the warmup, with Optuna. Other flags are finetune.py's and go to every trial.",
+        description=(
+            "Tune the peak LR, then the warmup, with Optuna. Other flags are finetune.py's and go to every trial."
+        ),
     )
     p.add_argument("--recipe", default=None, help="recipe name or YAML path (default: the card's, else cls)")
     p.add_argument(

@@ -96,8 +96,8 @@ def write_report(config: SweepConfig, rows: list[PointResult], finder: dict | No
             )
 
     lines = [
-        f"Sweep `{config.study_name}` — recipe `{config.recipe_arg}`, metric `{metric}` ({'higher' if greater else 'lower'} is better), "
-        f"seeds {config.seeds}",
+        f"Sweep `{config.study_name}` — recipe `{config.recipe_arg}`, metric `{metric}` "
+        f"({'higher' if greater else 'lower'} is better), seeds {config.seeds}",
         "",
         f"| stage | trial | peak LR | warmup | {metric} (mean ± std) | seconds | status |",
         "|---|---|---|---|---|---|---|",
@@ -106,7 +106,8 @@ def write_report(config: SweepConfig, rows: list[PointResult], finder: dict | No
         score = f"{r.mean:.4f} ± {r.std:.4f}" if r.values else "—"
         mark = " **best**" if best is not None and r is best else ""
         lines.append(
-            f"| {r.stage} | {r.trial} | {r.learning_rate:.3g} | {r.warmup} | {score}{mark} | {r.seconds:.0f} | {r.status} |"
+            f"| {r.stage} | {r.trial} | {r.learning_rate:.3g} | {r.warmup} | {score}{mark} | {r.seconds:.0f} | "
+            f"{r.status} |"
         )
     summary: dict[str, Any] = {
         "study": config.study_name,
@@ -210,7 +211,8 @@ def _write_best_recipe(config: SweepConfig, best: PointResult) -> Path:
     )
     path = config.output_dir / "best_recipe.yaml"
     header = (
-        f"# Best setting of sweep {config.study_name!r} ({config.metric} {best.mean:.4f} ± {best.std:.4f} over seeds {config.seeds}).\n"
+        f"# Best setting of sweep {config.study_name!r} ({config.metric} {best.mean:.4f} ± {best.std:.4f} over seeds "
+        f"{config.seeds}).\n"
         f"# Run: ftrecipes train --recipe {path} {' '.join(_non_recipe_flags(config))}\n"
     )
     path.write_text(header + recipe.to_yaml())

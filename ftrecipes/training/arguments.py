@@ -223,9 +223,9 @@ def apply_recipe(
         if flag == "lr_scheduler_type":
             if value not in SCHEDULE_TYPES:
                 ignored.append(
-                    f"--{flag} {value} is not a recipe schedule type, so the recipe's {recipe.lr_scheduler_type!r} runs; "
-                    f"to change it set the recipe field `lr_scheduler_type` (one of {sorted(SCHEDULE_TYPES)}), e.g. "
-                    f"get_recipe({recipe.name!r}, lr_scheduler_type=...)"
+                    f"--{flag} {value} is not a recipe schedule type, so the recipe's {recipe.lr_scheduler_type!r} "
+                    f"runs; to change it set the recipe field `lr_scheduler_type` (one of {sorted(SCHEDULE_TYPES)}), "
+                    f"e.g. get_recipe({recipe.name!r}, lr_scheduler_type=...)"
                 )
                 continue
             if value != recipe.lr_scheduler_type:

@@ -240,7 +240,10 @@ def schedule_payload(schedule: BuiltSchedule | None, peak_lrs: Sequence[float], 
     payload: dict[str, Any] = {
         "peak_lrs": list(peak_lrs),
         "max_grad_norm": getattr(args, "max_grad_norm", None),
-        "step_convention": "global step s uses the multiplier m(s-1); transitions are schedule indices t (effective at global step t+1)",
+        "step_convention": (
+            "global step s uses the multiplier m(s-1); transitions are schedule indices t (effective at global step "
+            "t+1)"
+        ),
     }
     if schedule is None:
         payload.update(
@@ -270,8 +273,13 @@ def schedule_payload(schedule: BuiltSchedule | None, peak_lrs: Sequence[float], 
 
 ADVICE = {
     "warmup_end": "an early spike at the end of warmup: lengthen warmup or lower the peak LR; keep clipping on",
-    "restart": "a spike at a warm restart: lower the restart peak (lr_scheduler_kwargs.peak_decay) or the peak LR; keep clipping on",
-    "step_drop": "a spike at a step drop: usually transient; if it repeats lower the peak LR or prefer a smooth decay (cosine)",
+    "restart": (
+        "a spike at a warm restart: lower the restart peak (lr_scheduler_kwargs.peak_decay) or the peak LR; keep "
+        "clipping on"
+    ),
+    "step_drop": (
+        "a spike at a step drop: usually transient; if it repeats lower the peak LR or prefer a smooth decay (cosine)"
+    ),
     "decay_start": "a spike as the cool-down starts: usually transient; if it repeats lower the peak LR",
     None: "check the data pipeline (a bad batch looks like an LR problem), then lower the peak LR or add clipping",
 }
@@ -591,7 +599,10 @@ class DivergenceGuard(TrainerCallback):
         if len(self._history) >= self.min_history:
             median = self._history.median()
             if loss > self.explode_factor * median and loss > self._first_loss:
-                reason = f"loss exploded to {loss:.4g} ({loss / median:.0f}x the running median {median:.4g}, above the first logged loss {self._first_loss:.4g})"
+                reason = (
+                    f"loss exploded to {loss:.4g} ({loss / median:.0f}x the running median {median:.4g}, above the "
+                    f"first logged loss {self._first_loss:.4g})"
+                )
                 self._diverge(args, state, state.global_step, reason, loss)
                 self._halt(control)
                 return

@@ -192,7 +192,8 @@ def check_deepspeed_config(config: Any, field: str = "--deepspeed") -> dict:
     blocks = [name for name in _DEEPSPEED_BLOCKS if name in loaded]
     if blocks:
         described = "; ".join(
-            f'"{name}" ({loaded[name].get("type", "?") if isinstance(loaded[name], dict) else loaded[name]}) would replace {_DEEPSPEED_BLOCKS[name]}'
+            f'"{name}" ({loaded[name].get("type", "?") if isinstance(loaded[name], dict) else loaded[name]}) would '
+            f"replace {_DEEPSPEED_BLOCKS[name]}"
             for name in blocks
         )
         quoted = " and ".join(f'"{name}"' for name in blocks)
@@ -277,7 +278,8 @@ def check_world_size(args, environ: Mapping[str, str] | None = None) -> None:
         raise ConfigError(
             "WORLD_SIZE",
             str(launched),
-            f"the launcher started {launched} processes but Trainer sees {seen}, so each would train alone on all the data and write the same files",
+            f"the launcher started {launched} processes but Trainer sees {seen}, so each would train alone on all the "
+            "data and write the same files",
             fix,
         )
 
@@ -303,7 +305,8 @@ def check_optimizers_path(args, environ: Mapping[str, str] | None = None) -> Non
             "optimizers",
             "recipe_optimizers(...)",
             f"a prebuilt optimizer and scheduler cannot be used under {engine}",
-            "use ftrecipes.RecipeTrainer(recipe=..., args=..., model=...) instead of Trainer(optimizers=recipe_optimizers(...))",
+            "use ftrecipes.RecipeTrainer(recipe=..., args=..., model=...) instead of "
+            "Trainer(optimizers=recipe_optimizers(...))",
         )
 
 

@@ -12,8 +12,9 @@ Sun et al. 2019 ("How to Fine-Tune BERT for Text Classification?": xi = 0.95 wit
 the LR by ``xi`` per layer going down; the depth convention here — head at depth ``L + 1`` trained at the
 peak, embeddings at depth 0 — is the one of timm's ``layer_decay`` (``param_groups_layer_decay``) and
 ELECTRA's ``layerwise_lr_decay``. Each depth gets two groups (weight-decayed weights, and biases/norm
-weights at weight decay 0, by the Trainer's own rule, see :func:`ftrecipes.training.weight_decay.decay_parameter_names`),
-both carrying ``name`` (``head``, ``layer_5``, ``embeddings``) for the logs. Each group's ``lr`` is its
+weights at weight decay 0, by the Trainer's own rule, see
+:func:`ftrecipes.training.weight_decay.decay_parameter_names`), both carrying ``name`` (``head``, ``layer_5``,
+``embeddings``) for the logs. Each group's ``lr`` is its
 own peak: :class:`~ftrecipes.training.lr_scheduler.ScheduleLR` multiplies every group's ``initial_lr`` by the same
 schedule, so every group follows the schedule shape exactly at its own peak, and batch-size scaling
 (which scales ``eta``) scales every group.

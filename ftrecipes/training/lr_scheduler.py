@@ -8,8 +8,8 @@
 The LR is computed in closed form from ``last_epoch`` (the number of ``step()`` calls so far, which
 the Trainer makes once per optimizer step), never chained from the previous value, so restoring
 ``last_epoch`` from a checkpoint is enough for an exact resume at any step. Stateful schedules
-(reduce-on-plateau, Hugging Face's GreedyLR) store their state in the scheduler's ``state_dict`` as well. The object pickles
-because the schedules are ``functools.partial`` of module-level functions.
+(reduce-on-plateau, Hugging Face's GreedyLR) store their state in the scheduler's ``state_dict`` as well.
+The object pickles because the schedules are ``functools.partial`` of module-level functions.
 """
 
 from __future__ import annotations

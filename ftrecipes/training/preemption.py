@@ -227,16 +227,26 @@ def check_resume_plan(
         return {"at_step": step, "previous": saved, "plan": now}
 
     def describe(p: dict) -> str:
-        return f"global batch {p['global_batch_size']}, {p['total_steps']} optimizer steps, warmup {p['warmup_steps']}, peak LR {p['learning_rate']:.3g}"
+        return (
+            f"global batch {p['global_batch_size']}, {p['total_steps']} optimizer steps, warmup {p['warmup_steps']}, "
+            f"peak LR {p['learning_rate']:.3g}"
+        )
 
-    factorisation = f"{now['per_device_train_batch_size']} per device x {now['num_processes']} processes x {now['gradient_accumulation_steps']} accumulation"
+    factorisation = (
+        f"{now['per_device_train_batch_size']} per device x {now['num_processes']} processes x "
+        f"{now['gradient_accumulation_steps']} accumulation"
+    )
     if "global_batch_size" in changed:
         fix = (
             f"relaunch with a global batch of {saved['global_batch_size']} (per-device batch x processes x "
-            f"--gradient_accumulation_steps), or pass --replan to continue from step {step} with the schedule re-sized for this launch"
+            f"--gradient_accumulation_steps), or pass --replan to continue from step {step} with the schedule re-sized "
+            "for this launch"
         )
     else:
-        fix = f"relaunch with the settings of the first launch, or pass --replan to continue from step {step} with the schedule re-sized for this launch"
+        fix = (
+            f"relaunch with the settings of the first launch, or pass --replan to continue from step {step} with the "
+            "schedule re-sized for this launch"
+        )
     raise ConfigError(
         "--resume_from_checkpoint",
         str(checkpoint),
@@ -288,8 +298,9 @@ def stop_after_preemption(trainer: Any, callback: PreemptionCallback, program: s
     if trainer.is_world_process_zero():
         report = write_preemption_report(trainer.args.output_dir, callback, trainer.state)
         print(
-            f"{program}: stopped by {report['signal']} after optimizer step {report['global_step']} of {report['max_steps']}: "
-            f"saved {report['checkpoint']}; run the same command to resume (exit {report['exit_code']})",
+            f"{program}: stopped by {report['signal']} after optimizer step {report['global_step']} of "
+            f"{report['max_steps']}: saved {report['checkpoint']}; run the same command to resume (exit "
+            f"{report['exit_code']})",
             file=sys.stderr,
             flush=True,
         )

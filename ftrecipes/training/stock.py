@@ -112,7 +112,8 @@ def _refuse_parameters_added_later(optimizer: torch.optim.Optimizer, model: torc
             optimizer,
             model.named_parameters(),
             "the trainer added them after recipe_optimizers() built the optimizer (e.g. TRL's peft_config): wrap the "
-            "model with peft before calling recipe_optimizers(), or use RecipeTrainer (class MyTrainer(RecipeTrainer, SFTTrainer))",
+            "model with peft before calling recipe_optimizers(), or use RecipeTrainer (class MyTrainer(RecipeTrainer, "
+            "SFTTrainer))",
         )
 
     optimizer.register_step_pre_hook(check)

@@ -333,7 +333,8 @@ class RecipeTrainer(Trainer):
             as_trained.update(adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2, adam_epsilon=args.adam_epsilon)
         resolved = self.recipe.replace(**as_trained)
         (out / RECIPE_FILE).write_text(
-            f"# Recipe as this run trained it (recipe {record['recipe']!r} with this run's values; peak LR as trained,\n"
+            f"# Recipe as this run trained it (recipe {record['recipe']!r} with this run's values; peak LR as "
+            "trained,\n"
             f"# at this run's global batch of {global_batch}).\n"
             f"# Reproduce: ftrecipes train --recipe {out / RECIPE_FILE}\n"
             "# (under a launcher: accelerate launch -m ftrecipes.train --recipe ...)\n" + resolved.to_yaml()

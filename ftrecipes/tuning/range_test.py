@@ -16,9 +16,9 @@ its minimum so far, or a loss is not finite.
 
 The curve the suggestion reads is smoothed **without lag**: the same bias-corrected EMA run forwards,
 then backwards over its output. A causal EMA trails the data by about ``beta / (1 - beta)`` steps (~9 at
-``beta = 0.9``, the usual finder setting), which moves the steepest point — and every suggestion — towards *larger* LRs, the wrong
-direction for fine-tuning; shifting it back by the mean lag over-corrects sharp drops. The two-pass
-kernel is symmetric, ``h_k = (1 - beta) / (1 + beta) * beta^|k|``, so the smoothed curve sits on the data;
+``beta = 0.9``, the usual finder setting), which moves the steepest point — and every suggestion — towards
+*larger* LRs, the wrong direction for fine-tuning; shifting it back by the mean lag over-corrects sharp drops. The
+two-pass kernel is symmetric, ``h_k = (1 - beta) / (1 + beta) * beta^|k|``, so the smoothed curve sits on the data;
 at the default ``beta = 0.8`` it removes as much noise as a one-pass EMA with ``beta = 0.9``.
 Before smoothing, losses above the starting level are capped at it: the divergent tail says only "too
 large" and must not leak backwards into the region the rule reads.
@@ -43,8 +43,8 @@ The result is then checked against the recipe's **prior** (:class:`LRPrior`): th
 ``lr_prior: [low, high]`` (peak LRs known to work for it at ``reference_global_batch_size``: AdamW
 fine-tuning 2e-5..5e-5 by default, SGD on a CNN 0.01..0.1 in ``cnn-step``, pretraining 1e-4..1e-3 in
 ``pretrain``; with a recipe's width rule on, the range around the rule's peak, see
-:mod:`ftrecipes.config.peak_rule`), rescaled to the batch the finder ran at by the recipe's batch-size rule. A suggestion
-outside it comes with a warning that says why and what to try, and ``recommended`` is the suggestion
+:mod:`ftrecipes.config.peak_rule`), rescaled to the batch the finder ran at by the recipe's batch-size rule.
+A suggestion outside it comes with a warning that says why and what to try, and ``recommended`` is the suggestion
 clipped into the prior (range tests overshoot for fine-tuning, transformers#16013: bound and explain;
 :func:`ftrecipes.config.priors.recommend` is that step).
 
@@ -286,8 +286,8 @@ def prior_warning(suggestion: float | None, prior: LRPrior | None) -> str | None
             "about the final validation metric, and when fine-tuning, large steps erase what the pretrained model knows"
         )
         return (
-            f"suggested {suggestion:.3g} is {suggestion / prior.high:.3g}x above the {prior.regime} prior {band}: {why}; "
-            f"train at {prior.high:.3g} (recommended, the prior's top), or score a short grid "
+            f"suggested {suggestion:.3g} is {suggestion / prior.high:.3g}x above the {prior.regime} prior {band}: "
+            f"{why}; train at {prior.high:.3g} (recommended, the prior's top), or score a short grid "
             f"{{{prior.low:.3g}, {prior.high:.3g}, {suggestion:.3g}}} on validation before trusting it"
         )
     return (
@@ -373,7 +373,8 @@ def find_lr(
         num_steps: optimizer steps of the ramp (at most; early stop on divergence). At most 1000.
         accumulation_steps: micro-batches per optimizer step (default: the recipe's, else 1).
         precision: ``auto``/``bf16``/``fp16``/``fp32`` (default: the recipe's, else ``auto``), resolved for the
-            model's device as the run resolves it (:mod:`ftrecipes.training.precision`; bf16 autocast on a CPU with native bf16).
+            model's device as the run resolves it (:mod:`ftrecipes.training.precision`; bf16 autocast on a CPU
+            with native bf16).
         max_grad_norm: clipping during the test (default: the recipe's, else none).
         beta: EMA factor of the smoothing (0.8); diverge_factor: early-stop threshold on the online EMA.
         rule: ``"steepest"`` or ``"minimum/10"`` (see the module docstring).

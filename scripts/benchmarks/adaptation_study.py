@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Adaptation study: full fine-tuning (cls) vs layer-wise LR decay (llrd-cls) vs LoRA (lora-cls).
 
-    python scripts/benchmarks/adaptation_study.py --threads 1                       # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
-    python scripts/benchmarks/adaptation_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
+  python scripts/benchmarks/adaptation_study.py --threads 1  # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
+  python scripts/benchmarks/adaptation_study.py --cards bbc-minilm --seeds 1 --override max_steps=5  # a quick smoke run
 
 Each arm is the card (its model, data, budget and split) trained with another recipe: ``--recipe cls``
 (the cards' own), ``--recipe llrd-cls`` or ``--recipe lora-cls``. Runs are interleaved (for each seed,
@@ -81,8 +81,8 @@ def markdown(summary: list[dict]) -> str:
     ]
     for e in summary:
         lines.append(
-            f"| {e['card']} | `{e['recipe']}` | {cell(e, 'eval_accuracy', '{:.4f}')} | {cell(e, 'eval_f1', '{:.4f}')} | "
-            f"{cell(e, 'trainable_parameters', '{:,.0f}', False)} | {cell(e, 's_per_step', '{:.2f}')} | "
+            f"| {e['card']} | `{e['recipe']}` | {cell(e, 'eval_accuracy', '{:.4f}')} | {cell(e, 'eval_f1', '{:.4f}')} "
+            f"| {cell(e, 'trainable_parameters', '{:,.0f}', False)} | {cell(e, 's_per_step', '{:.2f}')} | "
             f"{cell(e, 'peak_rss_mb', '{:.0f}')} | {e['n']} |"
         )
     return "\n".join(lines)
@@ -150,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 rows.append(row)
                 print(
-                    f"[{card.name} / {ARMS[arm]} / seed {seed}] exit {row['exit_code']}  accuracy {row['eval_accuracy']}  "
-                    f"macro-F1 {row['eval_f1']}  {row['s_per_step']} s/step  {row['peak_rss_mb']:.0f} MB  "
-                    f"{row['trainable_parameters']} trainable  {row['wall_time_s']:.0f} s",
+                    f"[{card.name} / {ARMS[arm]} / seed {seed}] exit {row['exit_code']}  accuracy "
+                    f"{row['eval_accuracy']}  macro-F1 {row['eval_f1']}  {row['s_per_step']} s/step  "
+                    f"{row['peak_rss_mb']:.0f} MB  {row['trainable_parameters']} trainable  {row['wall_time_s']:.0f} s",
                     flush=True,
                 )
                 # Written after every run: a long study interrupted midway keeps what it measured.
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     print(
-        f"\npython scripts/benchmarks/adaptation_study.py {shlex.join(argv)}  ({len(rows)} runs, {time.time() - started:.0f} s; {out / 'adaptation_study.json'})"
+        f"\npython scripts/benchmarks/adaptation_study.py {shlex.join(argv)}  ({len(rows)} runs, "
+        f"{time.time() - started:.0f} s; {out / 'adaptation_study.json'})"
     )
     return 0
 

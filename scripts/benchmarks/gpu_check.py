@@ -209,7 +209,8 @@ def compare_lr_trace(logged: Mapping[int, float], planned: Mapping[int, float], 
         s = wrong[0]
         return (
             False,
-            f"LR differs from the plan at {len(wrong)} of {len(planned)} steps; first at step {s}: logged {logged[s]!r}, planned {planned[s]!r}",
+            f"LR differs from the plan at {len(wrong)} of {len(planned)} steps; first at step {s}: logged "
+            f"{logged[s]!r}, planned {planned[s]!r}",
         )
     worst = max(abs(logged[s] - planned[s]) / abs(planned[s]) if planned[s] else 0.0 for s in planned)
     return True, f"LR at all {len(planned)} optimizer steps equals the plan (max relative difference {worst:.1e})"
@@ -454,7 +455,8 @@ def _package(report: Report, name: str, needed_for: str) -> bool:
     if importlib.util.find_spec(name) is None:
         report.line(
             "missing",
-            f"{name}: not installed here; on the GPU machine the {needed_for} check would FAIL without it (pip install {name})",
+            f"{name}: not installed here; on the GPU machine the {needed_for} check would FAIL without it (pip install "
+            f"{name})",
         )
         return False
     from importlib.metadata import PackageNotFoundError, version
@@ -532,8 +534,8 @@ def _check_launch_config(name: str) -> str:
     if stage != 2:
         raise ValueError(f"{ds_file}: zero_optimization.stage is {stage!r}, not 2")
     return (
-        f"{spec['config']} loads as accelerate's ClusterConfig: distributed_type DEEPSPEED, {ds_file} ZeRO stage {stage}, "
-        "no optimizer or scheduler block (the recipe keeps both)"
+        f"{spec['config']} loads as accelerate's ClusterConfig: distributed_type DEEPSPEED, {ds_file} ZeRO stage "
+        f"{stage}, no optimizer or scheduler block (the recipe keeps both)"
     )
 
 
@@ -596,8 +598,8 @@ def _check_tiny_checkpoint(task: str) -> str:
         check_model_source(path, parts=("config", "weights", "tokenizer"))
         config = json.loads((Path(path) / "config.json").read_text())
     return (
-        f"tiny {config['architectures'][0]} (hidden {config['hidden_size']}, {config['num_hidden_layers']} layers) saves on CPU and "
-        "passes finetune.py's model-source check (config, weights, tokenizer)"
+        f"tiny {config['architectures'][0]} (hidden {config['hidden_size']}, {config['num_hidden_layers']} layers) "
+        "saves on CPU and passes finetune.py's model-source check (config, weights, tokenizer)"
     )
 
 
@@ -605,9 +607,10 @@ def _check_finetune_args(argv: list[str]) -> str:
     trace, plan = planned_lr_trace(argv)
     steps = sorted(trace)
     return (
-        f"finetune.py flags parse; recipe {plan.recipe.name!r}: {plan.total_steps} optimizer steps, warmup {plan.warmup_steps}, "
-        f"global batch {plan.timeline.global_batch_size}, peak {plan.learning_rate:.4g}; planned LR step 1 {trace[steps[0]]:.4g}, "
-        f"step {plan.warmup_steps} {trace[plan.warmup_steps]:.4g}, step {steps[-1]} {trace[steps[-1]]:.4g}"
+        f"finetune.py flags parse; recipe {plan.recipe.name!r}: {plan.total_steps} optimizer steps, warmup "
+        f"{plan.warmup_steps}, global batch {plan.timeline.global_batch_size}, peak {plan.learning_rate:.4g}; planned "
+        f"LR step 1 {trace[steps[0]]:.4g}, step {plan.warmup_steps} {trace[plan.warmup_steps]:.4g}, step {steps[-1]} "
+        f"{trace[steps[-1]]:.4g}"
     )
 
 
@@ -636,7 +639,8 @@ def dry_run(opts) -> int:
         flush=True,
     )
     print(
-        f"  torch {torch.__version__}, CUDA {'available: ' + device if cuda else 'not available here (the real run needs a GPU)'}",
+        f"  torch {torch.__version__}, CUDA "
+        f"{'available: ' + device if cuda else 'not available here (the real run needs a GPU)'}",
         flush=True,
     )
     report = Report()
@@ -644,7 +648,8 @@ def dry_run(opts) -> int:
 
     if "mfu" in opts.checks:
         print(
-            "[mfu] throughput and MFU: the cls recipe's trainer vs a plain transformers.Trainer, BERT-base from a config, bf16",
+            "[mfu] throughput and MFU: the cls recipe's trainer vs a plain transformers.Trainer, BERT-base from a "
+            "config, bf16",
             flush=True,
         )
 
@@ -653,8 +658,9 @@ def dry_run(opts) -> int:
             n, total = non_embedding_parameters(model), sum(p.numel() for p in model.parameters())
             flops = training_flops_per_token(n, BERT_BASE["num_hidden_layers"], BERT_BASE["hidden_size"], opts.seq_len)
             return (
-                f"BertForSequenceClassification(hidden 768, 12 layers, 12 heads, intermediate 3072) builds on the meta device: "
-                f"{total:,} parameters, N = {n:,} non-embedding; F = 6N + 12 L d T = {flops:,.0f} FLOPs per token at T = {opts.seq_len}"
+                "BertForSequenceClassification(hidden 768, 12 layers, 12 heads, intermediate 3072) builds on the meta "
+                f"device: {total:,} parameters, N = {n:,} non-embedding; F = 6N + 12 L d T = {flops:,.0f} FLOPs per "
+                f"token at T = {opts.seq_len}"
             )
 
         report.attempt("model", model_size)
@@ -667,8 +673,9 @@ def dry_run(opts) -> int:
             recipe = get_recipe("cls", per_device_train_batch_size=opts.batch_size, max_steps=total, precision="bf16")
             plan = recipe.plan(Timeline(total * opts.batch_size, opts.batch_size, max_steps=total))
             return (
-                f"recipe 'cls' validates at batch {opts.batch_size} x {opts.seq_len} tokens: {plan.total_steps} optimizer steps "
-                f"({opts.warmup_steps} untimed + {opts.steps} timed), warmup {plan.warmup_steps}, peak {plan.learning_rate:.4g}"
+                f"recipe 'cls' validates at batch {opts.batch_size} x {opts.seq_len} tokens: {plan.total_steps} "
+                f"optimizer steps ({opts.warmup_steps} untimed + {opts.steps} timed), warmup {plan.warmup_steps}, peak "
+                f"{plan.learning_rate:.4g}"
             )
 
         report.attempt("recipe", recipe_plan)
@@ -680,7 +687,8 @@ def dry_run(opts) -> int:
                 known = ", ".join(f"{label} {tflops:g}" for label, _, tflops, _ in PEAK_BF16_TFLOPS)
                 return (
                     "note",
-                    f"no GPU here; on the GPU machine the device name is looked up in the dense bf16 table ({known} TFLOPS)",
+                    f"no GPU here; on the GPU machine the device name is looked up in the dense bf16 table ({known} "
+                    "TFLOPS)",
                 )
             tflops, source = peak_bf16_tflops(device)
             return ("ok", f"{device}: {tflops:g} TFLOPS ({source})") if tflops else ("note", source)
@@ -693,7 +701,8 @@ def dry_run(opts) -> int:
         if name not in opts.checks:
             continue
         print(
-            f"[{name}] {ENGINES[name]['label']} keeps the recipe's schedule: accelerate launch, 1 process, the LR at every step vs the plan",
+            f"[{name}] {ENGINES[name]['label']} keeps the recipe's schedule: accelerate launch, 1 process, the LR at "
+            "every step vs the plan",
             flush=True,
         )
         report.attempt("config", lambda name=name: _check_launch_config(name))
@@ -710,7 +719,8 @@ def dry_run(opts) -> int:
 
     if "qlora" in opts.checks:
         print(
-            "[qlora] qlora-clm on a tiny Llama with a bitsandbytes 4-bit NF4 base: trains, LR trace exact, adapter saves and reloads",
+            "[qlora] qlora-clm on a tiny Llama with a bitsandbytes 4-bit NF4 base: trains, LR trace exact, adapter "
+            "saves and reloads",
             flush=True,
         )
         _package(report, "peft", "qlora")
@@ -738,7 +748,10 @@ def dry_run(opts) -> int:
             from transformers import BitsAndBytesConfig
 
             config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
-            return f"transformers builds the job's 4-bit config (quant type {config.bnb_4bit_quant_type}, double quantization)"
+            return (
+                f"transformers builds the job's 4-bit config (quant type {config.bnb_4bit_quant_type}, double "
+                "quantization)"
+            )
 
         report.attempt("4-bit", quantization)
         report.attempt("plan", lambda: _check_finetune_args(qlora_finetune_args(paths, opts.qlora_steps)))
@@ -843,7 +856,8 @@ def check_mfu(opts, paths: Paths, budget: Budget) -> CheckResult:
             failed[side] = f"{type(err).__name__}: {' '.join(str(err).split())}"
     if failed:
         measured = "; ".join(
-            f"{side}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:,.0f} tokens/s, peak {r['peak_memory_mb']:,.0f} MB"
+            f"{side}: {r['samples_per_s']:.1f} samples/s, {r['tokens_per_s']:,.0f} tokens/s, peak "
+            f"{r['peak_memory_mb']:,.0f} MB"
             for side, r in sides.items()
         )
         reasons = "; ".join(f"{side} side failed: {why}" for side, why in failed.items())
@@ -885,8 +899,9 @@ def check_mfu(opts, paths: Paths, budget: Budget) -> CheckResult:
             f"the recipe's trainer runs at {ratio:.3f}x the plain Trainer, below --min_ratio {opts.min_ratio}"
         )
     figure = (
-        f"{recipe['samples_per_s']:.1f} samples/s, {recipe['tokens_per_s']:,.0f} tokens/s, peak {recipe['peak_memory_mb']:,.0f} MB, {mfu_text}; "
-        f"plain Trainer {trainer['samples_per_s']:.1f} samples/s, peak {trainer['peak_memory_mb']:,.0f} MB; ratio {ratio:.3f}x"
+        f"{recipe['samples_per_s']:.1f} samples/s, {recipe['tokens_per_s']:,.0f} tokens/s, peak "
+        f"{recipe['peak_memory_mb']:,.0f} MB, {mfu_text}; plain Trainer {trainer['samples_per_s']:.1f} samples/s, peak "
+        f"{trainer['peak_memory_mb']:,.0f} MB; ratio {ratio:.3f}x"
     )
     if problems:
         figure += "; " + "; ".join(problems)
@@ -962,8 +977,9 @@ def check_qlora(opts, paths: Paths, budget: Budget) -> CheckResult:
     if not reload["finite_logits"]:
         problems.append("the reloaded model's logits are not finite")
     figure = (
-        f"{text}; train loss {train_loss:.3f}; adapter reloaded onto a 4-bit base ({reload['linear4bit']} Linear4bit layers): "
-        f"{reload['tensors']} tensors equal to the saved ones, {reload['lora_b_nonzero']}/{reload['lora_b']} B matrices moved"
+        f"{text}; train loss {train_loss:.3f}; adapter reloaded onto a 4-bit base ({reload['linear4bit']} Linear4bit "
+        f"layers): {reload['tensors']} tensors equal to the saved ones, {reload['lora_b_nonzero']}/{reload['lora_b']} "
+        "B matrices moved"
     )
     if problems and not ok:
         figure = "; ".join(problems)
@@ -1013,14 +1029,15 @@ def write_results_markdown(
         f"Command: `{command}` ({seconds:.0f} s wall time)",
         "",
         f"Device: {info['device']}; torch {info['torch']}, CUDA {info['cuda']}; transformers {info['transformers']}, "
-        f"accelerate {info['accelerate']}, peft {info['peft']}, bitsandbytes {info['bitsandbytes']}, deepspeed {info['deepspeed']}. "
-        f"Started {started}.",
+        f"accelerate {info['accelerate']}, peft {info['peft']}, bitsandbytes {info['bitsandbytes']}, deepspeed "
+        f"{info['deepspeed']}. Started {started}.",
         "",
         "| check | result | figures |",
         "|---|---|---|",
         *[f"| {r.name} | {'PASS' if r.passed else 'FAIL'} | {r.figure.replace('|', '/')} |" for r in results],
         "",
-        "Written by `scripts/benchmarks/gpu_check.py`; the JSON beside the run holds every step's logged and planned LR.",
+        "Written by `scripts/benchmarks/gpu_check.py`; the JSON beside the run holds every step's logged and planned "
+        "LR.",
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1220,7 +1237,8 @@ def qlora_reload_worker(opts) -> dict:
     model = PeftModel.from_pretrained(base, adapter).eval()
     saved = load_file(adapter / "adapter_model.safetensors")
     loaded = get_peft_model_state_dict(model)
-    # peft may load bf16 adapter weights as fp32 (autocast_adapter_dtype); that widening is exact, so equality still means equal.
+    # peft may load bf16 adapter weights as fp32 (autocast_adapter_dtype); that widening is exact, so equality
+    # still means equal.
     mismatched = sorted(set(saved) ^ set(loaded)) + [
         k for k in saved if k in loaded and not torch.equal(saved[k].float().cpu(), loaded[k].detach().float().cpu())
     ]

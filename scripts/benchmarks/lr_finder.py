@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does the LR range test land near the best peak LR? A grid of short runs against one finder run.
 
-    python scripts/benchmarks/lr_finder.py                                   # MiniLM + tweets (docs/results/*-lr-finder-benchmark.md)
+    python scripts/benchmarks/lr_finder.py           # MiniLM + tweets (docs/results/*-lr-finder-benchmark.md)
     python scripts/benchmarks/lr_finder.py --dataset_name bbc_news --grid 1e-5 3e-5 1e-4 --max_train_samples 800
 
 For each peak LR of the grid, the ``cls`` recipe trains the bundled MiniLM for ``--num_train_epochs``
@@ -188,13 +188,14 @@ def main(argv=None) -> int:
         mark = " **best**" if r is best else ""
         print(f"| {r['learning_rate']:g}{mark} | {r['eval_accuracy']:.4f} | {r['eval_f1']:.4f} | {r['seconds']:.0f} |")
     print(
-        f"\nfinder: suggestion {finder['suggestion']!s:.8}, recommended {finder['recommended']:.3g} "
-        f"({finder['steps']} steps, {finder['seconds']:.0f} s); best grid LR {best['learning_rate']:g}; ratio {ratio:.2f} "
+        f"\nfinder: suggestion {finder['suggestion']!s:.8}, recommended {finder['recommended']:.3g} ({finder['steps']} "
+        f"steps, {finder['seconds']:.0f} s); best grid LR {best['learning_rate']:g}; ratio {ratio:.2f} "
         f"({'within' if report['within_2x'] else 'outside'} 2x)"
     )
     print(
         f"finder cost: {report['finder_cost_vs_grid_run']:.0%} of one grid run; "
-        f"{report['finder_cost_vs_full_run']:.1%} of a full `cls` run on all {rows} rows ({steps} steps, ~{full_seconds / 60:.0f} min est.)"
+        f"{report['finder_cost_vs_full_run']:.1%} of a full `cls` run on all {rows} rows ({steps} steps, "
+        f"~{full_seconds / 60:.0f} min est.)"
     )
     if finder["warning"]:
         print(f"finder warning: {finder['warning']}")

@@ -12,8 +12,9 @@ Every (block, seed, peak) is one ``ftrecipes sweep`` of one point (its own folde
 finished points and reruns interrupted ones. The order is chosen for a grid cut short: blocks in
 priority order (a..d), seed-major inside a priority (every block's first seed before any second),
 and within a seed the peaks nearest the best of the earlier sweeps first
-(docs/results/2026-11-25-peak-lr-sweeps.md), the far tails last. --workers slots (default 2) each take the next point. --summarize reads every sweep
-folder under a block (any layout: one point or a whole grid per sweep), by peak and seed.
+(docs/results/2026-11-25-peak-lr-sweeps.md), the far tails last. --workers slots (default 2) each take the next
+point. --summarize reads every sweep folder under a block (any layout: one point or a whole grid per sweep), by
+peak and seed.
 
 Every run evaluates every 10% of training (--eval_steps 0.1) rather than once per epoch, so that the
 optimizer steps to reach (grid best - 0.5 point) can be read off each run's trainer_state.json.
@@ -651,13 +652,15 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
         "",
         f"This summary: `{command}`.",
         "",
-        "Machine: x86_64, 2 CPU cores, torch threads 1 per worker, 2 workers, fp32 (as the cards were recorded). "
-        "Other sessions' test suites and development ran beside the grid, so run seconds are shared-machine figures, not speeds.",
+        "Machine: x86_64, 2 CPU cores, torch threads 1 per worker, 2 workers, fp32 (as the cards were recorded). Other "
+        "sessions' test suites and development ran beside the grid, so run seconds are shared-machine figures, not "
+        "speeds.",
         "",
-        "Every run is a card's run (model, data, budget, split seed 42) at a fixed peak, one seed per sweep, "
-        "with `--eval_strategy steps --eval_steps 0.1` (10 evaluations per run) so that the steps to a target can be read off "
-        "`trainer_state.json`. Metric: the card's (eval accuracy; entity F1 for NER), mean ± sample std over the finished seeds. "
-        "HF defaults = Trainer's `TrainingArguments` defaults: peak 5e-5, linear decay to 0, no warmup, no weight decay.",
+        "Every run is a card's run (model, data, budget, split seed 42) at a fixed peak, one seed per sweep, with "
+        "`--eval_strategy steps --eval_steps 0.1` (10 evaluations per run) so that the steps to a target can be read "
+        "off `trainer_state.json`. Metric: the card's (eval accuracy; entity F1 for NER), mean ± sample std over the "
+        "finished seeds. HF defaults = Trainer's `TrainingArguments` defaults: peak 5e-5, linear decay to 0, no "
+        "warmup, no weight decay.",
         "",
     ]
     csv_rows = []
@@ -691,7 +694,8 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
             lines += ["No finished runs yet.", ""]
             continue
         lines += [
-            "| peak | seeds finished | metric mean ± std (all its finished seeds) | vs best (on the seeds every peak with results has) | steps to (best − 0.5 point): seed-mean curve (per seed) | mean run s |",
+            "| peak | seeds finished | metric mean ± std (all its finished seeds) | vs best (on the seeds every peak "
+            "with results has) | steps to (best − 0.5 point): seed-mean curve (per seed) | mean run s |",
             "|---|---|---|---|---|---|",
         ]
         target = best[1] - TARGET_GAP if best else None
@@ -705,7 +709,8 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
             secs = f"{statistics.fmean(r.seconds for r in p['done']):.0f}" if p["done"] else "—"
             note = f" ({', '.join(p['statuses'])})" if p["statuses"] else ""
             lines.append(
-                f"| {_fmt_lr(lr)} | {', '.join(map(str, p['seeds'])) or '—'}{note} | {score} | {vs} | {steps_txt} | {secs} |"
+                f"| {_fmt_lr(lr)} | {', '.join(map(str, p['seeds'])) or '—'}{note} | {score} | {vs} | {steps_txt} | "
+                f"{secs} |"
             )
             for r in p["runs"]:
                 csv_rows.append(
@@ -734,8 +739,8 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
             on_grid = d is not None and any(math.isclose(float(x), d, rel_tol=1e-6) for x in b.peaks)
             gap = gap_points(dp, best) if dp else ("not run yet" if on_grid else "not on the grid")
             lines.append(
-                f"Grid best: **{_fmt_lr(best[0])}** ({best[1]:.4f} ± {best[2]:.4f} over seeds {', '.join(map(str, best[3]))}, "
-                "compared on the seeds finished at every peak with results). "
+                f"Grid best: **{_fmt_lr(best[0])}** ({best[1]:.4f} ± {best[2]:.4f} over seeds "
+                f"{', '.join(map(str, best[3]))}, compared on the seeds finished at every peak with results). "
                 + (
                     f"Old default {_fmt_lr(d)}: {gap}, {d / best[0]:.2f}x the best LR."
                     if d
@@ -761,11 +766,12 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
         lines += [
             "## Steps to (grid best − 0.5 point): Hugging Face Trainer defaults vs the grid's peaks",
             "",
-            "Optimizer steps on the seed-mean evaluation curve (evaluations every 10% of training; per-seed steps in brackets; "
-            "`>N` = not reached within the budget). The new default's figure is its peak's row in the grid above; "
-            "the target is ≤ 0.5x the steps of HF's defaults.",
+            "Optimizer steps on the seed-mean evaluation curve (evaluations every 10% of training; per-seed steps in "
+            "brackets; `>N` = not reached within the budget). The new default's figure is its peak's row in the grid "
+            "above; the target is ≤ 0.5x the steps of HF's defaults.",
             "",
-            "| HF-defaults block | grid | target | HF defaults: metric | HF defaults: steps to target | best peak: steps to target |",
+            "| HF-defaults block | grid | target | HF defaults: metric | HF defaults: steps to target | best peak: "
+            "steps to target |",
             "|---|---|---|---|---|---|",
         ]
         for b in hf_blocks:
@@ -776,14 +782,16 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
             ms = p["mean_std"]
             if best is None:
                 lines.append(
-                    f"| {b.name} | {b.grid_of} | — (grid has no finished runs) | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} | — | — |"
+                    f"| {b.name} | {b.grid_of} | — (grid has no finished runs) | "
+                    f"{f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} | — | — |"
                 )
                 continue
             target = best[1] - TARGET_GAP
             hf_steps, _ = steps_cell(p, target)
             best_steps, _ = steps_cell(g["peaks"][best[0]], target)
             lines.append(
-                f"| {b.name} | {b.grid_of} | {target:.4f} | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} ({len(p['done'])} seeds) | {hf_steps} | {best_steps} (at {_fmt_lr(best[0])}) |"
+                f"| {b.name} | {b.grid_of} | {target:.4f} | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} "
+                f"({len(p['done'])} seeds) | {hf_steps} | {best_steps} (at {_fmt_lr(best[0])}) |"
             )
             for r in p["runs"]:
                 csv_rows.append(

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Recipe study: the card's recipe vs the plain Trainer defaults vs a constant LR, over seeds.
 
-    python scripts/benchmarks/recipe_study.py                                   # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
-    python scripts/benchmarks/recipe_study.py --cards bbc-minilm --seeds 1 --override max_steps=5   # a quick smoke run
+    python scripts/benchmarks/recipe_study.py                   # bbc-minilm and tweets-minilm, 3 seeds, 3 arms
+    python scripts/benchmarks/recipe_study.py --cards bbc-minilm --seeds 1 --override max_steps=5  # a quick smoke run
 
 Arms (overrides of the card's recipe, see ``ftrecipes.baselines.studies.STUDY_ARMS``):
 
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     rows.append(row)
                     print(
-                        f"[{card.name} / {arm} / seed {seed}] accuracy {row['eval_accuracy']:.4f}  macro-F1 {row['eval_f1']:.4f}  {row['wall_time_s']:.0f} s",
+                        f"[{card.name} / {arm} / seed {seed}] accuracy {row['eval_accuracy']:.4f}  macro-F1 "
+                        f"{row['eval_f1']:.4f}  {row['wall_time_s']:.0f} s",
                         flush=True,
                     )
         summary = summarize_study(rows)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Training throughput and peak memory: the finetune path vs a bare PyTorch loop vs pad-to-max Trainer.
 
-    python scripts/benchmarks/throughput.py --threads 1                        # BBC News + tweets, fp32 and bf16, MiniLM, CPU
-    python scripts/benchmarks/throughput.py --steps 2 --warmup_steps 1 --repeats 1 --tiny   # seconds: a smoke run
-    python scripts/benchmarks/throughput.py --device cuda --precisions bf16 --peak_tflops 989 --steps 50 --warmup_steps 10
+  python scripts/benchmarks/throughput.py --threads 1  # BBC News + tweets, fp32 and bf16, MiniLM, CPU
+  python scripts/benchmarks/throughput.py --steps 2 --warmup_steps 1 --repeats 1 --tiny  # seconds: a smoke run
+  python scripts/benchmarks/throughput.py --device cuda --precisions bf16 --peak_tflops 989 --steps 50 --warmup_steps 10
 
 Configurations, all on the same rows in the same order (a fixed shuffle of the training split read
 sequentially, so (a) and (b) see identical dynamically padded batches):
@@ -289,9 +289,8 @@ def median_table(results: list[dict], device: str) -> str:
                     } | {"n": len(rows), "spread": _spread([r["samples_per_s"] for r in rows])}
     mem = "peak GPU MB" if device == "cuda" else "peak RSS MB (delta)"
     head = (
-        f"| data | precision | config | samples/s | spread | real tokens/s | {mem} | vs bare | step ratio vs bare [IQR] | vs pad128 |"
-        + (" MFU |" if device == "cuda" else "")
-        + " n |"
+        f"| data | precision | config | samples/s | spread | real tokens/s | {mem} | vs bare | step ratio vs bare "
+        "[IQR] | vs pad128 |" + (" MFU |" if device == "cuda" else "") + " n |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for (ds, prec, cfg), c in cells.items():
@@ -307,8 +306,8 @@ def median_table(results: list[dict], device: str) -> str:
         memory = f"{c['peak_gpu_mb']:.0f}" if device == "cuda" else f"{c['peak_rss_mb']:.0f} ({c['rss_delta_mb']:+.0f})"
         mfu = f" {100 * c['mfu']:.1f}% |" if device == "cuda" and "mfu" in c else (" n/a |" if device == "cuda" else "")
         lines.append(
-            f"| {ds} | {prec} | {cfg} | {c['samples_per_s']:.2f} | {100 * c['spread']:.1f}% | {c['real_tokens_per_s']:.0f} | {memory} "
-            f"| {vs_bare} | {paired} | {vs_pad} |{mfu} {c['n']} |"
+            f"| {ds} | {prec} | {cfg} | {c['samples_per_s']:.2f} | {100 * c['spread']:.1f}% | "
+            f"{c['real_tokens_per_s']:.0f} | {memory} | {vs_bare} | {paired} | {vs_pad} |{mfu} {c['n']} |"
         )
     return "\n".join(lines)
 
@@ -378,13 +377,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             print(
-                "benchmark.py: error: --device cuda: no CUDA device is available here; run on a GPU machine or use --device cpu",
+                "benchmark.py: error: --device cuda: no CUDA device is available here; run on a GPU machine or use "
+                "--device cpu",
                 file=sys.stderr,
             )
             return 2
     if opts.bf16 and opts.precisions and opts.precisions != ["bf16"]:
         print(
-            f"benchmark.py: error: --bf16 with --precisions {' '.join(opts.precisions)}: they disagree; give one of them",
+            f"benchmark.py: error: --bf16 with --precisions {' '.join(opts.precisions)}: they disagree; give one of "
+            "them",
             file=sys.stderr,
         )
         return 2
@@ -394,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if not precision_supported("bf16", opts.device):
             print(
-                f"benchmark.py: error: --precisions bf16: this {opts.device} has no native bf16 (emulated bf16 is slower than fp32); "
-                "measure --precisions fp32",
+                f"benchmark.py: error: --precisions bf16: this {opts.device} has no native bf16 (emulated bf16 is "
+                "slower than fp32); measure --precisions fp32",
                 file=sys.stderr,
             )
             return 2
@@ -439,14 +440,16 @@ def main(argv: list[str] | None = None) -> int:
                     line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
                     if proc.returncode != 0 or line is None:
                         print(
-                            f"benchmark.py: worker {cfg} {prec} on {ds} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}",
+                            f"benchmark.py: worker {cfg} {prec} on {ds} failed (exit "
+                            f"{proc.returncode}):\n{proc.stderr[-3000:]}",
                             file=sys.stderr,
                         )
                         return 1
                     r = json.loads(line[6:]) | {"repeat": rep}
                     results.append(r)
                     print(
-                        f"[rep {rep + 1}/{opts.repeats}] {ds:>15} {prec} {cfg:>8}: {r['samples_per_s']:.2f} samples/s, peak RSS {r['peak_rss_mb']:.0f} MB",
+                        f"[rep {rep + 1}/{opts.repeats}] {ds:>15} {prec} {cfg:>8}: {r['samples_per_s']:.2f} samples/s, "
+                        f"peak RSS {r['peak_rss_mb']:.0f} MB",
                         flush=True,
                     )
     table = median_table(results, opts.device)
@@ -454,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     print(
-        f"\n{command}  (medians of {opts.repeats}; {opts.steps} timed steps after {opts.warmup_steps} warm-up, batch {opts.batch_size}, "
-        f"threads {results[0]['threads']}, {opts.device}, {'/'.join(precisions)}; {time.time() - started:.0f} s)"
+        f"\n{command}  (medians of {opts.repeats}; {opts.steps} timed steps after {opts.warmup_steps} warm-up, batch "
+        f"{opts.batch_size}, threads {results[0]['threads']}, {opts.device}, {'/'.join(precisions)}; "
+        f"{time.time() - started:.0f} s)"
     )
     if opts.output:
         Path(opts.output).parent.mkdir(parents=True, exist_ok=True)

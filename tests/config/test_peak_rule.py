@@ -165,7 +165,8 @@ def test_a_model_without_a_width_falls_back_to_the_stated_peak_in_one_line(tmp_p
     line = choice.line()
     assert "\n" not in line
     assert line.startswith(
-        f"peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of {cnn} names none of"
+        f"peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of {cnn} "
+        "names none of"
     )
 
 
@@ -219,8 +220,8 @@ def _show(argv, capsys):
 def test_show_states_the_rules_pick_and_why(tmp_path, capsys):
     out = _show(["show", "cls", "--model_name_or_path", "minilm", "--num_examples", "2000"], capsys)
     assert (
-        "peak-LR rule          peak 1e-4: cls rule for hidden 384, full fine-tuning, batch 16 (5e-5 x (768/384)^1 at batch 16"
-        in out
+        "peak-LR rule          peak 1e-4: cls rule for hidden 384, full fine-tuning, batch 16 (5e-5 x (768/384)^1 at "
+        "batch 16" in out
     )
     assert "peak LR 0.0001 unchanged" in out and "lr_prior              4e-05..0.00025" in out
     assert "lr_rule                      'width'" in out  # the fields listed are the recipe as written
@@ -234,8 +235,8 @@ def test_show_states_the_rules_pick_and_why(tmp_path, capsys):
     # the batch rule stays one step of it: 16 per device x 2 processes -> sqrt(2) x the pick
     out = _show(["show", "cls", "--num_processes", "2", "--num_examples", "2000"], capsys)
     assert (
-        "peak 1.41e-4: cls rule for hidden 384, full fine-tuning, batch 32 (5e-5 x (768/384)^1 at batch 16, batch-scaled from 1e-4"
-        in out
+        "peak 1.41e-4: cls rule for hidden 384, full fine-tuning, batch 32 (5e-5 x (768/384)^1 at batch 16, "
+        "batch-scaled from 1e-4" in out
     )
     cnn = _config_folder(tmp_path, "cnn", {"hidden_sizes": [16, 32]})
     out = _show(["show", "cls", "--model_name_or_path", cnn, "--num_examples", "2000"], capsys)
@@ -321,7 +322,10 @@ def test_a_run_trains_at_the_rules_peak_and_says_why(tiny_base, cls_files, tmp_p
     assert sorted(lrs) == list(range(1, plan.total_steps + 1))
     for step, lr in lrs.items():
         assert lr == pytest.approx(expected_lr(pick, plan.schedule, step), rel=1e-9), step
-    line = "peak 1.2e-3: cls rule for hidden 32, full fine-tuning, batch 16 (5e-5 x (768/32)^1 at batch 16; width: hidden_size in the config.json of"
+    line = (
+        "peak 1.2e-3: cls rule for hidden 32, full fine-tuning, batch 16 (5e-5 x (768/32)^1 at batch 16; width: "
+        "hidden_size in the config.json of"
+    )
     assert sum(line in r.getMessage() for r in caplog.records) == 1
     recorded = json.loads((out / "plan.json").read_text())
     assert recorded["peak_rule"]["applied"] and recorded["peak_rule"]["width"] == 32
@@ -396,7 +400,8 @@ def test_recipe_trainer_applies_the_rule_from_the_models_config(tmp_path, caplog
     recipe, choice = resolve_peak_rule_for_model(get_recipe("cls"), cnn)
     assert not choice.applied and recipe.learning_rate == 5e-5
     assert choice.line().startswith(
-        "peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of the SmallCNNForImageClassification"
+        "peak 5e-5: the stated learning_rate of recipe 'cls', not its width rule (no model width: the config of the "
+        "SmallCNNForImageClassification"
     )
 
 

@@ -26,7 +26,10 @@ def test_epochs_and_a_missing_max_steps_are_one_line_each():
         plan_unknown_length(get_recipe("cls"), -1)
     with pytest.raises(
         ConfigError,
-        match=r"^warmup='1ep': is in epochs, but data of unknown length .*; give optimizer steps or a fraction of --max_steps=40",
+        match=(
+            r"^warmup='1ep': is in epochs, but data of unknown length .*; give optimizer steps or a fraction of "
+            r"--max_steps=40"
+        ),
     ):
         plan_unknown_length(get_recipe("cls", warmup="1ep"), 40)
     with pytest.raises(ConfigError, match=r"^lr_scheduler_kwargs.step_size='2ep'"):
@@ -276,7 +279,9 @@ def test_label_rule_classlabel_then_validation_then_label_list(cls_files, tmp_pa
         class_label_list(DatasetDict({"train": csv["train"]}), "label", "--label_column_name", sequence=False)
     with pytest.raises(
         ConfigError,
-        match=r"^--label_column_name='label': the streamed 'train' split has label 'tech', which is not in the label set",
+        match=(
+            r"^--label_column_name='label': the streamed 'train' split has label 'tech', which is not in the label set"
+        ),
     ):
         label_ids(
             ["sport", "tech"],

@@ -177,7 +177,10 @@ if os.path.isdir("/proc/self/task"):
             names.append(open(f"/proc/self/task/{task}/comm").read().strip())
         except OSError:  # a thread that has just ended
             pass
-    print(f"process {os.environ['RANK']} leaves main() with gloo threads: {sorted(n for n in names if 'gloo' in n)}", file=sys.stderr)
+    print(
+        f"process {os.environ['RANK']} leaves main() with gloo threads: {sorted(n for n in names if 'gloo' in n)}",
+        file=sys.stderr,
+    )
 sys.exit(code)
 """
 

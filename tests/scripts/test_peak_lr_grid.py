@@ -258,7 +258,12 @@ run.mkdir(parents=True)
 (run / "trainer_state.json").write_text(json.dumps({"log_history": [{"eval_accuracy": 0.9, "step": 12}]}))
 with open(out / "trials.csv", "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["stage", "trial", "learning_rate", "warmup", "eval_accuracy_mean", "eval_accuracy_std", "values", "seconds", "status", "output_dir"])
+    w.writerow(
+        [
+            "stage", "trial", "learning_rate", "warmup", "eval_accuracy_mean", "eval_accuracy_std", "values",
+            "seconds", "status", "output_dir",
+        ]
+    )
     w.writerow(["lr", 0, f"{lr:.6g}", "0", 0.9, 0.0, "0.9000", "1.0", "complete", str(out / "trials" / "lr-000")])
 (out / "sweep.json").write_text(json.dumps({"seeds": [seed], "recipe_default_lr": 5e-5}))
 """

@@ -122,13 +122,17 @@ def test_a_pattern_that_matches_nothing_lists_names_that_exist():
         create_optimizer(get_recipe("cls", lr_groups=[{"pattern": "decoder", "multiplier": 2}]), model)
     message = str(err.value)
     assert message.startswith(
-        "lr_groups='decoder': matches no parameter name; trainable parameters are e.g. 'bert.embeddings.word_embeddings.weight'"
+        "lr_groups='decoder': matches no parameter name; trainable parameters are e.g. "
+        "'bert.embeddings.word_embeddings.weight'"
     )
     assert "; use a pattern" in message
     lora = get_recipe("lora-cls", lr_groups=[{"pattern": "word_embeddings", "multiplier": 2}])
     with pytest.raises(
         ConfigError,
-        match=r"lr_groups='word_embeddings': matches only frozen parameters \('base_model.model.bert.embeddings.word_embeddings.weight'\)",
+        match=(
+            r"lr_groups='word_embeddings': matches only frozen parameters "
+            r"\('base_model.model.bert.embeddings.word_embeddings.weight'\)"
+        ),
     ):
         create_optimizer(lora, _lora_model(lora))
 
@@ -154,7 +158,8 @@ def test_loraplus_needs_lora_b_matrices():
         ("[{pattern: '(', multiplier: 2}]", r"lr_groups='\(': is not a valid regular expression"),
         (
             "[{pattern: classifier, multiplier: 0}]",
-            r"lr_groups=\{'pattern': 'classifier', 'multiplier': 0\}: the multiplier of pattern 'classifier' must be a positive finite number",
+            r"lr_groups=\{'pattern': 'classifier', 'multiplier': 0\}: the multiplier of pattern 'classifier' must be a "
+            r"positive finite number",
         ),
         (
             "[{pattern: classifier, multiplier: fast}]",
@@ -253,7 +258,8 @@ def test_every_group_follows_the_schedule_at_every_step(tiny_base, cls_files, tm
     [
         (
             ["--lr_groups", "[{pattern: decoder, multiplier: 2}]"],
-            r"^finetune.py: error: lr_groups='decoder': matches no parameter name; trainable parameters are e.g. 'base_model",
+            r"^finetune.py: error: lr_groups='decoder': matches no parameter name; trainable parameters are e.g. "
+            r"'base_model",
         ),
         (
             ["--loraplus_lr_ratio", "0"],

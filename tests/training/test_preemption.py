@@ -135,8 +135,9 @@ def test_another_global_batch_says_what_would_change_and_how_to_proceed(tmp_path
         check_resume_plan(checkpoint, _args(4, 1, 1, lr=2.5e-5), 48, 10)
     message = str(err.value)
     assert message.startswith(
-        f"--resume_from_checkpoint={checkpoint!r}: was planned for global batch 8, 24 optimizer steps, warmup 5, peak LR 3.5e-05; "
-        "this launch (4 per device x 1 processes x 1 accumulation) would make it global batch 4, 48 optimizer steps, warmup 10, peak LR 2.5e-05"
+        f"--resume_from_checkpoint={checkpoint!r}: was planned for global batch 8, 24 optimizer steps, warmup 5, peak "
+        "LR 3.5e-05; this launch (4 per device x 1 processes x 1 accumulation) would make it global batch 4, 48 "
+        "optimizer steps, warmup 10, peak LR 2.5e-05"
     )
     assert "relaunch with a global batch of 8" in message and "--replan" in message and "step 6" in message
     replanned = check_resume_plan(checkpoint, _args(4, 1, 1, lr=2.5e-5), 48, 10, replan=True)

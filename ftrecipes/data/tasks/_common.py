@@ -133,7 +133,8 @@ def label_ids(
             raise ConfigError(
                 flag,
                 column,
-                f"the {'streamed ' if streamed else ''}{split!r} split has label {name!r}, which is not in the label set ({', '.join(label2id)})",
+                f"the {'streamed ' if streamed else ''}{split!r} split has label {name!r}, which is not in the label "
+                f"set ({', '.join(label2id)})",
                 "pass every class with --label_list (the order gives the ids)",
             )
     return ids
@@ -169,7 +170,8 @@ def _label_names_from_values(values: list, flag: str, column: str) -> list[str]:
             flag,
             column,
             "holds non-integer numbers (class labels were expected)",
-            "give class labels as strings or integers, or train the regression task (--recipe regression) on numeric targets",
+            "give class labels as strings or integers, or train the regression task (--recipe regression) on numeric "
+            "targets",
         )
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         return [str(int(v)) for v in sorted({int(v) for v in present})]  # numeric order: "2" before "10"
@@ -276,11 +278,13 @@ def class_label_list(raw: DatasetDict, column: str, flag: str, sequence: bool) -
                 None,
                 f"the streamed train split cannot be scanned for its classes, and neither a ClassLabel "
                 f"feature of {column!r} nor a validation split names them",
-                "pass every class in id order, e.g. --label_list negative neutral positive (or give a --validation_file)",
+                "pass every class in id order, e.g. --label_list negative neutral positive (or give a "
+                "--validation_file)",
             )
         names = class_label_list(DatasetDict({"train": validation}), column, flag, sequence)
         logger.info(
-            "labels of the streamed train split, from the validation split: %s (a train row with another label stops the run)",
+            "labels of the streamed train split, from the validation split: %s (a train row with another label stops "
+            "the run)",
             names,
         )
         return names

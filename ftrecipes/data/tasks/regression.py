@@ -67,8 +67,9 @@ def preprocess_regression(
     max_seq_length: int | None = 128,
     pad_to_multiple_of: int | None = None,
 ) -> PreparedTask:
-    """Tokenize texts or pairs (as :func:`~ftrecipes.data.tasks.sequence_classification.preprocess_sequence_classification`)
-    and keep the float target as ``labels``.
+    """Tokenize texts or pairs (as
+    :func:`~ftrecipes.data.tasks.sequence_classification.preprocess_sequence_classification`) and keep the
+    float target as ``labels``.
 
     ``label_column_name`` defaults to ``label``, then ``score`` (sentence-transformers' STS layout).
     Train and validation need a target on every row. Another split (``test``) without targets, or
