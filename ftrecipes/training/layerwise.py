@@ -60,7 +60,7 @@ def layerwise_parameter_groups(
     if total < 0:
         total = 1 + max((i for _, i in depths.values() if i is not None and i >= 0), default=-1)
     decay = decay_parameter_names(inner)
-    order = ["head"] + [f"layer_{l}" for l in reversed(range(total))] + ["embeddings"]
+    order = ["head"] + [f"layer_{layer}" for layer in reversed(range(total))] + ["embeddings"]
     named = dict(inner.named_parameters())
     groups = []
     for group in order:

@@ -824,7 +824,10 @@ def _tail(log: Path, lines: int = 3) -> str:
     """The reason a sub-run failed, from its log: finetune.py's one-line ``error:`` if it printed one,
     else the last exception line, else the last lines (a launcher's own report comes after both)."""
     text = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    for wanted in (lambda l: ": error: " in l, lambda l: re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", l)):
+    for wanted in (
+        lambda entry: ": error: " in entry,
+        lambda entry: re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", entry),
+    ):
         found = [line for line in text if wanted(line)]
         if found:
             return found[-1]

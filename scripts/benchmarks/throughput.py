@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                     proc = subprocess.run(
                         cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}
                     )
-                    line = next((l for l in proc.stdout.splitlines() if l.startswith("BENCH ")), None)
+                    line = next((out for out in proc.stdout.splitlines() if out.startswith("BENCH ")), None)
                     if proc.returncode != 0 or line is None:
                         print(
                             f"benchmark.py: worker {cfg} {prec} on {ds} failed (exit "

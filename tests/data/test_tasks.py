@@ -164,7 +164,7 @@ def test_ner_bundled_and_collator(tokenizer):
     assert prepared.num_labels == 21 and prepared.label_list[0] == "O"
     train = prepared.datasets["train"]
     for words, tags, labels in zip(raw["train"]["tokens"], raw["train"]["ner_tags"], train["labels"]):
-        kept = [l for l in labels if l != IGNORE_INDEX]
+        kept = [label for label in labels if label != IGNORE_INDEX]
         # One label per word (first sub-token), in order, none lost (these tweets fit in 128 tokens).
         assert kept == list(tags), words
     batch = prepared.data_collator([train[i] for i in range(3)])

@@ -61,7 +61,7 @@ def test_benchmark_tiny_prints_the_table(bench, tmp_path, monkeypatch, capsys):
     result = subprocess.CompletedProcess([], code, capsys.readouterr().out, "")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    header = next(l for l in lines if l.startswith("| data |"))
+    header = next(line for line in lines if line.startswith("| data |"))
     assert (
         "samples/s" in header
         and "spread" in header
@@ -70,7 +70,7 @@ def test_benchmark_tiny_prints_the_table(bench, tmp_path, monkeypatch, capsys):
         and "vs pad128" in header
     )
     for config in ("finetune", "bare", "pad128"):
-        assert any(l.startswith(f"| tweet_sentiment | fp32 | {config} |") for l in lines), config
+        assert any(line.startswith(f"| tweet_sentiment | fp32 | {config} |") for line in lines), config
     record = json.loads(out.read_text())
     assert {r["config"] for r in record["results"]} == {"finetune", "bare", "pad128"}
     assert all(r["samples_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in record["results"])
@@ -112,7 +112,7 @@ def test_paired_step_ratio_ignores_a_stalled_step(bench):
     ratios = bench.step_ratios(results, "bbc_news", "fp32", "finetune")
     assert len(ratios) == 8 and sorted(ratios)[3:5] == pytest.approx([1.02, 1.02])
     table = bench.median_table(results, "cpu")
-    row = next(l for l in table.splitlines() if l.startswith("| bbc_news | fp32 | finetune |"))
+    row = next(line for line in table.splitlines() if line.startswith("| bbc_news | fp32 | finetune |"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[8].startswith("1.020 [1.020, 1.020]")  # step ratio [IQR]
     spread = abs(16 * 4 / 6.12 - 16 * 4 / 15.3) / ((16 * 4 / 6.12 + 16 * 4 / 15.3) / 2)

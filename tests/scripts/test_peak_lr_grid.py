@@ -87,7 +87,7 @@ def test_dry_run_prints_one_sweep_per_point_in_priority_order(grid, capsys):
         "ftrecipes sweep --card tweets-minilm --lr 2e-4 --seeds 1 --seed 42 --pruner none "
         "--cpu_threads 1 --eval_strategy steps --eval_steps 0.1 --output_dir runs/g/tweets-minilm/seed-42-lr-2e-4"
     )
-    first_seed = [l.split("--output_dir runs/g/")[1] for l in lines[:11]]
+    first_seed = [line.split("--output_dir runs/g/")[1] for line in lines[:11]]
     # nearest the earlier sweeps' best first (tweets 2e-4, BBC 1e-4), blocks interleaved, tails last
     assert first_seed[:5] == [
         "tweets-minilm/seed-42-lr-2e-4",
@@ -103,7 +103,7 @@ def test_dry_run_prints_one_sweep_per_point_in_priority_order(grid, capsys):
         and "--warmup 0 " in hf
         and "--lr_scheduler_type linear --min_lr_rate 0 --weight_decay 0" in hf
     )
-    assert all("--eval_strategy steps --eval_steps 0.1" in l for l in lines)
+    assert all("--eval_strategy steps --eval_steps 0.1" in line for line in lines)
 
 
 def test_a_point_done_in_any_layout_is_skipped(grid, tmp_path):

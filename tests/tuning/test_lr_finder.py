@@ -196,7 +196,7 @@ def test_accumulation_averages_micro_batches_and_loss_follows_updates():
     assert len(result.lrs) == len(result.losses) == 6
     assert result.accumulation_steps == 3 and result.global_batch_size == 48
     assert result.lrs[0] == pytest.approx(1e-9) and result.lrs[-1] == pytest.approx(1e-8)
-    assert all(abs(l - result.initial_loss) < 0.05 for l in result.losses)
+    assert all(abs(loss - result.initial_loss) < 0.05 for loss in result.losses)
     # The 3 batches cycle with accumulation 3: each step sees the same 3 batches, so losses agree closely.
     assert np.std(result.losses) < 1e-3
     assert result.precision == resolve_precision("auto", "cpu")  # the recipe's policy on this CPU
