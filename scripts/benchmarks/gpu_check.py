@@ -481,13 +481,13 @@ def _launcher_env(config_file: str) -> dict[str, str]:
     """The environment ``accelerate launch --config_file <config_file> --num_processes 1`` gives the
     training process, computed by accelerate's own launch code (nothing is started). These are
     accelerate's internal helpers, so a change there shows up here first."""
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.commands import launch as accelerate_launch
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    args = launch_command_parser().parse_args(
+    args = accelerate_launch.launch_command_parser().parse_args(
         ["--config_file", config_file, "--num_processes", "1", str(FINETUNE), "--recipe", "cls"]
     )
-    args, defaults, mixed_precision_from_config = _validate_launch_command(args)
+    args, defaults, mixed_precision_from_config = accelerate_launch._validate_launch_command(args)
     if args.use_deepspeed:
         fields = list(defaults.deepspeed_config.keys()) if defaults else []
         if mixed_precision_from_config:

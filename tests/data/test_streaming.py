@@ -256,8 +256,10 @@ def test_label_rule_classlabel_then_validation_then_label_list(cls_files, tmp_pa
     read through --dataset_name's path), else the validation split's labels, else one line."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+    from ftrecipes.data import tasks
     from ftrecipes.data.loading import load_streamed_datasets
-    from ftrecipes.data.tasks._common import class_label_list, given_label_list, label_ids
+
+    common = tasks._common  # the label helpers the task modules share
 
     names = ["sport", "tech", "money"]  # declared order, not sorted: the ids follow the declaration
     folder = tmp_path / "hub-like"
@@ -268,22 +270,22 @@ def test_label_rule_classlabel_then_validation_then_label_list(cls_files, tmp_pa
     ).to_parquet(str(folder / "train.parquet"))
     raw = load_streamed_datasets(dataset_name=str(folder), shuffle_buffer_size=0)
     assert not has_length(raw["train"]) and "validation" not in raw
-    assert class_label_list(raw, "label", "--label_column_name", sequence=False) == names
+    assert common.class_label_list(raw, "label", "--label_column_name", sequence=False) == names
 
     csv = load_streamed_datasets(
         train_file=cls_files["train"], validation_file=cls_files["validation"], max_train_samples=5
     )
     assert has_length(csv["validation"]) and sum(1 for _ in csv["train"]) == 5
-    assert class_label_list(csv, "label", "--label_column_name", sequence=False) == sorted(WORDS)
+    assert common.class_label_list(csv, "label", "--label_column_name", sequence=False) == sorted(WORDS)
     with pytest.raises(ConfigError, match=r"^--label_list: the streamed train split cannot be scanned"):
-        class_label_list(DatasetDict({"train": csv["train"]}), "label", "--label_column_name", sequence=False)
+        common.class_label_list(DatasetDict({"train": csv["train"]}), "label", "--label_column_name", sequence=False)
     with pytest.raises(
         ConfigError,
         match=(
             r"^--label_column_name='label': the streamed 'train' split has label 'tech', which is not in the label set"
         ),
     ):
-        label_ids(
+        common.label_ids(
             ["sport", "tech"],
             {"sport": 0, "money": 1},
             flag="--label_column_name",
@@ -292,7 +294,7 @@ def test_label_rule_classlabel_then_validation_then_label_list(cls_files, tmp_pa
             streamed=True,
         )
     with pytest.raises(ConfigError, match=r"^--label_list=\['a', 'b', 'a'\]: names a more than once"):
-        given_label_list(["a", "b", "a"])
+        common.given_label_list(["a", "b", "a"])
 
 
 def test_several_processes_read_the_stream_themselves():

@@ -116,7 +116,7 @@ def test_no_llrd_keeps_the_two_trainer_groups():
 # A real Trainer run through scripts/finetune.py
 
 
-def _args(tiny_base, cls_files, output_dir, *extra):
+def layerwise_argv(tiny_base, cls_files, output_dir, *extra):
     return [
         "--recipe",
         "llrd-cls",
@@ -152,7 +152,7 @@ def _args(tiny_base, cls_files, output_dir, *extra):
     ]
 
 
-def _check_every_group_follows_the_schedule(output_dir, processes, batch, epochs=1):
+def check_every_group_follows_the_schedule(output_dir, processes, batch, epochs=1):
     recipe = on_tiny(get_recipe("llrd-cls", warmup="20%", num_train_epochs=epochs))  # the width rule at hidden 32
     plan = recipe.plan(Timeline(N_TRAIN, batch, processes, 1, num_train_epochs=epochs))
     peak = plan.learning_rate  # sqrt-scaled from batch 16 to 8: every group scales with it
@@ -167,8 +167,8 @@ def _check_every_group_follows_the_schedule(output_dir, processes, batch, epochs
 
 def test_every_group_lr_at_every_step_is_its_peak_times_the_schedule(tiny_base, cls_files, tmp_path):
     out = tmp_path / "llrd"
-    assert main(_args(tiny_base, cls_files, out, "--per_device_train_batch_size", "8")) == 0
-    _check_every_group_follows_the_schedule(out, processes=1, batch=8)
+    assert main(layerwise_argv(tiny_base, cls_files, out, "--per_device_train_batch_size", "8")) == 0
+    check_every_group_follows_the_schedule(out, processes=1, batch=8)
     assert (out / "training_curves.png").is_file()
 
 
@@ -188,12 +188,12 @@ def test_a_layerwise_run_resumes_from_its_checkpoint(tiny_base, cls_files, tmp_p
         "10",
     )
     full = tmp_path / "full"
-    assert main(_args(tiny_base, cls_files, full, *extra)) == 0
+    assert main(layerwise_argv(tiny_base, cls_files, full, *extra)) == 0
     resumed = tmp_path / "resumed"
     shutil.copytree(full / "checkpoint-4", resumed / "checkpoint-4")
-    assert main(_args(tiny_base, cls_files, resumed, *extra)) == 0
-    logs = _check_every_group_follows_the_schedule(resumed, processes=1, batch=8)
-    reference = {e["step"]: e for e in _check_every_group_follows_the_schedule(full, processes=1, batch=8)}
+    assert main(layerwise_argv(tiny_base, cls_files, resumed, *extra)) == 0
+    logs = check_every_group_follows_the_schedule(resumed, processes=1, batch=8)
+    reference = {e["step"]: e for e in check_every_group_follows_the_schedule(full, processes=1, batch=8)}
     for entry in logs:
         assert {k: v for k, v in entry.items() if k.startswith("learning_rate")} == pytest.approx(
             {k: v for k, v in reference[entry["step"]].items() if k.startswith("learning_rate")}, rel=1e-12
@@ -205,7 +205,7 @@ def test_decay_outside_0_1_exits_2(tiny_base, cls_files, tmp_path, value, capsys
     out = tmp_path / "existing"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    code = main(_args(tiny_base, cls_files, out, "--layerwise_lr_decay", value))
+    code = main(layerwise_argv(tiny_base, cls_files, out, "--layerwise_lr_decay", value))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith(
         f"finetune.py: error: layerwise_lr_decay={float(value)!r}: must lie in (0, 1]"

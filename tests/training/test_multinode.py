@@ -23,7 +23,7 @@ import pytest
 import torch
 from conftest import FINETUNE, PYTHON, free_port
 from safetensors.torch import load_file
-from test_layerwise import _args, _check_every_group_follows_the_schedule
+from test_layerwise import check_every_group_follows_the_schedule, layerwise_argv
 
 from ftrecipes.config.outputs import CHECKPOINT_PLAN_FILE, PREEMPTION_FILE
 from ftrecipes.job.run import main
@@ -67,10 +67,13 @@ def assert_same_lrs(trace, reference, steps):
 
 def _single_reference(tiny_base, cls_files, tmp_path, extra):
     """One process x batch 8, in-process: every group's LR at every step, checked against the recipe."""
-    assert main(_args(tiny_base, cls_files, tmp_path / "single", *extra, "--per_device_train_batch_size", "8")) == 0
+    assert (
+        main(layerwise_argv(tiny_base, cls_files, tmp_path / "single", *extra, "--per_device_train_batch_size", "8"))
+        == 0
+    )
     single = group_lrs(tmp_path / "single")
     assert sorted(single) == list(range(1, len(single) + 1)) and len(single) == 24
-    _check_every_group_follows_the_schedule(tmp_path / "single", processes=1, batch=8, epochs=EPOCHS)
+    check_every_group_follows_the_schedule(tmp_path / "single", processes=1, batch=8, epochs=EPOCHS)
     return single
 
 
@@ -134,7 +137,7 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
     # Two nodes of one process each would each take every core of this one machine: one thread each.
     extra += ("--per_device_train_batch_size", "4", "--cpu_threads", "1")
     commands = [
-        torchrun(*_args(tiny_base, cls_files, out, *extra), nnodes=2, node_rank=rank, nproc=1, port=port)
+        torchrun(*layerwise_argv(tiny_base, cls_files, out, *extra), nnodes=2, node_rank=rank, nproc=1, port=port)
         for rank in (0, 1)
     ]
     _preempt(commands, out, total)
@@ -145,7 +148,7 @@ def test_two_nodes_follow_one_process_and_a_sigterm_job_resumes_exactly(tiny_bas
     resumed = group_lrs(out)  # steps 1..stopped come from the checkpoint, the rest from the resumed run
     assert sorted(resumed) == list(range(1, total + 1))
     assert_same_lrs(resumed, single, range(1, total + 1))
-    _check_every_group_follows_the_schedule(out, processes=2, batch=4, epochs=EPOCHS)
+    check_every_group_follows_the_schedule(out, processes=2, batch=4, epochs=EPOCHS)
     losses = [
         sum(e["loss"] for e in json.loads((Path(d) / "trainer_state.json").read_text())["log_history"] if "loss" in e)
         for d in (tmp_path / "single", out)
@@ -168,9 +171,9 @@ def test_a_preempted_two_process_job_ends_with_the_uninterrupted_weights(tiny_ba
         "1",
     )
     reference = tmp_path / "uninterrupted"
-    _finish(_launch([torchrun(*_args(tiny_base, cls_files, reference, *extra), port=free_port())]))
+    _finish(_launch([torchrun(*layerwise_argv(tiny_base, cls_files, reference, *extra), port=free_port())]))
     out = tmp_path / "preempted"
-    command = torchrun(*_args(tiny_base, cls_files, out, *extra), port=free_port())
+    command = torchrun(*layerwise_argv(tiny_base, cls_files, out, *extra), port=free_port())
     total = len(group_lrs(reference))
     _preempt([command], out, total)
     _finish(_launch([command]))
