@@ -138,7 +138,7 @@ def _check_local_folder(
             field,
             name,
             f"holds no {' and no '.join(missing)} (looked for {_describe(missing, files)}){hint}",
-            f"give a folder written by save_pretrained, the bundled 'minilm' or a Hub id",
+            "give a folder written by save_pretrained, the bundled 'minilm' or a Hub id",
         )
     if "weights" in parts:
         _check_safetensors_header(name, path / files["weights"][0], field)
