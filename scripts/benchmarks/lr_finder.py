@@ -137,7 +137,7 @@ def full_run_steps(dataset_name: str) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    parser = ArgumentParser(description=__doc__.splitlines()[1])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_name_or_path", default="minilm")
     parser.add_argument("--dataset_name", default="tweet_sentiment")
     parser.add_argument("--grid", type=float, nargs="+", default=[1e-5, 2e-5, 3e-5, 5e-5, 1e-4, 2e-4])
