@@ -24,8 +24,8 @@ _EXPORTS = {
     "get_recipe": "config.registry",
     "list_recipes": "config.registry",
     "SCHEDULE_TYPES": "config.schedule_types",
-    "BuiltSchedule": "config.schedule_types",
-    "Transition": "config.schedule_types",
+    "BuiltSchedule": "config.built_schedule",
+    "Transition": "config.built_schedule",
     "Timeline": "config.timeline",
     "ScheduleLR": "training.lr_scheduler",
     "RecipeTrainer": "training.trainer",
@@ -52,14 +52,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from ftrecipes.config.built_schedule import BuiltSchedule, Transition
     from ftrecipes.config.errors import ConfigError
     from ftrecipes.config.recipe import Recipe, RecipePlan
     from ftrecipes.config.registry import get_recipe, list_recipes
-    from ftrecipes.config.schedule_types import (
-        SCHEDULE_TYPES,
-        BuiltSchedule,
-        Transition,
-    )
+    from ftrecipes.config.schedule_types import SCHEDULE_TYPES
     from ftrecipes.config.timeline import Timeline
     from ftrecipes.training.arguments import apply_recipe, recipe_training_args
     from ftrecipes.training.lr_scheduler import ScheduleLR

@@ -32,6 +32,7 @@ from typing import Any, Union
 
 import yaml
 
+from ftrecipes.config.built_schedule import BuiltSchedule, Sizes
 from ftrecipes.config.durations import (
     EPOCHS,
     Duration,
@@ -45,11 +46,9 @@ from ftrecipes.config.errors import ConfigError, did_you_mean
 from ftrecipes.config.files import load_yaml_mapping
 from ftrecipes.config.peak_rule import LR_RULES
 from ftrecipes.config.scaling import SCALING_RULES, LRScaling, recipe_lr_scaling
+from ftrecipes.config.schedule_builders import WARMUP_TYPES
 from ftrecipes.config.schedule_types import (
     SCHEDULE_TYPES,
-    WARMUP_TYPES,
-    BuiltSchedule,
-    Sizes,
     build_schedule,
     check_schedule_kwargs,
     check_schedule_type,

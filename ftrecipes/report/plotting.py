@@ -73,7 +73,7 @@ def schedule_steps(total_steps: int, max_points: int = 2000, extra: Sequence[int
 
 
 def schedule_trace(schedule, peak_lr: float = 1.0, max_points: int = 2000):
-    """``(steps, lrs, momenta or None)`` of a :class:`~ftrecipes.config.schedule_types.BuiltSchedule`."""
+    """``(steps, lrs, momenta or None)`` of a :class:`~ftrecipes.config.built_schedule.BuiltSchedule`."""
     steps = schedule_steps(schedule.total_steps, max_points, [t.step for t in schedule.transitions])
     lrs = [peak_lr * schedule.lr(s) for s in steps]
     momenta = [schedule.momentum(s) for s in steps] if schedule.momentum is not None else None

@@ -27,15 +27,12 @@ from transformers import (
     TrainingArguments,
 )
 
+from ftrecipes.config.built_schedule import BuiltSchedule
 from ftrecipes.config.durations import training_interval
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.recipe import Recipe
 from ftrecipes.config.scaling import recipe_lr_scaling
-from ftrecipes.config.schedule_types import (
-    SCHEDULE_TYPES,
-    BuiltSchedule,
-    is_metric_driven,
-)
+from ftrecipes.config.schedule_types import SCHEDULE_TYPES, is_metric_driven
 from ftrecipes.config.timeline import Timeline, args_global_batch_size
 from ftrecipes.training.flags import given_training_arguments
 from ftrecipes.training.hf_schedule import (

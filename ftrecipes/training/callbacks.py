@@ -55,9 +55,9 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from ftrecipes.config.built_schedule import BuiltSchedule, Transition
 from ftrecipes.config.files import write_json_atomic
 from ftrecipes.config.outputs import DIVERGENCE_FILE, SCHEDULE_FILE, SPIKES_FILE
-from ftrecipes.config.schedule_types import BuiltSchedule, Transition
 
 DIVERGED_EXIT_CODE = 1
 logger = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from typing import Any
 
 from ftrecipes.config.durations import normalize_duration
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.config.schedule_types import HF_TYPES, is_metric_driven
+from ftrecipes.config.schedule_builders import HF_TYPES
+from ftrecipes.config.schedule_types import is_metric_driven
 from ftrecipes.config.timeline import Timeline
 
 # Run lengths the spelling is checked on: tiny, odd, warmup-rounding-sensitive and long.

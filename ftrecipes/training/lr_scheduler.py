@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from ftrecipes.config.schedule_types import BuiltSchedule
+from ftrecipes.config.built_schedule import BuiltSchedule
 from ftrecipes.config.schedules import Schedule
 
 

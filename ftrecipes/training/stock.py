@@ -17,11 +17,9 @@ from transformers import (
     TrainingArguments,
 )
 
+from ftrecipes.config.built_schedule import BuiltSchedule
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.recipe import Recipe
-from ftrecipes.config.schedule_types import (
-    BuiltSchedule,
-)
 from ftrecipes.config.timeline import Timeline
 from ftrecipes.training.arguments import (
     adopt_rule_peak,

@@ -37,12 +37,10 @@ from transformers import (
     TrainingArguments,
 )
 
+from ftrecipes.config.built_schedule import BuiltSchedule
 from ftrecipes.config.errors import ConfigError
 from ftrecipes.config.outputs import PLAN_FILE, RECIPE_FILE
 from ftrecipes.config.recipe import Recipe
-from ftrecipes.config.schedule_types import (
-    BuiltSchedule,
-)
 from ftrecipes.config.timeline import args_global_batch_size
 from ftrecipes.training.arguments import (
     OWNED,

@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftrecipes.config import schedules as S
-from ftrecipes.config.schedule_types import SCHEDULE_TYPES, Sizes, build_schedule
+from ftrecipes.config.built_schedule import Sizes
 
 # ---------------------------------------------------------------------------------------------
+from ftrecipes.config.schedule_types import SCHEDULE_TYPES, build_schedule
+
 # The common fine-tuning schedule written two ways: as an absolute LR and as a LambdaLR multiplier.
 
 TOTAL, WARMUP, PEAK, LR_MIN, LR_MIN_RATIO = 100_000, 2_000, 1e-3, 1e-5, 1e-2

@@ -15,7 +15,7 @@ from transformers import BertForSequenceClassification
 from transformers.trainer_callback import DefaultFlowCallback, PrinterCallback
 
 from ftrecipes import get_recipe
-from ftrecipes.config.schedule_types import Transition
+from ftrecipes.config.built_schedule import Transition
 from ftrecipes.training.callbacks import (
     DivergenceGuard,
     RobustWindow,

@@ -14,7 +14,8 @@ from transformers import SchedulerType, get_scheduler
 
 from ftrecipes import Recipe, ScheduleLR
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.config.schedule_types import HF_TYPES, SCHEDULE_TYPES
+from ftrecipes.config.schedule_builders import HF_TYPES
+from ftrecipes.config.schedule_types import SCHEDULE_TYPES
 
 pytestmark = pytest.mark.filterwarnings("ignore:Both num_training_steps and num_stable_steps:UserWarning")
 

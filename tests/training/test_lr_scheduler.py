@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftrecipes import Recipe, ScheduleLR, Timeline
-from ftrecipes.config.schedule_types import Sizes, build_schedule
+from ftrecipes.config.built_schedule import Sizes
+from ftrecipes.config.schedule_types import build_schedule
 
 
 def make_optimizer(kind="adamw", lrs=(1e-3, 5e-4)):
