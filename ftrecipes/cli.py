@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lr_find_arguments(p)
 
     # --- plot-run: its flags belong to ftrecipes.report.curves, whose own parser handles them.
+    sub.add_parser("reproduce", help="run a baseline card over seeds and check (or record) its result", add_help=False)
     sub.add_parser(
         "sweep", help="tune the peak LR, then the warmup, with Optuna (ftrecipes.sweeps.study)", add_help=False
     )
@@ -344,6 +345,10 @@ def main(argv: Sequence[str] | None = None, *, build_components: ComponentBuilde
             return train_main(argv[1:])
         if command == "plot-run":  # its flags belong to ftrecipes.report.curves: hand them over untouched
             return cmd_plot_run(argparse.Namespace(rest=argv[1:]))
+        if command == "reproduce":  # its flags belong to ftrecipes.baselines.reproduce
+            from ftrecipes.baselines.reproduce import main as reproduce_main
+
+            return reproduce_main(argv[1:])
         if command == "sweep":  # its flags are finetune.py's plus its own (ftrecipes.sweeps.study)
             from ftrecipes.sweeps.study import main as sweep_main
 

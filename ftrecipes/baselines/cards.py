@@ -109,7 +109,7 @@ class BaselineCard:
         return args
 
     def command(self, seeds: int | None = None) -> str:
-        return f"python scripts/reproduce.py --card {self.name}" + (f" --seeds {seeds}" if seeds is not None else "")
+        return f"ftrecipes reproduce --card {self.name}" + (f" --seeds {seeds}" if seeds is not None else "")
 
 
 def _flag_value(value: Any) -> str:

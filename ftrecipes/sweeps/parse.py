@@ -280,9 +280,7 @@ def _card_flags(name: str) -> list[str]:
     card = load_card(name)
     reason = unreachable_reason(card)
     if reason:
-        raise ConfigError(
-            "--card", name, reason, "pick an offline card (python scripts/reproduce.py --list) or go online"
-        )
+        raise ConfigError("--card", name, reason, "pick an offline card (ftrecipes reproduce --list) or go online")
     argv = card.argv(card.first_seed, "unused")
     argv = argv[2 : argv.index("--seed")]  # drop --recipe (the sweep's own flag) and the per-run flags
     return argv

@@ -1,4 +1,5 @@
-"""The README's main command, end to end on the bundled data (slow: ~8 minutes on 2 CPU cores)."""
+"""The README's main command, end to end on the bundled data (slow: a full training run; figures in
+docs/results/2026-11-25-quickstart-demo.md)."""
 
 import json
 import os
