@@ -31,7 +31,7 @@ def test_every_recipe_file_loads_validates_and_plans(name):
     path = recipes_dir() / f"{name}.yaml"
     text = path.read_text()
     assert text.startswith("#") and "Launch:" in text and "Override:" in text  # headed by its commands
-    assert f"scripts/finetune.py --recipe {name}" in text
+    assert f"ftrecipes.train --recipe {name}" in text or f"ftrecipes train --recipe {name}" in text
     recipe = get_recipe(name)
     assert recipe.name == name and recipe.description
     plan = recipe.plan(
