@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import Future
@@ -280,6 +281,9 @@ def test_record_writes_expected_and_keeps_the_card_valid(tmp_path, capsys):
 def test_record_expected_replaces_lines_in_place(tmp_path):
     path = tmp_path / "c.yaml"
     shutil.copy(baselines_dir() / "bbc-minilm.yaml", path)
+    # A floor below 3 std of the values recorded next, whatever the shipped card's tolerance is today.
+    text = path.read_text()
+    path.write_text(re.sub(r"(?m)^tolerance: [0-9.]+", "tolerance: 0.0100", text))
     card = load_card(str(path))
     record_expected(card, judge([0.95, 0.97, 0.96], None, 0.01), "cmd")
     again = load_card(str(path))
