@@ -61,7 +61,7 @@ HF_FLAGS = ["--lr_scheduler_type", "linear", "--min_lr_rate", "0", "--weight_dec
 @dataclass
 class Block:
     name: str
-    group: str  # a..d: the priority order of the plan
+    group: str  # a, a2, b, c2, d, e: the priority order of the plan (sorted as strings)
     card: str
     peaks: list[str]
     seeds: list[int]
@@ -117,7 +117,7 @@ def plan_blocks(root: Path) -> list[Block]:
         ),
         Block(
             "tweets-minilm-hf",
-            "c",
+            "a2",  # right after the MiniLM grid: the steps-to-target comparison needs it
             "tweets-minilm",
             ["5e-5"],
             SEEDS3,
@@ -128,7 +128,7 @@ def plan_blocks(root: Path) -> list[Block]:
         ),
         Block(
             "bbc-minilm-hf",
-            "c",
+            "a2",  # right after the MiniLM grid: the steps-to-target comparison needs it
             "bbc-minilm",
             ["5e-5"],
             SEEDS3,
