@@ -132,3 +132,14 @@ def _torch_keeps_one_thread_per_worker():
         left = torch.get_num_threads()
         torch.set_num_threads(int(wanted))
         pytest.fail(f"the test left torch on {left} threads (OMP_NUM_THREADS={wanted}); restore torch.set_num_threads")
+
+
+def tiny_job_argv(recipe: str, tiny_base: str, cls_files: dict, output_dir, *extra: str) -> list[str]:
+    """The main job's command line for ``recipe`` on the tiny BERT and the topic CSVs: one epoch, 20% warmup, the LR
+    logged at every step, no evaluation, no reporting; ``extra`` flags follow (a later flag wins)."""
+    return [
+        "--recipe", recipe, "--model_name_or_path", tiny_base, "--train_file", cls_files["train"],
+        "--validation_file", cls_files["validation"], "--output_dir", str(output_dir), "--num_train_epochs", "1",
+        "--warmup", "20%", "--logging_steps", "1", "--eval_strategy", "no", "--max_seq_length", "32",
+        "--report_to", "none", "--disable_tqdm", "true", *extra,
+    ]  # fmt: skip

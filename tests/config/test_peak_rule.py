@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from conftest import tiny_job_argv
 
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.cli import main as cli_main
@@ -264,39 +265,10 @@ def test_show_plans_every_shipped_recipe_with_the_rule(capsys):
 
 
 def _args(tiny_base, cls_files, output_dir, *extra):
-    return [
-        "--recipe",
-        "cls",
-        "--model_name_or_path",
-        tiny_base,
-        "--train_file",
-        cls_files["train"],
-        "--validation_file",
-        cls_files["validation"],
-        "--output_dir",
-        str(output_dir),
-        "--num_train_epochs",
-        "1",
-        "--warmup",
-        "20%",
-        "--logging_steps",
-        "1",
-        "--eval_strategy",
-        "no",
-        "--max_seq_length",
-        "32",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--save_strategy",
-        "no",
-        "--plots",
-        "false",
-        "--per_device_train_batch_size",
-        "16",
-        *extra,
-    ]
+    return tiny_job_argv(
+        "cls", tiny_base, cls_files, output_dir, "--save_strategy", "no", "--plots", "false",
+        "--per_device_train_batch_size", "16", *extra,
+    )  # fmt: skip
 
 
 def _logged(output_dir):

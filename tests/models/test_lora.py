@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import on_tiny
+from conftest import on_tiny, tiny_job_argv
 from safetensors.torch import load_file
 
 from ftrecipes import Timeline, get_recipe
@@ -113,37 +113,9 @@ def test_adapter_and_merged_weights_reload_with_equal_outputs(tmp_path):
 
 
 def _args(tiny_base, cls_files, output_dir, *extra):
-    return [
-        "--recipe",
-        "lora-cls",
-        "--model_name_or_path",
-        tiny_base,
-        "--train_file",
-        cls_files["train"],
-        "--validation_file",
-        cls_files["validation"],
-        "--output_dir",
-        str(output_dir),
-        "--num_train_epochs",
-        "1",
-        "--warmup",
-        "20%",
-        "--logging_steps",
-        "1",
-        "--eval_strategy",
-        "no",
-        "--max_seq_length",
-        "32",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--per_device_train_batch_size",
-        "8",
-        "--plots",
-        "false",
-        *extra,
-    ]
+    return tiny_job_argv(
+        "lora-cls", tiny_base, cls_files, output_dir, "--per_device_train_batch_size", "8", "--plots", "false", *extra
+    )
 
 
 def _lrs(output_dir):

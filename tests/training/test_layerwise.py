@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import assert_logged_group_lrs, on_tiny
+from conftest import assert_logged_group_lrs, on_tiny, tiny_job_argv
 
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import ConfigError
@@ -117,39 +117,10 @@ def test_no_llrd_keeps_the_two_trainer_groups():
 
 
 def layerwise_argv(tiny_base, cls_files, output_dir, *extra):
-    return [
-        "--recipe",
-        "llrd-cls",
-        "--model_name_or_path",
-        tiny_base,
-        "--train_file",
-        cls_files["train"],
-        "--validation_file",
-        cls_files["validation"],
-        "--output_dir",
-        str(output_dir),
-        "--num_train_epochs",
-        "1",
-        "--warmup",
-        "20%",
-        "--logging_steps",
-        "1",
-        "--eval_strategy",
-        "no",
-        "--max_seq_length",
-        "32",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--save_strategy",
-        "no",
-        "--layerwise_lr_decay",
-        str(XI),
-        "--head_lr_multiplier",
-        "2.0",
-        *extra,
-    ]
+    return tiny_job_argv(
+        "llrd-cls", tiny_base, cls_files, output_dir, "--save_strategy", "no", "--layerwise_lr_decay", str(XI),
+        "--head_lr_multiplier", "2.0", *extra,
+    )  # fmt: skip
 
 
 def check_every_group_follows_the_schedule(output_dir, processes, batch, epochs=1):

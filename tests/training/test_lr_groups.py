@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_logged_group_lrs
+from conftest import assert_logged_group_lrs, tiny_job_argv
 
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.config.errors import ConfigError
@@ -188,41 +188,10 @@ def test_lr_groups_from_the_command_line_and_yaml_round_trip(tmp_path):
 
 
 def _args(tiny_base, cls_files, output_dir, *extra):
-    return [
-        "--recipe",
-        "lora-cls",
-        "--model_name_or_path",
-        tiny_base,
-        "--train_file",
-        cls_files["train"],
-        "--validation_file",
-        cls_files["validation"],
-        "--output_dir",
-        str(output_dir),
-        "--num_train_epochs",
-        "1",
-        "--warmup",
-        "20%",
-        "--logging_steps",
-        "1",
-        "--eval_strategy",
-        "no",
-        "--max_seq_length",
-        "32",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--save_strategy",
-        "no",
-        "--plots",
-        "false",
-        "--per_device_train_batch_size",
-        "8",
-        "--learning_rate",
-        str(PEAK),
-        *extra,
-    ]
+    return tiny_job_argv(
+        "lora-cls", tiny_base, cls_files, output_dir, "--save_strategy", "no", "--plots", "false",
+        "--per_device_train_batch_size", "8", "--learning_rate", str(PEAK), *extra,
+    )  # fmt: skip
 
 
 def test_every_group_follows_the_schedule_at_every_step(tiny_base, cls_files, tmp_path):
