@@ -6,6 +6,9 @@ One command runs it and one command writes the results file:
     python scripts/benchmarks/peak_lr_grid.py --only tweets-minilm,bbc-minilm
     python scripts/benchmarks/peak_lr_grid.py --dry-run       # print the sweep commands, run nothing
     python scripts/benchmarks/peak_lr_grid.py --summarize [--picks picks.json]
+    # on another machine (the earlier run folders are not there): resume from the committed results
+    python scripts/benchmarks/peak_lr_grid.py --prior docs/results/2026-12-01-peak-lr-grid.csv
+    python scripts/benchmarks/peak_lr_grid.py --summarize --prior docs/results/2026-12-01-peak-lr-grid.csv
 
 Every (block, seed, peak) is one ``ftrecipes sweep`` of one point (its own folder and sweep.db under
 --output_root/BLOCK/), so a stopped grid resumes where it stopped: rerunning the same command skips
@@ -15,6 +18,15 @@ and within a seed the peaks nearest the best of the earlier sweeps first
 (docs/results/2026-11-25-peak-lr-sweeps.md), the far tails last. --workers slots (default 2) each take the next
 point. --summarize reads every sweep folder under a block (any layout: one point or a whole grid per sweep), by
 peak and seed.
+
+On another machine, --prior CSV (repeatable) carries an earlier summary's runs over: its rows with a
+final status count as finished points (the run and --dry-run skip them), and --summarize merges its
+rows with the runs under --output_root (for a point in both, a complete run first, then the one on
+disk) and writes them all to the new CSV, each with its ``source`` (``sweep``, or the CSV's path as
+given) and its ``run_dir`` as it was, so the next machine can chain from that CSV. A prior row has no
+evaluation curve: the steps to target on the seed-mean curve say ``incomplete`` where a seed came from
+one, and the CSV's per-run steps are shown instead. With --only, --summarize writes only those blocks'
+rows: keep the full summary's CSV for chaining.
 
 Every run evaluates every 10% of training (--eval_steps 0.1) rather than once per epoch, so that the
 optimizer steps to reach (grid best - 0.5 point) can be read off each run's trainer_state.json.
@@ -450,6 +462,9 @@ def steps_to(curve: list[tuple[int, float]], target: float) -> int | None:
     return next((s for s, v in curve if v >= target - 1e-12), None)
 
 
+SWEEP = "sweep"  # a Run's source when it was read from its sweep folder under --output_root
+
+
 @dataclass
 class Run:
     block: str
@@ -460,6 +475,15 @@ class Run:
     seconds: float
     run_dir: str
     curve: list[tuple[int, float]]
+    source: str = SWEEP  # or the --prior CSV the row was carried over from (it has no curve)
+    # A --prior row's steps_to_target and the target they were counted to (the two belong together).
+    prior_steps: int | None = None
+    prior_target: float | None = None
+
+
+def point_key(block: str, seed: int, peak: float) -> tuple[str, int, float]:
+    """One grid point, however its peak is written (2e-4, 0.0002)."""
+    return block, seed, round(math.log10(peak), 6)
 
 
 FINAL = ("complete", "diverged", "pruned")
@@ -512,14 +536,84 @@ def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
     return runs
 
 
-def collect_runs(block: Block, root: Path, metric: str) -> list[Run]:
-    """The block's runs; a (peak, seed) run twice (a rerun after a crash) counts once, finished first."""
+def collect_runs(block: Block, root: Path, metric: str, prior: list[Run] = ()) -> list[Run]:
+    """The block's runs, from its sweep folders and then the --prior rows. A (peak, seed) run twice (a
+    rerun after a crash, or a point both on disk and in a prior CSV) counts once: a complete run first,
+    then the one read first (disk before prior, prior CSVs in the order given)."""
     best: dict = {}
-    for r in sweep_rows(root / block.name, metric):
-        key = (round(math.log10(r.peak), 6), r.seed)
+    for r in [*sweep_rows(root / block.name, metric), *(r for r in prior if r.block == block.name)]:
+        key = point_key(r.block, r.seed, r.peak)
         if key not in best or (best[key].status != "complete" and r.status == "complete"):
             best[key] = r
     return sorted(best.values(), key=lambda r: (r.peak, r.seed))
+
+
+# The results CSV's columns (--summarize writes them). --prior needs only PRIOR_COLUMNS, so that a CSV
+# written without ``source`` still chains.
+CSV_FIELDS = [
+    "block",
+    "size",
+    "card",
+    "kind",
+    "peak",
+    "seed",
+    "status",
+    "metric",
+    "value",
+    "seconds",
+    "steps_to_target",
+    "target",
+    "run_dir",
+    "source",
+]
+PRIOR_COLUMNS = ("block", "peak", "seed", "status", "value", "seconds", "steps_to_target", "target", "run_dir")
+
+
+def load_prior(paths: list[str], blocks: list[Block]) -> list[Run]:
+    """The rows of results CSVs written by an earlier --summarize (another machine's runs, whose folders
+    are not here), one Run each with ``source`` = the path as given. Such a run has no evaluation curve:
+    its row's steps_to_target, counted to the row's target, stands in for it."""
+    example = f"--prior {RESULTS.with_suffix('.csv')}"
+    peaks = {b.name: {round(math.log10(float(x)), 6) for x in b.peaks} for b in blocks}
+    runs = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(
+                f"--prior: {path!r} is not a file; give a results CSV written by --summarize, e.g. {example}"
+            )
+        try:
+            with open(p, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in PRIOR_COLUMNS if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise UsageError(
+                        f"--prior: {path!r} lacks the column(s) {', '.join(missing)}, so it is not a CSV written by "
+                        f"--summarize; give one that is, e.g. {example}"
+                    )
+                rows = list(reader)
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise UsageError(
+                f"--prior: {path!r} is not a readable CSV ({err}); give one written by --summarize"
+            ) from None
+        for line, row in enumerate(rows, start=2):
+            where = f"--prior: {path!r} line {line}"
+            try:
+                peak, seed = float(row["peak"]), int(row["seed"])
+                value = float(row["value"]) if row["value"] else None
+                seconds = float(row["seconds"] or 0)
+                steps = int(row["steps_to_target"]) if row["steps_to_target"] else None
+                target = float(row["target"]) if row["target"] else None
+            except ValueError as err:
+                raise UsageError(f"{where}: {err}; fix the row or remove it") from None
+            if row["block"] not in peaks:
+                raise UsageError(f"{where}: block {row['block']!r} is not in the grid; remove the row")
+            if not peak > 0 or round(math.log10(peak), 6) not in peaks[row["block"]]:
+                raise UsageError(f"{where}: peak {row['peak']} is not on {row['block']}'s grid; remove the row")
+            runs.append(
+                Run(row["block"], seed, peak, row["status"], value, seconds, row["run_dir"], [], path, steps, target)
+            )
+    return runs
 
 
 def card_metric(card: str) -> str:
@@ -551,9 +645,11 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]
     return [(s, statistics.fmean(dict(c)[s] for c in curves)) for s in sorted(common)]
 
 
-def summarize_block(block: Block, root: Path, blocks_by_name: dict[str, Block], picks: dict, cache: dict) -> dict:
+def summarize_block(
+    block: Block, root: Path, blocks_by_name: dict[str, Block], picks: dict, cache: dict, prior: list[Run] = ()
+) -> dict:
     metric = card_metric(block.card)
-    runs = collect_runs(block, root, metric)
+    runs = collect_runs(block, root, metric, prior)
     cache[block.name] = runs
     peaks = {}
     for p in block.peaks:
@@ -594,7 +690,23 @@ def gap_points(p: dict, best: tuple) -> str:
 
 
 def steps_cell(peak: dict, target: float) -> tuple[str, int | None]:
-    """'k' steps on the seed-mean curve, plus per-seed steps; '>N' when never reached."""
+    """'k' steps on the seed-mean curve, plus per-seed steps; '>N' when never reached. A seed carried over
+    from a --prior CSV has no curve, so the seed-mean figure is then 'incomplete' (no number) and that
+    seed's figure is the CSV's, marked '*': 'k*' reached at step k, '—*' none recorded, '?*' counted to
+    another target than ``target`` (the grid best has moved since)."""
+    carried = [r for r in peak["done"] if r.source != SWEEP]
+    if carried:
+        per_seed = []
+        for r in peak["done"]:
+            if r.source == SWEEP:
+                k = steps_to(r.curve, target) if r.curve else None
+                per_seed.append("—" if k is None else str(k))
+            elif r.prior_target is None or not math.isclose(r.prior_target, target, rel_tol=0, abs_tol=1e-9):
+                per_seed.append("?*")
+            else:
+                per_seed.append("—*" if r.prior_steps is None else f"{r.prior_steps}*")
+        seeds = ", ".join(str(r.seed) for r in carried)
+        return f"incomplete: seed(s) {seeds} from --prior (seeds: {', '.join(per_seed)})", None
     curves = [r.curve for r in peak["done"]]
     if not curves or any(not c for c in curves):
         return "—", None
@@ -604,6 +716,31 @@ def steps_cell(peak: dict, target: float) -> tuple[str, int | None]:
     last = mc[-1][0] if mc else 0
     seeds_txt = ", ".join("—" if x is None else str(x) for x in per_seed)
     return (f"{s}" if s is not None else f">{last}") + f" (seeds: {seeds_txt})", s
+
+
+def csv_row(block: Block, metric: str, r: Run, target: float | None) -> dict:
+    """One run's row of the results CSV: steps_to_target counted on its curve to ``target``; a --prior
+    row keeps the steps and the target its CSV had (this summary cannot recount them) and its source."""
+    if r.source == SWEEP:
+        steps = steps_to(r.curve, target) if target is not None and r.curve else None
+    else:
+        steps, target = r.prior_steps, r.prior_target
+    return {
+        "block": block.name,
+        "size": block.size,
+        "card": block.card,
+        "kind": block.kind,
+        "peak": r.peak,
+        "seed": r.seed,
+        "status": r.status,
+        "metric": metric,
+        "value": r.value,
+        "seconds": r.seconds,
+        "steps_to_target": steps,
+        "target": target,
+        "run_dir": r.run_dir,
+        "source": r.source,
+    }
 
 
 def _fmt_lr(x: float) -> str:
@@ -631,27 +768,65 @@ def _pick_cells(name: str, picks: dict, summary: dict, best: tuple | None) -> li
     return out
 
 
-def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, command: str, with_plot: bool = True) -> Path:
+def summarize(
+    root: Path,
+    blocks: list[Block],
+    picks: dict,
+    out_md: Path,
+    command: str,
+    with_plot: bool = True,
+    prior: list[Run] = (),
+) -> Path:
     by_name = {b.name: b for b in plan_blocks(root)}
     cache: dict = {}
-    summaries = {b.name: summarize_block(b, root, by_name, picks, cache) for b in blocks}
+    summaries = {b.name: summarize_block(b, root, by_name, picks, cache, prior) for b in blocks}
     for b in blocks:  # an HF-defaults block needs its grid block's best even when not selected
         if b.grid_of and b.grid_of not in summaries and b.grid_of in by_name:
-            summaries[b.grid_of] = summarize_block(by_name[b.grid_of], root, by_name, picks, cache)
+            summaries[b.grid_of] = summarize_block(by_name[b.grid_of], root, by_name, picks, cache, prior)
     now = _dt.datetime.now(_dt.timezone.utc)
+    sources = list(dict.fromkeys(r.source for r in prior))
+    carried = [r for b in blocks for p in summaries[b.name]["peaks"].values() for r in p["runs"] if r.source != SWEEP]
+    script = "python scripts/benchmarks/peak_lr_grid.py"
+    if sources:
+        flags = " ".join(f"--prior {q}" for q in sources)
+        regenerate = [
+            f"{script} {flags}              # runs the points not finished in --prior; rerun to resume",
+            f"{script} --summarize {flags}  # this file, its CSV and PNG: --prior's rows and the runs here",
+            f"{script} --dry-run {flags}    # the exact ftrecipes sweep commands of the points left",
+        ]
+    else:
+        regenerate = [
+            f"{script}              # runs every block; rerun to resume",
+            f"{script} --summarize  # this file, its CSV and PNG",
+            f"{script} --dry-run    # the exact ftrecipes sweep commands",
+            f"# on a machine without these run folders, add --prior {out_md.with_suffix('.csv')} to each: only the "
+            "points it lacks run, and the summary keeps its rows",
+        ]
     lines = [
         "# Peak-LR grid (issue 22): where the best peak lies, on two model sizes",
         "",
-        f"Summarized {now:%Y-%m-%d %H:%M} UTC from the sweeps under `{root}`. Regenerate:",
+        f"Summarized {now:%Y-%m-%d %H:%M} UTC from the sweeps under `{root}`"
+        + (f" and the rows of {', '.join(f'`{q}`' for q in sources)}" if sources else "")
+        + ". Regenerate:",
         "",
         "```bash",
-        "python scripts/benchmarks/peak_lr_grid.py              # runs every block; rerun to resume",
-        "python scripts/benchmarks/peak_lr_grid.py --summarize  # this file, its CSV and PNG",
-        "python scripts/benchmarks/peak_lr_grid.py --dry-run    # the exact ftrecipes sweep commands",
+        *regenerate,
         "```",
         "",
         f"This summary: `{command}`.",
         "",
+    ]
+    if carried:
+        lines += [
+            f"{len(carried)} of the runs below are rows of a `--prior` CSV (an earlier summary, on a machine whose run "
+            "folders are not here; the CSV's `source` column names it, `run_dir` is where the run lived). Their "
+            "metric, seconds and steps to target are that CSV's. Such a row has no evaluation curve, so where one of "
+            "a peak's seeds came from it the steps on the seed-mean curve are `incomplete` (no number), and that "
+            "seed's own figure is the CSV's, marked `*` (`—*`: none recorded; `?*`: recorded for another target, "
+            "the grid best has moved since).",
+            "",
+        ]
+    lines += [
         "Machine: x86_64, 2 CPU cores, torch threads 1 per worker, 2 workers, fp32 (as the cards were recorded). Other "
         "sessions' test suites and development ran beside the grid, so run seconds are shared-machine figures, not "
         "speeds.",
@@ -712,24 +887,7 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
                 f"| {_fmt_lr(lr)} | {', '.join(map(str, p['seeds'])) or '—'}{note} | {score} | {vs} | {steps_txt} | "
                 f"{secs} |"
             )
-            for r in p["runs"]:
-                csv_rows.append(
-                    {
-                        "block": b.name,
-                        "size": b.size,
-                        "card": b.card,
-                        "kind": b.kind,
-                        "peak": lr,
-                        "seed": r.seed,
-                        "status": r.status,
-                        "metric": s["metric"],
-                        "value": r.value,
-                        "seconds": r.seconds,
-                        "steps_to_target": steps_to(r.curve, target) if target is not None and r.curve else None,
-                        "target": target,
-                        "run_dir": r.run_dir,
-                    }
-                )
+            csv_rows += [csv_row(b, s["metric"], r, target) for r in p["runs"]]
         lines.append("")
         if best:
             d = s["default_lr"]
@@ -738,14 +896,19 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
             )
             on_grid = d is not None and any(math.isclose(float(x), d, rel_tol=1e-6) for x in b.peaks)
             gap = gap_points(dp, best) if dp else ("not run yet" if on_grid else "not on the grid")
+            if d:
+                old_default = f"Old default {_fmt_lr(d)}: {gap}, {d / best[0]:.2f}x the best LR."
+            elif any(r.source != SWEEP for p in s["peaks"].values() for r in p["runs"]):
+                old_default = (
+                    "Old default: not known here (no sweep.json of this block under the output root, and a --prior "
+                    "CSV does not record it)."
+                )
+            else:
+                old_default = "Old default: sweep.json not written yet."
             lines.append(
                 f"Grid best: **{_fmt_lr(best[0])}** ({best[1]:.4f} ± {best[2]:.4f} over seeds "
                 f"{', '.join(map(str, best[3]))}, compared on the seeds finished at every peak with results). "
-                + (
-                    f"Old default {_fmt_lr(d)}: {gap}, {d / best[0]:.2f}x the best LR."
-                    if d
-                    else "Old default: sweep.json not written yet."
-                )
+                + old_default
             )
             missing = [_fmt_lr(lr) for lr, p in s["peaks"].items() if not p["done"]]
             if missing:
@@ -793,24 +956,7 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
                 f"| {b.name} | {b.grid_of} | {target:.4f} | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} "
                 f"({len(p['done'])} seeds) | {hf_steps} | {best_steps} (at {_fmt_lr(best[0])}) |"
             )
-            for r in p["runs"]:
-                csv_rows.append(
-                    {
-                        "block": b.name,
-                        "size": b.size,
-                        "card": b.card,
-                        "kind": b.kind,
-                        "peak": r.peak,
-                        "seed": r.seed,
-                        "status": r.status,
-                        "metric": s["metric"],
-                        "value": r.value,
-                        "seconds": r.seconds,
-                        "steps_to_target": steps_to(r.curve, target) if r.curve else None,
-                        "target": target,
-                        "run_dir": r.run_dir,
-                    }
-                )
+            csv_rows += [csv_row(b, s["metric"], r, target) for r in p["runs"]]
         lines.append("")
     lines += [
         "## Rule's pick and the LR range test's picks",
@@ -826,22 +972,7 @@ def summarize(root: Path, blocks: list[Block], picks: dict, out_md: Path, comman
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_csv = out_md.with_suffix(".csv")
     with open(out_csv, "w", newline="") as f:
-        fields = [
-            "block",
-            "size",
-            "card",
-            "kind",
-            "peak",
-            "seed",
-            "status",
-            "metric",
-            "value",
-            "seconds",
-            "steps_to_target",
-            "target",
-            "run_dir",
-        ]
-        w = csv.DictWriter(f, fieldnames=fields)
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         w.writerows(csv_rows)
     png = out_md.with_suffix(".png")
@@ -958,6 +1089,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--picks", default=None, help="JSON of the rule's and the finder's picks per block (for --summarize)"
     )
     p.add_argument("--results", default=str(RESULTS), help=f"results file (default {RESULTS})")
+    p.add_argument(
+        "--prior",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="results CSV of an earlier --summarize (another machine's runs); its finished points are not run again "
+        "and --summarize keeps its rows; repeatable",
+    )
     return p
 
 
@@ -978,22 +1117,30 @@ def main(argv: list[str] | None = None) -> int:
         all_blocks = plan_blocks(root)
         blocks = select(all_blocks, opts.only)
         picks = load_picks(opts.picks, [b.name for b in all_blocks])
+        prior = load_prior(opts.prior, all_blocks)
     except UsageError as err:
         print(f"peak_lr_grid.py: error: {err}", file=sys.stderr)
         return 2
     units = units_in_order(blocks, root)
+    finished_before = {point_key(r.block, r.seed, r.peak) for r in prior if r.status in FINAL}
+    missing = [u for u in units if point_key(u.block.name, u.seed, float(u.peak)) not in finished_before]
     if opts.dry_run:
-        for u in units:
+        for u in missing:
             print(" ".join(["ftrecipes", *sweep_argv(u, opts.threads)]))
         return 0
     if opts.summarize:
         if not opts.no_refresh:
             refresh_reports(units, opts.threads)
         command = "python scripts/benchmarks/peak_lr_grid.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        out = summarize(root, blocks, picks, Path(opts.results), command.strip())
+        out = summarize(root, blocks, picks, Path(opts.results), command.strip(), prior=prior)
         print(f"wrote {out}, {out.with_suffix('.csv')}, {out.with_suffix('.png')}")
         return 0
-    return run_units(units, opts.workers, opts.threads, root)
+    if prior:
+        print(
+            f"[grid] {len(units) - len(missing)} of {len(units)} points finished in --prior; the rest run here",
+            flush=True,
+        )
+    return run_units(missing, opts.workers, opts.threads, root)
 
 
 if __name__ == "__main__":

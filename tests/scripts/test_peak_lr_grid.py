@@ -283,3 +283,154 @@ def test_the_driver_runs_every_point_once_and_resumes(grid, tmp_path, monkeypatc
     assert all(grid.unit_done(u, root) for u in units)
     assert grid.run_units(units, workers=2, threads=1, root=root, poll_s=0.01) == 0  # resume: nothing left
     assert "[grid] start " not in capsys.readouterr().out
+
+
+OLD_CSV_COLUMNS = [  # a results CSV as --summarize wrote it before the source column
+    "block",
+    "size",
+    "card",
+    "kind",
+    "peak",
+    "seed",
+    "status",
+    "metric",
+    "value",
+    "seconds",
+    "steps_to_target",
+    "target",
+    "run_dir",
+]
+
+
+def _write_prior(path, rows):
+    """A results CSV of another machine: ``rows`` of (block, peak, seed, status, value, steps, target)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(OLD_CSV_COLUMNS)
+        for block, peak, seed, status, value, steps, target in rows:
+            run_dir = f"/elsewhere/runs/grid/{block}/seed-{seed}-lr-{peak}/trials/lr-000/seed-{seed}"
+            w.writerow(
+                [
+                    block,
+                    "size",
+                    "card",
+                    "grid",
+                    peak,
+                    seed,
+                    status,
+                    "eval_accuracy",
+                    value,
+                    300.0,
+                    steps,
+                    target,
+                    run_dir,
+                ]
+            )
+    return path
+
+
+def test_points_finished_in_a_prior_csv_are_not_run_again(grid, tmp_path, monkeypatch, capsys):
+    prior = _write_prior(
+        tmp_path / "prior.csv",
+        [
+            ("bbc-minilm-hf", 5e-05, 42, "complete", 0.9765, "", 0.9809),
+            ("bbc-minilm-hf", 5e-05, 43, "running", "", "", 0.9809),  # not final: runs here
+            ("bbc-minilm-hf", 5e-05, 44, "diverged", "", "", 0.9809),
+        ],
+    )
+    root = tmp_path / "runs"
+    argv = ["--only", "bbc-minilm-hf", "--output_root", str(root), "--prior", str(prior)]
+    assert grid.main([*argv, "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "--seed 43 " in lines[0]
+    fake = tmp_path / "fake_sweep.py"
+    fake.write_text(FAKE_SWEEP)
+    monkeypatch.setattr(grid, "ftrecipes_command", lambda: [sys.executable, str(fake)])
+    monkeypatch.setattr(grid.time, "sleep", lambda s: None)
+    assert grid.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 of 3 points finished in --prior" in out
+    assert out.count("[grid] start ") == 1 and "start bbc-minilm-hf seed 43 peak 5e-5" in out
+    assert sorted(p.name for p in (root / "bbc-minilm-hf").iterdir()) == ["seed-43-lr-5e-5"]
+
+
+def test_summary_merges_prior_rows_with_the_runs_here(grid, tmp_path):
+    root = tmp_path / "runs"
+    # Here: seed 42 at 5e-5 and 1e-4, seed 44 at 1e-4 still running. With the prior rows the best is 1e-4 on
+    # seeds 42, 43 (0.988 here, 0.99 there: 0.989), so the target is 0.984.
+    _write_sweep(
+        root,
+        "bbc-minilm",
+        42,
+        [(5e-5, 0.981, [(12, 0.5), (60, 0.97), (120, 0.981)]), (1e-4, 0.988, [(12, 0.6), (60, 0.985), (120, 0.988)])],
+    )
+    _write_sweep(root, "bbc-minilm", 44, [(1e-4, 0.0, None)])
+    prior = _write_prior(
+        tmp_path / "prior.csv",
+        [
+            ("bbc-minilm", 0.0001, 42, "complete", 0.5, 12, 0.4),  # the same point as here: the run here wins
+            ("bbc-minilm", 0.0001, 43, "complete", 0.99, 48, 0.984),  # the target this summary has
+            ("bbc-minilm", 5e-05, 43, "complete", 0.97, 96, 0.95),  # counted to another target
+            ("bbc-minilm", 0.0001, 44, "complete", 0.986, "", 0.984),  # complete there, still running here
+        ],
+    )
+    by = {b.name: b for b in grid.plan_blocks(root)}
+    runs = grid.load_prior([str(prior)], list(by.values()))
+    out = tmp_path / "r.md"
+    grid.summarize(root, [by["bbc-minilm"]], {}, out, "test", with_plot=False, prior=runs)
+    text = out.read_text()
+    rows = {(r["peak"], r["seed"]): r for r in csv.DictReader(open(out.with_suffix(".csv")))}
+    assert set(rows) == {("5e-05", "42"), ("5e-05", "43"), ("0.0001", "42"), ("0.0001", "43"), ("0.0001", "44")}
+    here, carried = rows[("0.0001", "42")], rows[("0.0001", "43")]
+    assert here["value"] == "0.988" and here["source"] == "sweep" and here["steps_to_target"] == "60"
+    assert str(root) in here["run_dir"]
+    assert carried["value"] == "0.99" and carried["source"] == str(prior) and carried["steps_to_target"] == "48"
+    assert carried["run_dir"].startswith("/elsewhere/")
+    assert rows[("5e-05", "43")]["target"] == "0.95"  # a carried row keeps the target its steps were counted to
+    assert rows[("0.0001", "44")]["status"] == "complete" and rows[("0.0001", "44")]["source"] == str(prior)
+    # no seed-mean curve where a seed came from the prior CSV; its own steps are the CSV's, marked
+    assert "| 1e-4 | 42, 43, 44 | **0.9880 ± 0.0020** |" in text
+    assert "Grid best: **1e-4** (0.9890 ± 0.0014 over seeds 42, 43," in text
+    assert "| incomplete: seed(s) 43, 44 from --prior (seeds: 60, 48*, —*) |" in text
+    assert "| incomplete: seed(s) 43 from --prior (seeds: —, ?*) |" in text
+    assert "3 of the runs below are rows of a `--prior` CSV" in text  # its seed 42 at 1e-4 lost to the run here
+    assert f"--summarize --prior {prior}" in text and f"and the rows of `{prior}`" in text
+    assert "Old default 5e-5" in text  # the sweep.json here still gives it
+
+    # The next machine chains from that CSV (it has the source column now): same rows, nothing here.
+    nothing = tmp_path / "fresh"
+    again = tmp_path / "again.md"
+    chained = grid.load_prior([str(out.with_suffix(".csv"))], list(by.values()))
+    grid.summarize(nothing, [by["bbc-minilm"]], {}, again, "test", with_plot=False, prior=chained)
+    rows_again = list(csv.DictReader(open(again.with_suffix(".csv"))))
+
+    def without_source(rs):
+        return [{k: v for k, v in r.items() if k != "source"} for r in rs]
+
+    first = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    # the runs read here the first time are carried now: their steps and target as that summary wrote them
+    assert without_source(rows_again) == without_source(first)
+    assert {r["source"] for r in rows_again} == {str(out.with_suffix(".csv"))}
+    assert "Old default: not known here" in again.read_text()
+
+
+@pytest.mark.parametrize(
+    "content, field",
+    [
+        (None, "is not a file"),
+        ("block,peak\nbbc-minilm,1e-4\n", "lacks the column(s) seed, status"),
+        ("\n".join([",".join(OLD_CSV_COLUMNS), "bbc,s,c,grid,1e-4,42,complete,m,0.9,1,,0.9,d"]), "'bbc' is not in"),
+        ("\n".join([",".join(OLD_CSV_COLUMNS), "bbc-minilm,s,c,grid,3e-3,42,complete,m,0.9,1,,,d"]), "peak 3e-3"),
+        ("\n".join([",".join(OLD_CSV_COLUMNS), "bbc-minilm,s,c,grid,1e-4,x,complete,m,0.9,1,,,d"]), "line 2"),
+    ],
+)
+def test_a_bad_prior_csv_is_one_line_and_writes_nothing(grid, tmp_path, capsys, content, field):
+    path = tmp_path / "prior.csv"
+    if content is not None:
+        path.write_text(content)
+    out = tmp_path / "r.md"
+    argv = ["--summarize", "--no-refresh", "--output_root", str(tmp_path / "runs"), "--results", str(out)]
+    assert grid.main([*argv, "--prior", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("peak_lr_grid.py: error: --prior: ") and field in err
+    assert "Traceback" not in err and not out.exists() and not out.with_suffix(".csv").exists()
