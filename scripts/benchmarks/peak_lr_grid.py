@@ -867,6 +867,8 @@ def summarize(
         lines += [f"### {b.name} — {b.size}, card `{b.card}`, metric `{s['metric']}`", ""]
         if best is None:
             lines += ["No finished runs yet.", ""]
+            # its running or diverged runs still go to the CSV: a diverged point is finished for --prior
+            csv_rows += [csv_row(b, s["metric"], r, None) for p in s["peaks"].values() for r in p["runs"]]
             continue
         lines += [
             "| peak | seeds finished | metric mean ± std (all its finished seeds) | vs best (on the seeds every peak "
@@ -948,6 +950,7 @@ def summarize(
                     f"| {b.name} | {b.grid_of} | — (grid has no finished runs) | "
                     f"{f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} | — | — |"
                 )
+                csv_rows += [csv_row(b, s["metric"], r, None) for r in p["runs"]]
                 continue
             target = best[1] - TARGET_GAP
             hf_steps, _ = steps_cell(p, target)

@@ -434,3 +434,25 @@ def test_a_bad_prior_csv_is_one_line_and_writes_nothing(grid, tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("peak_lr_grid.py: error: --prior: ") and field in err
     assert "Traceback" not in err and not out.exists() and not out.with_suffix(".csv").exists()
+
+
+def test_runs_of_a_block_without_a_best_stay_in_the_csv(grid, tmp_path):
+    root = tmp_path / "runs"
+    _write_sweep(root, "bbc-minilm-l3", 42, [(1e-4, 0.0, None)])  # running here
+    prior = _write_prior(
+        tmp_path / "prior.csv",
+        [
+            ("bbc-minilm-l3", 2e-4, 43, "diverged", "", "", ""),  # finished: the next machine must not rerun it
+            ("bbc-minilm-l3-hf", 5e-05, 42, "complete", 0.97, "", ""),  # its grid has no finished run
+        ],
+    )
+    by = {b.name: b for b in grid.plan_blocks(root)}
+    out = tmp_path / "r.md"
+    blocks = [by["bbc-minilm-l3"], by["bbc-minilm-l3-hf"]]
+    grid.summarize(
+        root, blocks, {}, out, "test", with_plot=False, prior=grid.load_prior([str(prior)], list(by.values()))
+    )
+    rows = {(r["block"], r["seed"]): r for r in csv.DictReader(open(out.with_suffix(".csv")))}
+    assert set(rows) == {("bbc-minilm-l3", "42"), ("bbc-minilm-l3", "43"), ("bbc-minilm-l3-hf", "42")}
+    assert rows[("bbc-minilm-l3", "43")]["status"] == "diverged" and rows[("bbc-minilm-l3", "42")]["source"] == "sweep"
+    assert rows[("bbc-minilm-l3-hf", "42")]["value"] == "0.97" and rows[("bbc-minilm-l3-hf", "42")]["target"] == ""
