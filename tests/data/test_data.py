@@ -57,6 +57,29 @@ def test_bbc_news_stratified_validation_split():
         assert abs(val[label] - 0.1 * n) <= 1, (label, val[label], n)
 
 
+@pytest.mark.parametrize("seed", [42, 43])
+def test_carved_split_is_the_split_datasets_draws(bbc, seed):
+    """The carved split reads the labels as one column batch, and is still row for row the one
+    ``train_test_split(stratify_by_column=...)`` returns: the recorded cards' validation sets stay what they were
+    (on a dataset with an indices mapping too, as after ``--max_train_samples``)."""
+    for train in (bbc, bbc.shuffle(seed=7).select(range(900))):
+        reference = train.train_test_split(test_size=0.1, seed=seed, stratify_by_column="label")
+        carved = data.carve_validation_split(train, 10, seed)
+        assert list(carved[0]["text"]) == list(reference["train"]["text"])
+        assert list(carved[1]["text"]) == list(reference["test"]["text"])
+
+
+def test_a_class_too_small_to_stratify_falls_back_to_a_plain_split(caplog):
+    train = datasets.Dataset.from_dict(
+        {"text": [f"t{i}" for i in range(20)], "label": [0] * 19 + [1]},
+        features=datasets.Features({"text": datasets.Value("string"), "label": ClassLabel(names=["a", "b"])}),
+    )
+    kept, held_out = data.carve_validation_split(train, 10, seed=42)
+    assert "falling back to a plain random split" in caplog.text
+    assert list(held_out["text"]) == list(train.train_test_split(test_size=0.1, seed=42)["test"]["text"])
+    assert len(kept) == 18
+
+
 def test_carved_split_is_deterministic_in_seed():
     a = list(data.load_raw_datasets("bbc_news", seed=1)["validation"]["text"])
     b = list(data.load_raw_datasets("bbc_news", seed=1)["validation"]["text"])
