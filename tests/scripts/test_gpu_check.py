@@ -33,13 +33,14 @@ def _script(*argv, env=None):
     )
 
 
-def test_dry_run_plans_every_check_and_writes_nothing(tmp_path):
+def test_dry_run_plans_every_check_and_writes_nothing(gpu_check, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # where the script's commands and launch configs are named from, as a user runs it
     work, output = tmp_path / "work", tmp_path / "out.json"
-    proc = _script(
-        "--dry-run", "--work_dir", str(work), "--output", str(output), "--results_dir", str(tmp_path / "results")
+    code = gpu_check.main(
+        ["--dry-run", "--work_dir", str(work), "--output", str(output), "--results_dir", str(tmp_path / "results")]
     )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    out = proc.stdout
+    out = capsys.readouterr().out
+    assert code == 0, out[-4000:]
     for name in ("mfu", "fsdp2", "deepspeed-zero2", "qlora"):
         assert f"\n[{name}] " in out, name
     assert "\n  error " not in out and "dry run: plan valid (4 checks, 0 errors" in out
