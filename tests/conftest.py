@@ -110,7 +110,18 @@ def cls_files(tmp_path_factory) -> dict:
 def pytest_collection_finish(session):
     """Move what collection imported (torch, transformers: about half a million objects) out of the
     cyclic garbage collector's reach. Trainer ends every run with accelerate's ``free_memory()``, whose
-    ``gc.collect()`` otherwise walks all of them: a quarter of a second per in-process run here."""
+    ``gc.collect()`` otherwise walks all of them (see ``_later_imports_are_frozen_too`` for the rest)."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _later_imports_are_frozen_too():
+    """After each test, collect its garbage and freeze what survives: mostly the modules it imported for the
+    first time (the package imports tensorboard, optuna's database layer, scikit-learn's loaders and model
+    classes inside functions, so they arrive after collection). Frozen, they are not walked again by the next
+    ``gc.collect()`` a Trainer run makes; the objects a later test creates are, and are collected as before."""
+    yield
     gc.collect()
     gc.freeze()
 
