@@ -111,7 +111,7 @@ def test_lr_at_every_step_equals_the_recipe_schedule(tiny_base, cls_files, tmp_p
 def test_trace_identical_across_processes_and_accumulation(tiny_base, cls_files, tmp_path):
     """(1 proc, batch 8) == (1 proc, batch 4, accumulation 2) == the hand-written Accelerate loop on
     2 processes via torchrun + gloo (batch 4), whose prepared scheduler accelerate steps twice per update.
-    Two Trainer processes (two nodes, and one node with a preemption) are checked against one process,
+    Two Trainer processes (one node uninterrupted, and two nodes with a preemption) are checked against one process,
     group by group, in test_multinode.py."""
     assert main(base_args(tiny_base, cls_files, tmp_path / "single", "--per_device_train_batch_size", "8")) == 0
     assert (
