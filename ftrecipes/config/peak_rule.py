@@ -3,11 +3,14 @@
 With ``lr_rule: width`` the peak at the recipe's ``reference_global_batch_size`` is::
 
     peak = lr_rule_reference_peak * (lr_rule_reference_width / width) ** lr_rule_width_exponent
+    peak = peak * (lr_rule_reference_depth / depth) ** lr_rule_depth_exponent   (exponent > 0, depth known)
     peak = peak * lr_rule_lora_multiplier                       (peft: lora or qlora)
 
 where ``width`` is the model's hidden size: ``hidden_size``, ``d_model`` or ``n_embd`` of its config
-(the first one present). The batch-size rule (:mod:`ftrecipes.config.scaling`) then moves this peak to the
-run's global batch exactly as it moves a stated one, and the recipe's ``lr_prior`` becomes
+(the first one present), and ``depth`` its number of layers: ``num_hidden_layers``, ``n_layer`` or
+``num_layers``. The depth term is off (exponent 0) unless a recipe sets it; a model whose config names no
+depth gets no depth term, and the line says so. The batch-size rule (:mod:`ftrecipes.config.scaling`) then
+moves this peak to the run's global batch exactly as it moves a stated one, and the recipe's ``lr_prior`` becomes
 ``[peak / lr_rule_prior_factor, peak * lr_rule_prior_factor]``, so that the LR range test
 (``--learning_rate auto``) is bounded around the same point.
 
@@ -44,6 +47,7 @@ from typing import Any
 
 LR_RULES = ("none", "width")
 WIDTH_KEYS = ("hidden_size", "d_model", "n_embd")
+DEPTH_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
 
 
 def format_lr(value: float) -> str:
@@ -59,15 +63,17 @@ def format_lr(value: float) -> str:
 
 @dataclass(frozen=True)
 class ModelWidth:
-    """A model's width, or ``None`` with ``source`` saying why not; ``source`` says where it was read."""
+    """A model's width, or ``None`` with ``source`` saying why not; ``source`` says where it was read.
+    ``depth``: its number of layers, read from the same config (``None`` when it names none)."""
 
     width: int | None
     source: str
+    depth: int | None = None
 
 
-def width_of_config(config: Any) -> tuple[int | None, str | None]:
-    """``(width, key)`` from a config mapping (``config.json``) or object (``PretrainedConfig``): the
-    first of :data:`WIDTH_KEYS` holding a positive integer, else a nested ``text_config``'s."""
+def _first_positive_int(config: Any, keys: tuple[str, ...]) -> tuple[int | None, str | None]:
+    """``(value, key)``: the first of ``keys`` holding a positive integer in a config mapping (``config.json``)
+    or object (``PretrainedConfig``), else in a nested ``text_config``."""
 
     def get(key: str) -> Any:
         if isinstance(config, dict):
@@ -77,26 +83,43 @@ def width_of_config(config: Any) -> tuple[int | None, str | None]:
         except Exception:  # a config class whose attribute map raises for what it lacks
             return None
 
-    for key in WIDTH_KEYS:
+    for key in keys:
         value = get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value, key
     text = get("text_config")
     if text is not None and text is not config:
-        width, key = width_of_config(text)
-        if width is not None:
-            return width, f"text_config.{key}"
+        value, key = _first_positive_int(text, keys)
+        if value is not None:
+            return value, f"text_config.{key}"
     return None, None
+
+
+def width_of_config(config: Any) -> tuple[int | None, str | None]:
+    """``(width, key)``: the first of :data:`WIDTH_KEYS` in a config (a mapping or a ``PretrainedConfig``)."""
+    return _first_positive_int(config, WIDTH_KEYS)
+
+
+def depth_of_config(config: Any) -> int | None:
+    """The number of layers: the first of :data:`DEPTH_KEYS` in a config (a mapping or a ``PretrainedConfig``)."""
+    return _first_positive_int(config, DEPTH_KEYS)[0]
 
 
 # ------------------------------------------------------------------------------------------------
 # The rule
 
 
-def rule_peak(recipe, width: int) -> float:
-    """The rule's peak for ``width`` at ``reference_global_batch_size`` (the formula of the module docstring)."""
+def rule_peak(recipe, width: int, depth: int | None = None) -> float:
+    """The rule's peak for ``width`` (and ``depth``) at ``reference_global_batch_size`` (the formula of the module
+    docstring)."""
     peak = recipe.lr_rule_reference_peak * (recipe.lr_rule_reference_width / width) ** recipe.lr_rule_width_exponent
+    if _uses_depth(recipe, depth):
+        peak *= (recipe.lr_rule_reference_depth / depth) ** recipe.lr_rule_depth_exponent
     return peak * recipe.lr_rule_lora_multiplier if _uses_lora(recipe) else peak
+
+
+def _uses_depth(recipe, depth: int | None) -> bool:
+    return recipe.lr_rule_depth_exponent != 0 and depth is not None
 
 
 def _uses_lora(recipe) -> bool:
@@ -128,6 +151,7 @@ class PeakChoice:
     lr_prior: tuple[float, float]
     note: str = ""
     given: bool = False
+    depth: int | None = None  # set when the depth term entered the peak
 
     def line(self, global_batch_size: int | None = None, learning_rate: float | None = None) -> str:
         """One line for logs, ``ftrecipes show`` and ``plan.json``, e.g. ``peak 1e-4: cls rule for hidden
@@ -147,8 +171,10 @@ class PeakChoice:
             if math.isclose(peak, self.learning_rate, rel_tol=1e-9)
             else f", batch-scaled from {format_lr(self.learning_rate)}"
         )
+        layers = "" if self.depth is None else f", {self.depth} layers"
         return (
-            f"peak {format_lr(peak)}: {self.recipe} rule for hidden {self.width}, {self.adaptation}, batch {batch} "
+            f"peak {format_lr(peak)}: {self.recipe} rule for hidden {self.width}{layers}, {self.adaptation}, "
+            f"batch {batch} "
             f"({self.formula} at batch {self.reference_global_batch_size}{scaled}; width: {self.width_source}; "
             f"lr_prior {format_lr(self.lr_prior[0])}..{format_lr(self.lr_prior[1])})"
         )
@@ -183,16 +209,25 @@ def choose_peak(recipe, width: ModelWidth) -> PeakChoice | None:
             note=f"no model width: {width.source}",
             **common,
         )
-    peak = rule_peak(recipe, width.width)
+    peak = rule_peak(recipe, width.width, width.depth)
     formula = (
         f"{format_lr(recipe.lr_rule_reference_peak)} x ({recipe.lr_rule_reference_width}/{width.width})"
         f"^{recipe.lr_rule_width_exponent:g}"
     )
+    if _uses_depth(recipe, width.depth):
+        formula += f" x ({recipe.lr_rule_reference_depth}/{width.depth})^{recipe.lr_rule_depth_exponent:g}"
+    elif recipe.lr_rule_depth_exponent != 0:
+        formula += " (no depth term: the config names no number of layers)"
     if _uses_lora(recipe):
         formula += f" x {recipe.lr_rule_lora_multiplier:g} ({common['adaptation'].split()[0]})"
     factor = recipe.lr_rule_prior_factor
     return PeakChoice(
-        applied=True, learning_rate=peak, formula=formula, lr_prior=(peak / factor, peak * factor), **common
+        applied=True,
+        learning_rate=peak,
+        formula=formula,
+        lr_prior=(peak / factor, peak * factor),
+        depth=width.depth if _uses_depth(recipe, width.depth) else None,
+        **common,
     )
 
 
@@ -227,9 +262,11 @@ def peak_record(choice: PeakChoice, record: dict, learning_rate: float) -> dict:
 __all__ = [
     "LR_RULES",
     "WIDTH_KEYS",
+    "DEPTH_KEYS",
     "ModelWidth",
     "PeakChoice",
     "width_of_config",
+    "depth_of_config",
     "rule_peak",
     "choose_peak",
     "apply_choice",

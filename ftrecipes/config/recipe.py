@@ -94,7 +94,8 @@ class Recipe:
     # The peak-LR rule (ftrecipes.config.peak_rule): the peak derived from the model's width before training.
     lr_rule: str = _help(
         "'width': the peak follows the model's width, peak = lr_rule_reference_peak x (lr_rule_reference_width / "
-        "width) ** lr_rule_width_exponent (x lr_rule_lora_multiplier under LoRA), then the batch rule; learning_rate "
+        "width) ** lr_rule_width_exponent x (lr_rule_reference_depth / depth) ** lr_rule_depth_exponent (x "
+        "lr_rule_lora_multiplier under LoRA), then the batch rule; learning_rate "
         "is the fallback for a model whose config names no width. 'none': learning_rate as stated. A learning_rate "
         "given on top of the recipe (flag, code) turns the rule off.",
         default="none",
@@ -110,6 +111,15 @@ class Recipe:
     lr_rule_width_exponent: float = _help(
         "Width rule: the peak goes as width ** -exponent (1: Adam's LR ~ 1/width, muP; 0: no width dependence).",
         default=1.0,
+    )
+    lr_rule_reference_depth: int = _help(
+        "Width rule: the depth (num_hidden_layers / n_layer / num_layers) that lr_rule_reference_peak is for.",
+        default=12,
+    )
+    lr_rule_depth_exponent: float = _help(
+        "Width rule: the peak goes as depth ** -exponent too (0: no depth dependence; 0.5 with width exponent 1: "
+        "the peak ~ 1/sqrt(non-embedding parameters), since those grow as depth x width ** 2).",
+        default=0.0,
     )
     lr_rule_lora_multiplier: float = _help(
         "Width rule: LoRA and QLoRA train at this x the full fine-tuning peak.", default=10.0
@@ -662,6 +672,20 @@ def _check_lr_rule(recipe: Recipe) -> None:
             recipe.lr_rule_width_exponent,
             "must lie in [0, 3]",
             "use 1.0 (Adam's LR ~ 1/width) or 0 for no width dependence",
+        )
+    if recipe.lr_rule_reference_depth < 1:
+        raise ConfigError(
+            "lr_rule_reference_depth",
+            recipe.lr_rule_reference_depth,
+            "must be a positive integer (a number of layers)",
+            "use e.g. 12 (BERT-base)",
+        )
+    if not 0 <= recipe.lr_rule_depth_exponent <= 3:
+        raise ConfigError(
+            "lr_rule_depth_exponent",
+            recipe.lr_rule_depth_exponent,
+            "must lie in [0, 3]",
+            "use 0 (no depth dependence) or e.g. 0.5",
         )
     _positive(
         "lr_rule_lora_multiplier",

@@ -1,4 +1,4 @@
-"""A model's width, read without loading the model, and the peak-LR rule applied to it.
+"""A model's width (and depth), read without loading the model, and the peak-LR rule applied to it.
 
 A model *name*'s width comes from its ``config.json``: a local folder or file, the bundled MiniLM, the
 Hugging Face cache, and online the Hub's copy of that one file (``huggingface_hub.hf_hub_download``, as
@@ -20,6 +20,7 @@ from ftrecipes.config.peak_rule import (
     PeakChoice,
     apply_choice,
     choose_peak,
+    depth_of_config,
     width_of_config,
 )
 from ftrecipes.models.names import default_model_path
@@ -76,7 +77,7 @@ def read_model_width(name_or_path: str, *, cache_dir: str | None = None) -> Mode
     width, key = width_of_config(data) if isinstance(data, dict) else (None, None)
     if width is None:
         return ModelWidth(None, f"the config of {where} names none of {', '.join(WIDTH_KEYS)}")
-    return ModelWidth(width, f"{key} in the config.json of {where}")
+    return ModelWidth(width, f"{key} in the config.json of {where}", depth_of_config(data))
 
 
 def model_width(model: Any) -> ModelWidth:
@@ -91,7 +92,7 @@ def model_width(model: Any) -> ModelWidth:
     width, key = width_of_config(config)
     if width is None:
         return ModelWidth(None, f"the config of the {type(model).__name__} names none of {', '.join(WIDTH_KEYS)}")
-    return ModelWidth(width, f"{key} of the model's config")
+    return ModelWidth(width, f"{key} of the model's config", depth_of_config(config))
 
 
 def resolve_peak_rule(

@@ -13,7 +13,14 @@ from conftest import tiny_job_argv
 from ftrecipes import Timeline, get_recipe
 from ftrecipes.cli import main as cli_main
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.config.peak_rule import ModelWidth, choose_peak, format_lr, rule_peak, width_of_config
+from ftrecipes.config.peak_rule import (
+    ModelWidth,
+    choose_peak,
+    depth_of_config,
+    format_lr,
+    rule_peak,
+    width_of_config,
+)
 from ftrecipes.config.priors import prior_for_recipe
 from ftrecipes.models.width import model_width, read_model_width, resolve_peak_rule, resolve_peak_rule_for_model
 
@@ -137,10 +144,56 @@ def test_width_from_folders_files_aliases_and_objects(tmp_path, tiny_base):
     from ftrecipes.models.cnn import SmallCNNConfig, SmallCNNForImageClassification
     from ftrecipes.testing import tiny_model
 
-    assert model_width(tiny_model("cls")) == ModelWidth(32, "hidden_size of the model's config")
+    assert model_width(tiny_model("cls")) == ModelWidth(32, "hidden_size of the model's config", 2)
     assert width_of_config(GPT2Config(n_embd=64)) == (64, "hidden_size")  # the attribute map aliases n_embd
     assert model_width(SmallCNNForImageClassification(SmallCNNConfig(num_labels=3))).width is None
     assert model_width(None).width is None
+
+
+@pytest.mark.parametrize(
+    "config, depth",
+    [
+        ({"num_hidden_layers": 6}, 6),  # BERT, RoBERTa, Llama
+        ({"n_layer": 12}, 12),  # GPT-2's config.json
+        ({"num_layers": 24}, 24),  # T5
+        ({"text_config": {"num_hidden_layers": 32}}, 32),
+        ({"hidden_size": 384}, None),
+        ({"num_hidden_layers": 0}, None),
+    ],
+)
+def test_depth_keys(config, depth):
+    assert depth_of_config(config) == depth
+
+
+def test_the_depth_term_is_off_by_default_and_when_on_keeps_bert_base_at_its_anchor(tmp_path):
+    """Exponent 0 (every shipped recipe): the depth changes nothing. Exponent 0.5: the peak goes as
+    1/sqrt(depth) around 12 layers, so BERT-base (768, 12) keeps 5e-5 and a 3-layer MiniLM gets 2x a 6-layer one."""
+    cls = get_recipe("cls")
+    assert cls.lr_rule_depth_exponent == 0 and cls.lr_rule_reference_depth == 12
+    assert rule_peak(cls, 384, 6) == rule_peak(cls, 384, 3) == rule_peak(cls, 384) == pytest.approx(1e-4, rel=1e-12)
+    off = choose_peak(cls, ModelWidth(384, "test", 6))
+    assert off.depth is None and "layers" not in off.line() and "(12/" not in off.formula
+
+    deep = get_recipe("cls", lr_rule_depth_exponent=0.5)
+    assert rule_peak(deep, 768, 12) == pytest.approx(5e-5, rel=1e-12)
+    assert rule_peak(deep, 384, 6) == pytest.approx(1e-4 * 2**0.5, rel=1e-12)
+    assert rule_peak(deep, 384, 3) == pytest.approx(2e-4, rel=1e-12)
+    # with width exponent 1, (768/w) x (12/L)^0.5 is sqrt of the non-embedding parameter ratio, ~ L x w^2
+    assert rule_peak(deep, 384, 3) / rule_peak(deep, 768, 12) == pytest.approx(((12 * 768**2) / (3 * 384**2)) ** 0.5)
+    lora = get_recipe("lora-cls", lr_rule_depth_exponent=0.5)
+    assert rule_peak(lora, 384, 6) == pytest.approx(10 * 1e-4 * 2**0.5, rel=1e-12)
+
+    minilm = read_model_width("minilm")
+    assert (minilm.width, minilm.depth) == (384, 6)
+    choice = choose_peak(deep, minilm)
+    assert choice.depth == 6 and choice.learning_rate == pytest.approx(1.4142e-4, rel=1e-4)
+    assert choice.line().startswith("peak 1.41e-4: cls rule for hidden 384, 6 layers, full fine-tuning, batch 16 ")
+    assert "5e-5 x (768/384)^1 x (12/6)^0.5 at batch 16" in choice.line()
+
+    no_depth = _config_folder(tmp_path, "no-depth", {"model_type": "custom", "hidden_size": 384})
+    choice = choose_peak(deep, read_model_width(no_depth))
+    assert choice.applied and choice.depth is None and choice.learning_rate == pytest.approx(1e-4, rel=1e-12)
+    assert "(no depth term: the config names no number of layers)" in choice.line()
 
 
 def test_width_of_a_hub_id_from_the_cache_offline(tmp_path):
@@ -185,6 +238,8 @@ def test_a_model_without_a_width_falls_back_to_the_stated_peak_in_one_line(tmp_p
         ({"lr_rule_reference_width": "wide"}, "lr_rule_reference_width='wide'", "write a whole number"),
         ({"lr_rule_reference_width": 0}, "lr_rule_reference_width=0", "use e.g. 768"),
         ({"lr_rule_width_exponent": 4}, "lr_rule_width_exponent=4.0", "use 1.0"),
+        ({"lr_rule_reference_depth": 0}, "lr_rule_reference_depth=0", "use e.g. 12"),
+        ({"lr_rule_depth_exponent": -0.5}, "lr_rule_depth_exponent=-0.5", "use 0"),
         ({"lr_rule_lora_multiplier": 0}, "lr_rule_lora_multiplier=0.0", "use e.g. 10"),
         ({"lr_rule_prior_factor": 0.5}, "lr_rule_prior_factor=0.5", "use e.g. 2.5"),
         ({"optimizer": "sgd"}, "lr_rule='width'", "set lr_rule none"),

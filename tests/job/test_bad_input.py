@@ -109,6 +109,7 @@ CASE_NAMES = [
     # the peak-LR rule, LoRA+ and LR groups
     "rule field of the wrong type",
     "rule field out of range",
+    "depth exponent out of range",
     "width rule with SGD",
     "LoRA+ ratio not positive",
     "LoRA+ without LoRA",
@@ -295,6 +296,9 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
         "rule field out of range": Case(
             ["--lr_rule_width_exponent", "7"], "lr_rule_width_exponent", r"must lie in \[0, 3\]", given="7.0"
         ),
+        "depth exponent out of range": Case(
+            ["--lr_rule_depth_exponent", "-1"], "lr_rule_depth_exponent", r"must lie in \[0, 3\]", given="-1.0"
+        ),
         "width rule with SGD": Case(
             ["--optimizer", "sgd"], "lr_rule", r"the width rule is for AdamW .* optimizer is 'sgd'; set lr_rule none"
         ),
@@ -409,6 +413,7 @@ EARLY_CASES = [
     "RANK beyond WORLD_SIZE",
     "rule field of the wrong type",
     "rule field out of range",
+    "depth exponent out of range",
     "width rule with SGD",
     "LoRA+ ratio not positive",
     "LoRA+ without LoRA",
