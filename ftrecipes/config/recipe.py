@@ -659,34 +659,17 @@ def _check_lr_rule(recipe: Recipe) -> None:
             or "use 'width' (the peak follows the model's width) or 'none' (learning_rate as stated)",
         )
     _positive("lr_rule_reference_peak", recipe.lr_rule_reference_peak, "use e.g. 5e-5 (a BERT-base fine-tuning peak)")
-    if recipe.lr_rule_reference_width < 1:
-        raise ConfigError(
-            "lr_rule_reference_width",
-            recipe.lr_rule_reference_width,
-            "must be a positive integer (a hidden size)",
-            "use e.g. 768 (BERT-base)",
-        )
-    if not 0 <= recipe.lr_rule_width_exponent <= 3:
-        raise ConfigError(
-            "lr_rule_width_exponent",
-            recipe.lr_rule_width_exponent,
-            "must lie in [0, 3]",
-            "use 1.0 (Adam's LR ~ 1/width) or 0 for no width dependence",
-        )
-    if recipe.lr_rule_reference_depth < 1:
-        raise ConfigError(
-            "lr_rule_reference_depth",
-            recipe.lr_rule_reference_depth,
-            "must be a positive integer (a number of layers)",
-            "use e.g. 12 (BERT-base)",
-        )
-    if not 0 <= recipe.lr_rule_depth_exponent <= 3:
-        raise ConfigError(
-            "lr_rule_depth_exponent",
-            recipe.lr_rule_depth_exponent,
-            "must lie in [0, 3]",
-            "use 0 (no depth dependence) or e.g. 0.5",
-        )
+    # The width and the depth term have the same shape: a positive reference and an exponent in [0, 3].
+    for reference, unit, example, exponent, suggestion in (
+        ("lr_rule_reference_width", "a hidden size", 768, "lr_rule_width_exponent", "1.0 (Adam's LR ~ 1/width)"),
+        ("lr_rule_reference_depth", "a number of layers", 12, "lr_rule_depth_exponent", "0 (no depth term) or 0.5"),
+    ):
+        if getattr(recipe, reference) < 1:
+            raise ConfigError(
+                reference, getattr(recipe, reference), f"must be a positive integer ({unit})", f"use e.g. {example}"
+            )
+        if not 0 <= getattr(recipe, exponent) <= 3:
+            raise ConfigError(exponent, getattr(recipe, exponent), "must lie in [0, 3]", f"use {suggestion}")
     _positive(
         "lr_rule_lora_multiplier",
         recipe.lr_rule_lora_multiplier,
