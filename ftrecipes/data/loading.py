@@ -308,8 +308,8 @@ def _stratified_split(
     row: ``n_test = ceil(test_size * n)``, and the same index draw from ``numpy.random.default_rng(seed)``.
 
     The labels are read as one column batch. ``train_test_split`` builds that array with ``np.asarray`` over the
-    dataset's lazy column (datasets#7818, PR #7831), which converts the rows one at a time: seconds on the 38k
-    bundled tweets, at every run that carves its validation split."""
+    dataset's lazy column (datasets#7818, PR #7831), which converts the rows one at a time; one batch is a single
+    Arrow-to-NumPy conversion."""
     labels = train.select_columns([column]).with_format("numpy")[:][column]
     n_test = math.ceil(test_size * len(train))
     n_train = len(train) - n_test
