@@ -39,8 +39,11 @@ FIELD_REASONS: dict[str, str] = {
     "Depth-muP scales Adam's LR as 1/sqrt(depth), and with width exponent 1 an exponent of 0.5 makes the peak "
     "~ 1/sqrt(non-embedding parameters) [Yang et al. 2023, Tensor Programs VI; docs/results peak-LR grid]",
     "lr_rule_lora_multiplier": "only the low-rank adapters move, from B = 0, so LoRA needs larger steps: ~10x the full "
-    "fine-tuning peak, nearly independent of the rank [Hu et al. 2021; Schulman et al. 2025, "
-    "LoRA Without Regret]",
+    "fine-tuning peak at lora_alpha 32, nearly independent of the rank [Schulman et al. 2025, LoRA Without Regret; "
+    "Hu et al. 2021]",
+    "lr_rule_lora_reference_alpha": "the adapter's update (alpha / r) B A grows as alpha x LR while B is small, so "
+    "alpha and the peak trade one for one: the LoRA paper's alpha-16 RoBERTa-base peaks (4e-4..5e-4) are 15-25x "
+    "full fine-tuning's [Hu et al. 2021; Liu et al. 2019]",
     "lr_rule_prior_factor": "the range test overshoots for fine-tuning, so its pick is kept near the rule's peak "
     "[transformers#16013]",
     "loraplus_lr_ratio": "with A and B at one LR, LoRA learns inefficiently in wide models; a larger LR for B (ratio "

@@ -4,7 +4,7 @@ With ``lr_rule: width`` the peak at the recipe's ``reference_global_batch_size``
 
     peak = lr_rule_reference_peak * (lr_rule_reference_width / width) ** lr_rule_width_exponent
     peak = peak * (lr_rule_reference_depth / depth) ** lr_rule_depth_exponent   (exponent > 0, depth known)
-    peak = peak * lr_rule_lora_multiplier                       (peft: lora or qlora)
+    peak = peak * lr_rule_lora_multiplier * (lr_rule_lora_reference_alpha / lora_alpha)   (peft: lora or qlora)
 
 where ``width`` is the model's hidden size: ``hidden_size``, ``d_model`` or ``n_embd`` of its config
 (the first one present), and ``depth`` its number of layers: ``num_hidden_layers``, ``n_layer`` or
@@ -14,7 +14,8 @@ moves this peak to the run's global batch exactly as it moves a stated one, and 
 ``[peak / lr_rule_prior_factor, peak * lr_rule_prior_factor]``, so that the LR range test
 (``--learning_rate auto``) is bounded around the same point.
 
-Why this form, and the shipped constants (reference peak 5e-5 at width 768, exponent 1, LoRA x 10):
+Why this form, and the shipped constants (reference peak 5e-5 at width 768, exponent 1, LoRA x 10 at
+lora_alpha 32):
 
 * ELECTRA fine-tunes small / base / large (hidden 256 / 768 / 1024) at 3e-4 / 1e-4 / 5e-5 (Clark et
   al. 2020, Table 7): between small and base, 3x the width and a third of the peak.
@@ -23,10 +24,13 @@ Why this form, and the shipped constants (reference peak 5e-5 at width 768, expo
   rule gives 5e-5 and 3.75e-5.
 * This project's sweeps of MiniLM-L6 (hidden 384) put the best peak at 1e-4 (BBC News) and 2e-4 (tweets,
   1e-4 within 0.4 point); the rule gives 1e-4.
-* LoRA trains best at about 10x the full fine-tuning peak (Hu et al. 2021, RoBERTa-base GLUE at
-  4e-4..5e-4; Schulman et al. 2025, "LoRA Without Regret", who also find that optimum nearly
-  independent of the rank at a fixed lora_alpha, i.e. with peft's alpha / r scaling), so the rank is
-  reported but does not enter the formula.
+* LoRA trains best at about 10x the full fine-tuning peak at lora_alpha 32 (Schulman et al. 2025, "LoRA
+  Without Regret", ~15x in short runs; they also find that optimum nearly independent of the rank at a
+  fixed lora_alpha, i.e. with peft's alpha / r scaling), so the rank is reported but does not enter the
+  formula. The alpha does: B starts at 0 and Adam moves it by ~LR per step, so the adapter's update
+  (alpha / r) B A grows as alpha x LR, and halving alpha wants twice the peak. At lora_alpha 16 that is
+  20x: the LoRA paper's RoBERTa-base GLUE peaks 4e-4..5e-4 at alpha 16 (Hu et al. 2021) are 15-25x
+  RoBERTa's full fine-tuning 2e-5..3e-5 (Liu et al. 2019).
 
 The constants are recipe fields, to be re-tuned by editing YAML. The rule is for AdamW (muP's result is
 Adam's); a recipe with ``optimizer: sgd`` states its peak. A ``learning_rate`` given on top of a recipe
@@ -115,7 +119,13 @@ def rule_peak(recipe, width: int, depth: int | None = None) -> float:
     peak = recipe.lr_rule_reference_peak * (recipe.lr_rule_reference_width / width) ** recipe.lr_rule_width_exponent
     if _uses_depth(recipe, depth):
         peak *= (recipe.lr_rule_reference_depth / depth) ** recipe.lr_rule_depth_exponent
-    return peak * recipe.lr_rule_lora_multiplier if _uses_lora(recipe) else peak
+    return peak * _lora_factor(recipe) if _uses_lora(recipe) else peak
+
+
+def _lora_factor(recipe) -> float:
+    """LoRA's peak over full fine-tuning's: ``lr_rule_lora_multiplier x (lr_rule_lora_reference_alpha /
+    lora_alpha)``."""
+    return recipe.lr_rule_lora_multiplier * recipe.lr_rule_lora_reference_alpha / recipe.lora_alpha
 
 
 def _uses_depth(recipe, depth: int | None) -> bool:
@@ -129,7 +139,7 @@ def _uses_lora(recipe) -> bool:
 def _adaptation(recipe) -> str:
     if not _uses_lora(recipe):
         return "full fine-tuning"
-    return f"{'QLoRA' if recipe.peft == 'qlora' else 'LoRA'} r {recipe.lora_r}"
+    return f"{'QLoRA' if recipe.peft == 'qlora' else 'LoRA'} r {recipe.lora_r} alpha {recipe.lora_alpha:g}"
 
 
 @dataclass(frozen=True)
@@ -219,7 +229,10 @@ def choose_peak(recipe, width: ModelWidth) -> PeakChoice | None:
     elif recipe.lr_rule_depth_exponent != 0:
         formula += " (no depth term: the config names no number of layers)"
     if _uses_lora(recipe):
-        formula += f" x {recipe.lr_rule_lora_multiplier:g} ({common['adaptation'].split()[0]})"
+        formula += (
+            f" x {recipe.lr_rule_lora_multiplier:g} x ({recipe.lr_rule_lora_reference_alpha:g}/{recipe.lora_alpha:g})"
+            f" ({common['adaptation'].split()[0]})"
+        )
     factor = recipe.lr_rule_prior_factor
     return PeakChoice(
         applied=True,

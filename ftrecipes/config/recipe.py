@@ -95,7 +95,8 @@ class Recipe:
     lr_rule: str = _help(
         "'width': the peak follows the model's width, peak = lr_rule_reference_peak x (lr_rule_reference_width / "
         "width) ** lr_rule_width_exponent x (lr_rule_reference_depth / depth) ** lr_rule_depth_exponent (x "
-        "lr_rule_lora_multiplier under LoRA), then the batch rule; learning_rate "
+        "lr_rule_lora_multiplier x lr_rule_lora_reference_alpha / lora_alpha under LoRA), then the batch rule; "
+        "learning_rate "
         "is the fallback for a model whose config names no width. 'none': learning_rate as stated. A learning_rate "
         "given on top of the recipe (flag, code) turns the rule off.",
         default="none",
@@ -122,7 +123,14 @@ class Recipe:
         default=0.0,
     )
     lr_rule_lora_multiplier: float = _help(
-        "Width rule: LoRA and QLoRA train at this x the full fine-tuning peak.", default=10.0
+        "Width rule: LoRA and QLoRA train at this x the full fine-tuning peak when lora_alpha is "
+        "lr_rule_lora_reference_alpha.",
+        default=10.0,
+    )
+    lr_rule_lora_reference_alpha: float = _help(
+        "Width rule: the lora_alpha that lr_rule_lora_multiplier is for; the LoRA peak goes as 1 / lora_alpha (the "
+        "adapter's update (alpha / r) B A grows as alpha x LR from B = 0): alpha 16 trains at twice alpha 32's peak.",
+        default=32.0,
     )
     lr_rule_prior_factor: float = _help(
         "Width rule: lr_prior becomes [peak / factor, peak x factor] around the rule's peak.", default=2.5
@@ -674,6 +682,11 @@ def _check_lr_rule(recipe: Recipe) -> None:
         "lr_rule_lora_multiplier",
         recipe.lr_rule_lora_multiplier,
         "use e.g. 10 (LoRA at ~10x the full fine-tuning peak)",
+    )
+    _positive(
+        "lr_rule_lora_reference_alpha",
+        recipe.lr_rule_lora_reference_alpha,
+        "use e.g. 32 (the lora_alpha the multiplier was measured at)",
     )
     if not 1 <= recipe.lr_rule_prior_factor < math.inf:
         raise ConfigError(

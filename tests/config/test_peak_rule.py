@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -57,15 +58,29 @@ def test_hidden_384_lands_in_the_sweeps_best_range_and_768_in_berts_grid():
     assert rule_peak(cls.replace(lr_rule_width_exponent=0), 4096) == pytest.approx(5e-5)
 
 
-def test_lora_trains_at_the_multiplier_times_the_full_fine_tuning_pick():
+def test_lora_trains_at_the_multiplier_times_the_full_fine_tuning_pick_scaled_by_alpha():
     cls, lora = get_recipe("cls"), get_recipe("lora-cls")
+    assert (lora.lora_alpha, lora.lr_rule_lora_multiplier, lora.lr_rule_lora_reference_alpha) == (16, 10, 32)
     for width in WIDTHS.values():
-        assert rule_peak(lora, width) == pytest.approx(10 * rule_peak(cls, width), rel=1e-12)
-    assert rule_peak(lora, 768) == pytest.approx(5e-4)  # the LoRA paper's RoBERTa-base GLUE range 4e-4..5e-4
-    assert rule_peak(lora.replace(lr_rule_lora_multiplier=4), 384) == pytest.approx(4e-4)
+        assert rule_peak(lora, width) == pytest.approx(20 * rule_peak(cls, width), rel=1e-12)
+    # 20x at alpha 16: the LoRA paper's alpha-16 RoBERTa-base peaks 4e-4..5e-4 are 15-25x full fine-tuning's
+    assert rule_peak(lora, 768) == pytest.approx(1e-3)
+    # alpha and the peak trade one for one; the rank does not enter
+    assert rule_peak(lora.replace(lora_alpha=32), 384) == pytest.approx(1e-3)
+    assert rule_peak(lora.replace(lora_alpha=64, lora_r=64), 384) == pytest.approx(5e-4)
+    assert rule_peak(lora.replace(lora_r=64), 384) == rule_peak(lora, 384)
+    assert rule_peak(lora.replace(lr_rule_lora_multiplier=4, lr_rule_lora_reference_alpha=16), 384) == pytest.approx(
+        4e-4
+    )
     line = choose_peak(lora, ModelWidth(384, "test")).line()
     assert line.startswith(
-        "peak 1e-3: lora-cls rule for hidden 384, LoRA r 8, batch 16 (5e-5 x (768/384)^1 x 10 (LoRA)"
+        "peak 2e-3: lora-cls rule for hidden 384, LoRA r 8 alpha 16, batch 16 (5e-5 x (768/384)^1 x 10 x (32/16) (LoRA)"
+    ), line
+    qlora = get_recipe("lora-cls", peft="qlora", lora_alpha=8)
+    assert (
+        choose_peak(qlora, ModelWidth(384, "test"))
+        .line()
+        .startswith("peak 4e-3: lora-cls rule for hidden 384, QLoRA r 8 alpha 8, batch 16 ")
     )
 
 
@@ -181,7 +196,7 @@ def test_the_depth_term_is_off_by_default_and_when_on_keeps_bert_base_at_its_anc
     # with width exponent 1, (768/w) x (12/L)^0.5 is sqrt of the non-embedding parameter ratio, ~ L x w^2
     assert rule_peak(deep, 384, 3) / rule_peak(deep, 768, 12) == pytest.approx(((12 * 768**2) / (3 * 384**2)) ** 0.5)
     lora = get_recipe("lora-cls", lr_rule_depth_exponent=0.5)
-    assert rule_peak(lora, 384, 6) == pytest.approx(10 * 1e-4 * 2**0.5, rel=1e-12)
+    assert rule_peak(lora, 384, 6) == pytest.approx(20 * 1e-4 * 2**0.5, rel=1e-12)
 
     minilm = read_model_width("minilm")
     assert (minilm.width, minilm.depth) == (384, 6)
@@ -241,6 +256,8 @@ def test_a_model_without_a_width_falls_back_to_the_stated_peak_in_one_line(tmp_p
         ({"lr_rule_reference_depth": 0}, "lr_rule_reference_depth=0", "use e.g. 12"),
         ({"lr_rule_depth_exponent": -0.5}, "lr_rule_depth_exponent=-0.5", "use 0"),
         ({"lr_rule_lora_multiplier": 0}, "lr_rule_lora_multiplier=0.0", "use e.g. 10"),
+        ({"lr_rule_lora_reference_alpha": -16}, "lr_rule_lora_reference_alpha=-16.0", "use e.g. 32"),
+        ({"lr_rule_lora_reference_alpha": "nan"}, "lr_rule_lora_reference_alpha=nan", "use e.g. 32"),
         ({"lr_rule_prior_factor": 0.5}, "lr_rule_prior_factor=0.5", "use e.g. 2.5"),
         ({"optimizer": "sgd"}, "lr_rule='width'", "set lr_rule none"),
     ],
@@ -280,14 +297,14 @@ def test_show_states_the_rules_pick_and_why(tmp_path, capsys):
         "batch 16" in out
     )
     assert "peak LR 0.0001 unchanged" in out and "lr_prior              4e-05..0.00025" in out
-    assert "lr_rule                      'width'" in out  # the fields listed are the recipe as written
+    assert re.search(r"\n  lr_rule +'width'\n", out)  # the fields listed are the recipe as written
     assert "why: The peak follows the model (ftrecipes/config/peak_rule.py)" in out  # the recipe file's comment
     assert "why: 1 is muP's Adam scaling" in out  # FIELD_REASONS for a field the file does not set
     bert = _config_folder(tmp_path, "bert-base", {"model_type": "bert", "hidden_size": 768})
     out = _show(["show", "cls", "--model_name_or_path", bert, "--num_examples", "2000"], capsys)
     assert "peak 5e-5: cls rule for hidden 768, full fine-tuning, batch 16" in out
     out = _show(["show", "lora-cls", "--model_name_or_path", bert, "--num_examples", "2000"], capsys)
-    assert "peak 5e-4: lora-cls rule for hidden 768, LoRA r 8, batch 16" in out
+    assert "peak 1e-3: lora-cls rule for hidden 768, LoRA r 8 alpha 16, batch 16" in out
     # the batch rule stays one step of it: 16 per device x 2 processes -> sqrt(2) x the pick
     out = _show(["show", "cls", "--num_processes", "2", "--num_examples", "2000"], capsys)
     assert (
