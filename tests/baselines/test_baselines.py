@@ -99,7 +99,9 @@ def test_every_card_loads_and_validates(name):
     assert card.metric.startswith("eval_")
     if name in OFFLINE_CARDS:
         assert card.hub_names() == [] and not card.needs_hub
-        assert card.source["kind"] == "recorded" and "reproduce.py" in card.source["command"]
+        assert card.source["kind"] == "recorded" and card.source["command"].startswith(
+            f"ftrecipes reproduce --card {name} "
+        )
         assert card.overrides.get("split_seed") is not None  # one split for every training seed
     else:
         assert card.needs_hub and card.hub_names() and card.expected is not None
