@@ -7,6 +7,7 @@
     ftrecipes configs cp cpu .                              # copy one out for accelerate launch --config_file
     ftrecipes list
     ftrecipes show cls --num_examples 2000 --per_device_train_batch_size 16 --num_processes 2
+    ftrecipes show lora-cls --lora_alpha 32                 # any recipe field, as train takes it
     ftrecipes plot one-cycle --num_examples 2000 --output one-cycle.png
     ftrecipes validate my-recipe.yaml
     ftrecipes lr-find --recipe cls --num_steps 100 --output_dir lr_find
@@ -120,6 +121,13 @@ def _add_sizing_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--learning_rate", default=None, help="a peak to plan with instead of the recipe's (turns its peak-LR rule off)"
     )
+    # Every other recipe field, as `ftrecipes train` takes it: what the plan would be with that change.
+    from ftrecipes.job.parse import add_recipe_field_flags
+
+    sized = ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling", "model_name_or_path")
+    add_recipe_field_flags(
+        p.add_argument_group("recipe fields (as `ftrecipes train` takes them)"), skip=(*sized, "learning_rate")
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -150,19 +158,15 @@ def cmd_list(args) -> int:
 
 
 def _plan(args):
-    """The recipe (with sizing overrides) planned for the sizes on the command line."""
+    """The recipe (with the recipe-field and sizing flags given) planned for the sizes on the command line."""
+    from ftrecipes.config.recipe import Recipe
     from ftrecipes.config.registry import get_recipe, recipe_path
     from ftrecipes.config.timeline import Timeline
     from ftrecipes.models.width import resolve_peak_rule
 
-    recipe = get_recipe(args.name)
-    overrides = {
-        k: getattr(args, k)
-        for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "lr_scaling", "learning_rate")
-        if getattr(args, k) is not None
-    }
-    if overrides:
-        recipe = recipe.replace(**overrides)
+    fields = {f.name for f in dataclasses.fields(Recipe)} - {"name", "description", "model_name_or_path"}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    recipe = get_recipe(args.name, **overrides)
     written = recipe
     recipe, peak = resolve_peak_rule(recipe, args.model_name_or_path)
     assumed = []

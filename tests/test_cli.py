@@ -87,6 +87,18 @@ def test_show_lr_scaling_flag_and_assumed_size(capsys):
     assert "assumed" in out and "--num_examples" in out
 
 
+def test_show_and_plot_take_every_recipe_field_as_train_does(tmp_path, capsys):
+    code, out, _ = run(["show", "lora-cls", "--lora_alpha", "32", "--warmup", "10%", "--num_examples", "2000"], capsys)
+    assert code == 0
+    assert "peak 1e-3: lora-cls rule for hidden 384, LoRA r 8 alpha 32, batch 16" in out  # 10x at alpha 32
+    assert "warmup steps          38 ('10%' of training, linear)" in out
+    code, out, _ = run(["show", "cls", "--lr_rule_depth_exponent", "1"], capsys)
+    assert code == 0 and "peak 2e-4: cls rule for hidden 384, 6 layers, full fine-tuning" in out
+    output = tmp_path / "plot.png"
+    code, out, _ = run(["plot", "cls", "--lr_scheduler_type", "linear", "--output", str(output)], capsys)
+    assert code == 0 and output.read_bytes()[:8] == PNG_MAGIC
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -94,6 +106,9 @@ def test_show_lr_scaling_flag_and_assumed_size(capsys):
         ["show", "cls", "--num_processes", "0"],
         ["show", "cls", "--per_device_train_batch_size", "many"],
         ["show", "cls", "--lr_scaling", "cubic"],
+        ["show", "cls", "--lr_rule_depth_exponent", "9"],
+        ["show", "lora-cls", "--lora_alpha", "none"],
+        ["plot", "cls", "--lr_scheduler_type", "cosin"],
         ["show"],
         ["bogus"],
     ],

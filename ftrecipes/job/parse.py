@@ -190,15 +190,20 @@ def build_early_parser(prog: Optional[str] = None) -> tuple[argparse.ArgumentPar
     return _add_recipe_flags(parser), training is not None
 
 
-def _add_recipe_flags(parser):
-    group = parser.add_argument_group("recipe (command line > recipe file > Recipe defaults)")
+def add_recipe_field_flags(group, skip: Sequence[str] = ()) -> None:
+    """One ``--FIELD`` option per :class:`Recipe` field (but ``name``, ``description`` and ``skip``), typed as
+    strings: the Recipe coerces and validates them, naming the field on error."""
     defaults = Recipe()
     for f in dataclasses.fields(Recipe):
-        if f.name in ("name", "description"):
+        if f.name in ("name", "description", *skip):
             continue
-        # Typed as strings here: the Recipe coerces and validates them, naming the field on error.
         help_text = f"{f.metadata.get('help', '')} (class default: {getattr(defaults, f.name)!r})"
         group.add_argument(f"--{f.name}", type=str, default=None, help=help_text.replace("%", "%%"))
+
+
+def _add_recipe_flags(parser):
+    group = parser.add_argument_group("recipe (command line > recipe file > Recipe defaults)")
+    add_recipe_field_flags(group)
     group.add_argument(
         "--warmup_steps",
         type=str,
