@@ -105,8 +105,9 @@ def plan_blocks(root: Path) -> list[Block]:
     l3 = str(root / "models" / TRUNCATED)
     mpnet = str(root / "models" / MPNET)
     tweets = FULL + ["5e-4"]  # 2e-4 was the best on tweets at the old grid's edge: one more peak above it
-    # The 3-layer model's first seed had its best at the top edge of both cards: one more peak above each.
-    tweets_l3, bbc_l3 = tweets + ["1e-3"], FULL + ["5e-4"]
+    # The 3-layer model's first seed had its best at the top edge of both cards: one more peak above each;
+    # 4e-4 is the pick of a depth term with exponent 1 (5e-5 x 768/384 x 12/3), between 2e-4 and the best 5e-4.
+    tweets_l3, bbc_l3 = FULL + ["4e-4", "5e-4", "1e-3"], FULL + ["4e-4", "5e-4"]
     return [
         Block("tweets-minilm", "a", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=2e-4),
         Block("bbc-minilm", "a", "bbc-minilm", FULL, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=1e-4),
@@ -222,12 +223,13 @@ def plan_blocks(root: Path) -> list[Block]:
             center=1e-4,
         ),
         # LoRA peaks bracket ~10x the full fine-tuning best; 4e-4 is lora-cls's own default. 1e-2: the first
-        # seed's best was the old top edge, 5e-3, and a best at the edge of a grid is not bracketed.
+        # seed's best was the old top edge, 5e-3, and a best at the edge of a grid is not bracketed. 4e-3: the pick at
+        # 20x (lora_alpha 16) a depth-term full fine-tuning pick of 2e-4.
         Block(
             "tweets-minilm-lora",
             "d",
             "tweets-minilm-lora",
-            ["2e-4", "4e-4", "1e-3", "2e-3", "5e-3", "1e-2"],
+            ["2e-4", "4e-4", "1e-3", "2e-3", "4e-3", "5e-3", "1e-2"],
             SEEDS3,
             "MiniLM-L6 (h384, 6 layers), LoRA r 8",
             center=1e-3,
