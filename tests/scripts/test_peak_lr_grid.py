@@ -237,13 +237,15 @@ def test_best_and_steps_to_target(grid, tmp_path):
     assert "Old default 5e-5: -0.7 points, 0.50x the best LR." in text
 
 
-def test_the_mpnet_blocks_run_only_when_named(grid, capsys):
-    assert grid.main(["--dry-run"]) == 0
-    assert "mpnet" not in capsys.readouterr().out
+def test_the_mpnet_blocks_run_last_nearest_bert_bases_range_first(grid, capsys):
     assert grid.main(["--dry-run", "--only", "tweets-mpnet"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 15 and "--model_name_or_path runs/grid/models/all-mpnet-base-v2 " in lines[0]
     assert "--lr 5e-5 " in lines[0]  # nearest BERT-base's published range first
+    assert grid.main(["--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = next(i for i, line in enumerate(lines) if "mpnet" in line)
+    assert first > 0 and all("mpnet" in line for line in lines[first:])  # the costliest blocks after every other
 
 
 FAKE_SWEEP = r"""
