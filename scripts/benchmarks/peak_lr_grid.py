@@ -296,8 +296,10 @@ def units_in_order(blocks: list[Block], root: Path) -> list[Unit]:
     return units
 
 
-def finished_runs(root: Path, blocks: list[Block]) -> int:
-    return sum(1 for b in blocks for _ in (root / b.name).glob("**/trials/*/seed-*/eval_results.json"))
+def finished_units(units: list[Unit]) -> int:
+    """How many of ``units`` have a finished run in their own folder (runs of other points in the same
+    block folders, from earlier invocations or another layout, are not counted)."""
+    return sum(1 for u in units if any(u.folder.glob("trials/*/seed-*/eval_results.json")))
 
 
 def unit_done(unit: Unit, root: Path) -> bool:
@@ -396,7 +398,6 @@ def ftrecipes_command() -> list[str]:
 def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s: float = 20.0) -> int:
     pending = [u for u in units if not unit_done(u, root)]
     total = len(units)
-    blocks = list({u.block.name: u.block for u in units}.values())
     if any(u.block.model and u.block.model.endswith(TRUNCATED) for u in pending):
         prepare_truncated(root / "models" / TRUNCATED)
     if any(u.block.model and u.block.model.endswith(MPNET) for u in pending):
@@ -428,7 +429,7 @@ def run_units(units: list[Unit], workers: int, threads: int, root: Path, poll_s:
                 (subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd()), unit, fh)
             )
             time.sleep(2)  # stagger workers' startup (the sweep's enqueue lock covers the rest)
-        done = min(finished_runs(root, blocks), total)
+        done = finished_units(units)
         if done != last:
             print(
                 f"[grid] {_dt.datetime.now(_dt.timezone.utc):%H:%M} UTC: {done}/{total} runs finished; "

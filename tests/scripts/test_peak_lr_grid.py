@@ -279,9 +279,13 @@ def test_the_driver_runs_every_point_once_and_resumes(grid, tmp_path, monkeypatc
     root = tmp_path / "runs"
     blocks = [b for b in grid.plan_blocks(root) if b.name == "bbc-minilm-hf"]
     units = grid.units_in_order(blocks, root)
+    # a finished run of another point in the block's folder (an earlier layout) is not one of these units
+    other = root / "bbc-minilm-hf" / "earlier" / "trials" / "lr-000" / "seed-7"
+    other.mkdir(parents=True)
+    (other / "eval_results.json").write_text("{}")
     assert grid.run_units(units, workers=2, threads=1, root=root, poll_s=0.01) == 0
     out = capsys.readouterr().out
-    assert out.count("[grid] start ") == 3 and "3/3 runs finished" in out
+    assert out.count("[grid] start ") == 3 and "0/3 runs finished" in out and "3/3 runs finished" in out
     assert all(grid.unit_done(u, root) for u in units)
     assert grid.run_units(units, workers=2, threads=1, root=root, poll_s=0.01) == 0  # resume: nothing left
     assert "[grid] start " not in capsys.readouterr().out
