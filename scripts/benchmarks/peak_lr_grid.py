@@ -85,6 +85,9 @@ class Block:
     grid_of: str | None = None  # an HF-defaults block: the grid block whose best is the target
     center: float | None = None  # run order only: peaks nearest this (an earlier sweep's best) first
     eval_steps: str = "0.1"  # the evaluation cadence: a fraction of training or a number of steps
+    # The peak the card's recipe trained at before the width rule: cls and token-cls stated the top of BERT's
+    # 2e-5..5e-5, lora-cls the LoRA paper's 4e-4.
+    old_default: str = "5e-5"
 
     def order(self) -> list[str]:
         if self.center is None:
@@ -231,6 +234,7 @@ def plan_blocks(root: Path) -> list[Block]:
             SEEDS3,
             "MiniLM-L6 (h384, 6 layers), LoRA r 8",
             center=1e-3,
+            old_default="4e-4",
         ),
     ]
 
@@ -644,14 +648,6 @@ def card_metric(card: str) -> str:
     return "eval_accuracy"
 
 
-def recipe_default_lr(block: Block, root: Path) -> float | None:
-    for path in sorted((root / block.name).glob("**/sweep.json")):
-        value = json.loads(path.read_text()).get("recipe_default_lr")
-        if value is not None:
-            return value
-    return None
-
-
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -682,7 +678,7 @@ def summarize_block(
             "mean_std": _mean_std([r.value for r in done]) if done else None,
             "seeds": [r.seed for r in done],
         }
-    return {"block": block, "metric": metric, "peaks": peaks, "default_lr": recipe_default_lr(block, root)}
+    return {"block": block, "metric": metric, "peaks": peaks, "default_lr": float(block.old_default)}
 
 
 def grid_best(summary: dict) -> tuple[float, float, float, list[int]] | None:
@@ -917,15 +913,10 @@ def summarize(
             )
             on_grid = d is not None and any(math.isclose(float(x), d, rel_tol=1e-6) for x in b.peaks)
             gap = gap_points(dp, best) if dp else ("not run yet" if on_grid else "not on the grid")
-            if d:
-                old_default = f"Old default {_fmt_lr(d)}: {gap}, {d / best[0]:.2f}x the best LR."
-            elif any(r.source != SWEEP for p in s["peaks"].values() for r in p["runs"]):
-                old_default = (
-                    "Old default: not known here (no sweep.json of this block under the output root, and a --prior "
-                    "CSV does not record it)."
-                )
-            else:
-                old_default = "Old default: sweep.json not written yet."
+            old_default = (
+                f"Old default {_fmt_lr(d)} (the recipe's peak before the width rule): {gap}, "
+                f"{d / best[0]:.2f}x the best LR."
+            )
             lines.append(
                 f"Grid best: **{_fmt_lr(best[0])}** ({best[1]:.4f} ± {best[2]:.4f} over seeds "
                 f"{', '.join(map(str, best[3]))}, compared on the seeds finished at every peak with results). "

@@ -196,7 +196,7 @@ def test_summary_reads_the_sweeps(grid, tmp_path):
     # compared on the seeds every peak with results has (42, 43): 2e-4 is best; seed 44 is still running
     assert "| 2e-4 | 42, 43 | **0.7150 ± 0.0071** | +0.0 points | 75 (seeds: 75, 75) |" in text
     assert "over seeds 42, 43, compared on the seeds finished at every peak with results" in text
-    assert "Old default 5e-5: -5.0 points, 0.25x the best LR." in text
+    assert "Old default 5e-5 (the recipe's peak before the width rule): -5.0 points, 0.25x the best LR." in text
     assert "The best is at the grid's edge" not in text  # 5e-4 is on the plan's grid
     assert "Old default 5e-5" in text
     assert "finder clipped pick" in text and "— (not given)" in text
@@ -234,7 +234,7 @@ def test_best_and_steps_to_target(grid, tmp_path):
     grid.summarize(root, [by["bbc-minilm"], by["bbc-minilm-hf"]], {}, out, "test", with_plot=False)  # one test plots
     text = out.read_text()
     assert "| bbc-minilm-hf | bbc-minilm | 0.9830 |" in text and "60 (seeds: 60, 60) (at 1e-4)" in text
-    assert "Old default 5e-5: -0.7 points, 0.50x the best LR." in text
+    assert "Old default 5e-5 (the recipe's peak before the width rule): -0.7 points, 0.50x the best LR." in text
 
 
 def test_the_mpnet_blocks_run_last_nearest_bert_bases_range_first(grid, capsys):
@@ -417,7 +417,7 @@ def test_summary_merges_prior_rows_with_the_runs_here(grid, tmp_path):
     # the runs read here the first time are carried now: their steps and target as that summary wrote them
     assert without_source(rows_again) == without_source(first)
     assert {r["source"] for r in rows_again} == {str(out.with_suffix(".csv"))}
-    assert "Old default: not known here" in again.read_text()
+    assert "Old default 5e-5 (the recipe's peak before the width rule)" in again.read_text()  # a property of the block
 
 
 @pytest.mark.parametrize(
