@@ -22,8 +22,12 @@ lora_alpha 32):
 * muP (Yang et al. 2022, "Tensor Programs V") puts Adam's best LR for the hidden weights at ~1/width.
 * BERT's fine-tuning grid 2e-5..5e-5 (Devlin et al. 2019, app. A.3) is for hidden 768 and 1024; the
   rule gives 5e-5 and 3.75e-5.
-* This project's sweeps of MiniLM-L6 (hidden 384) put the best peak at 1e-4 (BBC News) and 2e-4 (tweets,
-  1e-4 within 0.4 point); the rule gives 1e-4.
+* This project's peak-LR grid (docs/results/2026-12-01-peak-lr-grid.md) on two released checkpoints:
+  MiniLM-L6 (hidden 384, 6 layers) is best at 1e-4 on BBC News and 2e-4 on tweets, all-mpnet-base-v2
+  (hidden 768, 12 layers) at 5e-5 or below and 1e-4: half, the width ratio. The rule gives 1e-4 and 5e-5.
+* Depth: twice the depth did not halve the best peak again (exponent 1 would have predicted a quarter),
+  so the depth term stays off. Only a model truncated to 3 of MiniLM-L6's layers wants more (5e-4),
+  and that is a model with its top layers cut off, not one pretrained at that depth.
 * LoRA trains best at about 10x the full fine-tuning peak at lora_alpha 32 (Schulman et al. 2025, "LoRA
   Without Regret", ~15x in short runs; they also find that optimum nearly independent of the rank at a
   fixed lora_alpha, i.e. with peft's alpha / r scaling), so the rank is reported but does not enter the

@@ -118,8 +118,8 @@ class Recipe:
         default=12,
     )
     lr_rule_depth_exponent: float = _help(
-        "Width rule: the peak goes as depth ** -exponent too (0: no depth dependence; 0.5 with width exponent 1: "
-        "the peak ~ 1/sqrt(non-embedding parameters), since those grow as depth x width ** 2).",
+        "Width rule: the peak goes as depth ** -exponent too (0, shipped: no depth dependence; 0.5 with width "
+        "exponent 1: the peak ~ 1/sqrt(non-embedding parameters), since those grow as depth x width ** 2).",
         default=0.0,
     )
     lr_rule_lora_multiplier: float = _help(
