@@ -166,6 +166,22 @@ def is_peft_model(model) -> bool:
     return model is not None and not isinstance(model, (str, os.PathLike)) and hasattr(model, "peft_config")
 
 
+def carries_recipe_adapter(model, recipe) -> bool:
+    """Whether a peft ``model``'s active adapter has the recipe's LoRA settings (rank, alpha, dropout and the
+    target modules the recipe resolves on its base model): the main job's models, wrapped when built."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict) or not hasattr(model, "get_base_model"):
+        return False
+    active = configs.get(getattr(model, "active_adapter", "default"))
+    if active is None:
+        return False
+    expected = resolve_target_modules(model.get_base_model(), recipe.lora_target_modules)
+    # peft expands "all-linear" into module names when it injects the adapter: the settings decide then
+    targets_match = isinstance(expected, str) or set(active.target_modules or ()) == set(expected)
+    settings = (active.r, active.lora_alpha, active.lora_dropout)
+    return targets_match and settings == (recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout)
+
+
 def lora_summary(recipe) -> str:
     """The recipe's adapter settings in one phrase, for the lines that say whose settings won."""
     return (
@@ -264,6 +280,7 @@ def save_merged(model, output_dir: str | os.PathLike, processing_class=None) -> 
 
 __all__ = [
     "apply_peft",
+    "carries_recipe_adapter",
     "check_peft_environment",
     "peft_load_kwargs",
     "resolve_target_modules",

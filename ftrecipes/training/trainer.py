@@ -150,11 +150,17 @@ class RecipeTrainer(Trainer):
         already wrapped, wins over the recipe's adapter settings, with one line saying so."""
         if self.recipe.peft == "none":
             return model, kwargs
-        from ftrecipes.models.lora import is_peft_model, lora_config, lora_summary
+        from ftrecipes.models.lora import carries_recipe_adapter, is_peft_model, lora_config, lora_summary
 
         takes_peft_config = "peft_config" in inspect.signature(super().__init__).parameters
         given = kwargs.get("peft_config")
-        if is_peft_model(model):
+        if is_peft_model(model) and carries_recipe_adapter(model, self.recipe):
+            logger.info(
+                "recipe %r: the model already carries the recipe's LoRA (%s)",
+                self.recipe.name,
+                lora_summary(self.recipe),
+            )
+        elif is_peft_model(model):
             logger.warning(
                 "recipe %r: the model is already a PeftModel, so its adapter trains and the recipe's LoRA "
                 "settings (%s) are not applied; the recipe's optimizer and schedule are",

@@ -294,3 +294,29 @@ def test_lora_without_peft_installed_names_the_extra(tiny_base, cls_files, tmp_p
         "finetune.py: error: peft='lora': needs the peft library, which is not installed; pip install 'ftrecipes[peft]'"
     )
     assert not out.exists()
+
+
+def test_a_model_wrapped_with_the_recipes_own_adapter_is_not_reported_as_someone_elses(tmp_path, caplog):
+    """The main job builds its model with the recipe's LoRA (build_model -> wrap_model) and hands it to
+    RecipeTrainer: no line saying the recipe's LoRA settings were not applied. A PeftModel with other settings
+    still gets that line."""
+    from ftrecipes.models.lora import carries_recipe_adapter
+    from ftrecipes.training.arguments import recipe_training_args
+    from ftrecipes.training.trainer import RecipeTrainer
+
+    recipe = get_recipe("lora-cls", max_steps=2, per_device_train_batch_size=8, eval_strategy="no")
+    own = apply_peft(tiny_model("cls", vocab_size=1000), recipe)
+    other = apply_peft(tiny_model("cls", vocab_size=1000), recipe.replace(lora_r=4))
+    assert carries_recipe_adapter(own, recipe) and not carries_recipe_adapter(other, recipe)
+    assert not carries_recipe_adapter(own, recipe.replace(lora_alpha=32))
+    assert not carries_recipe_adapter(own, recipe.replace(lora_target_modules="key"))
+    assert not carries_recipe_adapter(tiny_model("cls", vocab_size=1000), recipe)  # no adapter at all
+    args = recipe_training_args(recipe, str(tmp_path), save_strategy="no", report_to="none", disable_tqdm=True)
+    not_applied = "the recipe's LoRA settings (r=8, lora_alpha=16"
+    with caplog.at_level("INFO", logger="ftrecipes.training.trainer"):
+        RecipeTrainer(model=own, args=args, recipe=recipe)
+    assert not_applied not in caplog.text and "already carries the recipe's LoRA (r=8" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ftrecipes.training.trainer"):
+        RecipeTrainer(model=other, args=args, recipe=recipe)
+    assert f"{not_applied}, lora_dropout=0.0, target_modules='auto') are not applied" in caplog.text
