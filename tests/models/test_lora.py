@@ -320,3 +320,23 @@ def test_a_model_wrapped_with_the_recipes_own_adapter_is_not_reported_as_someone
     with caplog.at_level("INFO", logger="ftrecipes.training.trainer"):
         RecipeTrainer(model=other, args=args, recipe=recipe)
     assert f"{not_applied}, lora_dropout=0.0, target_modules='auto') are not applied" in caplog.text
+
+
+def test_the_rule_reads_the_alpha_of_the_adapter_that_trains(tmp_path, caplog):
+    """A caller's PeftModel with lora_alpha 32 trains at half the peak of the recipe's alpha 16 (the LoRA peak goes
+    as 1 / alpha); the recipe's own settings stay what it states, and a line says whose alpha the rule read."""
+    from ftrecipes.training.arguments import recipe_training_args
+    from ftrecipes.training.trainer import RecipeTrainer
+
+    recipe = get_recipe("lora-cls", max_steps=2, per_device_train_batch_size=8, eval_strategy="no")
+    peaks = {}
+    for alpha in (16, 32):
+        model = apply_peft(tiny_model("cls", vocab_size=1000), recipe.replace(lora_alpha=alpha))
+        args = recipe_training_args(recipe, str(tmp_path / str(alpha)), report_to="none", disable_tqdm=True)
+        with caplog.at_level("INFO", logger="ftrecipes.training.trainer"):
+            trainer = RecipeTrainer(model=model, args=args, recipe=recipe)
+        peaks[alpha] = trainer.args.learning_rate
+        assert (trainer.recipe.lora_r, trainer.recipe.lora_alpha) == (8, 16)
+        assert trainer.run_info["peak_rule"]["adaptation"] == f"LoRA r 8 alpha {alpha}"
+    assert peaks[32] == pytest.approx(peaks[16] / 2, rel=1e-12)
+    assert "the peak-LR rule reads the adapter that trains (r=8, lora_alpha=32), not the recipe's" in caplog.text

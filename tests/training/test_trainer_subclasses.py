@@ -497,3 +497,28 @@ def test_provenance_reaches_a_script_that_configures_logging_after_apply_recipe(
     finally:
         hf_logging.set_verbosity(verbosity)
         logging.getLogger("ftrecipes").removeHandler(handler)
+
+
+def test_sft_peft_config_alpha_sets_the_rules_lora_peak(tmp_path, tokenizer, texts, caplog):
+    """TRL takes the caller's peft_config as the adapter: the width rule's LoRA peak follows its lora_alpha (8, half
+    the recipe's 16: twice the peak), not the recipe's, and says so."""
+    from peft import LoraConfig
+
+    recipe = get_recipe("lora-clm", per_device_train_batch_size=4, lr_rule="width")
+    peaks = {}
+    for alpha in (16, 8):
+        config = LoraConfig(r=8, lora_alpha=alpha, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        with caplog.at_level(logging.INFO, logger="ftrecipes"):
+            trainer = RecipeSFTTrainer(
+                model=tiny_causal_lm(tokenizer=tokenizer),
+                args=sft_config(tmp_path / str(alpha)),
+                train_dataset=texts,
+                processing_class=tokenizer,
+                recipe=recipe,
+                argv=[],
+                peft_config=config,
+            )
+        peaks[alpha] = trainer.args.learning_rate
+        assert trainer.model.peft_config["default"].lora_alpha == alpha
+    assert peaks[8] == pytest.approx(2 * peaks[16], rel=1e-12)
+    assert any("reads the adapter that trains (r=8, lora_alpha=8)" in m for m in caplog.messages)
