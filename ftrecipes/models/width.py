@@ -9,6 +9,7 @@ formula, the choice and its provenance line) is :mod:`ftrecipes.config.peak_rule
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,44 @@ def resolve_peak_rule(
     return apply_choice(recipe, choice), choice
 
 
-def resolve_peak_rule_for_model(recipe, model: Any) -> tuple[Any, PeakChoice | None]:
-    """As :func:`resolve_peak_rule`, for a model object (its ``config``)."""
+def resolve_peak_rule_for_model(recipe, model: Any, adapter: Any = None) -> tuple[Any, PeakChoice | None]:
+    """As :func:`resolve_peak_rule`, for a model object (its ``config``). Under LoRA the rule reads the rank and
+    alpha of the adapter that trains, where it is not the recipe's: ``adapter`` (a peft config a trainer will
+    apply) or else the model's active adapter (a peft model); one line says so. The returned recipe keeps its own
+    adapter settings."""
     if recipe.lr_rule == "none":
         return recipe, None
-    choice = choose_peak(recipe, model_width(model))
+    choice = choose_peak(
+        _as_trained(recipe, adapter if adapter is not None else _active_adapter(model)), model_width(model)
+    )
     return apply_choice(recipe, choice), choice
+
+
+def _active_adapter(model: Any) -> Any:
+    """The active adapter's config of a peft model (``None`` for any other model)."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict):
+        return None
+    return configs.get(getattr(model, "active_adapter", "default"))
+
+
+def _as_trained(recipe, adapter: Any):
+    """``recipe`` with the rank and alpha of ``adapter`` when it is a LoRA adapter with other ones."""
+    r, alpha = getattr(adapter, "r", None), getattr(adapter, "lora_alpha", None)
+    if recipe.peft == "none" or not isinstance(r, int) or not isinstance(alpha, (int, float)):
+        return recipe
+    if (r, alpha) == (recipe.lora_r, recipe.lora_alpha):
+        return recipe
+    logging.getLogger(__name__).info(
+        "recipe %r: the peak-LR rule reads the adapter that trains (r=%s, lora_alpha=%s), not the recipe's "
+        "(r=%s, lora_alpha=%s)",
+        recipe.name,
+        r,
+        alpha,
+        recipe.lora_r,
+        recipe.lora_alpha,
+    )
+    return recipe.replace(lora_r=r, lora_alpha=alpha)
 
 
 __all__ = ["read_model_width", "model_width", "resolve_peak_rule", "resolve_peak_rule_for_model"]

@@ -91,12 +91,10 @@ class RecipeTrainer(Trainer):
         from ftrecipes.models.width import resolve_peak_rule_for_model
 
         # The recipe's peak-LR rule reads the width of the model it is given (no-op without lr_rule), and the
-        # alpha of the adapter that will train: the caller's, where it wins over the recipe's.
-        view = self._rule_view(recipe, model, kwargs)
-        resolved, peak = resolve_peak_rule_for_model(view, model)
-        if view is not recipe:  # the recipe's own adapter settings stay what it states
-            resolved = resolved.replace(lora_r=recipe.lora_r, lora_alpha=recipe.lora_alpha)
-        recipe = resolved
+        # alpha of the adapter that will train: a peft_config the base class takes wins over the recipe's.
+        takes_peft_config = "peft_config" in inspect.signature(super().__init__).parameters
+        adapter = kwargs.get("peft_config") if takes_peft_config else None
+        recipe, peak = resolve_peak_rule_for_model(recipe, model, adapter)
         if args is not None and peak is not None:
             adopt_rule_peak(args, recipe)  # args applied before the model was known
         args = apply_recipe(recipe, args if args is not None else TrainingArguments(output_dir="trainer_output"), argv)
@@ -148,38 +146,6 @@ class RecipeTrainer(Trainer):
         """The Trainer class this one composes with (``SFTTrainer`` in ``class X(RecipeTrainer, SFTTrainer)``)."""
         mro = type(self).__mro__
         return mro[mro.index(RecipeTrainer) + 1].__name__
-
-    def _rule_view(self, recipe: Recipe, model, kwargs: dict) -> Recipe:
-        """The recipe as the peak-LR rule should see it: with the rank and alpha of a LoRA adapter the caller
-        brought (a PeftModel with other settings, or a ``peft_config`` for a base class that takes one), which
-        trains instead of the recipe's; the LoRA peak goes as 1 / lora_alpha."""
-        if recipe.lr_rule == "none" or recipe.peft == "none":
-            return recipe
-        from ftrecipes.models.lora import carries_recipe_adapter, is_peft_model
-
-        adapter = None
-        if is_peft_model(model) and not carries_recipe_adapter(model, recipe):
-            configs = model.peft_config
-            adapter = configs.get(getattr(model, "active_adapter", "default")) if isinstance(configs, dict) else None
-        elif kwargs.get("peft_config") is not None and "peft_config" in inspect.signature(super().__init__).parameters:
-            adapter = kwargs["peft_config"]
-        r, alpha = getattr(adapter, "r", None), getattr(adapter, "lora_alpha", None)
-        if (
-            not isinstance(r, int)
-            or not isinstance(alpha, (int, float))
-            or (r, alpha) == (recipe.lora_r, recipe.lora_alpha)
-        ):
-            return recipe
-        logger.info(
-            "recipe %r: the peak-LR rule reads the adapter that trains (r=%s, lora_alpha=%s), not the recipe's "
-            "(r=%s, lora_alpha=%s)",
-            recipe.name,
-            r,
-            alpha,
-            recipe.lora_r,
-            recipe.lora_alpha,
-        )
-        return recipe.replace(lora_r=r, lora_alpha=alpha)
 
     def _with_recipe_adapter(self, model, kwargs: dict) -> tuple[Any, dict]:
         """The recipe's LoRA applied once: handed to a base class that takes ``peft_config`` (TRL's trainers,

@@ -333,10 +333,28 @@ def test_the_rule_reads_the_alpha_of_the_adapter_that_trains(tmp_path, caplog):
     for alpha in (16, 32):
         model = apply_peft(tiny_model("cls", vocab_size=1000), recipe.replace(lora_alpha=alpha))
         args = recipe_training_args(recipe, str(tmp_path / str(alpha)), report_to="none", disable_tqdm=True)
-        with caplog.at_level("INFO", logger="ftrecipes.training.trainer"):
+        with caplog.at_level("INFO", logger="ftrecipes"):
             trainer = RecipeTrainer(model=model, args=args, recipe=recipe)
         peaks[alpha] = trainer.args.learning_rate
         assert (trainer.recipe.lora_r, trainer.recipe.lora_alpha) == (8, 16)
         assert trainer.run_info["peak_rule"]["adaptation"] == f"LoRA r 8 alpha {alpha}"
     assert peaks[32] == pytest.approx(peaks[16] / 2, rel=1e-12)
     assert "the peak-LR rule reads the adapter that trains (r=8, lora_alpha=32), not the recipe's" in caplog.text
+
+
+def test_the_stock_trainer_path_reads_the_alpha_of_the_adapter_it_is_given(tmp_path):
+    """recipe_optimizers (a stock Trainer's optimizer and scheduler) resolves the rule on the PeftModel it is
+    handed: lora_alpha 32 trains at half the peak of the recipe's 16."""
+    from ftrecipes.testing import synthetic_batches
+    from ftrecipes.training.arguments import recipe_training_args
+    from ftrecipes.training.stock import recipe_optimizers
+
+    recipe = get_recipe("lora-cls", max_steps=2, per_device_train_batch_size=8, eval_strategy="no")
+    rows = [{k: v[i] for k, v in b.items()} for b in synthetic_batches(2, 12, 8) for i in range(8)]
+    peaks = {}
+    for alpha in (16, 32):
+        model = apply_peft(tiny_model("cls", vocab_size=1000), recipe.replace(lora_alpha=alpha))
+        args = recipe_training_args(recipe, str(tmp_path / str(alpha)), report_to="none", disable_tqdm=True)
+        optimizer, _ = recipe_optimizers(recipe, model, args, rows)
+        peaks[alpha] = max(group["initial_lr"] for group in optimizer.param_groups)
+    assert peaks[32] == pytest.approx(peaks[16] / 2, rel=1e-12)
