@@ -96,9 +96,8 @@ class Recipe:
         "'width': the peak follows the model's width, peak = lr_rule_reference_peak x (lr_rule_reference_width / "
         "width) ** lr_rule_width_exponent x (lr_rule_reference_depth / depth) ** lr_rule_depth_exponent (x "
         "lr_rule_lora_multiplier x lr_rule_lora_reference_alpha / lora_alpha under LoRA), then the batch rule; "
-        "learning_rate "
-        "is the fallback for a model whose config names no width. 'none': learning_rate as stated. A learning_rate "
-        "given on top of the recipe (flag, code) turns the rule off.",
+        "learning_rate is the fallback for a model whose config names no width. 'none': learning_rate as stated. "
+        "A learning_rate given on top of the recipe (flag, code) turns the rule off.",
         default="none",
     )
     lr_rule_reference_peak: float = _help(
