@@ -299,6 +299,12 @@ def catalogue(tiny_base, cls_files, scratch: Path) -> dict[str, Case]:
         "depth exponent out of range": Case(
             ["--lr_rule_depth_exponent", "-1"], "lr_rule_depth_exponent", r"must lie in \[0, 3\]", given="-1.0"
         ),
+        "LoRA reference alpha not positive": Case(
+            ["--recipe", "lora-cls", "--lr_rule_lora_reference_alpha", "0"],
+            "lr_rule_lora_reference_alpha",
+            r"must be a positive finite number",
+            given="0.0",
+        ),
         "width rule with SGD": Case(
             ["--optimizer", "sgd"], "lr_rule", r"the width rule is for AdamW .* optimizer is 'sgd'; set lr_rule none"
         ),
