@@ -24,7 +24,7 @@ lora_alpha 32):
   rule gives 5e-5 and 3.75e-5.
 * This project's peak-LR grid (docs/results/2026-12-01-peak-lr-grid.md) on two released checkpoints:
   MiniLM-L6 (hidden 384, 6 layers) is best at 1e-4 on BBC News and 2e-4 on tweets, all-mpnet-base-v2
-  (hidden 768, 12 layers) at 5e-5 or below and 1e-4: half, the width ratio. The rule gives 1e-4 and 5e-5.
+  (hidden 768, 12 layers) at 5e-5 and 1e-4: half, the width ratio. The rule gives 1e-4 and 5e-5.
 * Depth: twice the depth did not halve the best peak again (exponent 1 would have predicted a quarter),
   so the depth term stays off. Only a model truncated to 3 of MiniLM-L6's layers wants more (5e-4),
   and that is a model with its top layers cut off, not one pretrained at that depth.
