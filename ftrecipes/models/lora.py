@@ -166,14 +166,19 @@ def is_peft_model(model) -> bool:
     return model is not None and not isinstance(model, (str, os.PathLike)) and hasattr(model, "peft_config")
 
 
+def active_adapter_config(model) -> Any:
+    """The peft config of ``model``'s active adapter (``None`` for a model without one)."""
+    configs = getattr(model, "peft_config", None)
+    if not isinstance(configs, dict):
+        return None
+    return configs.get(getattr(model, "active_adapter", "default"))
+
+
 def carries_recipe_adapter(model, recipe) -> bool:
     """Whether a peft ``model``'s active adapter has the recipe's LoRA settings (rank, alpha, dropout and the
     target modules the recipe resolves on its base model): the main job's models, wrapped when built."""
-    configs = getattr(model, "peft_config", None)
-    if not isinstance(configs, dict) or not hasattr(model, "get_base_model"):
-        return False
-    active = configs.get(getattr(model, "active_adapter", "default"))
-    if active is None:
+    active = active_adapter_config(model)
+    if active is None or not hasattr(model, "get_base_model"):
         return False
     expected = resolve_target_modules(model.get_base_model(), recipe.lora_target_modules)
     # peft expands "all-linear" into module names when it injects the adapter: the settings decide then
@@ -279,6 +284,7 @@ def save_merged(model, output_dir: str | os.PathLike, processing_class=None) -> 
 
 
 __all__ = [
+    "active_adapter_config",
     "apply_peft",
     "carries_recipe_adapter",
     "check_peft_environment",

@@ -24,6 +24,7 @@ from ftrecipes.config.peak_rule import (
     depth_of_config,
     width_of_config,
 )
+from ftrecipes.models.lora import active_adapter_config
 from ftrecipes.models.names import default_model_path
 
 
@@ -117,17 +118,9 @@ def resolve_peak_rule_for_model(recipe, model: Any, adapter: Any = None) -> tupl
     if recipe.lr_rule == "none":
         return recipe, None
     choice = choose_peak(
-        _as_trained(recipe, adapter if adapter is not None else _active_adapter(model)), model_width(model)
+        _as_trained(recipe, adapter if adapter is not None else active_adapter_config(model)), model_width(model)
     )
     return apply_choice(recipe, choice), choice
-
-
-def _active_adapter(model: Any) -> Any:
-    """The active adapter's config of a peft model (``None`` for any other model)."""
-    configs = getattr(model, "peft_config", None)
-    if not isinstance(configs, dict):
-        return None
-    return configs.get(getattr(model, "active_adapter", "default"))
 
 
 def _as_trained(recipe, adapter: Any):
