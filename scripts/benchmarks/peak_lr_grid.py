@@ -224,8 +224,8 @@ def plan_blocks(root: Path) -> list[Block]:
             center=1e-4,
         ),
         # LoRA peaks bracket ~10x the full fine-tuning best; 4e-4 is lora-cls's own default. 1e-2: the first
-        # seed's best was the old top edge, 5e-3, and a best at the edge of a grid is not bracketed. 4e-3: the pick at
-        # 20x (lora_alpha 16) a depth-term full fine-tuning pick of 2e-4.
+        # seed's best was the old top edge, 5e-3, and a best at the edge of a grid is not bracketed. 4e-3: 20x (the
+        # multiplier at lora_alpha 16) the full fine-tuning best on this card, 2e-4.
         Block(
             "tweets-minilm-lora",
             "d",
@@ -908,10 +908,8 @@ def summarize(
         lines.append("")
         if best:
             d = s["default_lr"]
-            dp = next(
-                (p for lr, p in s["peaks"].items() if d and math.isclose(lr, d, rel_tol=1e-6) and p["mean_std"]), None
-            )
-            on_grid = d is not None and any(math.isclose(float(x), d, rel_tol=1e-6) for x in b.peaks)
+            dp = next((p for lr, p in s["peaks"].items() if math.isclose(lr, d, rel_tol=1e-6) and p["mean_std"]), None)
+            on_grid = any(math.isclose(float(x), d, rel_tol=1e-6) for x in b.peaks)
             gap = gap_points(dp, best) if dp else ("not run yet" if on_grid else "not on the grid")
             old_default = (
                 f"Old default {_fmt_lr(d)} (the recipe's peak before the width rule): {gap}, "
