@@ -246,6 +246,12 @@ def test_the_mpnet_blocks_run_last_nearest_bert_bases_range_first(grid, capsys):
     lines = capsys.readouterr().out.splitlines()
     first = next(i for i, line in enumerate(lines) if "mpnet" in line)
     assert first > 0 and all("mpnet" in line for line in lines[first:])  # the costliest blocks after every other
+    # Trainer's defaults on all-mpnet-base-v2 come after the grid they are measured against
+    hf = [i for i, line in enumerate(lines) if "mpnet-hf/" in line]
+    assert len(hf) == 6 and hf == list(range(len(lines) - 6, len(lines)))
+    assert all(
+        "--lr 5e-5 " in lines[i] and "--warmup 0 " in lines[i] and "--lr_scheduler_type linear" in lines[i] for i in hf
+    )
 
 
 FAKE_SWEEP = r"""
