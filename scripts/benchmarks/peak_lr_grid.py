@@ -790,6 +790,25 @@ def _fmt_lr(x: float) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
+def _rule_steps_cells(rule: float | None, grid: dict, target: float, hf_n: int | None, hf_text: str) -> tuple[str, str]:
+    """The new default's steps to ``target`` (its peak's seed-mean curve in the grid) and their ratio to
+    Trainer's defaults' steps: 'k/n x', or '< k/N x' when the defaults never reach it within N steps."""
+    if rule is None:
+        return "not given", "—"
+    peak = next((v for k, v in grid["peaks"].items() if math.isclose(k, rule, rel_tol=1e-6)), None)
+    if peak is None:
+        return f"{_fmt_lr(rule)}: not on the grid", "—"
+    text, n = steps_cell(peak, target)
+    text = f"{text} (at {_fmt_lr(rule)})"
+    if n is None:
+        return text, "—"
+    if hf_n is not None:
+        return text, f"{n / hf_n:.2f}x"
+    if hf_text.startswith(">"):
+        return text, f"< {n / int(hf_text[1:].split()[0]):.2f}x"
+    return text, "—"
+
+
 def _pick_cells(name: str, picks: dict, summary: dict, best: tuple | None) -> list[str]:
     out = []
     given = picks.get(name, {})
@@ -966,12 +985,12 @@ def summarize(
             "## Steps to (grid best − 0.5 point): Hugging Face Trainer defaults vs the grid's peaks",
             "",
             "Optimizer steps on the seed-mean evaluation curve (evaluations every 10% of training; per-seed steps in "
-            "brackets; `>N` = not reached within the budget). The new default's figure is its peak's row in the grid "
-            "above; the target is ≤ 0.5x the steps of HF's defaults.",
+            "brackets; `>N` = not reached within the budget). The new default is the rule's pick (`--picks`) on the "
+            "recipe's schedule; the target is ≤ 0.5x the steps of HF's defaults.",
             "",
-            "| HF-defaults block | grid | target | HF defaults: metric | HF defaults: steps to target | best peak: "
-            "steps to target |",
-            "|---|---|---|---|---|---|",
+            "| HF-defaults block | grid | target | HF defaults: metric | HF defaults: steps to target | new default "
+            "(rule's pick): steps to target | new / HF | best peak: steps to target |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for b in hf_blocks:
             s = summaries[b.name]
@@ -982,16 +1001,18 @@ def summarize(
             if best is None:
                 lines.append(
                     f"| {b.name} | {b.grid_of} | — (grid has no finished runs) | "
-                    f"{f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} | — | — |"
+                    f"{f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} | — | — | — | — |"
                 )
                 csv_rows += [csv_row(b, s["metric"], r, None) for r in p["runs"]]
                 continue
             target = best[1] - TARGET_GAP
-            hf_steps, _ = steps_cell(p, target)
+            hf_steps, hf_n = steps_cell(p, target)
             best_steps, _ = steps_cell(g["peaks"][best[0]], target)
+            rule_steps, ratio = _rule_steps_cells(picks.get(b.grid_of, {}).get("rule"), g, target, hf_n, hf_steps)
             lines.append(
                 f"| {b.name} | {b.grid_of} | {target:.4f} | {f'{ms[0]:.4f} ± {ms[1]:.4f}' if ms else '—'} "
-                f"({len(p['done'])} seeds) | {hf_steps} | {best_steps} (at {_fmt_lr(best[0])}) |"
+                f"({len(p['done'])} seeds) | {hf_steps} | {rule_steps} | {ratio} | "
+                f"{best_steps} (at {_fmt_lr(best[0])}) |"
             )
             csv_rows += [csv_row(b, s["metric"], r, target) for r in p["runs"]]
         lines.append("")

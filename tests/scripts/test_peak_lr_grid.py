@@ -235,6 +235,14 @@ def test_best_and_steps_to_target(grid, tmp_path):
     text = out.read_text()
     assert "| bbc-minilm-hf | bbc-minilm | 0.9830 |" in text and "60 (seeds: 60, 60) (at 1e-4)" in text
     assert "Old default 5e-5 (the recipe's peak before the width rule): -0.7 points, 0.50x the best LR." in text
+    assert "| not given | — |" in text  # no --picks: the new default's steps are not guessed
+    # the new default (the rule's pick) against Trainer's defaults, which never reach the target in 120 steps
+    picks = {"bbc-minilm": {"rule": 1e-4}}
+    grid.summarize(root, [by["bbc-minilm"], by["bbc-minilm-hf"]], picks, out, "test", with_plot=False)
+    assert "| >120 (seeds: —, —) | 60 (seeds: 60, 60) (at 1e-4) | < 0.50x |" in out.read_text()
+    # both reach it: the ratio of the two seed-mean figures; a pick off the grid has no curve to read
+    assert grid._rule_steps_cells(1e-4, s, target, 96, "96 (seeds: 96, 96)")[1] == "0.62x"
+    assert grid._rule_steps_cells(3e-4, s, target, 96, "96")[0] == "3e-4: not on the grid"
 
 
 def test_the_mpnet_blocks_run_last_nearest_bert_bases_range_first(grid, capsys):
