@@ -1133,7 +1133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="sweep workers side by side (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--output_root", default="runs/grid", help="folder of the sweeps (default runs/grid)")
-    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the sweep commands in order and exit")
+    p.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="print the sweep commands of the points left, in order"
+    )
     p.add_argument(
         "--summarize", action="store_true", help="write the results file from the sweeps' outputs (runs nothing)"
     )
@@ -1184,7 +1186,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [u for u in units if point_key(u.block.name, u.seed, float(u.peak)) not in finished_before]
     if opts.dry_run:
         for u in missing:
-            print(" ".join(["ftrecipes", *sweep_argv(u, opts.threads)]))
+            if not unit_done(u, root):  # what the run would skip, finished here
+                print(" ".join(["ftrecipes", *sweep_argv(u, opts.threads)]))
         return 0
     if opts.summarize:
         if not opts.no_refresh:

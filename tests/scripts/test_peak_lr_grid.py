@@ -126,6 +126,15 @@ def test_a_point_done_in_any_layout_is_skipped(grid, tmp_path):
     assert not grid.unit_done(units[(44, "1e-4")], root)
 
 
+def test_dry_run_lists_only_the_points_a_run_would_start(grid, tmp_path, capsys):
+    root = tmp_path / "runs"
+    _write_sweep(root, "bbc-mpnet-hf", 42, [(5e-5, 0.99, [(120, 0.99)])], name="seed-42-lr-5e-5")  # finished here
+    _write_sweep(root, "bbc-mpnet-hf", 43, [(5e-5, 0.0, None)], name="seed-43-lr-5e-5")  # still running
+    assert grid.main(["--dry-run", "--only", "bbc-mpnet-hf", "--output_root", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("--seed ")[1].split()[0] for line in lines] == ["43", "44"]
+
+
 def test_dry_run_of_the_truncated_model_passes_its_folder(grid, capsys):
     assert grid.main(["--dry-run", "--only", "bbc-minilm-l3", "--threads", "2"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
