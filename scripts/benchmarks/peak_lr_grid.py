@@ -51,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -528,6 +529,7 @@ class Run:
     # A --prior row's steps_to_target and the target they were counted to (the two belong together).
     prior_steps: int | None = None
     prior_target: float | None = None
+    precision: str = ""  # what the run trained in (its plan.json), '' when unknown
 
 
 def point_key(block: str, seed: int, peak: float) -> tuple[str, int, float]:
@@ -539,6 +541,19 @@ FINAL = ("complete", "diverged", "pruned")
 # What a run that did not complete came to, as the summary reports it. Running and interrupted
 # trials are not outcomes (a stopped worker's point runs again) and are not listed.
 OUTCOMES = ("diverged", "pruned", "error", "incomplete")
+
+
+def run_precision(run_dir: Path | None) -> str:
+    """'bf16', 'fp16' or 'fp32' as the run's plan.json records the TrainingArguments it set ('' if unknown):
+    the recipe's precision 'auto' is bf16 autocast on a CPU with native bf16, so two machines can differ."""
+    plan = run_dir / "plan.json" if run_dir else None
+    if plan is None or not plan.is_file():
+        return ""
+    sources = json.loads(plan.read_text()).get("sources", {})
+    for name in ("bf16", "fp16"):
+        if sources.get(name, {}).get("value") is True:
+            return name
+    return "fp32" if "bf16" in sources or "fp16" in sources else ""
 
 
 def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
@@ -580,6 +595,7 @@ def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
                         seconds,
                         str(run_dir or ""),
                         eval_curve(run_dir, metric) if run_dir and metric else [],
+                        precision=run_precision(run_dir),
                     )
                 )
     return runs
@@ -614,6 +630,7 @@ CSV_FIELDS = [
     "target",
     "run_dir",
     "source",
+    "precision",
 ]
 PRIOR_COLUMNS = ("block", "peak", "seed", "status", "value", "seconds", "steps_to_target", "target", "run_dir")
 
@@ -660,7 +677,20 @@ def load_prior(paths: list[str], blocks: list[Block]) -> list[Run]:
             if not peak > 0 or round(math.log10(peak), 6) not in peaks[row["block"]]:
                 raise UsageError(f"{where}: peak {row['peak']} is not on {row['block']}'s grid; remove the row")
             runs.append(
-                Run(row["block"], seed, peak, row["status"], value, seconds, row["run_dir"], [], path, steps, target)
+                Run(
+                    row["block"],
+                    seed,
+                    peak,
+                    row["status"],
+                    value,
+                    seconds,
+                    row["run_dir"],
+                    [],
+                    path,
+                    steps,
+                    target,
+                    precision=row.get("precision") or "",
+                )
             )
     return runs
 
@@ -781,6 +811,7 @@ def csv_row(block: Block, metric: str, r: Run, target: float | None) -> dict:
         "target": target,
         "run_dir": r.run_dir,
         "source": r.source,
+        "precision": r.precision,
     }
 
 
@@ -886,8 +917,13 @@ def summarize(
             "the grid best has moved since).",
             "",
         ]
+    precisions = Counter(
+        r.precision or "not recorded" for s in summaries.values() for p in s["peaks"].values() for r in p["runs"]
+    )
     lines += [
-        "Machine: x86_64, 2 CPU cores, torch threads 1 per worker, 2 workers, fp32 (as the cards were recorded). Other "
+        "Machine: x86_64, 2 CPU cores, torch threads 1 per worker, 2 workers. Precision, as each run's `plan.json` "
+        f"records it (the recipes' `precision: auto` is bf16 autocast on a CPU with native bf16): "
+        f"{', '.join(f'{k} {n} runs' for k, n in sorted(precisions.items()))}. Other "
         "sessions' test suites and development ran beside the grid, so run seconds are shared-machine figures, not "
         "speeds.",
         "",
