@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None, prog: str = "ftrecipes reproduce") -> in
             if not all(r.exit_code == 0 for r in results):
                 print(f"{prog}: {card.name}: a seed diverged; nothing recorded", file=sys.stderr)
                 return 1
-            record_expected(card, verdict, command)
+            precision = ", ".join(sorted({r.precision for r in results if r.precision})) or None
+            record_expected(card, verdict, command, precision=precision)
             load_card(card.path)  # the written card still validates
             print(f"{card.name}: {verdict.line(card.metric)} -> recorded as expected in {card.path}")
             print(f"result: {out / 'result.json'}")

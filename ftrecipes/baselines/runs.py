@@ -18,6 +18,7 @@ import yaml
 from ftrecipes.baselines.cards import BaselineCard, card_from_dict
 from ftrecipes.baselines.verdict import Verdict
 from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.outputs import PLAN_FILE
 
 
 @dataclass
@@ -27,6 +28,7 @@ class SeedResult:
     metrics: dict
     wall_time_s: float
     output_dir: str
+    precision: str = ""  # what the run trained in, from its plan.json ('' if it wrote none)
 
     def value(self, metric: str) -> float:
         return float(self.metrics.get(metric, float("nan"))) if self.exit_code == 0 else float("nan")
@@ -51,7 +53,20 @@ def run_seed(card: BaselineCard, seed: int, output_dir: str, extra: dict | None 
         if f.is_file():
             metrics.update(json.loads(f.read_text()))
     gc.collect()
-    return SeedResult(seed, code, metrics, wall, output_dir)
+    return SeedResult(seed, code, metrics, wall, output_dir, _trained_precision(Path(output_dir) / PLAN_FILE))
+
+
+def _trained_precision(plan_path: Path) -> str:
+    """'bf16', 'fp16' or 'fp32' as the run's plan.json records the TrainingArguments it set ('' without one).
+    The recipes' ``precision: auto`` is bf16 autocast on a CPU with native bf16, so a card's recording says
+    which one it measured."""
+    if not plan_path.is_file():
+        return ""
+    sources = json.loads(plan_path.read_text()).get("sources", {})
+    for name in ("bf16", "fp16"):
+        if sources.get(name, {}).get("value") is True:
+            return name
+    return "fp32"
 
 
 def machine_info() -> dict:
@@ -94,10 +109,16 @@ def card_result(card: BaselineCard, results: Sequence[SeedResult], verdict: Verd
     }
 
 
-def record_expected(card: BaselineCard, verdict: Verdict, command: str, min_tolerance: Optional[float] = None) -> str:
+def record_expected(
+    card: BaselineCard,
+    verdict: Verdict,
+    command: str,
+    min_tolerance: Optional[float] = None,
+    precision: Optional[str] = None,
+) -> str:
     """Write the measured mean into the card file as ``expected`` (comments kept), widen ``tolerance``
-    to at least 3 standard deviations over seeds, and store what was measured under ``recorded``.
-    Returns the new file text."""
+    to at least 3 standard deviations over seeds, and store what was measured under ``recorded`` (with the
+    precision the seeds trained in, when given). Returns the new file text."""
     if card.path is None:
         raise ConfigError("--record", card.name, "the card has no file to write", "load it from a YAML file")
     path = Path(card.path)
@@ -114,6 +135,8 @@ def record_expected(card: BaselineCard, verdict: Verdict, command: str, min_tole
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {machine_info()['torch_threads']}",
     }
+    if precision:
+        recorded["precision"] = precision
     block = "recorded: " + json.dumps(recorded)
     if re.search(r"^recorded:.*$", text, flags=re.M):
         text = re.sub(r"^recorded:.*$", lambda _: block, text, count=1, flags=re.M)

@@ -276,6 +276,13 @@ def test_record_writes_expected_and_keeps_the_card_valid(tmp_path, capsys):
     assert card.expected == pytest.approx(result["mean"], abs=1e-4)
     assert card.tolerance >= max(0.001, 3 * result["std"] - 1e-4)
     assert card.recorded["values"] == pytest.approx(result["values"], abs=1e-6) and card.recorded["seeds"] == [42, 43]
+    # the precision the seeds trained in, as their plan.json says (precision 'auto' differs between CPUs)
+    plans = [json.loads((Path(r["output_dir"]) / "plan.json").read_text()) for r in result["seeds"]]
+    trained = {"bf16" if p["sources"]["bf16"]["value"] else "fp32" for p in plans}
+    assert (
+        card.recorded["precision"] == ", ".join(sorted(trained))
+        and {r["precision"] for r in result["seeds"]} == trained
+    )
     # The recorded card now reproduces (same seeds, same machine).
     assert reproduce.main(["--card", str(card_file), "--output_dir", str(tmp_path / "again")]) == 0
 
