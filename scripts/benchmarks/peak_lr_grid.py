@@ -1085,6 +1085,11 @@ def plot(summaries: dict, grid_blocks: list[Block], path: Path) -> bool:
     from ftrecipes.config.errors import ConfigError
     from ftrecipes.report.plotting import new_figure, save_figure
 
+    try:
+        from matplotlib.ticker import NullFormatter
+    except ImportError:  # no matplotlib: the tables still stand
+        return False
+
     cards = sorted({b.card for b in grid_blocks})
     if not cards:
         return False
@@ -1095,17 +1100,19 @@ def plot(summaries: dict, grid_blocks: list[Block], path: Path) -> bool:
     for ax, card in zip(axes[0], cards):
         for b in [b for b in grid_blocks if b.card == card]:
             s = summaries[b.name]
-            xs, ys, es = [], [], []
+            xs, ys, es, seeds = [], [], [], []
             for lr, p in s["peaks"].items():
-                for r in p["done"]:
-                    ax.scatter([lr], [r.value], s=10, alpha=0.4)
+                seeds += [(lr, r.value) for r in p["done"]]
                 if p["mean_std"]:
                     xs.append(lr)
                     ys.append(p["mean_std"][0])
                     es.append(p["mean_std"][1])
             if xs:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=b.size)
+                color = ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=b.size)[0].get_color()
+                # every seed, in its model's colour, behind the mean
+                ax.scatter([x for x, _ in seeds], [y for _, y in seeds], s=10, alpha=0.4, color=color)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-5, 3x10^-5, ... overlap on a short axis
         ax.set_xlabel("peak LR")
         ax.set_ylabel(summaries[next(b.name for b in grid_blocks if b.card == card)]["metric"])
         ax.set_title(card)
