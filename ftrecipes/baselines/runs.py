@@ -18,7 +18,7 @@ import yaml
 from ftrecipes.baselines.cards import BaselineCard, card_from_dict
 from ftrecipes.baselines.verdict import Verdict
 from ftrecipes.config.errors import ConfigError
-from ftrecipes.config.outputs import PLAN_FILE
+from ftrecipes.training.precision import trained_precision
 
 
 @dataclass
@@ -53,20 +53,7 @@ def run_seed(card: BaselineCard, seed: int, output_dir: str, extra: dict | None 
         if f.is_file():
             metrics.update(json.loads(f.read_text()))
     gc.collect()
-    return SeedResult(seed, code, metrics, wall, output_dir, _trained_precision(Path(output_dir) / PLAN_FILE))
-
-
-def _trained_precision(plan_path: Path) -> str:
-    """'bf16', 'fp16' or 'fp32' as the run's plan.json records the TrainingArguments it set ('' without one).
-    The recipes' ``precision: auto`` is bf16 autocast on a CPU with native bf16, so a card's recording says
-    which one it measured."""
-    if not plan_path.is_file():
-        return ""
-    sources = json.loads(plan_path.read_text()).get("sources", {})
-    for name in ("bf16", "fp16"):
-        if sources.get(name, {}).get("value") is True:
-            return name
-    return "fp32"
+    return SeedResult(seed, code, metrics, wall, output_dir, trained_precision(output_dir))
 
 
 def machine_info() -> dict:

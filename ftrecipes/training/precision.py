@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import platform
 import subprocess
+from pathlib import Path
 from typing import Any, Mapping
 
 from ftrecipes.config.env import env_true, is_true
 from ftrecipes.config.errors import ConfigError
+from ftrecipes.config.outputs import PLAN_FILE
 from ftrecipes.config.recipe import (
     PRECISIONS as POLICIES,  # the names live with the recipe (no torch there)
 )
@@ -252,3 +255,14 @@ __all__ = [
     "autocast",
     "attention_implementation",
 ]
+
+
+def trained_precision(run_dir: str | Path) -> str:
+    """What a finished run trained in — 'bf16', 'fp16' or 'fp32' — as its ``plan.json`` records the
+    TrainingArguments it set; '' when the run wrote no plan. ``precision: auto`` resolves per machine (bf16 on a
+    CPU with native bf16), so a recording or a benchmark states which one it measured."""
+    plan = Path(run_dir) / PLAN_FILE
+    if not plan.is_file():
+        return ""
+    sources = json.loads(plan.read_text()).get("sources", {})
+    return next((name for name in ("bf16", "fp16") if sources.get(name, {}).get("value") is True), "fp32")

@@ -543,22 +543,11 @@ FINAL = ("complete", "diverged", "pruned")
 OUTCOMES = ("diverged", "pruned", "error", "incomplete")
 
 
-def run_precision(run_dir: Path | None) -> str:
-    """'bf16', 'fp16' or 'fp32' as the run's plan.json records the TrainingArguments it set ('' if unknown):
-    the recipe's precision 'auto' is bf16 autocast on a CPU with native bf16, so two machines can differ."""
-    plan = run_dir / "plan.json" if run_dir else None
-    if plan is None or not plan.is_file():
-        return ""
-    sources = json.loads(plan.read_text()).get("sources", {})
-    for name in ("bf16", "fp16"):
-        if sources.get(name, {}).get("value") is True:
-            return name
-    return "fp32" if "bf16" in sources or "fp16" in sources else ""
-
-
 def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
     """One Run per (trial, seed) of every sweep folder under ``block_dir`` (trials.csv + sweep.json's
-    seeds; each seed's trainer_state.json for the evaluation curve)."""
+    seeds; each seed's trainer_state.json for the evaluation curve, its plan.json for the precision)."""
+    from ftrecipes.training.precision import trained_precision
+
     runs = []
     for csv_path in sorted(block_dir.glob("**/trials.csv")):
         folder = csv_path.parent
@@ -595,7 +584,7 @@ def sweep_rows(block_dir: Path, metric: str | None = None) -> list[Run]:
                         seconds,
                         str(run_dir or ""),
                         eval_curve(run_dir, metric) if run_dir and metric else [],
-                        precision=run_precision(run_dir),
+                        precision=trained_precision(run_dir) if run_dir else "",
                     )
                 )
     return runs

@@ -4,6 +4,7 @@ one-line exit 2 for a precision the machine cannot run."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -218,3 +219,13 @@ def test_job_loads_the_attention_kernel_for_its_precision(cpu_bf16, tiny_base, c
     components = build_training_components(config)
     assert args_precision(components.args) == policy
     assert components.model.config._attn_implementation == attention
+
+
+def test_trained_precision_reads_what_the_run_set_in_its_plan(tmp_path):
+    from ftrecipes.training.precision import trained_precision
+
+    assert trained_precision(tmp_path) == ""  # no plan.json: not known
+    for bf16, fp16, expected in [(True, False, "bf16"), (False, True, "fp16"), (False, False, "fp32")]:
+        sources = {"bf16": {"value": bf16, "source": "recipe"}, "fp16": {"value": fp16, "source": "recipe"}}
+        (tmp_path / "plan.json").write_text(json.dumps({"sources": sources}))
+        assert trained_precision(tmp_path) == expected
