@@ -241,6 +241,17 @@ def attention_implementation(precision: str, device: str) -> str | None:
     return "eager" if precision == "bf16" and device == "cpu" else None
 
 
+def trained_precision(run_dir: str | Path) -> str:
+    """What a finished run trained in — 'bf16', 'fp16' or 'fp32' — as its ``plan.json`` records the
+    TrainingArguments it set; '' when the run wrote no plan. ``precision: auto`` resolves per machine (bf16 on a
+    CPU with native bf16), so a recording or a benchmark states which one it measured."""
+    plan = Path(run_dir) / PLAN_FILE
+    if not plan.is_file():
+        return ""
+    sources = json.loads(plan.read_text()).get("sources", {})
+    return next((name for name in ("bf16", "fp16") if sources.get(name, {}).get("value") is True), "fp32")
+
+
 __all__ = [
     "POLICIES",
     "cpu_bf16_features",
@@ -254,15 +265,5 @@ __all__ = [
     "args_precision",
     "autocast",
     "attention_implementation",
+    "trained_precision",
 ]
-
-
-def trained_precision(run_dir: str | Path) -> str:
-    """What a finished run trained in — 'bf16', 'fp16' or 'fp32' — as its ``plan.json`` records the
-    TrainingArguments it set; '' when the run wrote no plan. ``precision: auto`` resolves per machine (bf16 on a
-    CPU with native bf16), so a recording or a benchmark states which one it measured."""
-    plan = Path(run_dir) / PLAN_FILE
-    if not plan.is_file():
-        return ""
-    sources = json.loads(plan.read_text()).get("sources", {})
-    return next((name for name in ("bf16", "fp16") if sources.get(name, {}).get("value") is True), "fp32")
