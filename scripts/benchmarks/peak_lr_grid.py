@@ -105,6 +105,25 @@ FULL = ["1e-5", "2e-5", "5e-5", "1e-4", "2e-4"]
 SEEDS3 = [42, 43, 44]
 
 
+def trainer_defaults_arm(grid: Block, group: str, suffix: str = "-hf", note: str = "", **changes) -> Block:
+    """Trainer's defaults (HF_FLAGS, no warmup, peak 5e-5) on ``grid``'s card, model and seeds: the arm whose
+    steps to the grid's best − 0.5 point the new default is compared with. ``changes``: other Block fields."""
+    extra = changes.pop("extra", [])
+    return Block(
+        grid.name + suffix,
+        group,
+        grid.card,
+        ["5e-5"],
+        grid.seeds,
+        grid.size + note,
+        model=grid.model,
+        extra=[*HF_FLAGS, *extra],
+        warmup="0",
+        grid_of=grid.name,
+        **changes,
+    )
+
+
 def plan_blocks(root: Path) -> list[Block]:
     l3 = str(root / "models" / TRUNCATED)
     mpnet = str(root / "models" / MPNET)
@@ -112,142 +131,49 @@ def plan_blocks(root: Path) -> list[Block]:
     # The 3-layer model's first seed had its best at the top edge of both cards: one more peak above each;
     # 4e-4 is the pick of a depth term with exponent 1 (5e-5 x 768/384 x 12/3), between 2e-4 and the best 5e-4.
     tweets_l3, bbc_l3 = FULL + ["4e-4", "5e-4", "1e-3"], FULL + ["4e-4", "5e-4"]
+    minilm, truncated = "MiniLM-L6 (h384, 6 layers)", "MiniLM-L6 truncated to 3 layers (h384)"
+    mpnet_size = "all-mpnet-base-v2 (h768, 12 layers)"
+    tweets_minilm = Block("tweets-minilm", "a", "tweets-minilm", tweets, SEEDS3, minilm, center=2e-4)
+    bbc_minilm = Block("bbc-minilm", "a", "bbc-minilm", FULL, SEEDS3, minilm, center=1e-4)
+    tweets_l3_grid = Block(
+        "tweets-minilm-l3", "b", "tweets-minilm", tweets_l3, SEEDS3, truncated, model=l3, center=2e-4
+    )
+    bbc_l3_grid = Block("bbc-minilm-l3", "b", "bbc-minilm", bbc_l3, SEEDS3, truncated, model=l3, center=1e-4)
+    tweets_mpnet = Block("tweets-mpnet", "e", "tweets-minilm", FULL, SEEDS3, mpnet_size, model=mpnet, center=5e-5)
+    bbc_mpnet = Block("bbc-mpnet", "e", "bbc-minilm", FULL, SEEDS3, mpnet_size, model=mpnet, center=5e-5)
     return [
-        Block("tweets-minilm", "a", "tweets-minilm", tweets, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=2e-4),
-        Block("bbc-minilm", "a", "bbc-minilm", FULL, SEEDS3, "MiniLM-L6 (h384, 6 layers)", center=1e-4),
-        Block(
-            "tweets-minilm-l3",
-            "b",
-            "tweets-minilm",
-            tweets_l3,
-            SEEDS3,
-            "MiniLM-L6 truncated to 3 layers (h384)",
-            model=l3,
-            center=2e-4,
-        ),
-        Block(
-            "bbc-minilm-l3",
-            "b",
-            "bbc-minilm",
-            bbc_l3,
-            SEEDS3,
-            "MiniLM-L6 truncated to 3 layers (h384)",
-            model=l3,
-            center=1e-4,
-        ),
-        Block(
-            "tweets-minilm-hf",
-            "a2",  # right after the MiniLM grid: the steps-to-target comparison needs it
-            "tweets-minilm",
-            ["5e-5"],
-            SEEDS3,
-            "MiniLM-L6 (h384, 6 layers)",
-            extra=HF_FLAGS,
-            warmup="0",
-            grid_of="tweets-minilm",
-        ),
-        Block(
-            "bbc-minilm-hf",
-            "a2",  # right after the MiniLM grid: the steps-to-target comparison needs it
-            "bbc-minilm",
-            ["5e-5"],
-            SEEDS3,
-            "MiniLM-L6 (h384, 6 layers)",
-            extra=HF_FLAGS,
-            warmup="0",
-            grid_of="bbc-minilm",
-        ),
+        tweets_minilm,
+        bbc_minilm,
+        tweets_l3_grid,
+        bbc_l3_grid,
+        # right after the MiniLM grid (a2): the steps-to-target comparison needs them
+        trainer_defaults_arm(tweets_minilm, "a2"),
+        trainer_defaults_arm(bbc_minilm, "a2"),
         # Trainer's defaults never reach tweets' target within the card's 150 steps: the same run at 3x the
         # budget (evaluated every 15 steps, the card's cadence) says how many steps they do need.
-        Block(
-            "tweets-minilm-hf-long",
+        trainer_defaults_arm(
+            tweets_minilm,
             "a3",
-            "tweets-minilm",
-            ["5e-5"],
-            SEEDS3,
-            "MiniLM-L6 (h384, 6 layers), 3x the card's budget",
-            extra=[*HF_FLAGS, "--num_train_epochs", "6"],
-            warmup="0",
-            grid_of="tweets-minilm",
+            suffix="-hf-long",
+            note=", 3x the card's budget",
+            extra=["--num_train_epochs", "6"],
             eval_steps="15",
         ),
-        Block(
-            "tweets-minilm-l3-hf",
-            "c2",
-            "tweets-minilm",
-            ["5e-5"],
-            SEEDS3,
-            "MiniLM-L6 truncated to 3 layers (h384)",
-            model=l3,
-            extra=HF_FLAGS,
-            warmup="0",
-            grid_of="tweets-minilm-l3",
-        ),
-        Block(
-            "bbc-minilm-l3-hf",
-            "c2",
-            "bbc-minilm",
-            ["5e-5"],
-            SEEDS3,
-            "MiniLM-L6 truncated to 3 layers (h384)",
-            model=l3,
-            extra=HF_FLAGS,
-            warmup="0",
-            grid_of="bbc-minilm-l3",
-        ),
-        Block(
-            "tweets-mpnet",
-            "e",
-            "tweets-minilm",
-            FULL,
-            SEEDS3,
-            "all-mpnet-base-v2 (h768, 12 layers)",
-            model=mpnet,
-            center=5e-5,
-        ),
-        Block(
-            "bbc-mpnet",
-            "e",
-            "bbc-minilm",
-            FULL,
-            SEEDS3,
-            "all-mpnet-base-v2 (h768, 12 layers)",
-            model=mpnet,
-            center=5e-5,
-        ),
+        trainer_defaults_arm(tweets_l3_grid, "c2"),
+        trainer_defaults_arm(bbc_l3_grid, "c2"),
+        tweets_mpnet,
+        bbc_mpnet,
         # The recipe's schedule against Trainer's at the peak both give a width-768 model (5e-5): what warmup,
         # cosine to 10% and weight decay buy there. Run after the grid it is measured against.
-        Block(
-            "tweets-mpnet-hf",
-            "e2",
-            "tweets-minilm",
-            ["5e-5"],
-            SEEDS3,
-            "all-mpnet-base-v2 (h768, 12 layers)",
-            model=mpnet,
-            extra=HF_FLAGS,
-            warmup="0",
-            grid_of="tweets-mpnet",
-        ),
-        Block(
-            "bbc-mpnet-hf",
-            "e2",
-            "bbc-minilm",
-            ["5e-5"],
-            SEEDS3,
-            "all-mpnet-base-v2 (h768, 12 layers)",
-            model=mpnet,
-            extra=HF_FLAGS,
-            warmup="0",
-            grid_of="bbc-mpnet",
-        ),
+        trainer_defaults_arm(tweets_mpnet, "e2"),
+        trainer_defaults_arm(bbc_mpnet, "e2"),
         Block(
             "ner-minilm",
             "d",
             "ner-minilm",
             ["2e-5", "5e-5", "1e-4", "2e-4", "5e-4"],
             SEEDS3,
-            "MiniLM-L6 (h384, 6 layers)",
+            minilm,
             center=1e-4,
         ),
         # LoRA peaks bracket ~10x the full fine-tuning best; 4e-4 is lora-cls's own default. 1e-2: the first
@@ -259,7 +185,7 @@ def plan_blocks(root: Path) -> list[Block]:
             "tweets-minilm-lora",
             ["2e-4", "4e-4", "1e-3", "2e-3", "4e-3", "5e-3", "1e-2"],
             SEEDS3,
-            "MiniLM-L6 (h384, 6 layers), LoRA r 8",
+            minilm + ", LoRA r 8",
             center=1e-3,
             old_default="4e-4",
         ),
