@@ -124,10 +124,20 @@ def resolve_peak_rule_for_model(recipe, model: Any, adapter: Any = None) -> tupl
 
 
 def _as_trained(recipe, adapter: Any):
-    """``recipe`` with the rank and alpha of ``adapter`` when it is a LoRA adapter with other ones."""
+    """``recipe`` with the rank and alpha of ``adapter`` when it is a LoRA adapter with other ones; a full
+    fine-tuning recipe handed a LoRA adapter is read as LoRA (only the adapter trains, so its peak applies)."""
     r, alpha = getattr(adapter, "r", None), getattr(adapter, "lora_alpha", None)
-    if recipe.peft == "none" or not isinstance(r, int) or not isinstance(alpha, (int, float)):
+    if not isinstance(r, int) or not isinstance(alpha, (int, float)):
         return recipe
+    if recipe.peft == "none":
+        logging.getLogger(__name__).warning(
+            "recipe %r: full fine-tuning, but the model trains a LoRA adapter (r=%s, lora_alpha=%s): the peak-LR "
+            "rule gives the adapter's peak; use a LoRA recipe (e.g. lora-cls) for its other settings",
+            recipe.name,
+            r,
+            alpha,
+        )
+        return recipe.replace(peft="lora", lora_r=r, lora_alpha=alpha)
     if (r, alpha) == (recipe.lora_r, recipe.lora_alpha):
         return recipe
     logging.getLogger(__name__).info(

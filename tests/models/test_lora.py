@@ -358,3 +358,23 @@ def test_the_stock_trainer_path_reads_the_alpha_of_the_adapter_it_is_given(tmp_p
         optimizer, _ = recipe_optimizers(recipe, model, args, rows)
         peaks[alpha] = max(group["initial_lr"] for group in optimizer.param_groups)
     assert peaks[32] == pytest.approx(peaks[16] / 2, rel=1e-12)
+
+
+def test_a_full_fine_tuning_recipe_handed_a_lora_model_trains_it_at_the_adapters_peak(tmp_path, caplog):
+    """cls (full fine-tuning) with a caller's LoRA PeftModel: only the adapter trains, so the rule gives LoRA's
+    peak (20x at lora_alpha 16, as lora-cls does) and one line says so, instead of full fine-tuning's peak."""
+    from ftrecipes.training.arguments import recipe_training_args
+    from ftrecipes.training.trainer import RecipeTrainer
+
+    lora = get_recipe("lora-cls", max_steps=2, per_device_train_batch_size=8, eval_strategy="no")
+    peaks = {}
+    for name in ("cls", "lora-cls"):
+        recipe = get_recipe(name, max_steps=2, per_device_train_batch_size=8, eval_strategy="no")
+        model = apply_peft(tiny_model("cls", vocab_size=1000), lora)
+        args = recipe_training_args(recipe, str(tmp_path / name), report_to="none", disable_tqdm=True)
+        with caplog.at_level("INFO", logger="ftrecipes"):
+            trainer = RecipeTrainer(model=model, args=args, recipe=recipe)
+        peaks[name] = trainer.args.learning_rate
+        assert trainer.run_info["peak_rule"]["adaptation"] == "LoRA r 8 alpha 16"
+    assert peaks["cls"] == pytest.approx(peaks["lora-cls"], rel=1e-12)
+    assert "full fine-tuning, but the model trains a LoRA adapter (r=8, lora_alpha=16)" in caplog.text
